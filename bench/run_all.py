@@ -1,0 +1,592 @@
+"""The whole benchmark in one run on one machine (``edxstream bench`` runs this).
+
+    python bench/run_all.py [--scale small|full] [--json FILE] [--only PART,...]
+
+Parts (each prints its figures and a baseline measured in the same run):
+
+- ship:   shipper lines/s (``producer.backfill``) next to ``kcat -P -l`` on the same
+          file and broker; ratio.
+- stream: one ``edxstream process`` worker, events/s from its first line to its last.
+- sinks:  MySQL sink rows/s next to ``LOAD DATA LOCAL INFILE`` of the same rows (ratio);
+          ClickHouse sink rows/s.
+- e2e:    a backfill of 1,560,000 events (the two-year data set of the paper the project
+          starts from) from daily ``.gz`` files, until every row is in MySQL and every
+          window in ClickHouse: wall time, events/s, peak memory per process.
+- live:   the shipper follows a file written at 500 events/s for a minute; p50/p99 of
+          the time from a line's append to its row in MySQL and its window count in
+          ClickHouse (through the ClickHouse sink's query endpoint when it serves one,
+          else - said so in the output - the window's update on the aggregates topic).
+
+Everything runs against a broker this script starts (Tansu, memory store, free port),
+MySQL database ``edxstream_bench`` and a fresh embedded ClickHouse folder, all its own.
+Nothing here asserts a time: the figures are printed, and written with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import orjson  # noqa: E402
+
+from edxstream import kafka_admin, pipeline, stack  # noqa: E402
+from edxstream.chdb_server import endpoint_file  # noqa: E402
+from edxstream.generate import GenConfig, generate_lines, log_files, write_dir  # noqa: E402
+from edxstream.model import parse_line  # noqa: E402
+from edxstream.records import DeadLetter, EnrichedEvent, encode  # noqa: E402
+from edxstream.settings import Settings, load  # noqa: E402
+
+PAPER_EVENTS = 1_560_000
+
+
+@dataclass(frozen=True)
+class Scale:
+    ship_lines: int
+    stream_lines: int
+    sink_rows: int
+    e2e_events: int
+    e2e_days: int
+    live_rate: int  # lines/s appended
+    live_seconds: float
+
+
+SCALES = {
+    "full": Scale(ship_lines=500_000, stream_lines=200_000, sink_rows=200_000, e2e_events=PAPER_EVENTS,
+                  e2e_days=730, live_rate=500, live_seconds=60),
+    "small": Scale(ship_lines=5_000, stream_lines=3_000, sink_rows=3_000, e2e_events=4_000, e2e_days=3,
+                   live_rate=50, live_seconds=4),
+}
+TARGETS = {"e2e_events_per_s": 15_000, "live_p99_s": 2.0, "ship_vs_kcat": 0.6, "stream_events_per_s": 20_000}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+class Bench:
+    """A broker, a MySQL database and a chdb folder for the run; settings per part."""
+
+    def __init__(self, work: Path):
+        self.work = work
+        self.port = free_port()
+        base = load()
+        self.broker = stack.start_broker(stack.tansu_binary(base), "127.0.0.1", self.port, work / "broker.log")
+        self.mysql_root = {k: v for k, v in base.mysql.items() if k != "database"}
+        self.results: dict = {}
+
+    def settings(self, part: str, **extra) -> Settings:
+        """Settings of one part: its own topics, groups, home, database, chdb folder."""
+        home = self.work / part
+        return load(
+            home=home, kafka_bootstrap=f"127.0.0.1:{self.port}", partitions=4,
+            raw_topic=f"{part}.raw", enriched_topic=f"{part}.enriched", deadletter_topic=f"{part}.deadletter",
+            aggregates_topic=f"{part}.aggregates", app_id=f"bench-{part}", web_port=free_port(),
+            mysql_dsn=_dsn(load().mysql_dsn, f"edxstream_bench_{part}"), clickhouse_url=f"chdb://{home / 'clickhouse'}",
+            clickhouse_database="bench", **extra,
+        )
+
+    def close(self, keep: bool = False) -> None:
+        self.broker.kill()
+        self.broker.wait(10)
+        if not keep:
+            import pymysql
+
+            conn = pymysql.connect(**self.mysql_root, autocommit=True)
+            with conn.cursor() as cur:
+                for part in PARTS:
+                    cur.execute(f"DROP DATABASE IF EXISTS `edxstream_bench_{part}`")
+            conn.close()
+
+
+def _dsn(dsn: str, database: str) -> str:
+    from urllib.parse import urlparse, urlunparse
+
+    return urlunparse(urlparse(dsn)._replace(path=f"/{database}"))
+
+
+def _fresh_mysql(s: Settings) -> None:
+    stack.ensure_mysql_database(s)
+    pipeline.reset_mysql(s)
+
+
+def sample_file(path: Path, events: int, seed: int = 11) -> Path:
+    cfg = GenConfig(events=events, courses=12, learners=max(100, events // 40), days=max(1, min(60, events // 5000)),
+                    seed=seed)
+    with open(path, "wb") as f:
+        for line in generate_lines(cfg):
+            f.write(line)
+    return path
+
+
+# -- ship ------------------------------------------------------------------------------------
+
+
+def bench_ship(b: Bench, scale: Scale) -> dict:
+    from producer.backfill import backfill
+
+    s = b.settings("ship")
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    src = sample_file(s.data_dir / "tracking.log", scale.ship_lines)
+    lines = sum(1 for line in open(src, "rb") if line.strip())
+    kafka_admin.ensure_topics(s, [s.raw_topic, s.deadletter_topic, "ship.kcat"])
+    kcat = shutil.which("kcat")
+    if not kcat:
+        raise SystemExit("kcat is not installed (apt-get install kcat): it is the shipper's baseline")
+    sys.path.insert(0, str(REPO / "bench"))
+    from bench_ship import kcat_env  # the shipper engineer's fix for kcat's old librdkafka
+
+    t = time.monotonic()
+    subprocess.run([kcat, "-P", "-b", s.kafka_bootstrap, "-t", "ship.kcat", "-l", str(src)], check=True,
+                   env=kcat_env(s.data_dir))
+    kcat_s = time.monotonic() - t
+    r = backfill(s, [src], progress=False)
+    out = {"ship_lines": r.counters.lines, "ship_lines_per_s": r.counters.lines / r.seconds,
+           "kcat_lines_per_s": lines / kcat_s}
+    out["ship_vs_kcat"] = out["ship_lines_per_s"] / out["kcat_lines_per_s"]
+    say(f"ship   : edxstream {out['ship_lines_per_s']:>10,.0f} lines/s   kcat -P -l {out['kcat_lines_per_s']:>10,.0f}"
+        f" lines/s   ratio {out['ship_vs_kcat']:.2f}   ({lines:,} lines, {src.stat().st_size / 1e6:.0f} MB)")
+    return out
+
+
+# -- stream -------------------------------------------------------------------------------------
+
+
+def _produce_raw(s: Settings, lines: list[bytes]) -> None:
+    from confluent_kafka import Producer
+
+    kafka_admin.ensure_topics(s)
+    p = Producer({"bootstrap.servers": s.kafka_bootstrap, "linger.ms": 20, "batch.size": 1_000_000,
+                  "queue.buffering.max.messages": 1_000_000})
+    offset = 0
+    for i, line in enumerate(lines):
+        p.produce(s.raw_topic, key=b"u%d" % (i % 5000), value=line,
+                  headers=[("source", b"/bench/tracking.log"), ("offset", b"%d" % offset), ("fp", b"bench")])
+        offset += len(line) + 1
+        if i % 10_000 == 0:
+            p.poll(0)
+    if p.flush(300):
+        raise SystemExit("could not produce the raw lines")
+
+
+def bench_stream(b: Bench, scale: Scale) -> dict:
+    s = b.settings("stream")
+    lines = [x.rstrip(b"\n") for x in generate_lines(GenConfig(events=scale.stream_lines, courses=12,
+                                                               learners=max(100, scale.stream_lines // 40),
+                                                               days=3, seed=12))]
+    _produce_raw(s, lines)
+    metrics = s.data_dir / "stream.metrics.json"
+    with pipeline.Pipeline(s, log_dir=s.data_dir / "logs") as pipe:
+        pipe.start("stream", "process", "--log-every", "0.1", "--metrics-file", str(metrics))
+        t_first = first = None
+        deadline = time.monotonic() + 1800
+        while time.monotonic() < deadline:
+            pipe.check_alive("stream")
+            m = pipeline.stream_metrics(s, metrics)
+            n = m.get("lines", 0)
+            if t_first is None and n > 0:
+                t_first, first = time.monotonic(), n
+            if n >= len(lines) and m.get("enriched_seen", 0) >= m.get("enriched", 1):
+                t_done = time.monotonic()
+                break
+            time.sleep(0.05)
+        else:
+            raise SystemExit("stream worker did not finish; see " + str(s.data_dir / "logs"))
+    rate = (len(lines) - first) / max(1e-6, t_done - t_first)
+    say(f"stream : one worker {rate:>10,.0f} events/s   ({len(lines):,} lines in {t_done - t_first:.1f}s)")
+    return {"stream_events_per_s": rate}
+
+
+# -- sinks ---------------------------------------------------------------------------------------
+
+
+def _events(n: int, seed: int) -> list[EnrichedEvent]:
+    out = []
+    for line in generate_lines(GenConfig(events=n, courses=12, learners=max(100, n // 40), days=3, seed=seed,
+                                         malformed=0)):
+        r = parse_line(line)
+        if isinstance(r, EnrichedEvent):
+            out.append(r)
+    return out
+
+
+def _produce(s: Settings, topic: str, values: list[bytes]) -> None:
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": s.kafka_bootstrap, "linger.ms": 20, "batch.size": 1_000_000,
+                  "queue.buffering.max.messages": 1_000_000})
+    for i, v in enumerate(values):
+        p.produce(topic, value=v)
+        if i % 10_000 == 0:
+            p.poll(0)
+    if p.flush(300):
+        raise SystemExit("could not produce")
+
+
+def _tsv_value(v) -> str:
+    if v is None:
+        return "\\N"
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    text = v.isoformat(sep=" ") if hasattr(v, "isoformat") else str(v)
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def load_data_rate(s: Settings, events: list[EnrichedEvent]) -> float:
+    """Rows/s of LOAD DATA LOCAL INFILE of the same rows into a copy of the events table."""
+    import pymysql
+
+    from sinks import rows
+
+    path = s.data_dir / "events.tsv"
+    with open(path, "w", encoding="utf-8") as f:
+        for e in events:
+            f.write("\t".join(_tsv_value(v) for v in rows.mysql_event_row(e)) + "\n")
+    conn = pymysql.connect(**s.mysql, local_infile=True, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS events_load_data")
+            cur.execute("CREATE TABLE events_load_data LIKE events")
+            t = time.monotonic()
+            cur.execute(f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE events_load_data CHARACTER SET utf8mb4")
+            secs = time.monotonic() - t
+            cur.execute("SELECT COUNT(*) FROM events_load_data")
+            n = cur.fetchone()[0]
+    finally:
+        conn.close()
+    if n != len(events):
+        say(f"         (LOAD DATA stored {n} of {len(events)} rows)")
+    return n / secs
+
+
+def bench_sinks(b: Bench, scale: Scale) -> dict:
+    s = b.settings("sinks")
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    _fresh_mysql(s)
+    events = _events(scale.sink_rows, seed=13)
+    kafka_admin.ensure_topics(s)
+    _produce(s, s.enriched_topic, [encode(e) for e in events])
+    out: dict = {}
+    with pipeline.Pipeline(s, log_dir=s.data_dir / "logs") as pipe:
+        pipeline.prepare(pipe, reset=False)
+        # MySQL: from the first row to the last
+        conn = pipeline.mysql_connect(s)
+        pipe.start("sink-mysql", "sink", "mysql")
+        # from the last look that saw no row (the sink has joined its group and is about
+        # to write its first batch) to the look that sees them all
+        t_zero = time.monotonic()
+        deadline = t_zero + 1800
+        while time.monotonic() < deadline:
+            pipe.check_alive("sink-mysql")
+            now = time.monotonic()
+            n, _ = pipeline.mysql_counts(conn)
+            if n == 0:
+                t_zero = now
+            if n >= len(events):
+                t_done = time.monotonic()
+                break
+            time.sleep(0.02)
+        else:
+            raise SystemExit("MySQL sink did not finish")
+        conn.close()
+        pipe.stop("sink-mysql")
+        out["mysql_rows_per_s"] = len(events) / max(1e-6, t_done - t_zero)
+        out["load_data_rows_per_s"] = load_data_rate(s, events)
+        out["mysql_vs_load_data"] = out["mysql_rows_per_s"] / out["load_data_rows_per_s"]
+        say(f"mysql  : sink {out['mysql_rows_per_s']:>10,.0f} rows/s   LOAD DATA {out['load_data_rows_per_s']:>10,.0f}"
+            f" rows/s   ratio {out['mysql_vs_load_data']:.2f}   ({len(events):,} rows)")
+        # ClickHouse: from the first committed batch to no lag
+        pipe.start("sink-clickhouse", "sink", "clickhouse")
+        topics = [s.enriched_topic, s.aggregates_topic]
+        t_zero = time.monotonic()
+        while time.monotonic() < deadline:
+            pipe.check_alive("sink-clickhouse")
+            now = time.monotonic()
+            lag = pipeline.group_lag(s, s.clickhouse_sink_group, topics)
+            if lag is None or lag >= len(events):
+                t_zero = now  # nothing committed yet
+            if lag == 0:
+                t_done = time.monotonic()
+                break
+            time.sleep(0.05)
+        else:
+            raise SystemExit("ClickHouse sink did not finish")
+        pipe.stop("sink-clickhouse")
+    ch_events, _ = pipeline.clickhouse_counts(s)
+    out["clickhouse_rows_per_s"] = len(events) / max(1e-6, t_done - t_zero)
+    say(f"click  : sink {out['clickhouse_rows_per_s']:>10,.0f} rows/s   ({ch_events:,} of {len(events):,} rows stored)")
+    return out
+
+
+# -- end to end ---------------------------------------------------------------------------------------
+
+
+def bench_e2e(b: Bench, scale: Scale) -> dict:
+    s = b.settings("e2e")
+    logs = s.data_dir / "logs-in"
+    t = time.monotonic()
+    cfg = GenConfig(events=scale.e2e_events, courses=20, learners=max(200, scale.e2e_events // 75),
+                    days=scale.e2e_days, seed=14)
+    write_dir(cfg, logs)
+    paths = log_files(logs)
+    say(f"e2e    : generated {scale.e2e_events:,} events in {len(paths)} files in {time.monotonic() - t:.0f}s")
+    expected = pipeline.expected_counts(paths)
+    _fresh_mysql(s)
+    with pipeline.Pipeline(s, log_dir=s.data_dir / "logs") as pipe:
+        pipeline.prepare(pipe, reset=True)
+        pipeline.start_workers(pipe)
+        last = [0.0]
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if time.monotonic() - last[0] > 10:
+                last[0] = time.monotonic()
+                say(f"         {stage}: {done:,}/{total:,} rows in MySQL")
+
+        r = pipeline.backfill_until_written(pipe, paths, expected, progress=progress, timeout=3600)
+    rate = expected.lines / r.seconds
+    peaks = {k: round(v, 1) for k, v in r.peaks_mb.items() if v and k in ("backfill", "stream", "sink-mysql",
+                                                                          "sink-clickhouse")}
+    say(f"e2e    : {expected.lines:,} lines from .gz files -> every row in MySQL after {r.mysql_seconds:.1f}s, "
+        f"every window in ClickHouse after {r.seconds:.1f}s = {rate:,.0f} events/s")
+    say(f"         peak memory (MB): " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(peaks.items())))
+    for note in r.notes:
+        say(f"         note: {note}")
+    return {"e2e_events": expected.lines, "e2e_seconds": r.seconds, "e2e_mysql_seconds": r.mysql_seconds,
+            "e2e_ship_seconds": r.ship_seconds, "e2e_events_per_s": rate, "e2e_peak_mb": peaks,
+            "e2e_clickhouse_events": r.clickhouse_events, "e2e_clickhouse_windows": r.clickhouse_windows}
+
+
+# -- live latency ------------------------------------------------------------------------------------
+
+
+@dataclass
+class LiveLine:
+    appended: float
+    event_id: str
+    key: tuple[str, str, int]  # course, category, 60 s window start (epoch)
+    ordinal: int  # how many lines of this key up to and including this one
+    mysql: float | None = None
+    clickhouse: float | None = None
+
+
+def _live_templates(n: int) -> list[dict]:
+    """Generated events that belong to a course (only those have course windows)."""
+    docs: list[dict] = []
+    size = n
+    while len(docs) < n:
+        size *= 2
+        docs = [orjson.loads(line) for line in generate_lines(GenConfig(events=size, courses=4, learners=500, days=1,
+                                                                        seed=15, malformed=0, prefixed=0))
+                if getattr(parse_line(line), "course_id", None)]
+    return docs[:n]
+
+
+def bench_live(b: Bench, scale: Scale) -> dict:
+    from datetime import datetime, timezone
+
+    s = b.settings("live")
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    _fresh_mysql(s)
+    live_file = s.data_dir / "tracking.log"
+    live_file.write_bytes(b"")
+    n = int(scale.live_rate * scale.live_seconds)
+    templates = _live_templates(n)
+    lines: list[LiveLine] = []
+    per_key: dict[tuple, int] = {}
+    with pipeline.Pipeline(s, log_dir=s.data_dir / "logs") as pipe:
+        pipeline.prepare(pipe, reset=True)
+        pipeline.start_workers(pipe)
+        pipe.start("ship", "ship", str(live_file), "--poll-interval", "0.05")
+        time.sleep(8)  # consumer groups join (Tansu: session.timeout/2) before the clock starts
+        # the ClickHouse sink's query endpoint, if it serves one; else the aggregates topic
+        via = "aggregates topic"
+        if s.clickhouse_embedded_path is None or endpoint_file(s).exists():
+            try:
+                pipeline.clickhouse_rows(s, {"x": "SELECT 1 AS x"}, timeout=60)
+                via = "clickhouse"
+            except Exception:  # noqa: BLE001 - measured on the topic instead, and said so
+                pass
+        stop = threading.Event()
+        watcher = threading.Thread(target=_watch, args=(s, lines, stop, via), daemon=True)
+        watcher.start()
+        interval = 1.0 / scale.live_rate
+        t0 = time.monotonic()
+        with open(live_file, "ab", buffering=0) as f:
+            for i, doc in enumerate(templates):
+                due = t0 + i * interval
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                now = time.time()
+                doc["time"] = datetime.fromtimestamp(now, timezone.utc).isoformat()
+                raw = orjson.dumps(doc)
+                ev = parse_line(raw)
+                key = (ev.course_id or "", ev.category, int(now // 60) * 60)
+                per_key[key] = per_key.get(key, 0) + 1
+                lines.append(LiveLine(time.monotonic(), ev.event_id, key, per_key[key]))
+                f.write(raw + b"\n")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and any(x.mysql is None or x.clickhouse is None for x in lines):
+            pipe.check_alive("stream", "sink-mysql", "sink-clickhouse", "ship")
+            time.sleep(0.2)
+        stop.set()
+        watcher.join(10)
+    done = [x for x in lines if x.mysql is not None and x.clickhouse is not None]
+    if not done:
+        raise SystemExit("no live line reached both stores; see " + str(s.data_dir / "logs"))
+    both = sorted(max(x.mysql, x.clickhouse) - x.appended for x in done)
+    my = sorted(x.mysql - x.appended for x in done)
+    ch = sorted(x.clickhouse - x.appended for x in done)
+    out = {"live_lines": len(lines), "live_seen": len(done), "live_rate": scale.live_rate, "live_via": via,
+           "live_p50_s": _pct(both, 50), "live_p99_s": _pct(both, 99),
+           "live_mysql_p50_s": _pct(my, 50), "live_mysql_p99_s": _pct(my, 99),
+           "live_clickhouse_p50_s": _pct(ch, 50), "live_clickhouse_p99_s": _pct(ch, 99)}
+    say(f"live   : {scale.live_rate}/s for {scale.live_seconds:.0f}s, {len(done):,}/{len(lines):,} lines seen; append -> "
+        f"MySQL row p50 {out['live_mysql_p50_s']:.2f}s p99 {out['live_mysql_p99_s']:.2f}s; append -> window count "
+        f"({via}) p50 {out['live_clickhouse_p50_s']:.2f}s p99 {out['live_clickhouse_p99_s']:.2f}s; both p50 "
+        f"{out['live_p50_s']:.2f}s p99 {out['live_p99_s']:.2f}s")
+    return out
+
+
+def _pct(values: list[float], p: int) -> float:
+    if len(values) == 1:
+        return max(values[0], 1e-6)
+    return max(statistics.quantiles(values, n=100, method="inclusive")[p - 1], 1e-6)
+
+
+def _watch(s: Settings, lines: list[LiveLine], stop: threading.Event, via: str) -> None:
+    """Marks when each line's row shows in MySQL and its window count reaches it."""
+    from confluent_kafka import Consumer
+
+    from edxstream.records import decode_window
+
+    conn = pipeline.mysql_connect(s)
+    consumer = None
+    if via != "clickhouse":
+        consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"bench-live-watch-{os.getpid()}",
+                             "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
+        consumer.subscribe([s.aggregates_topic])
+    seen_ids: set[str] = set()
+    counts: dict[tuple, int] = {}
+    try:
+        while not stop.is_set():
+            now = time.monotonic()
+            with conn.cursor() as cur:
+                cur.execute("SELECT event_id FROM events")
+                for (eid,) in cur.fetchall():
+                    seen_ids.add(eid)
+            if via == "clickhouse":
+                rows = pipeline.clickhouse_rows(s, {"w": (
+                    "SELECT course_id, dimension, toUnixTimestamp(window_start) AS ws, max(count) AS n "
+                    "FROM window_counts WHERE kind = 'course_category' AND window_seconds = 60 "
+                    "GROUP BY course_id, dimension, ws")})["w"]
+                for r in rows:
+                    counts[(r["course_id"], r["dimension"], int(r["ws"]))] = int(r["n"])
+            else:
+                for m in consumer.consume(10_000, timeout=0.05):
+                    if m.error():
+                        continue
+                    w = decode_window(m.value())
+                    if w.kind == "course_category" and w.window_seconds == 60:
+                        key = (w.course_id, w.dimension, int(w.window_start.timestamp()))
+                        counts[key] = max(counts.get(key, 0), w.count)
+            t = time.monotonic() if via == "clickhouse" else now
+            for x in list(lines):
+                if x.mysql is None and x.event_id in seen_ids:
+                    x.mysql = now
+                if x.clickhouse is None and counts.get(x.key, 0) >= x.ordinal:
+                    x.clickhouse = t
+            time.sleep(0.05)
+    finally:
+        conn.close()
+        if consumer is not None:
+            consumer.close()
+
+
+# -- main ---------------------------------------------------------------------------------------------
+
+PARTS = {"ship": bench_ship, "stream": bench_stream, "sinks": bench_sinks, "e2e": bench_e2e, "live": bench_live}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="edxstream bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", choices=sorted(SCALES), default="full",
+                    help="full: the issue's sizes (takes several minutes); small: a quick check")
+    ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    ap.add_argument("--only", help="comma-separated parts: " + ",".join(PARTS))
+    ap.add_argument("--keep", action="store_true", help="keep the work folder (logs, files)")
+    args = ap.parse_args(argv)
+    parts = args.only.split(",") if args.only else list(PARTS)
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        ap.error(f"unknown parts: {', '.join(sorted(unknown))}")
+    scale = SCALES[args.scale]
+    work = Path(tempfile.mkdtemp(prefix="edxstream-bench-"))
+    say(f"edxstream bench, scale {args.scale}, {os.cpu_count()} cores; work folder {work}")
+    b = Bench(work)
+    results: dict = {"scale": args.scale, "cores": os.cpu_count()}
+    try:
+        for name in parts:
+            t = time.monotonic()
+            results.update(PARTS[name](b, scale))
+            results[f"{name}_bench_seconds"] = round(time.monotonic() - t, 1)
+    finally:
+        b.close(keep=args.keep)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    say("")
+    say(table(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        say(f"figures written to {args.json}")
+    return 0
+
+
+def table(results: dict) -> str:
+    rows = [
+        ("ship_vs_kcat", "shipper / kcat -P -l (lines/s ratio)", "{:.2f}"),
+        ("ship_lines_per_s", "shipper lines/s", "{:,.0f}"),
+        ("kcat_lines_per_s", "kcat -P -l lines/s", "{:,.0f}"),
+        ("stream_events_per_s", "stream app events/s (one worker)", "{:,.0f}"),
+        ("mysql_rows_per_s", "MySQL sink rows/s", "{:,.0f}"),
+        ("load_data_rows_per_s", "LOAD DATA rows/s", "{:,.0f}"),
+        ("mysql_vs_load_data", "MySQL sink / LOAD DATA", "{:.2f}"),
+        ("clickhouse_rows_per_s", "ClickHouse sink rows/s", "{:,.0f}"),
+        ("e2e_events", "end to end: events", "{:,}"),
+        ("e2e_seconds", "end to end: wall seconds", "{:.1f}"),
+        ("e2e_events_per_s", "end to end: events/s", "{:,.0f}"),
+        ("live_p50_s", "live: append -> MySQL and window, p50 s", "{:.2f}"),
+        ("live_p99_s", "live: append -> MySQL and window, p99 s", "{:.2f}"),
+    ]
+    out = [f"{'figure':<44} {'value':>14}  target", "-" * 70]
+    for key, title, fmt in rows:
+        if key in results:
+            target = TARGETS.get(key)
+            t = "" if target is None else (f"<= {target}" if key.startswith("live") else f">= {target:,}")
+            out.append(f"{title:<44} {fmt.format(results[key]):>14}  {t}")
+    for proc, mb in sorted(results.get("e2e_peak_mb", {}).items()):
+        out.append(f"{'end to end: peak MB, ' + proc:<44} {mb:>14,.0f}")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

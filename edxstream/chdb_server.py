@@ -1,0 +1,294 @@
+"""Queries on the embedded ClickHouse (chdb) while another process holds its folder.
+
+chdb lets one process at a time open a data folder. While the pipeline runs, the
+ClickHouse sink holds it, so ``edxstream query``/``export``/``report`` cannot open it
+themselves. The holding process therefore runs :func:`serve`: a small HTTP endpoint on
+loopback, in a background thread, that runs read-only SQL on its engine and answers in
+any ClickHouse output format. Its address and a random token are written to
+``<data_dir>/run/clickhouse.endpoint`` (mode 0600, so only the same user can query).
+
+:func:`open_runner` is the client side: a :class:`Runner` that queries a ClickHouse
+server, or the chdb folder directly when it is free, or the endpoint when it is held.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Iterator, Protocol
+
+import clickhouse_connect
+
+from edxstream import clickhouse
+from edxstream.errors import UserError
+from edxstream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Statements that only read. Anything else needs allow_write=True on the server side.
+READ_KEYWORDS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN"})
+MAX_SQL_BYTES = 1_000_000
+
+
+def endpoint_file(settings: Settings) -> Path:
+    return settings.data_dir / "run" / "clickhouse.endpoint"
+
+
+def _code_tokens(sql: str) -> tuple[list[str], bool]:
+    """The words of ``sql`` outside quotes and comments, and whether a ``;`` is followed
+    by more code (several statements)."""
+    words: list[str] = []
+    word: list[str] = []
+    i, n = 0, len(sql)
+    after_semicolon = False
+    several = False
+
+    def flush() -> None:
+        if word:
+            words.append("".join(word).upper())
+            word.clear()
+
+    while i < n:
+        c = sql[i]
+        if c in "'\"`":
+            flush()
+            j = i + 1
+            while j < n and sql[j] != c:
+                j += 2 if sql[j] == "\\" else 1
+            several |= after_semicolon
+            i = j + 1
+        elif sql.startswith("--", i) or c == "#":
+            flush()
+            j = sql.find("\n", i)
+            i = n if j < 0 else j
+        elif sql.startswith("/*", i):
+            flush()
+            j = sql.find("*/", i + 2)
+            i = n if j < 0 else j + 2
+        elif c == ";":
+            flush()
+            after_semicolon = True
+            i += 1
+        elif c.isalnum() or c == "_":
+            word.append(c)
+            several |= after_semicolon
+            i += 1
+        else:
+            flush()
+            several |= after_semicolon and not c.isspace()
+            i += 1
+    flush()
+    return words, several
+
+
+def check_read_only(sql: str) -> None:
+    """Raise UserError unless ``sql`` is one statement that only reads."""
+    words, several = _code_tokens(sql)
+    if not words:
+        raise UserError("empty query")
+    if several:
+        raise UserError("one statement per query, please")
+    if words[0] not in READ_KEYWORDS:
+        raise UserError(f"only read-only statements are allowed here ({', '.join(sorted(READ_KEYWORDS))}), not {words[0]}")
+    for a, b in zip(words, words[1:]):
+        if (a, b) == ("INTO", "OUTFILE"):
+            raise UserError("INTO OUTFILE is not allowed: the endpoint returns results, it does not write files")
+
+
+def strip_semicolons(sql: str) -> str:
+    return sql.strip().rstrip(";").rstrip()
+
+
+# -- server side --------------------------------------------------------------------------
+
+
+class EndpointServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address, client, database: str, token: str, allow_write: bool, path_file: Path):
+        super().__init__(address, _Handler)
+        self.client = client
+        self.database = database
+        self.token = token
+        self.allow_write = allow_write
+        self.path_file = path_file
+        self.lock = threading.Lock()  # one query at a time on our handle; the engine serialises anyway
+        self.thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/"
+
+    def stop(self) -> None:
+        """Stop answering and remove the endpoint file (if it is still ours)."""
+        self.shutdown()
+        self.server_close()
+        try:
+            if json.loads(self.path_file.read_text()).get("token") == self.token:
+                self.path_file.unlink()
+        except (OSError, ValueError):
+            pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: EndpointServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args) -> None:  # quiet: the sink's log is for the sink
+        log.debug("endpoint: " + fmt, *args)
+
+    def _reply(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # health check
+        self._reply(HTTPStatus.OK, b"edxstream chdb endpoint\n")
+
+    def do_POST(self) -> None:
+        if not secrets.compare_digest(self.headers.get("X-Edxstream-Token", ""), self.server.token):
+            self._reply(HTTPStatus.FORBIDDEN, b"bad token\n")
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_SQL_BYTES:
+            self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"query too long\n")
+            return
+        sql = strip_semicolons(self.rfile.read(length).decode("utf-8", "replace"))
+        params = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+        fmt = params.get("format", ["TabSeparatedWithNames"])[0]
+        database = params.get("database", [self.server.database])[0]
+        try:
+            if not self.server.allow_write:
+                check_read_only(sql)
+            with self.server.lock:
+                self.server.client.database = database
+                body = self.server.client.raw_query(sql, fmt=fmt)
+        except UserError as exc:
+            self._reply(HTTPStatus.FORBIDDEN, f"{exc}\n".encode())
+            return
+        except Exception as exc:  # the engine's own message is what the analyst needs
+            self._reply(HTTPStatus.BAD_REQUEST, f"{exc}\n".encode())
+            return
+        self._reply(HTTPStatus.OK, body, "application/octet-stream")
+
+
+def serve(client, settings: Settings, allow_write: bool = False, host: str = "127.0.0.1") -> EndpointServer:
+    """Answer queries on ``client``'s chdb folder from other processes, in a background
+    thread, until ``.stop()``. Writes the endpoint file other processes look for.
+
+    The endpoint gets its own handle on the engine (chdb allows several per folder inside
+    one process), so its USE/database state never disturbs the caller's client."""
+    path = settings.clickhouse_embedded_path
+    own = clickhouse_connect.get_client(interface="chdb", path=str(path)) if path is not None else client
+    target = endpoint_file(settings)
+    token = secrets.token_hex(16)
+    server = EndpointServer((host, 0), own, settings.clickhouse_database, token, allow_write, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"url": server.url, "token": token, "pid": os.getpid(), "path": str(path)}, f)
+    os.replace(tmp, target)
+    server.thread = threading.Thread(target=server.serve_forever, name="chdb-endpoint", daemon=True)
+    server.thread.start()
+    log.info("ClickHouse query endpoint on %s (for edxstream query/export/report)", server.url)
+    return server
+
+
+# -- client side --------------------------------------------------------------------------
+
+
+class Runner(Protocol):
+    """Runs SQL and returns the result in a ClickHouse output format."""
+
+    where: str
+
+    def raw(self, sql: str, fmt: str) -> bytes: ...
+
+    def stream(self, sql: str, fmt: str) -> Iterator[bytes]: ...
+
+
+class ClientRunner:
+    def __init__(self, client, where: str):
+        self.client = client
+        self.where = where
+
+    def raw(self, sql: str, fmt: str) -> bytes:
+        return self.client.raw_query(strip_semicolons(sql), fmt=fmt)
+
+    def stream(self, sql: str, fmt: str) -> Iterator[bytes]:
+        stream = self.client.raw_stream(strip_semicolons(sql), fmt=fmt)
+        try:
+            while chunk := stream.read(1 << 20):
+                yield chunk
+        finally:
+            stream.close()
+
+
+class EndpointRunner:
+    def __init__(self, url: str, token: str, database: str, where: str):
+        self.url = url
+        self.token = token
+        self.database = database
+        self.where = where
+
+    def _open(self, sql: str, fmt: str):
+        query = urllib.parse.urlencode({"format": fmt, "database": self.database})
+        req = urllib.request.Request(
+            f"{self.url}?{query}", data=sql.encode(), method="POST",
+            headers={"X-Edxstream-Token": self.token, "Content-Type": "text/plain; charset=utf-8"},
+        )
+        try:
+            return urllib.request.urlopen(req, timeout=600)
+        except urllib.error.HTTPError as exc:
+            raise UserError(f"ClickHouse ({self.where}): {exc.read().decode(errors='replace').strip()}") from None
+        except OSError as exc:
+            raise UserError(
+                f"the process holding the ClickHouse folder does not answer on {self.url} ({exc}); "
+                f"is the ClickHouse sink still starting or stuck?"
+            ) from None
+
+    def raw(self, sql: str, fmt: str) -> bytes:
+        with self._open(sql, fmt) as resp:
+            return resp.read()
+
+    def stream(self, sql: str, fmt: str) -> Iterator[bytes]:
+        with self._open(sql, fmt) as resp:
+            while chunk := resp.read(1 << 20):
+                yield chunk
+
+
+def open_runner(settings: Settings) -> Runner:
+    """A runner for the configured ClickHouse; through the holder's endpoint when
+    another process holds the chdb folder."""
+    path = settings.clickhouse_embedded_path
+    if path is None:
+        return ClientRunner(clickhouse.connect(settings), clickhouse.describe(settings))
+    try:
+        return ClientRunner(clickhouse.connect(settings), clickhouse.describe(settings))
+    except UserError:
+        target = endpoint_file(settings)
+        try:
+            info = json.loads(target.read_text())
+        except (OSError, ValueError):
+            raise UserError(
+                f"the embedded ClickHouse folder {path} is held by another process and it "
+                f"publishes no query endpoint ({target} is missing). Stop that process, or "
+                f"run the ClickHouse sink of this version, which serves queries."
+            ) from None
+        if Path(info.get("path", "")) != path:
+            raise UserError(f"{target} is for {info.get('path')}, not {path}: stale file from another setup?")
+        return EndpointRunner(info["url"], info["token"], settings.clickhouse_database,
+                              f"chdb:{path} via pid {info.get('pid')}")

@@ -1,0 +1,336 @@
+"""``edxstream demo`` (the whole pipeline on a sample, then what a course team sees
+first) and ``edxstream bench`` (the benchmark, ``bench/run_all.py``)."""
+
+from __future__ import annotations
+
+import argparse
+import runpy
+import socket
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+from edxstream.errors import UserError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def register(subparsers) -> None:
+    d = subparsers.add_parser(
+        "demo",
+        help="run the whole pipeline on a sample log and show what a course team sees first",
+        description="Bring the local stack up, generate a sample tracking log (or take yours), backfill it, "
+        "run the stream app and both sinks until everything is written, then print events per course and "
+        "category, the busiest days, top videos and problems, and dead letters.",
+    )
+    d.add_argument("--log", nargs="+", type=Path, metavar="PATH",
+                   help="tracking logs (files, .gz or folders) to use instead of a generated sample")
+    d.add_argument("--events", type=int, default=40_000, help="size of the generated sample (40000)")
+    d.add_argument("--courses", type=int, default=4, help="course runs in the sample (4)")
+    d.add_argument("--learners", type=int, default=1_500, help="learners in the sample (1500)")
+    d.add_argument("--days", type=int, default=14, help="days the sample covers (14)")
+    d.add_argument("--seed", type=int, default=2026, help="sample seed (2026)")
+    d.add_argument("--database", default="edxstream_demo",
+                   help="MySQL and ClickHouse database the demo (re)creates and fills (edxstream_demo)")
+    d.add_argument("--timeout", type=float, default=900, help="give up after this many seconds (900)")
+    d.set_defaults(func=run_demo)
+
+    b = subparsers.add_parser(
+        "bench",
+        help="measure shipper, stream app, sinks, end-to-end backfill and live latency (bench/run_all.py)",
+        description="Runs bench/run_all.py: shipper vs kcat, one stream worker, MySQL sink vs LOAD DATA, "
+        "ClickHouse sink, an end-to-end backfill of 1,560,000 events, live latency at 500 events/s.",
+    )
+    b.add_argument("--scale", choices=["full", "small"], default="full",
+                   help="full: the issue's sizes (long); small: a quick check")
+    b.add_argument("--json", help="also write the figures to this JSON file")
+    b.add_argument("--only", help="comma-separated parts: ship,stream,sinks,e2e,live")
+    b.add_argument("--keep", action="store_true", help="keep the work folder")
+    b.set_defaults(func=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    script = REPO / "bench" / "run_all.py"
+    if not script.exists():
+        raise UserError(f"{script} is missing: `edxstream bench` runs from a checkout of the repository")
+    argv = ["--scale", args.scale]
+    if args.json:
+        argv += ["--json", args.json]
+    if args.only:
+        argv += ["--only", args.only]
+    if args.keep:
+        argv.append("--keep")
+    old = sys.argv
+    sys.argv = [str(script), *argv]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as exc:  # the script ends with sys.exit(main()), or a message
+        if isinstance(exc.code, str):
+            raise UserError(exc.code) from None
+        return int(exc.code or 0)
+    finally:
+        sys.argv = old
+    return 0
+
+
+# -- demo -------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _with_database(dsn: str, database: str) -> str:
+    u = urlparse(dsn)
+    return urlunparse(u._replace(path=f"/{database}"))
+
+
+def demo_settings(base, database: str, run_id: str):
+    """The demo's own topics, consumer groups and databases, so it never mixes with (or
+    skips because of) earlier runs or real data."""
+    from edxstream.settings import load
+
+    return load(
+        raw_topic=f"demo.{run_id}.raw",
+        enriched_topic=f"demo.{run_id}.enriched",
+        deadletter_topic=f"demo.{run_id}.deadletter",
+        aggregates_topic=f"demo.{run_id}.aggregates",
+        app_id=f"edxstream-demo-{run_id}",
+        mysql_dsn=_with_database(base.mysql_dsn, database),
+        clickhouse_database=database,
+        checkpoint_dir=base.data_dir / "demo" / "checkpoints" / run_id,
+        web_port=_free_port(),
+    )
+
+
+def _step(n: int, text: str) -> None:
+    print(f"[{n}/5] {text}", flush=True)
+
+
+def _log_paths(paths: list[Path]) -> list[Path]:
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            rotated = sorted(p.glob("tracking.log-*"))
+            live = p / "tracking.log"
+            out += rotated + ([live] if live.exists() else [])
+            if not rotated and not live.exists():
+                out += sorted(x for x in p.iterdir() if x.is_file() and not x.name.endswith(".json"))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise UserError(f"{p}: no such file or folder")
+    if not out:
+        raise UserError("no log files found in " + ", ".join(map(str, paths)))
+    return out
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from edxstream import pipeline, stack
+    from edxstream.settings import load
+
+    t_start = time.monotonic()
+    base = load()
+    run_id = time.strftime("%Y%m%d%H%M%S")
+    s = demo_settings(base, args.database, run_id)
+
+    _step(1, "local stack: Kafka (Tansu), MariaDB, ClickHouse")
+    # not stack.up(): its ClickHouse check would open the chdb folder in this process,
+    # and the ClickHouse sink needs it; the schema step below checks ClickHouse instead
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    print(f"      {'kafka':<11} {stack.broker_up(s)} ({s.kafka_bootstrap})")
+    print(f"      {'mysql':<11} {stack.mysql_up(s)}")
+    from edxstream import clickhouse
+
+    print(f"      {'clickhouse':<11} {clickhouse.describe(s)}")
+
+    if args.log:
+        paths = _log_paths(args.log)
+        _step(2, f"sample: {len(paths)} file(s) given")
+    else:
+        from edxstream.generate import GenConfig, log_files, write_dir
+
+        out = s.data_dir / "demo" / "sample"
+        cfg = GenConfig(events=args.events, courses=args.courses, learners=args.learners, days=args.days,
+                        seed=args.seed)
+        _step(2, f"sample: generating {cfg.events:,} events for {cfg.courses} course runs, "
+                 f"{cfg.learners:,} learners over {cfg.days} days into {out}/")
+        write_dir(cfg, out)
+        paths = log_files(out)
+    expected = pipeline.expected_counts(paths)
+    print(f"      {len(paths)} files, {expected.lines:,} lines: {expected.events:,} events and "
+          f"{expected.dead_letters:,} malformed lines expected", flush=True)
+
+    _step(3, f"schemas: fresh MySQL and ClickHouse databases `{args.database}`")
+    log_dir = s.log_dir / "demo" / run_id
+    with pipeline.Pipeline(s, log_dir=log_dir) as pipe:
+        pipeline.prepare(pipe, reset=True)
+        _step(4, f"pipeline: backfill -> stream app -> MySQL and ClickHouse sinks (logs in {log_dir}/)")
+        pipeline.start_workers(pipe, web_port=s.web_port)
+        total = expected.events + expected.dead_letters
+        with tqdm(total=total, unit="row", unit_scale=True, file=sys.stderr, desc="      written to MySQL",
+                  mininterval=0.5, dynamic_ncols=True) as bar:
+            def progress(stage: str, done: int, _total: int) -> None:
+                bar.set_postfix_str(stage, refresh=False)
+                bar.update(max(0, done - bar.n))
+
+            result = pipeline.backfill_until_written(pipe, paths, expected, progress=progress,
+                                                     timeout=args.timeout)
+    rate = expected.lines / result.seconds if result.seconds else 0.0
+    print(f"      done: {expected.lines:,} lines shipped in {result.ship_seconds:.1f}s, all rows in MySQL after "
+          f"{result.mysql_seconds:.1f}s, in ClickHouse after {result.seconds:.1f}s ({rate:,.0f} events/s); "
+          f"ClickHouse holds {result.clickhouse_events:,} events and {result.clickhouse_windows:,} windows")
+    for note in result.notes:
+        print(f"      note: {note}")
+
+    _step(5, "what a course team wants to see first")
+    print(summary(s))
+    print(how_to_query(s, args.database))
+    print(f"(demo finished in {time.monotonic() - t_start:.0f}s)")
+    return 0
+
+
+# -- the summary --------------------------------------------------------------------------------
+
+CH_QUERIES = {
+    # from the events table (exact); the stream app's windows skip events that arrive
+    # later than its grace period, which a fast backfill of many days can cause
+    "by_course": "SELECT course_id, category, count() AS n FROM events FINAL "
+                 "WHERE course_id IS NOT NULL GROUP BY course_id, category",
+    "busiest_days": "SELECT toString(toDate(time)) AS day, count() AS events, uniqExact(username) AS learners "
+                    "FROM events FINAL GROUP BY day ORDER BY events DESC, day LIMIT 5",
+    "windows": "SELECT sum(count) AS n FROM window_counts_final "
+               "WHERE kind = 'course_category' AND window_seconds = 3600",
+    "top_videos": "SELECT course_id, block_id, count() AS plays, uniqExact(username) AS learners "
+                  "FROM events FINAL WHERE action = 'play_video' AND block_id IS NOT NULL "
+                  "GROUP BY course_id, block_id ORDER BY plays DESC, block_id LIMIT 5",
+}
+MYSQL_TOP_PROBLEMS = (
+    "SELECT problem_id, COUNT(*) AS submissions, COUNT(DISTINCT username) AS learners, "
+    "ROUND(100 * AVG(success), 1) AS pct_correct FROM events "
+    "WHERE action = 'problem_check' AND event_source = 'server' AND problem_id IS NOT NULL "
+    "GROUP BY problem_id ORDER BY submissions DESC, problem_id LIMIT 5"
+)
+MYSQL_DEAD_LETTERS = "SELECT reason, stage, COUNT(*) AS n FROM dead_letters GROUP BY reason, stage ORDER BY n DESC"
+
+
+def table(rows: list[dict], columns: list[tuple[str, str]], indent: str = "  ") -> str:
+    """A plain-text table; numbers right-aligned."""
+    if not rows:
+        return indent + "(none)"
+    cells = [[_cell(r.get(key)) for key, _ in columns] for r in rows]
+    heads = [title for _, title in columns]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
+    numeric = [all(_is_num(r.get(key)) for r in rows) for key, _ in columns]
+
+    def fmt(values: list[str]) -> str:
+        return indent + "  ".join(v.rjust(w) if num else v.ljust(w)
+                                  for v, w, num in zip(values, widths, numeric)).rstrip()
+
+    return "\n".join([fmt(heads), indent + "  ".join("-" * w for w in widths)] + [fmt(c) for c in cells])
+
+
+def _is_num(v) -> bool:
+    if isinstance(v, (int, float)):
+        return True
+    if isinstance(v, str):
+        try:
+            float(v)
+            return True
+        except ValueError:
+            return False
+    return v is None
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.1f}"
+    if isinstance(v, int) or (isinstance(v, str) and v.isdigit()):
+        return f"{int(v):,}"
+    return str(v)
+
+
+def short_block(key: str | None) -> str:
+    """The readable end of a usage key: ``type@video+block@abc...`` -> ``video abc12345``."""
+    if not key:
+        return "-"
+    if "+type@" in key and "+block@" in key:
+        kind = key.split("+type@", 1)[1].split("+", 1)[0]
+        return f"{kind} {key.rsplit('@', 1)[1][:8]}"
+    return key[-40:]
+
+
+def summary(s) -> str:
+    from edxstream import pipeline
+    from edxstream.model import CATEGORIES
+
+    ch = pipeline.clickhouse_rows(s, CH_QUERIES)
+    problems = pipeline.mysql_rows(s, MYSQL_TOP_PROBLEMS)
+    dead = pipeline.mysql_rows(s, MYSQL_DEAD_LETTERS)
+    out: list[str] = []
+
+    pivot: dict[str, dict[str, int]] = {}
+    for r in ch["by_course"]:
+        pivot.setdefault(r["course_id"], {})[r["category"]] = int(r["n"])
+    cats = [c for c in CATEGORIES if any(c in v for v in pivot.values())]
+    rows = []
+    for course, counts in sorted(pivot.items(), key=lambda kv: -sum(kv[1].values())):
+        rows.append({"course": course, **{c: counts.get(c, 0) for c in cats}, "total": sum(counts.values())})
+    out.append("\nEvents per course and category (ClickHouse events):")
+    out.append(table(rows, [("course", "course"), *[(c, c) for c in cats], ("total", "total")]))
+
+    windowed = int(ch["windows"][0]["n"] or 0) if ch["windows"] else 0
+    in_courses = sum(r["total"] for r in rows)
+    out.append(f"  ({windowed:,} of these {in_courses:,} events are in the stream app's live hourly windows"
+               + ("; the rest came later than its grace period allows" if windowed < in_courses else "") + ")")
+
+    out.append("\nBusiest days (all courses):")
+    out.append(table(ch["busiest_days"], [("day", "day"), ("events", "events"), ("learners", "learners")]))
+
+    for r in ch["top_videos"]:
+        r["video"] = short_block(r["block_id"])
+    out.append("\nTop videos by plays (ClickHouse events):")
+    out.append(table(ch["top_videos"], [("course_id", "course"), ("video", "video"), ("plays", "plays"),
+                                        ("learners", "learners")]))
+
+    for r in problems:
+        r["problem"] = short_block(r["problem_id"])
+        r["pct_correct"] = float(r["pct_correct"]) if r["pct_correct"] is not None else None
+    out.append("\nTop problems by submissions (MySQL events):")
+    out.append(table(problems, [("problem", "problem"), ("submissions", "submissions"), ("learners", "learners"),
+                                ("pct_correct", "% correct")]))
+
+    out.append("\nDead letters by reason (MySQL dead_letters; the raw lines are kept there):")
+    out.append(table(dead, [("reason", "reason"), ("stage", "stage"), ("n", "lines")]))
+    return "\n".join(out)
+
+
+def how_to_query(s, database: str) -> str:
+    env = f"EDXSTREAM_MYSQL_DSN='{s.mysql_dsn}' EDXSTREAM_CLICKHOUSE_DATABASE={database}"
+    m = s.mysql
+    course = "course-v1:..."
+    try:
+        from edxstream import pipeline
+
+        rows = pipeline.mysql_rows(s, "SELECT course_id FROM events WHERE course_id IS NOT NULL "
+                                      "GROUP BY course_id ORDER BY COUNT(*) DESC LIMIT 1")
+        course = rows[0]["course_id"] if rows else course
+    except Exception:  # noqa: BLE001 - only an example in the help text
+        pass
+    return f"""
+Query further (the demo's data is in the `{database}` databases):
+  {env} \\
+    edxstream query "SELECT * FROM course_daily_interactions LIMIT 10"
+  {env} \\
+    edxstream report --course '{course}' --out report/
+  {env} \\
+    edxstream export --course '{course}' --format csv --out events.csv
+  mysql -h {m['host']} -P {m['port']} -u {m['user']} {m['database']} -e "SELECT action, COUNT(*) FROM events GROUP BY action"
+Run it on your own logs: edxstream demo --log /edx/var/log/tracking/"""

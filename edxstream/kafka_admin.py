@@ -1,0 +1,63 @@
+"""Topic administration shared by the shipper, the stream app, the sinks and replay."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from edxstream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def admin(settings: Settings) -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+
+
+def broker_answers(settings: Settings, timeout: float = 2.0) -> bool:
+    try:
+        admin(settings).list_topics(timeout=timeout)
+        return True
+    except KafkaException:
+        return False
+
+
+def ensure_topics(
+    settings: Settings,
+    topics: list[str] | None = None,
+    partitions: int | None = None,
+    config: dict[str, dict[str, str]] | None = None,
+    timeout: float = 30.0,
+) -> None:
+    """Create the topics that are missing. Existing topics are left as they are."""
+    topics = topics or settings.topics
+    partitions = partitions or settings.partitions
+    config = config or {settings.raw_topic: {"retention.ms": str(settings.raw_retention_ms)}}
+    client = admin(settings)
+    deadline = time.monotonic() + timeout
+    existing = set(client.list_topics(timeout=timeout).topics)
+    missing = [t for t in topics if t not in existing]
+    if not missing:
+        return
+    futures = client.create_topics(
+        [NewTopic(t, num_partitions=partitions, replication_factor=1, config=config.get(t, {})) for t in missing],
+        operation_timeout=timeout,
+    )
+    for topic, future in futures.items():
+        try:
+            future.result(timeout=max(1.0, deadline - time.monotonic()))
+            log.info("created topic %s with %d partitions", topic, partitions)
+        except KafkaException as exc:
+            if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            raise
+    # Metadata can trail creation; wait until every topic is visible with its partitions.
+    while time.monotonic() < deadline:
+        md = client.list_topics(timeout=timeout).topics
+        if all(t in md and len(md[t].partitions) > 0 for t in topics):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"topics not visible after {timeout}s: {topics}")

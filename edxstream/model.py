@@ -1,0 +1,530 @@
+"""The event model: one raw tracking-log line in, one typed record out.
+
+``parse_line`` is the single entry point used by the stream app, the sinks' tools and
+``edxstream inspect``. It is pure and deterministic (no I/O, no clock): the same bytes
+always give an equal record, so a replayed line gets the same ``event_id``.
+
+A line becomes an :class:`~edxstream.records.EnrichedEvent` when it is a JSON object
+(optionally behind a logger prefix) with an event type (``event_type`` or ``name``) and
+a parsable ``time``; anything else becomes a :class:`~edxstream.records.DeadLetter`
+with a short reason code, so nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from math import isfinite
+from datetime import datetime, timedelta, timezone
+from hashlib import blake2b
+from urllib.parse import parse_qsl
+
+import orjson
+
+from edxstream.events.classification import (
+    ASSESSMENT,
+    CATEGORIES,
+    VIDEO,
+    classify,
+    route_template,
+)
+from edxstream.events.courses import (
+    course_from_path,
+    course_key_parts,
+    course_of_usage_key,
+    courseware_location,
+    find_usage_key,
+    normalize_course_id,
+)
+from edxstream.records import DeadLetter, EnrichedEvent
+
+_find_usage_key_uncached = find_usage_key.__wrapped__
+
+__all__ = [
+    "CATEGORIES",
+    "DEAD_LETTER_REASONS",
+    "EnrichedEvent",
+    "DeadLetter",
+    "parse_line",
+    "line_id",
+    "course_key_parts",
+    "normalize_course_id",
+    "classify",
+    "route_template",
+    "decode_payload",
+    "parse_time",
+    "UNKNOWN_TIME",
+]
+
+UTC = timezone.utc
+
+# Dead-letter reason codes (DeadLetter.reason), for readers and dashboards.
+DEAD_LETTER_REASONS: dict[str, str] = {
+    "empty": "the line is empty or only whitespace",
+    "not_utf8": "the line is not valid UTF-8 (raw kept as base64)",
+    "not_json": "the line is not valid JSON (truncated, broken, or not JSON at all)",
+    "not_object": "the line is valid JSON but not an object",
+    "missing_event_type": "the object has neither a usable event_type nor name",
+    "bad_time": "the time cannot be read as a date and time",
+}
+
+_WS = b" \t\r\n\x0b\x0c"
+
+# The time of an event whose line carries none (neither "time" nor "timestamp"): the
+# epoch, a value no real tracking event has, so consumers can recognise and replace it.
+UNKNOWN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def line_id(body: bytes) -> str:
+    """Deterministic id of a line's JSON bytes (prefix and surrounding whitespace
+    removed): 128-bit BLAKE2b, hex."""
+    return blake2b(body, digest_size=16).hexdigest()
+
+
+def _dead(reason: str, detail: str, line: bytes, source, offset) -> DeadLetter:
+    try:
+        raw, enc = line.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        raw, enc = base64.b64encode(line).decode("ascii"), "base64"
+    return DeadLetter(
+        dead_letter_id=line_id(line),
+        reason=reason,
+        detail=detail,
+        raw=raw,
+        raw_encoding=enc,
+        source=source,
+        offset=offset,
+        stage="parse",
+    )
+
+
+# --- small typed accessors: tracking logs put anything anywhere ----------------------
+
+
+def _str(value) -> str | None:
+    """A non-empty string, or None."""
+    if value.__class__ is str:
+        return value or None
+    return None
+
+
+_INT_MAX = 2**63 - 1  # the sinks store ids and counts as BIGINT
+
+
+def _float(value) -> float | None:
+    cls = value.__class__
+    if cls is float:
+        return value if isfinite(value) else None
+    if cls is int:
+        return float(value) if -_INT_MAX <= value <= _INT_MAX else None
+    if cls is str and value:
+        try:
+            f = float(value)
+        except ValueError:
+            return None
+        return f if isfinite(f) else None
+    return None
+
+
+def _int(value) -> int | None:
+    cls = value.__class__
+    if cls is int:
+        return value if -_INT_MAX <= value <= _INT_MAX else None
+    if cls is str:
+        s = value.strip()
+        if s.isdigit() and len(s) < 19:
+            return int(s)
+        return None
+    if cls is float and value.is_integer() and -_INT_MAX <= value <= _INT_MAX:
+        return int(value)
+    return None
+
+
+def _success(value) -> bool | None:
+    if value.__class__ is bool:
+        return value
+    if value.__class__ is str:
+        v = value.lower()
+        if v == "correct":
+            return True
+        if v in ("incorrect", "partially-correct", "partially_correct"):
+            return False
+    return None
+
+
+# --- time -----------------------------------------------------------------------------
+
+
+def parse_time(value) -> datetime | None:
+    """UTC datetime (microsecond precision) of a tracking-log time, or None.
+
+    Accepts ISO 8601 with or without a zone (no zone means UTC, as the LMS writes UTC),
+    ``Z``, a space instead of ``T``, and epoch seconds or milliseconds."""
+    cls = value.__class__
+    if cls is str:
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            s = value.strip()
+            if s.endswith(" UTC"):
+                s = s[:-4]
+            # "+0100" style offsets predate Python's acceptance of them in some forms
+            try:
+                dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
+            except ValueError:
+                return None
+        tz = dt.tzinfo
+        if tz is None:
+            return dt.replace(tzinfo=UTC)
+        if tz is UTC:
+            return dt
+        off = dt.utcoffset()
+        if not off:
+            return dt.replace(tzinfo=UTC)
+        try:
+            return dt.astimezone(UTC)
+        except OverflowError:
+            return None
+    if (cls is int or cls is float) and value > 0:
+        seconds = value / 1000.0 if value > 1e11 else float(value)
+        try:
+            return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
+        except OverflowError:
+            return None
+    return None
+
+
+# --- payload ---------------------------------------------------------------------------
+
+
+def decode_payload(event) -> tuple[object, str]:
+    """(decoded value, JSON text) of an ``event`` field.
+
+    A JSON-encoded string is decoded; a URL-encoded query string (browser
+    ``problem_check``) becomes an object whose repeated keys hold lists; anything that
+    cannot be decoded (a truncated string) is kept as its text. Missing -> (None, "")."""
+    cls = event.__class__
+    if cls is str:
+        text = event
+        s = text.lstrip()
+        if s[:1] in ("{", "["):
+            try:
+                value = orjson.loads(s)
+            except orjson.JSONDecodeError:
+                return text, text
+            return value, orjson.dumps(value).decode()
+        if "=" in s and " " not in s and "\n" not in s:
+            pairs = parse_qsl(s, keep_blank_values=True)
+            if pairs:
+                value: dict = {}
+                for k, v in pairs:
+                    old = value.get(k)
+                    if old is None:
+                        value[k] = v
+                    elif old.__class__ is list:
+                        old.append(v)
+                    else:
+                        value[k] = [old, v]
+                return value, orjson.dumps(value).decode()
+        return text, text
+    if event is None:
+        return None, ""
+    try:
+        return event, orjson.dumps(event).decode()
+    except TypeError:  # integers beyond 64 bits, which orjson refuses
+        return event, json.dumps(event, ensure_ascii=False, default=str)
+
+
+def _i4x_from_dashed(text: str) -> str | None:
+    """``i4x-Org-Course-category-name`` (old ids in answers and video ids) ->
+    ``i4x://Org/Course/category/name``."""
+    if not text.startswith("i4x-"):
+        return None
+    parts = text[4:].split("-", 3)
+    if len(parts) < 4 or not all(parts):
+        return None
+    return "i4x://" + "/".join(parts)
+
+
+def _problem_from_answers(answers: dict) -> str | None:
+    """Problem usage key from capa answer keys: ``input_<block>_<n>_<m>``."""
+    for key in answers:
+        if key.__class__ is not str or not key.startswith("input_"):
+            continue
+        name = key[6:]
+        # strip the trailing _<response>_<input> (and an optional [] list marker)
+        if name.endswith("[]"):
+            name = name[:-2]
+        parts = name.rsplit("_", 2)
+        if len(parts) == 3 and parts[1].isdigit():
+            name = parts[0]
+        if name.startswith("block-v1"):
+            return name
+        if name.startswith("i4x-"):
+            return _i4x_from_dashed(name)
+        if "type@problem" in name:
+            return name
+        return None
+    return None
+
+
+def _usage_from_url(url: str | None) -> str | None:
+    """Usage key inside a URL: ``.../xblock/<key>/...``, ``jump_to/<key>``, ``modx/i4x://``,
+    including the ``i4x:;_;_Org;_Course;_cat;_name`` form of old xblock URLs."""
+    if not url:
+        return None
+    i = url.find("i4x:;_;_")
+    if i != -1:
+        end = url.find("/", i)
+        seg = url[i:end] if end != -1 else url[i:]
+        return seg.replace(";_", "/")
+    return find_usage_key(url)
+
+
+def _course_from_usage(key: str | None) -> str | None:
+    if not key:
+        return None
+    return course_of_usage_key(key)
+
+
+_INVALID = object()
+
+
+def _slow_loads(text: str):
+    """The standard library's reading of what orjson refused: it also takes integers
+    beyond 64 bits and NaN/Infinity, which real logs contain. Only runs on the rare
+    lines orjson rejects."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return _INVALID
+
+
+# --- the entry point ----------------------------------------------------------------
+
+
+def parse_line(raw: bytes, source: str | None = None, offset: int | None = None) -> EnrichedEvent | DeadLetter:
+    """Parse, classify and enrich one tracking-log line.
+
+    ``source``/``offset`` (file and byte offset) are copied into the record. Returns an
+    EnrichedEvent, or a DeadLetter saying why the line could not be one."""
+    if raw.__class__ is not bytes:
+        raw = bytes(raw) if not isinstance(raw, str) else raw.encode("utf-8", "surrogateescape")
+    line = raw.strip(_WS)
+    if not line:
+        return _dead("empty", "empty line", line, source, offset)
+    body = line
+    if line[0] != 0x7B:  # "{": maybe a logger prefix ("... logger.py:41 - {...}")
+        brace = line.find(b"{")
+        if brace > 0:
+            body = line[brace:]
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as uexc:
+            return _dead("not_utf8", f"invalid UTF-8 at byte {uexc.start}", line, source, offset)
+        doc = _slow_loads(body.decode("utf-8"))
+        if doc is _INVALID and body is not line:
+            # the prefix guess may be wrong: the whole line might be JSON that is not an object
+            doc = _slow_loads(text)
+            if doc is not _INVALID:
+                body = line
+        if doc is _INVALID:
+            return _dead("not_json", f"invalid JSON: {exc}", line, source, offset)
+    if doc.__class__ is not dict:
+        return _dead("not_object", f"JSON {type(doc).__name__}, not an object", line, source, offset)
+
+    name = doc.get("name")
+    event_type = doc.get("event_type")
+    if event_type.__class__ is not str or not event_type:
+        event_type = name if name.__class__ is str and name else None
+        if event_type is None:
+            hint = " (Segment-shaped event)" if "messageId" in doc or "anonymousId" in doc else ""
+            return _dead("missing_event_type", f"no event_type or name{hint}", line, source, offset)
+    raw_time = doc.get("time")
+    if raw_time is None:
+        # Documentation samples and some exporters omit "time" (a few carry "timestamp").
+        # The event is still worth keeping; UNKNOWN_TIME marks it so a consumer can
+        # substitute the time it received the line.
+        raw_time = doc.get("timestamp")
+        when = UNKNOWN_TIME if raw_time is None else parse_time(raw_time)
+    else:
+        when = parse_time(raw_time)
+    if when is None:
+        return _dead("bad_time", f"unreadable time {str(raw_time)[:80]!r}", line, source, offset)
+
+    # action: the canonical name, URL event types reduced to their route template
+    base = name if name.__class__ is str and name and name[0] != "/" else event_type
+    if base[0] == "/" or base.startswith("http"):
+        action = route_template(base)
+    else:
+        action = base.strip()
+    category = classify(action)
+
+    ctx = doc.get("context")
+    if ctx.__class__ is not dict:
+        if ctx.__class__ is str and ctx[:1] == "{":
+            try:
+                ctx = orjson.loads(ctx)
+            except orjson.JSONDecodeError:
+                ctx = None
+        if ctx.__class__ is not dict:
+            ctx = {}
+
+    event = doc.get("event")
+    if event is None:  # newer server events (edx.grades.*) carry "data" instead
+        event = doc.get("data")
+    value, payload = decode_payload(event)
+    pd = value if value.__class__ is dict else None
+
+    page = _str(doc.get("page"))
+    referer = _str(doc.get("referer")) or _str(ctx.get("referer"))
+    path = _str(ctx.get("path"))
+    url_type = event_type if event_type[0] == "/" else None
+    module = ctx.get("module")
+    module_key = _str(module.get("usage_key")) if module.__class__ is dict else None
+
+    # block / usage id
+    block_id = module_key
+    problem_id = None
+    if pd is not None:
+        problem_id = _str(pd.get("problem_id"))
+        if problem_id is None and category == ASSESSMENT:
+            problem_id = _str(pd.get("problem")) or _str(pd.get("module_id"))
+            if problem_id is None:
+                problem_id = _problem_from_answers(pd)
+        if block_id is None:
+            block_id = problem_id or _str(pd.get("usage_key")) or _str(pd.get("module_id"))
+            if block_id is None:
+                cand = _str(pd.get("id")) or _str(pd.get("location")) or _str(pd.get("block_id"))
+                if cand is not None and (cand.startswith("block-v1:") or cand.startswith("i4x://")):
+                    block_id = cand
+                elif cand is not None and category == VIDEO and cand.startswith("i4x-"):
+                    block_id = _i4x_from_dashed(cand)
+    elif value.__class__ is list and category == ASSESSMENT and value:
+        # browser problem_graded: [answers query string, rendered html]
+        first = value[0]
+        if first.__class__ is str and "=" in first:
+            problem_id = _problem_from_answers(dict(parse_qsl(first, keep_blank_values=True)))
+        block_id = block_id or problem_id
+    elif value.__class__ is str and category == ASSESSMENT and value:
+        problem_id = _find_usage_key_uncached(value)  # payloads are too varied to cache
+        block_id = block_id or problem_id
+    if block_id is None:
+        block_id = _usage_from_url(url_type) or _usage_from_url(path)
+    if problem_id is None and category == ASSESSMENT and block_id is not None:
+        if "type@problem+" in block_id or "/problem/" in block_id:
+            problem_id = block_id
+
+    # course id: context first (authoritative), then the payload, then URLs and keys
+    course_id = None
+    ctx_course = ctx.get("course_id")
+    if ctx_course.__class__ is str and ctx_course:
+        course_id = normalize_course_id(ctx_course) or ctx_course
+    if course_id is None and pd is not None:
+        c = pd.get("course_id")
+        if c.__class__ is str and c:
+            course_id = normalize_course_id(c)
+    if course_id is None:
+        course_id = (
+            course_from_path(url_type)
+            or course_from_path(path)
+            or _course_from_usage(block_id)
+            or course_from_path(page)
+            or course_from_path(referer)
+        )
+    org, course, run = course_key_parts(course_id) if course_id else (None, None, None)
+    if org is None:
+        org = _str(ctx.get("org_id"))
+
+    # the courseware page the event happened on: the request itself, else the page
+    # the browser was showing, else where an AJAX call came from
+    section_id = subsection_id = None
+    for url in (url_type, path, page, referer):
+        if url is not None and "/courseware/" in url:
+            section_id, subsection_id = courseware_location(url)
+            break
+
+    # user
+    user_id = _int(ctx.get("user_id"))
+    if user_id is None and pd is not None and category != VIDEO:
+        user_id = _int(pd.get("user_id"))
+    username = _str(doc.get("username")) or _str(ctx.get("username"))
+
+    # video
+    video_id = video_code = None
+    position = old_time = new_time = speed = None
+    if category == VIDEO and pd is not None:
+        video_id = _str(pd.get("id"))
+        video_code = _str(pd.get("code"))
+        position = _float(pd.get("currentTime"))
+        if position is None:
+            position = _float(pd.get("current_time"))
+        old_time = _float(pd.get("old_time"))
+        new_time = _float(pd.get("new_time"))
+        speed = _float(pd.get("new_speed"))
+        if speed is None:
+            speed = _float(pd.get("speed"))
+        if block_id is None and video_id is not None and course_id is not None and video_id.isalnum():
+            # newer players log only the block hash as "id": rebuild the usage key
+            if course_id.startswith("course-v1:"):
+                block_id = f"block-v1:{course_id[10:]}+type@video+block@{video_id}"
+
+    # problem
+    attempts = success = grade = max_grade = None
+    if category == ASSESSMENT and pd is not None:
+        attempts = _int(pd.get("attempts"))
+        success = _success(pd.get("success"))
+        grade = _float(pd.get("grade"))
+        max_grade = _float(pd.get("max_grade"))
+        if grade is None:
+            grade = _float(pd.get("weighted_earned"))
+        if max_grade is None:
+            max_grade = _float(pd.get("weighted_possible"))
+
+    ip = _str(doc.get("ip")) or _str(ctx.get("ip"))
+    host = _str(doc.get("host")) or _str(ctx.get("host"))
+    agent = doc.get("agent")
+    if agent.__class__ is not str:
+        agent = _str(ctx.get("agent")) if agent is None else (orjson.dumps(agent).decode() if agent else None)
+    agent = agent or None
+
+    return EnrichedEvent(
+        event_id=line_id(body),
+        time=when,
+        category=category,
+        action=action,
+        event_type=event_type,
+        event_source=_str(doc.get("event_source")),
+        course_id=course_id,
+        org=org,
+        course=course,
+        run=run,
+        block_id=block_id,
+        section_id=section_id,
+        subsection_id=subsection_id,
+        user_id=user_id,
+        username=username,
+        session=_str(doc.get("session")) or _str(ctx.get("session")),
+        ip=ip,
+        agent=agent,
+        host=host,
+        page=page,
+        referer=referer,
+        video_id=video_id,
+        video_code=video_code,
+        video_position=position,
+        video_old_time=old_time,
+        video_new_time=new_time,
+        video_speed=speed,
+        problem_id=problem_id,
+        attempts=attempts,
+        success=success,
+        grade=grade,
+        max_grade=max_grade,
+        payload=payload,
+        source=source,
+        offset=offset,
+    )

@@ -1,0 +1,463 @@
+"""Run the whole pipeline on a set of log files, as real processes, and know when it is done.
+
+Used by ``edxstream demo`` and by the benchmark. Every component runs as its own
+``edxstream ...`` subprocess with its own log under ``<log_dir>/`` - the stream app
+(``process``), the MySQL and ClickHouse sinks (``sink mysql|clickhouse``) and the
+shipper (``backfill`` / ``ship``) - exactly as an operator would run them.
+
+Completion is decided from what the stores hold, not from timers:
+
+- MySQL is complete when ``events`` holds every distinct valid line and ``dead_letters``
+  every distinct bad one (the expected numbers come from running the event model over
+  the input, which is cheap);
+- ClickHouse is complete when the ClickHouse sink's consumer group has no lag on the
+  enriched and aggregates topics after the stream app has counted every event (the
+  group's committed offsets against the topics' ends); the sink is then stopped - it
+  commits what it wrote - and the rows are checked in the chdb folder it released. If a
+  broker under-reported a topic's end (Tansu can) and rows are missing, the sink is run
+  again until idle to drain the rest.
+
+chdb allows one process per data folder, so this module never opens the folder while a
+sink may hold it: ClickHouse is read through a short ``python -m edxstream.pipeline``
+subprocess (:func:`clickhouse_rows`), which also works through the sink's query endpoint
+when the sink serves one.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pymysql
+
+from edxstream.errors import UserError
+from edxstream.settings import Settings
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+# -- settings to subprocesses ---------------------------------------------------------------
+
+
+def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that gives an ``edxstream`` subprocess these settings."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, list):
+            value = "[" + ",".join(str(v) for v in value) + "]"
+        env[f"EDXSTREAM_{name.upper()}"] = str(value)
+    env.update(extra)
+    return env
+
+
+def edxstream_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "edxstream.cli", *args]
+
+
+# -- processes ----------------------------------------------------------------------------
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """Peak resident memory of a running process (VmHWM), in MB."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+@dataclass
+class Component:
+    name: str
+    argv: list[str]
+    log_path: Path
+    proc: subprocess.Popen
+    started: float = field(default_factory=time.monotonic)
+    peak_mb: float = 0.0
+
+    def sample(self) -> None:
+        if self.proc.poll() is None:
+            mb = peak_rss_mb(self.proc.pid)
+            if mb:
+                self.peak_mb = max(self.peak_mb, mb)
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class Pipeline:
+    """The subprocesses of one run; stops whatever is still running on exit."""
+
+    def __init__(self, settings: Settings, log_dir: Path | None = None, env_extra: dict[str, str] | None = None):
+        self.settings = settings
+        self.log_dir = log_dir or settings.log_dir
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.env = settings_env(settings, **(env_extra or {}))
+        self.components: dict[str, Component] = {}
+        self.peaks: dict[str, float] = {}
+
+    def __enter__(self) -> "Pipeline":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop_all()
+
+    def start(self, name: str, *args: str) -> Component:
+        argv = edxstream_argv(*args)
+        log_path = self.log_dir / f"{name}.log"
+        log = open(log_path, "ab")
+        log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(args)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        comp = Component(name, argv, log_path, proc)
+        self.components[name] = comp
+        return comp
+
+    def run(self, name: str, *args: str, timeout: float = 300) -> None:
+        """Run a command to completion; a failure is a UserError quoting its log."""
+        comp = self.start(name, *args)
+        try:
+            while comp.proc.poll() is None:
+                comp.sample()
+                if time.monotonic() - comp.started > timeout:
+                    raise UserError(f"`edxstream {' '.join(args)}` took more than {timeout:.0f}s; see {comp.log_path}")
+                time.sleep(0.1)
+        finally:
+            self._forget(comp)
+        if comp.proc.returncode != 0:
+            raise UserError(f"`edxstream {' '.join(args)}` failed (exit {comp.proc.returncode}):\n"
+                            f"{comp.log_tail()}\n(full log: {comp.log_path})")
+
+    def sample(self) -> None:
+        for comp in self.components.values():
+            comp.sample()
+
+    def check_alive(self, *names: str) -> None:
+        for name in names or list(self.components):
+            comp = self.components.get(name)
+            if comp is not None and comp.proc.poll() is not None:
+                self._forget(comp)
+                raise UserError(f"{name} stopped unexpectedly (exit {comp.proc.returncode}):\n{comp.log_tail()}\n"
+                                f"(full log: {comp.log_path})")
+
+    def finished(self, name: str) -> bool:
+        """True once a component exited by itself (a backfill); raises if it failed."""
+        comp = self.components.get(name)
+        if comp is None:
+            return True
+        comp.sample()
+        code = comp.proc.poll()
+        if code is None:
+            return False
+        self._forget(comp)
+        if code != 0:
+            raise UserError(f"{name} failed (exit {code}):\n{comp.log_tail()}\n(full log: {comp.log_path})")
+        return True
+
+    def stop(self, name: str, timeout: float = 30) -> None:
+        """SIGTERM (components flush and commit on it), then SIGKILL after ``timeout``."""
+        comp = self.components.get(name)
+        if comp is None:
+            return
+        comp.sample()
+        if comp.proc.poll() is None:
+            comp.proc.send_signal(signal.SIGTERM)
+            try:
+                comp.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                comp.proc.kill()
+                comp.proc.wait(10)
+        self._forget(comp)
+
+    def stop_all(self) -> None:
+        for name in list(self.components):
+            self.stop(name)
+
+    def _forget(self, comp: Component) -> None:
+        self.peaks[comp.name] = max(self.peaks.get(comp.name, 0.0), comp.peak_mb)
+        self.components.pop(comp.name, None)
+
+
+# -- what the input should produce ------------------------------------------------------------
+
+
+def open_log(path: Path):
+    f = open(path, "rb")
+    if f.read(2) == GZIP_MAGIC:
+        f.close()
+        return gzip.open(path, "rb")
+    f.seek(0)
+    return f
+
+
+@dataclass
+class Expected:
+    lines: int = 0  # non-empty lines
+    events: int = 0  # distinct valid events (rows in MySQL events)
+    dead_letters: int = 0  # distinct bad lines (rows in MySQL dead_letters)
+
+
+def expected_counts(paths: Iterable[Path]) -> Expected:
+    """What the pipeline must write for these files: the event model run over them."""
+    from edxstream.model import parse_line
+    from edxstream.records import DeadLetter
+
+    events: set[str] = set()
+    dead: set[str] = set()
+    n = 0
+    for path in paths:
+        with open_log(path) as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                n += 1
+                r = parse_line(line)
+                if r.__class__ is DeadLetter:
+                    dead.add(r.dead_letter_id)
+                else:
+                    events.add(r.event_id)
+    return Expected(n, len(events), len(dead))
+
+
+# -- stores --------------------------------------------------------------------------------
+
+
+def mysql_connect(settings: Settings, database: bool = True):
+    kw = dict(settings.mysql)
+    if not database:
+        kw.pop("database")
+    return pymysql.connect(**kw, autocommit=True, connect_timeout=5)
+
+
+def reset_mysql(settings: Settings) -> None:
+    """Drop and re-create the configured MySQL database (only for databases a run owns)."""
+    db = settings.mysql["database"]
+    conn = mysql_connect(settings, database=False)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
+            cur.execute(f"CREATE DATABASE `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    finally:
+        conn.close()
+
+
+def mysql_counts(conn) -> tuple[int, int]:
+    """(rows in events, rows in dead_letters); (0, 0) before the tables exist."""
+    with conn.cursor() as cur:
+        try:
+            cur.execute("SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM dead_letters)")
+        except pymysql.err.ProgrammingError:
+            return 0, 0
+        a, b = cur.fetchone()
+    return int(a), int(b)
+
+
+def mysql_rows(settings: Settings, sql: str) -> list[dict]:
+    conn = mysql_connect(settings)
+    try:
+        with conn.cursor(pymysql.cursors.DictCursor) as cur:
+            cur.execute(sql)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def clickhouse_rows(settings: Settings, queries: dict[str, str], timeout: float = 300) -> dict[str, list[dict]]:
+    """Run read queries on the configured ClickHouse from a short subprocess (this
+    process never holds the chdb folder a sink may need) and return rows per query."""
+    code = ("import sys, json; from edxstream.pipeline import _clickhouse_main; "
+            "_clickhouse_main()")
+    res = subprocess.run([sys.executable, "-c", code], input=json.dumps(queries).encode(),
+                         env=settings_env(settings), capture_output=True, timeout=timeout)
+    if res.returncode != 0:
+        err = res.stderr.decode(errors="replace").strip().splitlines()
+        raise UserError("ClickHouse query failed: " + ("\n".join(err[-5:]) or f"exit {res.returncode}"))
+    return json.loads(res.stdout)
+
+
+def _clickhouse_main() -> None:
+    from edxstream.chdb_server import open_runner
+    from edxstream.settings import load
+
+    queries = json.loads(sys.stdin.read())
+    try:
+        runner = open_runner(load())
+        out = {}
+        for name, sql in queries.items():
+            data = runner.raw(sql, "JSONEachRow")
+            out[name] = [json.loads(line) for line in data.splitlines() if line.strip()]
+    except UserError as exc:
+        print(str(exc), file=sys.stderr)
+        sys.exit(2)
+    sys.stdout.write(json.dumps(out))
+
+
+def reset_clickhouse(settings: Settings) -> None:
+    """Drop the configured ClickHouse database (from a subprocess, like every chdb use)."""
+    code = ("from edxstream import clickhouse; from edxstream.settings import load; s = load(); "
+            "c = clickhouse.connect(s, database='default'); "
+            "c.command(f'DROP DATABASE IF EXISTS `{s.clickhouse_database}`')")
+    res = subprocess.run([sys.executable, "-c", code], env=settings_env(settings), capture_output=True, timeout=300)
+    if res.returncode != 0:
+        raise UserError("cannot reset the ClickHouse database: " + res.stderr.decode(errors="replace")[-500:])
+
+
+def group_lag(settings: Settings, group: str, topics: list[str]) -> int | None:
+    """Messages not yet committed by ``group`` on ``topics`` (None if unknown)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        md = c.list_topics(timeout=5)
+        parts = [TopicPartition(t, p) for t in topics if t in md.topics for p in md.topics[t].partitions]
+        if not parts:
+            return None
+        committed = c.committed(parts, timeout=5)
+        lag = 0
+        for tp in committed:
+            _low, high = c.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=5)
+            done = tp.offset if tp.offset >= 0 else 0
+            lag += max(0, high - done)
+        return lag
+    except Exception:  # noqa: BLE001 - a broker hiccup: the caller asks again
+        return None
+    finally:
+        c.close()
+
+
+def stream_metrics(settings: Settings, path: Path | None = None) -> dict:
+    path = path or settings.data_dir / "run" / "stream.metrics.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+# -- one backfill run, start to finish ----------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    expected: Expected
+    seconds: float  # backfill start to every row in MySQL and ClickHouse
+    mysql_seconds: float  # backfill start to every row in MySQL
+    ship_seconds: float  # backfill start to the shipper's exit
+    peaks_mb: dict[str, float]
+    clickhouse_events: int
+    clickhouse_windows: int
+    notes: list[str] = field(default_factory=list)
+
+
+def prepare(pipe: Pipeline, reset: bool = True) -> None:
+    """Fresh databases (when the run owns them) and the schemas."""
+    if reset:
+        reset_mysql(pipe.settings)
+        reset_clickhouse(pipe.settings)
+    pipe.run("db-init", "db", "init", timeout=300)
+
+
+def start_workers(pipe: Pipeline, web_port: int | None = None) -> None:
+    args = ["process", "--log-every", "1"]
+    if web_port:
+        args += ["--web-port", str(web_port)]
+    pipe.start("stream", *args)
+    pipe.start("sink-mysql", "sink", "mysql")
+    pipe.start("sink-clickhouse", "sink", "clickhouse")
+
+
+def backfill_until_written(
+    pipe: Pipeline,
+    paths: list[Path],
+    expected: Expected,
+    progress: Callable[[str, int, int], None] | None = None,
+    timeout: float = 3600,
+) -> RunResult:
+    """Backfill ``paths`` with the workers of ``pipe`` running (see :func:`start_workers`)
+    and return once MySQL and ClickHouse hold everything; the workers are stopped."""
+    s = pipe.settings
+    notes: list[str] = []
+    t0 = time.monotonic()
+    pipe.start("backfill", "backfill", "--force", "--no-progress", *map(str, paths))
+    deadline = t0 + timeout
+    ship_s = mysql_s = None
+    conn = mysql_connect(s)
+    total = expected.events + expected.dead_letters
+    try:
+        # 1. every row in MySQL
+        while True:
+            pipe.sample()
+            if ship_s is None and pipe.finished("backfill"):
+                ship_s = time.monotonic() - t0
+            pipe.check_alive("stream", "sink-mysql", "sink-clickhouse")
+            ev, dl = mysql_counts(conn)
+            if progress:
+                progress("shipping" if ship_s is None else "processing", ev + dl, total)
+            if ev >= expected.events and dl >= expected.dead_letters and ship_s is not None:
+                mysql_s = time.monotonic() - t0
+                break
+            if time.monotonic() > deadline:
+                raise UserError(f"MySQL holds {ev}/{expected.events} events and {dl}/{expected.dead_letters} "
+                                f"dead letters after {timeout:.0f}s; see the logs in {pipe.log_dir}")
+            time.sleep(0.25)
+        # 2. the stream app has counted everything, and the ClickHouse sink has caught up
+        stable = 0
+        last = None
+        while time.monotonic() < deadline:
+            pipe.sample()
+            pipe.check_alive("stream", "sink-clickhouse")
+            m = stream_metrics(s)
+            counted = m.get("enriched_seen", 0) >= m.get("enriched", 1) > 0
+            lag = group_lag(s, s.clickhouse_sink_group, [s.enriched_topic, s.aggregates_topic])
+            state = (m.get("windows_emitted"), lag)
+            if progress:
+                progress("clickhouse", total, total)
+            stable = stable + 1 if counted and lag == 0 and state == last else 0
+            last = state
+            if stable >= 3:
+                break
+            time.sleep(0.25)
+        else:
+            notes.append("ClickHouse sink lag did not reach 0 in time")
+        pipe.stop("sink-clickhouse")
+        ch_s = time.monotonic() - t0
+        pipe.stop("stream")
+        pipe.stop("sink-mysql")
+    finally:
+        conn.close()
+    ch_events, ch_windows = clickhouse_counts(s)
+    if ch_events < expected.events:
+        # the broker under-reported a topic's end: drain the rest, then look again
+        notes.append(f"ClickHouse had {ch_events}/{expected.events} events after the lag check; drained again")
+        pipe.run("sink-clickhouse-drain", "sink", "clickhouse", "--max-idle", "5", timeout=timeout)
+        ch_s = time.monotonic() - t0
+        ch_events, ch_windows = clickhouse_counts(s)
+    return RunResult(expected, ch_s, mysql_s, ship_s, dict(pipe.peaks), ch_events, ch_windows, notes)
+
+
+def clickhouse_counts(settings: Settings) -> tuple[int, int]:
+    rows = clickhouse_rows(settings, {
+        "events": "SELECT count() AS n FROM events FINAL",
+        "windows": "SELECT count() AS n FROM window_counts_final",
+    })
+    return int(rows["events"][0]["n"]), int(rows["windows"][0]["n"])
+
+
+if __name__ == "__main__":  # used by clickhouse_rows
+    _clickhouse_main()

@@ -1,0 +1,104 @@
+"""The records that cross process boundaries: the schema of the enriched topic, the
+dead-letter topic, the aggregates topic, the MySQL tables and the ClickHouse tables.
+
+Everything reads these types; nothing else defines a wire format. Records are msgspec
+Structs so that encoding and decoding them on the hot path is cheap and typed. Field
+order is the column order of the sink tables.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Optional
+
+import msgspec
+
+
+class EnrichedEvent(msgspec.Struct, kw_only=True, omit_defaults=False):
+    # Deterministic: the same raw line always gets the same id, so replays deduplicate.
+    event_id: str
+    time: datetime  # UTC, microsecond precision
+    category: str  # access | content | video | forum | assessment | other (enrolment is access)
+    action: str  # normalised event name; URL event types reduced to route templates
+    event_type: str
+    event_source: Optional[str] = None  # server | browser | mobile | task
+    course_id: Optional[str] = None  # normalised to course-v1:Org+Course+Run
+    org: Optional[str] = None
+    course: Optional[str] = None
+    run: Optional[str] = None
+    block_id: Optional[str] = None  # usage key of the block the event is about
+    section_id: Optional[str] = None  # chapter
+    subsection_id: Optional[str] = None  # sequential
+    user_id: Optional[int] = None
+    username: Optional[str] = None
+    session: Optional[str] = None
+    ip: Optional[str] = None
+    agent: Optional[str] = None
+    host: Optional[str] = None
+    page: Optional[str] = None
+    referer: Optional[str] = None
+    video_id: Optional[str] = None
+    video_code: Optional[str] = None
+    video_position: Optional[float] = None
+    video_old_time: Optional[float] = None
+    video_new_time: Optional[float] = None
+    video_speed: Optional[float] = None
+    problem_id: Optional[str] = None
+    attempts: Optional[int] = None
+    success: Optional[bool] = None
+    grade: Optional[float] = None
+    max_grade: Optional[float] = None
+    payload: str = ""  # the decoded event payload as JSON text (or the raw text)
+    source: Optional[str] = None  # file the line came from
+    offset: Optional[int] = None  # byte offset of the line in that file
+
+
+class DeadLetter(msgspec.Struct, kw_only=True):
+    dead_letter_id: str  # deterministic, like event_id
+    reason: str  # short machine-readable code, e.g. "invalid_json"
+    detail: str  # human-readable explanation
+    raw: str  # the line as text, or base64 when it is not UTF-8
+    raw_encoding: str = "utf-8"  # utf-8 | base64
+    source: Optional[str] = None
+    offset: Optional[int] = None
+    stage: str = "parse"  # which component rejected it: ship | parse | sink
+    seen_at: Optional[datetime] = None  # when it was rejected (not part of its identity)
+
+
+class WindowCount(msgspec.Struct, kw_only=True):
+    """One tumbling window's full value, emitted whenever it changes (not a delta), so a
+    consumer upserts it. ``version`` grows with every emission of the same window."""
+
+    kind: str  # course_category | course_action | course_learners
+    course_id: str
+    dimension: str  # the category, the action, or "" for learners
+    window_seconds: int
+    window_start: datetime
+    count: int
+    version: int
+
+
+ENRICHED_FIELDS: tuple[str, ...] = EnrichedEvent.__struct_fields__
+DEAD_LETTER_FIELDS: tuple[str, ...] = DeadLetter.__struct_fields__
+WINDOW_FIELDS: tuple[str, ...] = WindowCount.__struct_fields__
+
+_encoder = msgspec.json.Encoder()
+_enriched_decoder = msgspec.json.Decoder(EnrichedEvent)
+_dead_decoder = msgspec.json.Decoder(DeadLetter)
+_window_decoder = msgspec.json.Decoder(WindowCount)
+
+
+def encode(record: EnrichedEvent | DeadLetter | WindowCount) -> bytes:
+    return _encoder.encode(record)
+
+
+def decode_enriched(data: bytes) -> EnrichedEvent:
+    return _enriched_decoder.decode(data)
+
+
+def decode_dead_letter(data: bytes) -> DeadLetter:
+    return _dead_decoder.decode(data)
+
+
+def decode_window(data: bytes) -> WindowCount:
+    return _window_decoder.decode(data)

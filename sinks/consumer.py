@@ -1,0 +1,279 @@
+"""The consume → write → commit loop both sinks share.
+
+Messages are gathered into a batch of ``settings.sink_batch_rows`` messages or
+``settings.sink_batch_seconds`` seconds, whichever comes first. The batch is handed to a
+:class:`Writer`; only when the writer returns (the rows are durably stored) are the
+batch's offsets committed, synchronously and explicitly. A writer that fails is retried
+with capped exponential backoff on the same batch, and offsets stay where they were, so
+a crash or an unreachable database at any point re-delivers messages rather than losing
+them; the writers upsert by deterministic ids, so re-delivery changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from edxstream import kafka_admin
+from edxstream.settings import Settings
+from sinks.rows import Msg, from_kafka
+
+log = logging.getLogger(__name__)
+
+
+class Writer(Protocol):
+    name: str
+
+    def prepare(self, msgs: list[Msg]) -> Any:
+        """Decode a batch into rows (pure; done once, however many retries follow)."""
+
+    def write(self, prepared: Any) -> dict[str, int]:
+        """Store the rows durably, or raise. Returns counts by kind, for progress."""
+
+    def reset(self) -> None:
+        """Forget connections after a failure, so the next write reconnects."""
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class SinkStats:
+    messages: int = 0
+    batches: int = 0
+    retries: int = 0
+    commit_failures: int = 0
+    written: dict[str, int] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+    first_message: float | None = None  # wall-clock times, for throughput figures
+    last_commit: float | None = None
+
+    def add(self, counts: dict[str, int]) -> None:
+        for k, v in counts.items():
+            self.written[k] = self.written.get(k, 0) + v
+
+
+def backoff_delays(initial: float = 0.5, cap: float = 30.0):
+    """0.5, 1, 2, 4, ... seconds, capped."""
+    delay = initial
+    while True:
+        yield delay
+        delay = min(cap, delay * 2)
+
+
+class SinkLoop:
+    def __init__(
+        self,
+        settings: Settings,
+        writer: Writer,
+        group: str,
+        topics: list[str],
+        stop: threading.Event | None = None,
+        max_idle_seconds: float | None = None,
+        consumer_config: dict | None = None,
+    ):
+        self.settings = settings
+        self.writer = writer
+        self.group = group
+        self.topics = topics
+        self.stop = stop or threading.Event()
+        self.max_idle = max_idle_seconds
+        self.stats = SinkStats()
+        self.pending: list = []
+        self.pending_since = 0.0
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"sink-{writer.name}-write")
+        self.inflight: tuple[Future, list[Msg]] | None = None
+        self._abandoned = False
+        self.assigned = False
+        self.last_activity = time.monotonic()
+        self._last_report = time.monotonic()
+        self._reported_messages = 0
+        self.metrics_path = settings.data_dir / "run" / f"sink-{writer.name}.metrics.json"
+        config = {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            # Tansu completes a group join after session.timeout/2; keep it short.
+            "session.timeout.ms": 6000,
+            # A database outage is retried inside the loop without polling; stay in the
+            # group meanwhile (the batch is re-delivered anyway if we drop out).
+            "max.poll.interval.ms": 600_000,
+            "client.id": f"edxstream-sink-{writer.name}",
+        }
+        config.update(consumer_config or {})
+        self.consumer = Consumer(config)
+
+    # -- rebalance ------------------------------------------------------------------
+
+    def _on_assign(self, consumer, partitions) -> None:
+        log.info("sink %s: assigned %s", self.writer.name, _describe(partitions))
+        self.assigned = True
+        self.last_activity = time.monotonic()
+
+    def _on_revoke(self, consumer, partitions) -> None:
+        # Write and commit what we hold for these partitions while we still own them.
+        if self.pending:
+            log.info("sink %s: partitions revoked; flushing %d pending messages", self.writer.name, len(self.pending))
+            self.flush()
+        self.settle()
+        self.assigned = False
+
+    # -- the loop -------------------------------------------------------------------
+
+    def run(self) -> SinkStats:
+        try:
+            kafka_admin.ensure_topics(self.settings, self.topics)
+        except Exception as exc:  # the consumer keeps retrying the broker on its own
+            log.warning("sink %s: could not check topics %s: %s", self.writer.name, self.topics, exc)
+        self.consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+        log.info("sink %s: consuming %s as group %s", self.writer.name, ", ".join(self.topics), self.group)
+        batch_rows = max(1, self.settings.sink_batch_rows)
+        batch_seconds = max(0.0, self.settings.sink_batch_seconds)
+        started = time.monotonic()
+        try:
+            while not self.stop.is_set():
+                if self.pending:
+                    timeout = max(0.0, min(0.5, self.pending_since + batch_seconds - time.monotonic()))
+                else:
+                    timeout = 0.5
+                msgs = self.consumer.consume(num_messages=min(batch_rows - len(self.pending), 10_000), timeout=timeout)
+                now = time.monotonic()
+                for m in msgs:
+                    err = m.error()
+                    if err is not None:
+                        if err.fatal():
+                            raise KafkaException(err)
+                        if err.code() != KafkaError._PARTITION_EOF:
+                            log.warning("sink %s: consumer error: %s", self.writer.name, err)
+                        continue
+                    if not self.pending:
+                        self.pending_since = now
+                        if self.stats.first_message is None:
+                            self.stats.first_message = time.time()
+                    self.pending.append(m)
+                if msgs:
+                    self.last_activity = now
+                if self.pending and (len(self.pending) >= batch_rows or now - self.pending_since >= batch_seconds):
+                    self.flush()
+                if self.inflight is not None and self.inflight[0].done():
+                    self.settle()
+                self._report()
+                if self.max_idle is not None and not self.pending and self.inflight is None:
+                    if self.assigned and now - self.last_activity >= self.max_idle:
+                        log.info("sink %s: idle for %.0fs, caught up; stopping", self.writer.name, self.max_idle)
+                        break
+                    if not self.assigned and now - started >= max(60.0, self.max_idle):
+                        log.warning("sink %s: no partitions assigned after %.0fs; stopping", self.writer.name, now - started)
+                        break
+            if self.pending:  # a stop request: write what we hold, if the database lets us
+                self.flush()
+            self.settle()
+        except BaseException:
+            self.stop.set()  # let a retrying writer thread give up, uncommitted
+            raise
+        finally:
+            self._report(force=True)
+            self.consumer.close()
+            self.executor.shutdown(wait=True)
+            self.writer.close()
+        return self.stats
+
+    def flush(self) -> None:
+        """Decode the pending batch and hand it to the writer thread, after the batch
+        before it is written and committed: the database stores batch N while this
+        thread consumes and decodes batch N+1, and offsets are committed in order."""
+        kafka_msgs, self.pending = self.pending, []
+        msgs = [from_kafka(m) for m in kafka_msgs]
+        prepared = self.writer.prepare(msgs)
+        self.settle()
+        if self.stop.is_set() and self._abandoned:
+            return
+        self.inflight = (self.executor.submit(self._write, prepared, len(msgs)), msgs)
+
+    def settle(self) -> None:
+        """Wait for the batch being written, then commit its offsets."""
+        if self.inflight is None:
+            return
+        future, msgs = self.inflight
+        self.inflight = None
+        counts = future.result()
+        if counts is None:  # a stop request interrupted the retries
+            self._abandoned = True
+            log.warning("sink %s: stopping with an unwritten batch of %d messages; its offsets are not "
+                        "committed, so it will be re-delivered", self.writer.name, len(msgs))
+            return
+        self.stats.add(counts)
+        self.stats.batches += 1
+        self.stats.messages += len(msgs)
+        self.commit(msgs)
+
+    def _write(self, prepared, n: int) -> dict[str, int] | None:
+        """Write a batch, retrying with backoff until it is stored (or a stop request)."""
+        delays = backoff_delays()
+        while True:
+            try:
+                return self.writer.write(prepared)
+            except Exception as exc:
+                self.writer.reset()
+                if self.stop.is_set():
+                    return None
+                delay = next(delays)
+                self.stats.retries += 1
+                log.warning("sink %s: cannot write a batch of %d messages (%s: %s); offsets not committed, "
+                            "retrying in %.1fs", self.writer.name, n, type(exc).__name__, exc, delay)
+                self.stop.wait(delay)
+
+    def commit(self, msgs: list[Msg]) -> None:
+        last: dict[tuple[str, int], int] = {}
+        for m in msgs:
+            key = (m.topic, m.partition)
+            if m.offset > last.get(key, -1):
+                last[key] = m.offset
+        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+            self.stats.last_commit = time.time()
+            log.debug("sink %s: committed %s", self.writer.name, _describe(offsets))
+        except KafkaException as exc:
+            # The rows are stored; the messages will come again and upsert to the same rows.
+            self.stats.commit_failures += 1
+            log.warning("sink %s: offset commit failed (%s); those messages will be re-delivered",
+                        self.writer.name, exc)
+
+    def _report(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_report < 10:
+            return
+        rate = (self.stats.messages - self._reported_messages) / max(1e-9, now - self._last_report)
+        if self.stats.messages != self._reported_messages or force:
+            written = ", ".join(f"{k}={v}" for k, v in sorted(self.stats.written.items())) or "nothing"
+            log.info("sink %s: %d messages in %d batches (%s), %.0f msg/s", self.writer.name,
+                     self.stats.messages, self.stats.batches, written, rate)
+        self._last_report, self._reported_messages = now, self.stats.messages
+        try:
+            self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
+            data = {"pid": os.getpid(), "messages": self.stats.messages, "batches": self.stats.batches,
+                    "retries": self.stats.retries, **self.stats.written,
+                    "last_commit": self.stats.last_commit}
+            tmp = self.metrics_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data))
+            tmp.replace(self.metrics_path)
+        except OSError as exc:
+            log.debug("cannot write %s: %s", self.metrics_path, exc)
+
+
+def _describe(partitions) -> str:
+    return ", ".join(f"{p.topic}[{p.partition}]" + (f"@{p.offset}" if p.offset >= 0 else "") for p in partitions) or "none"
+
+
+def stats_dict(stats: SinkStats) -> dict:
+    return asdict(stats)

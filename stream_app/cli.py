@@ -1,0 +1,65 @@
+"""``edxstream process``: run a stream worker."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from edxstream.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "process",
+        help="run the stream app (enrich, dead-letter, windowed counts)",
+        description="Run a Faust worker of the stream app: raw topic -> enriched, dead-letter "
+        "and aggregates topics. Start several (with different --web-port) to share the work.",
+    )
+    p.add_argument("--until-idle", type=float, default=None, metavar="SECONDS",
+                   help="stop once no event has arrived for this long (demo, tests)")
+    p.add_argument("--web-port", type=int, default=None, help="monitoring web port (default: settings.web_port)")
+    p.add_argument("--batch", type=int, default=2000, help="max events per batch (default 2000)")
+    p.add_argument("--batch-within", type=float, default=0.2, metavar="SECONDS",
+                   help="max wait to fill a batch (default 0.2)")
+    p.add_argument("--log-every", type=float, default=5.0, metavar="SECONDS", help="progress log interval")
+    p.add_argument("--metrics-file", type=Path, default=None,
+                   help="where to write the metrics JSON (default: <home>/run/stream.metrics.json)")
+    p.add_argument("--loglevel", default="info", help="Faust worker log level (default info)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edxstream import kafka_admin
+    from edxstream.settings import load
+
+    settings = load()
+    if args.batch < 1:
+        raise UserError("--batch must be at least 1")
+    if not kafka_admin.broker_answers(settings, timeout=5.0):
+        raise UserError(f"no Kafka broker answers at {settings.kafka_bootstrap}; start one with `edxstream stack up`")
+    kafka_admin.ensure_topics(settings)
+
+    import faust
+
+    from stream_app.factory import create_app
+
+    app = create_app(
+        settings,
+        web_port=args.web_port,
+        batch_max=args.batch,
+        batch_within=args.batch_within,
+        until_idle=args.until_idle,
+        log_every=args.log_every,
+        metrics_path=args.metrics_file,
+    )
+    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
+    try:
+        worker.execute_from_commandline()  # leaves through SystemExit when the worker stops
+    finally:
+        pipe = app.pipeline
+        pipe.metrics.write(app.metrics_path, pipe.partition_states())
+        log.info("stream: stopped after %s", pipe.metrics.snapshot())
+    return 0

@@ -1,0 +1,480 @@
+"""The Faust application: two agents, three tables, web views.
+
+``enrich`` (raw topic, keyed by learner): per batch, drop shipper replays (a line whose
+(file fingerprint, byte offset) is not past what was already processed in that raw
+partition), parse every line with the event model, produce enriched records (key =
+course) and dead letters, then record the progress in the ``shipped`` table.
+
+``count`` (enriched topic, keyed by course, so a course's counts live in one partition):
+per batch, update the windowed counts (see :mod:`stream_app.windows`), emit each changed
+window as a full WindowCount, then write the changed table keys once.
+
+Ordering inside a batch is what keeps the counts exact under at-least-once delivery:
+outputs are flushed before the table write that says "done", and the table write is
+flushed before the source offsets are acknowledged (``take_events`` acks after the
+batch). A crash anywhere replays the batch; replays are recognised by the high-water
+offsets stored with every key.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+import faust
+import msgspec
+
+from edxstream.model import UNKNOWN_TIME, parse_line
+from edxstream.records import DeadLetter, EnrichedEvent, encode
+from edxstream.settings import Settings
+from stream_app import state as st
+from stream_app import windows as win
+from stream_app.metrics import Metrics
+from stream_app.output import Output
+from stream_app.positions import split_gaps
+
+log = logging.getLogger("stream_app")
+
+# shipped-table key suffix holding the next raw offset expected from a raw partition
+# (a file fingerprint is hex, so it can never collide)
+NEXT_OFFSET = "\x00next"
+
+
+class _Countable(msgspec.Struct):
+    """The fields of an EnrichedEvent that counting reads (msgspec skips the rest)."""
+
+    time: datetime
+    category: str = "other"
+    action: str = ""
+    course_id: Optional[str] = None
+    user_id: Optional[int] = None
+    username: Optional[str] = None
+
+
+_countable_dec = msgspec.json.Decoder(_Countable)
+
+
+_UNKNOWN_TS = UNKNOWN_TIME.timestamp()
+
+
+def to_item(value: bytes, raw_partition: int, raw_offset: int, received: Optional[float] = None) -> win.Item:
+    """``received``: the record's Kafka timestamp (seconds), counted as the event time of
+    a line that carried none (the event model marks those with UNKNOWN_TIME)."""
+    ev = _countable_dec.decode(value)
+    t = ev.time.timestamp()
+    if t == _UNKNOWN_TS and received is not None:
+        t = received
+    learner = str(ev.user_id) if ev.user_id is not None else (ev.username or None)
+    return win.Item(t, ev.course_id or "", ev.category, ev.action, learner, raw_partition, raw_offset)
+
+
+def _headers(message: Any) -> dict[str, bytes]:
+    h = message.headers
+    if not h:
+        return {}
+    if isinstance(h, dict):
+        return h
+    return {k: v for k, v in h}
+
+
+def _int_header(h: dict[str, bytes], name: str) -> Optional[int]:
+    v = h.get(name)
+    if v is None:
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        return None
+
+
+def _text_header(h: dict[str, bytes], name: str) -> Optional[str]:
+    v = h.get(name)
+    return None if v is None else v.decode("utf-8", "replace")
+
+
+def faust_config(settings: Settings, web_port: Optional[int] = None) -> dict[str, Any]:
+    """Faust settings. The broker-specific choices and why:
+
+    - aiokafka driver (``kafka://``): Faust's confluent driver hangs against Tansu;
+    - a 6 s session timeout: Tansu completes a group join after session timeout / 2;
+    - memory store: state is rebuilt from the changelog topics on start;
+    - no standby replicas: a standby is another reader of the same changelogs that a
+      restart would rebuild anyway, and it doubles changelog traffic on two cores;
+    - stream_wait_empty (default, kept): on a rebalance the worker finishes the batch
+      in hand before giving a partition away, so two workers never write one key.
+    """
+    brokers = [f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap.split(",") if hp.strip()]
+    return dict(
+        broker=brokers,
+        store="memory://",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=1.0,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        table_standby_replicas=0,
+        stream_wait_empty=True,
+        stream_buffer_maxsize=16384,
+        consumer_max_fetch_size=8 * 1024 * 1024,
+        producer_acks=-1,
+        producer_max_batch_size=512 * 1024,
+        producer_max_request_size=4 * 1024 * 1024,
+        producer_linger=0.002,
+        web_enabled=True,
+        web_port=web_port or settings.web_port,
+        web_bind="127.0.0.1",
+        web_host="127.0.0.1",
+        datadir=str(settings.data_dir / "faust"),
+        autodiscover=False,
+    )
+
+
+class Pipeline:
+    """The agents' work, holding the tables and the process-local metrics."""
+
+    def __init__(self, app: faust.App, settings: Settings, batch_max: int, batch_within: float):
+        self.app = app
+        self.settings = settings
+        self.batch_max = batch_max
+        self.batch_within = batch_within
+        self.windows = tuple(sorted(set(settings.windows)))
+        self.grace = float(settings.grace_seconds)
+        # how many raw partitions feed each enriched partition (see windows.PartitionState);
+        # read from the broker on the first batch
+        self.raw_partitions: Optional[int] = None
+        self.metrics = Metrics()
+        self.shipped = st.StateTable(
+            app.Table(st.SHIPPED, default=None, partitions=settings.partitions, key_type=str,
+                      value_type=bytes),
+            encode=lambda v: b"%d" % v, decode=int,
+        )
+        self.counts = st.StateTable(
+            app.Table(st.COUNTS, default=None, partitions=settings.partitions, key_type=str,
+                      value_type=bytes),
+            encode=win.encode_state, decode=win.decode_cell,
+        )
+        self.partitions = st.StateTable(
+            app.Table(st.PARTITIONS, default=None, partitions=settings.partitions, key_type=str,
+                      value_type=bytes),
+            encode=win.encode_state, decode=win.decode_partition_state,
+        )
+        # course -> window size -> (latest window start, keys of that window): the web view
+        self.latest: dict[str, dict[int, tuple[int, set[str]]]] = {}
+        self._seeking: dict[Any, int] = {}  # partition -> offset last sought back to
+        self._last_expiry: dict[int, float] = {}
+        # one Output per agent: their batches and acknowledgements must not mix
+        self.out = Output(app)
+        self.out2 = Output(app)
+
+    # -- both agents ------------------------------------------------------------------
+    async def follow_on(self, events: list, expected: dict[int, int]) -> list:
+        """The events that follow on from the offsets in ``expected`` (updated in place);
+        partitions whose records jumped ahead are sought back (see stream_app.positions)."""
+        kept, gaps = split_gaps(events, expected)
+        if gaps:
+            tps = {e.message.partition: e.message.tp for e in events}
+            for p, offset in gaps.items():
+                tp = tps[p]
+                if self._seeking.get(tp) == offset:
+                    continue  # already sought back: these are records fetched before
+                self._seeking[tp] = offset
+                log.warning("stream: %s[%d] jumped past offset %d (records skipped by the consumer); "
+                            "seeking back", tp.topic, p, offset)
+                self.metrics.seeks_back += 1
+                await self.app.consumer.seek(tp, offset)
+        return kept
+
+    # -- agent 1 ----------------------------------------------------------------------
+    async def enrich_batch(self, events: list) -> None:
+        t0 = time.perf_counter()
+        s = self.settings
+        expected = {}
+        for p in {e.message.partition for e in events}:
+            nxt = self.shipped.get(f"{p}|{NEXT_OFFSET}")
+            if nxt is not None:
+                expected[p] = nxt
+        events = await self.follow_on(events, expected)
+        out = self.out
+        m = self.metrics
+        progress: dict[str, tuple[int, int]] = {}
+        n_enriched = n_dead = n_dup = 0
+        for event in events:
+            msg = event.message
+            p, o = msg.partition, msg.offset
+            h = _headers(msg)
+            fp = _text_header(h, "fp")
+            line_offset = _int_header(h, "offset")
+            source = _text_header(h, "source")
+            if fp is not None and line_offset is not None:
+                skey = f"{p}|{fp}"
+                done = progress.get(skey)
+                last = done[1] if done is not None else self.shipped.get(skey)
+                if last is not None and line_offset <= last:
+                    n_dup += 1
+                    continue
+                progress[skey] = (p, line_offset)
+            record = parse_line(msg.value or b"", source, line_offset)
+            where = (("raw_p", b"%d" % p), ("raw_o", b"%d" % o))
+            if record.__class__ is EnrichedEvent:
+                key = (record.course_id or "").encode()
+                q = await out.partition_for(s.enriched_topic, key, cache=True)
+                # the raw record's timestamp (when the shipper read the line) travels on,
+                # so a replay gives the same times to lines that carried none
+                ts = msg.timestamp
+                await out.add(s.enriched_topic, q, key, encode(record), where,
+                              timestamp_ms=int(ts * 1000) if ts else None)
+                n_enriched += 1
+            else:
+                record = msgspec.structs.replace(record, seen_at=_utcnow())
+                key = (source or "").encode()
+                await out.add(s.deadletter_topic, await out.partition_for(s.deadletter_topic, key, cache=True),
+                              key, encode(record), where)
+                n_dead += 1
+        # outputs durable before "done" is recorded
+        t1 = time.perf_counter()
+        await out.wait()
+        for skey, (p, off) in progress.items():
+            self.shipped.put(p, skey, off)
+        for p in {e.message.partition for e in events}:
+            self.shipped.put(p, f"{p}|{NEXT_OFFSET}", expected[p])
+        await self.shipped.write(out)
+        t2 = time.perf_counter()
+        m.enrich_seconds += t2 - t0
+        m.ack_wait_seconds += t2 - t1
+        m.batches += 1
+        m.lines += len(events)
+        m.enriched += n_enriched
+        m.dead_letters += n_dead
+        m.duplicates += n_dup
+        m.touch()
+
+    # -- agent 2 ----------------------------------------------------------------------
+    async def count_batch(self, events: list) -> None:
+        t0 = time.perf_counter()
+        if self.raw_partitions is None:
+            self.raw_partitions = await self.out2.partition_count(self.settings.raw_topic)
+        pstates = {}
+        for q in {e.message.partition for e in events}:
+            pstates[q] = self.partitions.get(str(q)) or win.PartitionState()
+        expected = {q: ps.next_offset for q, ps in pstates.items() if ps.next_offset is not None}
+        events = await self.follow_on(events, expected)
+        by_partition: dict[int, list[win.Item]] = {}
+        bad = 0
+        for event in events:
+            msg = event.message
+            h = _headers(msg)
+            raw_p = _int_header(h, "raw_p")
+            raw_o = _int_header(h, "raw_o")
+            if raw_p is None or raw_o is None:
+                # Not written by this app: count it once per enriched offset instead.
+                raw_p, raw_o = -1 - msg.partition, msg.offset
+            try:
+                item = to_item(msg.value, raw_p, raw_o, msg.timestamp)
+            except (msgspec.DecodeError, ValueError, TypeError):
+                bad += 1
+                continue
+            by_partition.setdefault(msg.partition, []).append(item)
+        results = []
+        for q, pstate in pstates.items():
+            if q in expected:
+                pstate.next_offset = expected[q]
+            res = win.count_batch(by_partition.get(q, ()), q, self.windows, self.grace, pstate, self.counts.get)
+            results.append((q, str(q), res))
+        now_us = int(time.time() * 1_000_000)
+        out = self.out2
+        topic = self.settings.aggregates_topic
+        n_emitted = 0
+        for q, pkey, res in results:
+            for key, cell in res.changed.items():
+                cell.version = win.next_version(cell, now_us)
+                _, kind, course, dim, size, start = parts = win.split_key(key)
+                akey = win.aggregate_key(kind, course, dim, size, start).encode()
+                # Partitioned by course, not by the window key: the same partitioning as
+                # the enriched topic, and one cached hash per course instead of a
+                # murmur2 per emitted window (which cost more than the rest of counting).
+                ap = await out.partition_for(topic, course.encode(), cache=True)
+                await out.add(topic, ap, akey, encode(win.window_count_of(parts, cell)))
+                n_emitted += 1
+        # aggregates durable before the tables say "counted"
+        t1 = time.perf_counter()
+        await out.wait()
+        t2 = time.perf_counter()
+        for q, pkey, res in results:
+            for key, cell in res.changed.items():
+                self.counts.put(q, key, cell)
+                self._index(key)
+            self.partitions.put(q, pkey, res.state)
+            self._maybe_expire(q, res.state)
+        t3 = time.perf_counter()
+        await self.counts.write(out)
+        await self.partitions.write(out)
+        t4 = time.perf_counter()
+        m = self.metrics
+        m.count_seconds += t4 - t0
+        m.ack_wait_seconds += (t2 - t1) + (t4 - t3)
+        m.batches += 1
+        m.enriched_seen += len(events)
+        m.counted += sum(r.counted for _, _, r in results)
+        m.late_dropped += sum(r.late_dropped for _, _, r in results)
+        m.undecodable += bad
+        m.windows_emitted += n_emitted
+        m.touch()
+
+    def _index(self, key: str) -> None:
+        _, kind, course, _, size, start = win.split_key(key)
+        per = self.latest.setdefault(course, {})
+        cur = per.get(size)
+        if cur is None or start > cur[0]:
+            per[size] = (start, {key})
+        elif start == cur[0]:
+            cur[1].add(key)
+
+    def _maybe_expire(self, q: int, pstate: win.PartitionState) -> None:
+        """Forget final windows of partition q (their last emitted value stands), at
+        most every 10 s: the scan is over the whole table."""
+        now = time.monotonic()
+        if now - self._last_expiry.get(q, 0.0) < 10.0:
+            return
+        self._last_expiry[q] = now
+        closed = pstate.closed_before(self.raw_partitions, self.grace)
+        if closed == float("-inf"):
+            return
+        prefix = f"{q}{win.SEP}"
+        n = 0
+        for key in list(self.counts.store.keys()):
+            if key.startswith(prefix) and win.expired(key, closed):
+                self.counts.delete(q, key)
+                n += 1
+        if n:
+            self.metrics.windows_expired += n
+
+    # -- views ------------------------------------------------------------------------
+    def course_counts(self, course: str) -> dict:
+        per = self.latest.get(course)
+        if per is None:  # after a restart the index is empty: rebuild it for this course
+            for key, _ in self.counts.items():
+                if key.split(win.SEP, 3)[2] == course:
+                    self._index(key)
+            per = self.latest.get(course, {})
+        out = {}
+        for size in self.windows:
+            entry = per.get(size)
+            if entry is None:
+                continue
+            start, keys = entry
+            cats, acts, learners = {}, {}, 0
+            for key in keys:
+                cell = self.counts.get(key)
+                if cell is None:
+                    continue
+                _, kind, _, dim, _, _ = win.split_key(key)
+                if kind == win.CATEGORY:
+                    cats[dim] = cell.count
+                elif kind == win.ACTION:
+                    acts[dim] = cell.count
+                else:
+                    learners = cell.count
+            out[str(size)] = {
+                "window_start": _iso(start),
+                "window_end": _iso(start + size),
+                "categories": dict(sorted(cats.items())),
+                "actions": dict(sorted(acts.items(), key=lambda kv: (-kv[1], kv[0]))),
+                "active_learners": learners,
+                "events": sum(cats.values()),
+            }
+        return {"course_id": course, "windows": out}
+
+    def partition_states(self) -> dict[str, dict]:
+        return {k: {"watermark": _iso(v.watermark) if v.watermark else None,
+                    "late_dropped": v.late_dropped, "counted": v.counted}
+                for k, v in self.partitions.items()}
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def create_app(
+    settings: Settings,
+    *,
+    web_port: Optional[int] = None,
+    batch_max: int = 2000,
+    batch_within: float = 0.2,
+    until_idle: Optional[float] = None,
+    log_every: float = 5.0,
+    metrics_path: Optional[Path] = None,
+) -> faust.App:
+    """Build the stream app from settings. ``until_idle``: stop the worker (SIGTERM to
+    itself, the normal shutdown path) once it has been assigned partitions and has seen
+    no event and no rebalance for that many seconds."""
+    conf = faust_config(settings, web_port)
+    Path(conf["datadir"]).mkdir(parents=True, exist_ok=True)
+    app = faust.App(settings.app_id, **conf)
+    pipe = Pipeline(app, settings, batch_max, batch_within)
+    app.pipeline = pipe  # for views, tests and the CLI
+    metrics_path = metrics_path or settings.data_dir / "run" / "stream.metrics.json"
+
+    raw_topic = app.topic(settings.raw_topic, key_type=bytes, value_type=bytes,
+                          key_serializer="raw", value_serializer="raw")
+    enriched_topic = app.topic(settings.enriched_topic, key_type=bytes, value_type=bytes,
+                               key_serializer="raw", value_serializer="raw")
+
+    @app.agent(raw_topic, name="enrich")
+    async def enrich(stream):
+        async for events in stream.take_events(batch_max, within=batch_within):
+            await pipe.enrich_batch(events)
+
+    @app.agent(enriched_topic, name="count")
+    async def count(stream):
+        async for events in stream.take_events(batch_max, within=batch_within):
+            await pipe.count_batch(events)
+
+    assigned_once = {"v": False}
+
+    @app.on_partitions_assigned.connect
+    async def _assigned(sender, assigned, **kwargs):
+        assigned_once["v"] = True
+        pipe.metrics.touch()
+
+    @app.on_partitions_revoked.connect
+    async def _revoked(sender, revoked, **kwargs):
+        pipe.latest.clear()  # the view index may hold keys of partitions given away
+        pipe.metrics.touch()
+
+    @app.timer(log_every)
+    async def _progress():
+        m = pipe.metrics
+        rate = m.rate()
+        log.info("stream: %d lines (%.0f/s), %d enriched, %d dead letters, %d duplicates, "
+                 "%d counted, %d late dropped, %d windows emitted",
+                 m.lines, rate, m.enriched, m.dead_letters, m.duplicates, m.counted,
+                 m.late_dropped, m.windows_emitted)
+        m.write(metrics_path, pipe.partition_states())
+
+    if until_idle is not None:
+        @app.timer(0.5)
+        async def _idle():
+            m = pipe.metrics
+            busy = app.rebalancing or app.tables.recovery.in_recovery
+            if assigned_once["v"] and not busy and time.monotonic() - m.last_activity > until_idle:
+                log.info("stream: idle for %.1fs, stopping", until_idle)
+                m.write(metrics_path, pipe.partition_states())
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    app.metrics_path = metrics_path
+    from stream_app import views
+    from stream_app.live_page import register_live_page
+
+    views.register(app, pipe)
+    register_live_page(app, settings)
+    return app

@@ -1,0 +1,60 @@
+"""Process-local progress counters of a stream worker, written to a JSON file and served
+by the web view. The exact, restart-proof figures (late_dropped per partition) live in
+the ``partitions`` table; these are what this process did since it started."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import orjson
+
+
+@dataclass
+class Metrics:
+    lines: int = 0  # raw lines taken from the raw topic
+    enriched: int = 0
+    dead_letters: int = 0
+    duplicates: int = 0  # shipper replays recognised and skipped
+    enriched_seen: int = 0  # enriched records taken by the counting agent
+    counted: int = 0
+    late_dropped: int = 0
+    undecodable: int = 0  # enriched records the counter could not read
+    windows_emitted: int = 0
+    windows_expired: int = 0
+    seeks_back: int = 0  # partitions sought back over records the consumer skipped
+    # where the agents' time goes: computing vs waiting for the broker's acknowledgements
+    enrich_seconds: float = 0.0
+    count_seconds: float = 0.0
+    ack_wait_seconds: float = 0.0
+    batches: int = 0
+    started_at: float = field(default_factory=time.time)
+    last_activity: float = field(default_factory=time.monotonic)
+    _rate_mark: tuple[float, int] = field(default_factory=lambda: (time.monotonic(), 0))
+
+    def touch(self) -> None:
+        self.last_activity = time.monotonic()
+
+    def rate(self) -> float:
+        """Raw lines per second since the previous call."""
+        now = time.monotonic()
+        t0, n0 = self._rate_mark
+        self._rate_mark = (now, self.lines)
+        return (self.lines - n0) / (now - t0) if now > t0 else 0.0
+
+    def snapshot(self) -> dict:
+        d = {k: v for k, v in asdict(self).items() if not k.startswith("_") and k != "last_activity"}
+        d["pid"] = os.getpid()
+        d["uptime_seconds"] = round(time.time() - self.started_at, 3)
+        return d
+
+    def write(self, path: Path, partitions: dict | None = None) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        doc = self.snapshot()
+        if partitions is not None:
+            doc["partitions"] = partitions
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+        tmp.replace(path)

@@ -1,0 +1,231 @@
+"""Event-time tumbling-window counting, as pure functions over plain values.
+
+The Faust agents only move records in and out; every decision that makes the counts
+exact lives here, so it can be tested without a broker:
+
+- a window is ``[start, start + size)`` in event time (UTC epoch seconds);
+- each counted key (kind, course, dimension, size, start) holds a :class:`Cell`: its
+  count, and the highest raw offset it has counted per raw partition (``hw``). An
+  enriched event whose raw offset is not above ``hw`` was already counted (a
+  re-delivery after a crash, or a batch re-processed because its table write did not
+  land) and is skipped. Within one enriched partition the events of one raw partition
+  arrive in raw-offset order, which is what makes this exact;
+- distinct learners are a set, so counting one twice is harmless by construction;
+- each enriched partition has a :class:`PartitionState` holding one event-time
+  watermark per raw partition that feeds it (the highest event time seen from that raw
+  partition). Lateness is judged against the event's own raw partition: the raw
+  partitions are consumed at different speeds (a backfill of one learner's old file
+  next to another's live tail), so a watermark over all of them would call the slower
+  ones' events late. An event older than its raw partition's ``watermark - grace`` is
+  not counted (``late_dropped``); a window that ends before the *lowest* of those
+  marks minus grace is final and can be forgotten.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Iterable, Optional
+
+import msgspec
+
+from edxstream.records import WindowCount
+
+UTC = timezone.utc
+
+CATEGORY = "course_category"
+ACTION = "course_action"
+LEARNERS = "course_learners"
+KINDS = (CATEGORY, ACTION, LEARNERS)
+
+# Table keys are strings (Faust tables need hashable keys that survive a JSON round
+# trip through the changelog). The unit separator never occurs in course ids, event
+# names or route templates, unlike "|" or ":".
+SEP = "\x1f"
+
+
+class Cell(msgspec.Struct, array_like=True):
+    """The state of one (kind, course, dimension, window) key."""
+
+    count: int = 0
+    # raw partition -> highest raw offset counted in this key
+    hw: dict[int, int] = msgspec.field(default_factory=dict)
+    # version of the last WindowCount emitted for this key
+    version: int = 0
+    # distinct learners (kind course_learners only); count == len(learners)
+    learners: Optional[set[str]] = None
+
+
+class PartitionState(msgspec.Struct, array_like=True):
+    """Per enriched partition: event-time watermark and the counters of what was seen."""
+
+    watermark: float = 0.0  # highest event time seen from any raw partition (for display)
+    late_dropped: int = 0
+    counted: int = 0
+    # raw partition -> highest raw offset already reflected in the counters above
+    hw: dict[int, int] = msgspec.field(default_factory=dict)
+    # raw partition -> highest event time seen from it, epoch seconds
+    marks: dict[int, float] = msgspec.field(default_factory=dict)
+    # the next enriched-topic offset expected in this partition (see stream_app.positions)
+    next_offset: Optional[int] = None
+
+    def closed_before(self, raw_partitions: int, grace: float) -> float:
+        """Windows ending at or before this time can change no more. Until every raw
+        partition has been seen, nothing is final: an unseen one may bring anything."""
+        if len(self.marks) < raw_partitions or not self.marks:
+            return float("-inf")
+        return min(self.marks.values()) - grace
+
+
+_cell_enc = msgspec.json.Encoder()
+_cell_dec = msgspec.json.Decoder(Cell)
+_pstate_dec = msgspec.json.Decoder(PartitionState)
+
+
+def encode_state(value: Cell | PartitionState) -> bytes:
+    return _cell_enc.encode(value)
+
+
+def decode_cell(data: bytes) -> Cell:
+    return _cell_dec.decode(data)
+
+
+def decode_partition_state(data: bytes) -> PartitionState:
+    return _pstate_dec.decode(data)
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """What counting needs from one enriched event."""
+
+    time: float  # event time, epoch seconds
+    course: str  # "" when the event belongs to no course (not counted per course)
+    category: str
+    action: str
+    learner: Optional[str]  # user id, else username; None for anonymous events
+    raw_partition: int
+    raw_offset: int
+
+
+def window_start(t: float, size: int) -> int:
+    return int(t // size) * size
+
+
+def cell_key(partition: int, kind: str, course: str, dimension: str, size: int, start: int) -> str:
+    return SEP.join((str(partition), kind, course, dimension, str(size), str(start)))
+
+
+def split_key(key: str) -> tuple[int, str, str, str, int, int]:
+    p, kind, course, dim, size, start = key.split(SEP)
+    return int(p), kind, course, dim, int(size), int(start)
+
+
+def aggregate_key(kind: str, course: str, dimension: str, size: int, start: int) -> str:
+    """The key of a WindowCount on the aggregates topic (compaction keeps the last).
+    Records are placed in the partition of their course (as on the enriched topic)."""
+    return f"{kind}|{course}|{dimension}|{size}|{start}"
+
+
+@dataclass
+class BatchResult:
+    changed: dict[str, Cell] = field(default_factory=dict)  # keys whose value changed
+    state: PartitionState = field(default_factory=PartitionState)
+    counted: int = 0  # events counted now (not already counted)
+    late_dropped: int = 0
+    skipped: int = 0  # (key, event) pairs already counted before
+
+
+def count_batch(
+    items: Iterable[Item],
+    partition: int,
+    windows: Iterable[int],
+    grace: float,
+    state: PartitionState,
+    get_cell: Callable[[str], Optional[Cell]],
+) -> BatchResult:
+    """Apply a batch of events of one enriched partition, in order.
+
+    ``get_cell`` returns the stored cell of a key (or None). Cells are updated in place
+    and returned in ``changed``; ``state`` is updated in place. Each key appears once in
+    the result however many events touched it, so the caller writes it once per batch.
+    """
+    sizes = tuple(windows)
+    changed = {}
+    res = BatchResult(changed=changed, state=state)
+    hw = state.hw
+    marks = state.marks
+    for it in items:
+        new_here = it.raw_offset > hw.get(it.raw_partition, -1)
+        if new_here:
+            hw[it.raw_partition] = it.raw_offset
+        mark = marks.get(it.raw_partition)
+        if mark is not None and it.time < mark - grace:
+            if new_here:
+                state.late_dropped += 1
+                res.late_dropped += 1
+            continue
+        if mark is None or it.time > mark:
+            marks[it.raw_partition] = it.time
+        if it.time > state.watermark:
+            state.watermark = it.time
+        if new_here:
+            state.counted += 1
+        counted_now = False
+        if not it.course:
+            res.counted += new_here
+            continue
+        for size in sizes:
+            start = window_start(it.time, size)
+            dims = ((CATEGORY, it.category), (ACTION, it.action))
+            if it.learner is not None:
+                dims += ((LEARNERS, ""),)
+            for kind, dim in dims:
+                key = cell_key(partition, kind, it.course, dim, size, start)
+                cell = changed.get(key)
+                if cell is None:
+                    cell = get_cell(key)
+                    if cell is None:
+                        cell = Cell(learners=set() if kind == LEARNERS else None)
+                if it.raw_offset <= cell.hw.get(it.raw_partition, -1):
+                    res.skipped += 1
+                    continue
+                cell.hw[it.raw_partition] = it.raw_offset
+                if kind == LEARNERS:
+                    cell.learners.add(it.learner)
+                    cell.count = len(cell.learners)
+                else:
+                    cell.count += 1
+                changed[key] = cell
+                counted_now = True
+        res.counted += counted_now
+    return res
+
+
+def next_version(cell: Cell, now_us: int) -> int:
+    """Strictly increasing per key, and close to wall time so that a consumer that
+    keeps the highest version also keeps the newest value after a restart."""
+    return max(cell.version + 1, now_us)
+
+
+def window_count(key: str, cell: Cell) -> WindowCount:
+    return window_count_of(split_key(key), cell)
+
+
+def window_count_of(parts: tuple[int, str, str, str, int, int], cell: Cell) -> WindowCount:
+    _, kind, course, dim, size, start = parts
+    return WindowCount(
+        kind=kind,
+        course_id=course,
+        dimension=dim,
+        window_seconds=size,
+        window_start=datetime.fromtimestamp(start, UTC),
+        count=cell.count,
+        version=cell.version,
+    )
+
+
+def expired(key: str, closed_before: float) -> bool:
+    """True when no event can change this window any more: it ends before the oldest
+    time an event may still have (see :meth:`PartitionState.closed_before`)."""
+    _, _, _, _, size, start = split_key(key)
+    return start + size <= closed_before

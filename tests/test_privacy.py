@@ -1,0 +1,154 @@
+"""Pseudonymization as a pure function: no raw username or IP survives anywhere in the
+encoded record, pseudonyms are stable per key, and what analysts need is kept."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import orjson
+import pytest
+from urllib.parse import quote
+
+from edxstream import privacy
+from edxstream.records import EnrichedEvent, encode
+from edxstream.settings import Settings
+
+KEY = "test-secret-key"
+COURSE = "course-v1:TestX+PRV101+2024"
+
+
+def forum_event(username: str = "ann_learner", ip: str = "203.0.113.77") -> EnrichedEvent:
+    payload = {
+        "body": "My phone is 555-0100, ask ann_learner",
+        "title": "Help from Ann_Learner please",
+        "id": "553024d156c02c8f55000001",
+        "category_name": "Week 1",
+        "user_forums_roles": ["Student"],
+        "url": f"http://{ip}:8000/courses/{COURSE}/discussion/forum",
+        "target_username": "bob.peer",
+        "user_id": 42,
+    }
+    return EnrichedEvent(
+        event_id="e-forum-1",
+        time=datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc),
+        category="forum",
+        action="edx.forum.thread.created",
+        event_type="edx.forum.thread.created",
+        event_source="server",
+        course_id=COURSE,
+        user_id=42,
+        username=username,
+        session="e427260a0c3072212863465416c869f9",
+        ip=ip,
+        agent="Mozilla/5.0",
+        host="lms.example.org",
+        page=f"https://lms.example.org/u/{username}?from={ip}",
+        referer=f"https://lms.example.org/u/{username.upper()}",
+        payload=orjson.dumps(payload).decode(),
+    )
+
+
+def video_event(username: str = "zoë+x@y", ip: str = "2001:db8:85a3::8a2e:370:7334") -> EnrichedEvent:
+    inner = orjson.dumps({"id": "vid1", "currentTime": 12.5, "username": username, "ip": ip}).decode()
+    return EnrichedEvent(
+        event_id="e-video-1",
+        time=datetime(2024, 3, 1, 12, 5, tzinfo=timezone.utc),
+        category="video",
+        action="play_video",
+        event_type="play_video",
+        event_source="browser",
+        course_id=COURSE,
+        user_id=7,
+        username=username,
+        ip=ip,
+        page=f"https://lms.example.org/courses/{COURSE}/courseware?user={username}",
+        video_id="vid1",
+        video_position=12.5,
+        payload=orjson.dumps({"event": inner, "note": f"seen from {ip} by {username}"}).decode(),
+    )
+
+
+def raw_leaks(event: EnrichedEvent, needles: list[str]) -> list[str]:
+    # Neither msgspec nor orjson escapes non-ASCII or "/", so a raw value shows as itself.
+    blob = encode(event).decode().lower()
+    found = []
+    for needle in needles:
+        for form in {needle, quote(needle, safe=""), quote(needle)}:
+            if form.lower() in blob:
+                found.append(form)
+    return found
+
+
+@pytest.mark.parametrize("ip_mode", ["drop", "truncate"])
+def test_forum_event_has_no_raw_identity_left(ip_mode):
+    raw = forum_event()
+    out = privacy.pseudonymize(raw, KEY, ip_mode)
+    assert raw_leaks(out, ["ann_learner", "203.0.113.77", "bob.peer", raw.session]) == []
+    payload = orjson.loads(out.payload)
+    assert "body" not in payload and "title" not in payload  # forum free text dropped
+    assert payload["category_name"] == "Week 1" and payload["id"] == "553024d156c02c8f55000001"
+    assert payload["user_id"] == out.user_id  # same pseudonym inside the payload as in the column
+    assert payload["target_username"] == privacy.pseudonym_username("bob.peer", KEY)
+    assert out.page == f"https://lms.example.org/u/{out.username}?from={out.ip or '[ip]'}"
+    assert out.ip == (None if ip_mode == "drop" else "203.0.113.0")
+
+
+def test_ipv6_and_encoded_username_are_scrubbed_including_nested_json():
+    raw = video_event()
+    out = privacy.pseudonymize(raw, KEY, "truncate")
+    assert out.ip == "2001:db8:85a3::"
+    assert raw_leaks(out, ["zoë+x@y", "2001:db8:85a3::8a2e:370:7334", "8a2e:370:7334"]) == []
+    inner = orjson.loads(orjson.loads(out.payload)["event"])
+    assert inner["currentTime"] == 12.5 and inner["username"] == out.username
+    assert out.video_id == "vid1" and out.video_position == 12.5
+
+
+def test_pseudonyms_are_stable_keyed_and_join_friendly():
+    a = privacy.pseudonymize(forum_event(), KEY)
+    b = privacy.pseudonymize(forum_event(username="ANN_LEARNER"), KEY)
+    other_key = privacy.pseudonymize(forum_event(), "another-key")
+    assert a.user_id == b.user_id and a.username == b.username  # same learner, same pseudonym
+    assert a.username != other_key.username and a.user_id != other_key.user_id
+    assert a.username.startswith("u_") and len(a.username) == 18
+    assert 0 <= a.user_id < 2**63 and a.user_id != 42
+    assert a.session.startswith("s_") and a.session == b.session
+    # Everything analysts aggregate on is untouched.
+    for field in ("event_id", "time", "category", "action", "event_type", "course_id", "agent", "host"):
+        assert getattr(a, field) == getattr(forum_event(), field)
+
+
+def test_short_username_does_not_eat_other_words():
+    raw = forum_event(username="ann")
+    raw = privacy.msgspec.structs.replace(raw, page="https://lms.example.org/annual/u/ann/")
+    out = privacy.pseudonymize(raw, KEY)
+    assert out.page == f"https://lms.example.org/annual/u/{out.username}/"
+
+
+def test_non_json_forum_payload_is_dropped_and_anonymous_events_pass():
+    raw = privacy.msgspec.structs.replace(forum_event(), payload="free text by ann_learner")
+    assert privacy.pseudonymize(raw, KEY).payload == ""
+    anon = EnrichedEvent(
+        event_id="e3", time=datetime(2024, 1, 1, tzinfo=timezone.utc), category="other",
+        action="x", event_type="x", payload='{"a": 1}',
+    )
+    out = privacy.pseudonymize(anon, KEY)
+    assert out.user_id is None and out.username is None and orjson.loads(out.payload) == {"a": 1}
+
+
+def test_for_analysts_follows_the_setting(tmp_path):
+    raw = forum_event()
+    on = Settings(home=tmp_path, pseudonymize=True, pseudonym_key=KEY)
+    off = Settings(home=tmp_path, pseudonymize=False)
+    assert privacy.for_analysts(raw, on) == privacy.pseudonymize(raw, KEY)
+    assert privacy.for_analysts(raw, off) is raw
+    truncating = Settings(home=tmp_path, pseudonym_key=KEY, pseudonym_ip="truncate")
+    assert privacy.for_analysts(raw, truncating).ip == "203.0.113.0"
+    with pytest.raises(privacy.UserError):
+        privacy.for_analysts(raw, Settings(home=tmp_path, pseudonym_ip="keep"))
+
+
+def test_mask_ip():
+    assert privacy.mask_ip("10.1.2.3", "truncate") == "10.1.2.0"
+    assert privacy.mask_ip("10.1.2.3") is None
+    assert privacy.mask_ip("not-an-ip", "truncate") is None
+    assert privacy.mask_ip(None, "truncate") is None

@@ -1,0 +1,159 @@
+"""The shipper's pieces: message keys, fingerprints, checkpoints, and the sender and
+backfill against the real broker."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import time
+
+
+from edxstream.records import decode_dead_letter
+from producer.backfill import backfill, expand
+from producer.checkpoint import CheckpointStore, backfill_store_path
+from producer.fingerprint import fingerprint_of_head, fingerprint_path
+from producer.keys import learner_key
+from tests.conftest import edxstream_cmd, env_for
+from tests.test_ship_helpers import check_order_and_duplicates, file_lines, make_line, read_topic, write_lines
+
+
+def test_learner_key_prefers_username_then_user_id_then_session():
+    assert learner_key(b'{"username": "ada", "context": {"user_id": 5}}') == b"ada"
+    assert learner_key(b'{"username":"ada","x":1}') == b"ada"
+    assert learner_key(b'{"username": "", "context": {"user_id": 42}}') == b"user_id:42"
+    assert learner_key(b'{"username": "anonymous", "event": {"user_id": 7}}') == b"user_id:7"
+    assert learner_key(b'{"username": "", "session": "abc123"}') == b"session:abc123"
+    assert learner_key(b'{"event_type": "x"}') is None
+    assert learner_key(b"not json at all") is None
+    assert learner_key(b'{"username": "unterminated') is None
+
+
+def test_fingerprint_is_the_first_line_and_survives_rename_and_gzip(tmp_path):
+    assert fingerprint_of_head(b'{"partial first line') is None  # still being written
+    assert fingerprint_of_head(b'{"partial first line', complete=True) is not None
+    assert fingerprint_of_head(b"a\nb\n") == fingerprint_of_head(b"a\nc\nd\n")
+    assert fingerprint_of_head(b"a\n") != fingerprint_of_head(b"b\n")
+    live = tmp_path / "tracking.log"
+    write_lines(live, [make_line(i) for i in range(10)])
+    fp = fingerprint_path(live)
+    live.rename(tmp_path / "tracking.log.1")
+    assert fingerprint_path(tmp_path / "tracking.log.1") == fp
+    with open(tmp_path / "tracking.log.1", "rb") as src, gzip.open(tmp_path / "tracking.log-1.gz", "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    assert fingerprint_path(tmp_path / "tracking.log-1.gz") == fp
+
+
+def test_checkpoint_store_roundtrip_and_atomic_file(tmp_path):
+    s = CheckpointStore(tmp_path / "cp" / "ship.json")
+    s.set("fp1", 100, "/a", 200)
+    s.set("fp2", 50, "/b", 50, done=True)
+    s.save()
+    assert [p.name for p in (tmp_path / "cp").iterdir()] == ["ship.json"]  # no temp file left behind
+    again = CheckpointStore(tmp_path / "cp" / "ship.json")
+    assert again.get("fp1").offset == 100 and again.get("fp1").path == "/a"
+    assert again.get("fp2").done and again.get("fp3") is None
+
+
+def test_lines_keyed_with_headers_bytes_unchanged_and_oversized_dead_lettered(settings, tmp_path):
+    s = settings.model_copy(update={"max_message_bytes": 4000})
+    path = tmp_path / "tracking.log-20240301"
+    not_utf8 = b'{"username": "bob", "bad": "\xff\xfe"}'
+    huge = b'{"username": "carol", "blob": "' + b"x" * 10_000 + b'"}'
+    no_key = b'{"event_type": "server_heartbeat"}'
+    lines = [make_line(i, user=("ada" if i % 2 else "bob")) for i in range(200)]
+    lines[10:10] = [not_utf8, b"", huge, no_key, b"\r"]
+    write_lines(path, lines, mode="wb")
+    with open(path, "ab") as f:
+        f.write(b'{"username": "ada", "last": "no newline"}')  # a finished file's last line
+    data = path.read_bytes()
+    expected = {off: line for off, line in file_lines(data).items() if line != huge}
+
+    r = backfill(s, [path], progress=False)
+    assert r.counters.empty_lines == 1 and r.counters.dead_letters == 1
+
+    msgs = read_topic(s.kafka_bootstrap, s.raw_topic, expect=len(expected))
+    got = {m.line_offset: m.value for m in msgs}
+    assert got == expected  # every line, byte for byte, at its offset (the \r line too)
+    assert len(msgs) == len(expected)
+    fp = fingerprint_path(path)
+    assert {m.fp for m in msgs} == {fp} and {m.source for m in msgs} == {str(path)}
+    check_order_and_duplicates(msgs)
+    by_key: dict[bytes, set[int]] = {}
+    for m in msgs:
+        by_key.setdefault(m.key, set()).add(m.partition)
+    assert all(len(parts) == 1 for parts in by_key.values())  # one learner, one partition
+    assert by_key.keys() >= {b"ada", b"bob", fp.encode()}  # a keyless line is keyed by its file
+
+    [dl_msg] = read_topic(s.kafka_bootstrap, s.deadletter_topic, expect=1)
+    dl = decode_dead_letter(dl_msg.value)
+    huge_offset = data.find(huge)
+    assert (dl.reason, dl.stage, dl.source, dl.offset) == ("too_large", "ship", str(path), huge_offset)
+    assert "10" in dl.detail and huge.startswith(dl.raw.encode())
+    assert dl_msg.line_offset == huge_offset and dl_msg.fp == fp
+
+
+def _gz(path, lines, mtime):
+    with gzip.open(path, "wb") as f:
+        for line in lines:
+            f.write(line + b"\n")
+    os.utime(path, (mtime, mtime))
+
+
+def test_backfill_ships_each_gz_line_once_oldest_first_and_skips_on_rerun(settings, tmp_path):
+    history = tmp_path / "history"
+    history.mkdir()
+    now = time.time()
+    files = {}
+    for n, name in enumerate(["tracking.log-3.gz", "tracking.log-2.gz", "tracking.log-1.gz"]):
+        lines = [make_line(i, tag=name) for i in range(n * 1000, n * 1000 + 1500)]
+        _gz(history / name, lines, now - 3600 * (3 - n))  # -3 is the oldest
+        files[name] = lines
+    plain = tmp_path / "tracking.log.1"
+    write_lines(plain, [make_line(i, tag="plain") for i in range(300)], mode="wb")
+    assert [p.name for p in expand([history, plain])][:3] == ["tracking.log-3.gz", "tracking.log-2.gz",
+                                                              "tracking.log-1.gz"]
+    total = 3 * 1500 + 300
+
+    env = env_for(settings)
+    run = subprocess.run(edxstream_cmd("backfill", str(history), str(plain)), env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "4 files shipped, 0 skipped" in run.stdout and f"{total} lines" in run.stdout
+    assert "backfill" in run.stderr and "B/s" in run.stderr  # the progress bar
+
+    msgs = read_topic(settings.kafka_bootstrap, settings.raw_topic, expect=total)
+    assert len(msgs) == total
+    assert len({(m.fp, m.line_offset) for m in msgs}) == total  # each line once
+    check_order_and_duplicates(msgs)
+    for name, lines in files.items():
+        got = sorted((m.line_offset, m.value) for m in msgs if m.source == str(history / name))
+        assert [v for _, v in got] == lines
+    # oldest first: within a partition, the oldest file's lines come before the newer ones'
+    first_seen = {}
+    for m in sorted(msgs, key=lambda m: (m.partition, m.offset)):
+        first_seen.setdefault((m.partition, m.source), m.offset)
+    for p in {m.partition for m in msgs}:
+        order = [src for (pp, src), _ in sorted(first_seen.items(), key=lambda kv: kv[1]) if pp == p]
+        assert order == sorted(order, key=lambda src: ["-3.gz", "-2.gz", "-1.gz", ".1"].index(
+            next(suf for suf in ["-3.gz", "-2.gz", "-1.gz", ".1"] if src.endswith(suf))))
+
+    store = json.loads(backfill_store_path(settings.checkpoints).read_text())
+    assert len(store) == 4 and all(e["done"] for e in store.values())
+
+    again = subprocess.run(edxstream_cmd("backfill", "--no-progress", str(history), str(plain)), env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "0 files shipped, 4 skipped" in again.stdout
+    forced = subprocess.run(edxstream_cmd("backfill", "--no-progress", "--force", str(history / "tracking.log-1.gz")),
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert forced.returncode == 0 and "1 files shipped" in forced.stdout, forced.stderr
+    assert len(read_topic(settings.kafka_bootstrap, settings.raw_topic, expect=total + 1500)) == total + 1500
+
+
+def test_backfill_of_a_missing_path_is_a_user_error(settings, tmp_path):
+    run = subprocess.run(edxstream_cmd("backfill", str(tmp_path / "nope.gz")), env=env_for(settings),
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "does not exist" in run.stderr

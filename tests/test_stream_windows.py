@@ -1,0 +1,189 @@
+"""The stream app's counting rules, without a broker: windows, replay dedup by high-water
+offsets, distinct learners, event-time lateness, expiry, versions."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from stream_app import state
+from stream_app import windows as win
+from stream_app.factory import to_item
+from edxstream.records import EnrichedEvent, encode
+
+T0 = datetime(2024, 3, 1, 10, 0, tzinfo=timezone.utc).timestamp()
+C = "course-v1:Org+C1+2024"
+
+
+def item(dt: float, off: int, *, p: int = 0, cat: str = "video", act: str = "play_video",
+         learner: str | None = "7", course: str = C) -> win.Item:
+    return win.Item(T0 + dt, course, cat, act, learner, p, off)
+
+
+def run(items, store, pstate=None, windows=(60, 3600), grace=48 * 3600, q=0):
+    pstate = pstate or win.PartitionState()
+    res = win.count_batch(items, q, windows, grace, pstate, store.get)
+    store.update(res.changed)
+    return res, pstate
+
+
+def counts(store, kind, size):
+    return {(win.split_key(k)[3], win.split_key(k)[5]): c.count for k, c in store.items()
+            if win.split_key(k)[1] == kind and win.split_key(k)[4] == size}
+
+
+def test_tumbling_windows_by_event_time_including_out_of_order():
+    store = {}
+    # 10:00:05, 10:01:10, then an out-of-order 10:00:59 and one at 10:59:59
+    run([item(5, 0), item(70, 1), item(59, 2, cat="assessment", act="problem_check"),
+         item(3599, 3)], store)
+    m = int(T0)
+    assert counts(store, win.CATEGORY, 60) == {("video", m): 1, ("assessment", m): 1, ("video", m + 60): 1,
+                                               ("video", m + 3540): 1}
+    assert counts(store, win.CATEGORY, 3600) == {("video", m): 3, ("assessment", m): 1}
+    assert counts(store, win.ACTION, 3600) == {("play_video", m): 3, ("problem_check", m): 1}
+    # one learner, counted once per window however many events
+    assert counts(store, win.LEARNERS, 3600) == {("", m): 1}
+
+
+def test_each_key_changes_once_per_batch():
+    store = {}
+    res, _ = run([item(i, i) for i in range(100)], store, windows=(3600,))
+    # category, action, learners for one window: three keys, each written once
+    assert len(res.changed) == 3
+    assert store[win.cell_key(0, win.CATEGORY, C, "video", 3600, int(T0))].count == 100
+
+
+def test_redelivered_events_are_not_counted_twice():
+    store = {}
+    batch = [item(i, 100 + i, p=1) for i in range(10)] + [item(i, 50 + i, p=0) for i in range(5)]
+    run(batch, store)
+    key = win.cell_key(0, win.CATEGORY, C, "video", 3600, int(T0))
+    assert store[key].count == 15
+    assert store[key].hw == {1: 109, 0: 54}
+    # a crash re-delivers a tail of both raw partitions, then new events follow
+    res, _ = run([item(7, 107, p=1), item(8, 108, p=1), item(9, 109, p=1), item(4, 54, p=0),
+                  item(10, 110, p=1), item(5, 55, p=0)], store)
+    assert store[key].count == 17
+    assert res.skipped > 0
+
+
+def test_distinct_learners_are_a_set():
+    store = {}
+    run([item(1, 0, learner="7"), item(2, 1, learner="8"), item(3, 2, learner="7"),
+         item(4, 3, learner=None)], store, windows=(3600,))
+    key = win.cell_key(0, win.LEARNERS, C, "", 3600, int(T0))
+    assert store[key].count == 2 and store[key].learners == {"7", "8"}
+    # anonymous events still count per category
+    assert store[win.cell_key(0, win.CATEGORY, C, "video", 3600, int(T0))].count == 4
+
+
+def test_late_within_grace_counts_in_its_own_window_beyond_grace_is_dropped():
+    store = {}
+    grace = 48 * 3600
+    res, ps = run([item(30 * 3600, 0), item(-18 * 3600, 1), item(-5 * 86400, 2)], store,
+                  windows=(3600,), grace=grace)
+    assert res.late_dropped == 1 and ps.late_dropped == 1
+    assert ps.watermark == T0 + 30 * 3600
+    late_window = int(T0 - 18 * 3600)
+    assert counts(store, win.CATEGORY, 3600)[("video", late_window)] == 1
+    assert ("video", int(T0 - 5 * 86400)) not in counts(store, win.CATEGORY, 3600)
+    # a re-delivery of the dropped event does not bump late_dropped again
+    run([item(-5 * 86400, 2)], store, ps, windows=(3600,), grace=grace)
+    assert ps.late_dropped == 1
+
+
+def test_events_without_course_are_not_counted_per_course():
+    store = {}
+    res, ps = run([item(1, 0, course="")], store)
+    assert store == {} and res.counted == 1 and ps.counted == 1
+
+
+def test_versions_grow_and_window_count_is_full_value():
+    store = {}
+    res, _ = run([item(1, 0)], store, windows=(60,))
+    key = win.cell_key(0, win.CATEGORY, C, "video", 60, int(T0))
+    cell = store[key]
+    cell.version = win.next_version(cell, 1000)
+    v1 = cell.version
+    cell.version = win.next_version(cell, 10)  # clock went backwards: still grows
+    assert cell.version == v1 + 1
+    wc = win.window_count(key, cell)
+    assert (wc.kind, wc.course_id, wc.dimension, wc.window_seconds, wc.count) == (win.CATEGORY, C, "video", 60, 1)
+    assert wc.window_start == datetime(2024, 3, 1, 10, 0, tzinfo=timezone.utc)
+    assert win.aggregate_key(win.CATEGORY, C, "video", 60, int(T0)) == f"course_category|{C}|video|60|{int(T0)}"
+
+
+def test_lateness_is_judged_per_raw_partition():
+    """Raw partition 1 is a backfill days behind raw partition 0's live tail: its events
+    are on time for their own partition and are counted, not dropped."""
+    store = {}
+    grace = 48 * 3600
+    live = [item(10 * 86400 + i, i, p=0) for i in range(5)]
+    backfill = [item(i * 60, i, p=1) for i in range(5)]
+    res, ps = run(live + backfill + [item(-3 * 86400, 5, p=1)], store, windows=(3600,), grace=grace)
+    assert res.late_dropped == 1  # only the one 3 days behind its own partition
+    assert counts(store, win.CATEGORY, 3600) == {("video", int(T0 + 10 * 86400)): 5, ("video", int(T0)): 5}
+    assert ps.marks == {0: T0 + 10 * 86400 + 4, 1: T0 + 240}
+
+
+def test_expiry_only_after_every_raw_partition_passes_end_plus_grace():
+    key = win.cell_key(0, win.CATEGORY, C, "video", 3600, int(T0))
+    grace = 48 * 3600
+    ps = win.PartitionState(marks={0: T0 + 3600 + grace + 500})
+    # raw partition 1 not seen yet: it may still bring anything
+    assert ps.closed_before(2, grace) == float("-inf")
+    ps.marks[1] = T0 + 3600 + grace - 1
+    assert not win.expired(key, ps.closed_before(2, grace))
+    ps.marks[1] = T0 + 3600 + grace
+    assert win.expired(key, ps.closed_before(2, grace))
+
+
+def test_cells_survive_the_changelog_encoding():
+    cell = win.Cell(count=3, hw={0: 5, 3: 9}, version=77, learners={"a", "b"})
+    assert win.decode_cell(win.encode_state(cell)) == cell
+    ps = win.PartitionState(watermark=T0, late_dropped=2, counted=9, hw={1: 4}, marks={1: T0})
+    assert win.decode_partition_state(win.encode_state(ps)) == ps
+
+
+def test_enriched_record_to_item():
+    ev = EnrichedEvent(event_id="x", time=datetime(2024, 3, 1, 10, 0, 1, 500000, tzinfo=timezone.utc),
+                       category="forum", action="edx.forum.thread.created", event_type="edx.forum.thread.created",
+                       course_id=C, user_id=None, username="ann")
+    it = to_item(encode(ev), 2, 40)
+    assert it == win.Item(T0 + 1.5, C, "forum", "edx.forum.thread.created", "ann", 2, 40)
+    ev.user_id = 7
+    assert to_item(encode(ev), 2, 40).learner == "7"
+
+
+def test_changelog_topic_names(tmp_path):
+    from edxstream.settings import load
+
+    s = load(app_id="myapp", home=tmp_path)
+    assert state.changelog_topics(s) == ["myapp-shipped-changelog", "myapp-counts-changelog",
+                                         "myapp-partitions-changelog"]
+    assert "myapp-__assignor-__leader" in state.internal_topics(s)
+
+
+def test_an_event_without_time_is_counted_when_it_was_received():
+    from edxstream.model import UNKNOWN_TIME
+
+    ev = EnrichedEvent(event_id="x", time=UNKNOWN_TIME, category="video", action="play_video",
+                       event_type="play_video", course_id=C, user_id=7)
+    assert to_item(encode(ev), 0, 1, received=T0 + 42).time == T0 + 42
+    ev.time = datetime(2024, 3, 1, 10, 0, 1, tzinfo=timezone.utc)
+    assert to_item(encode(ev), 0, 1, received=T0 + 42).time == T0 + 1
+
+
+def test_skipped_records_are_caught_and_replays_pass():
+    from stream_app.positions import split_gaps
+
+    ev = lambda p, o: (p, o)  # noqa: E731
+    expected = {0: 10}
+    batch = [ev(0, 8), ev(0, 9), ev(0, 10), ev(1, 50), ev(0, 11), ev(0, 14), ev(0, 15), ev(1, 51)]
+    kept, gaps = split_gaps(batch, expected, offset_of=lambda e: e)
+    # 12 and 13 never came: partition 0 stops at the jump and is sought back to 12
+    assert kept == [ev(0, 8), ev(0, 9), ev(0, 10), ev(1, 50), ev(0, 11), ev(1, 51)]
+    assert gaps == {0: 12}
+    assert expected == {0: 12, 1: 52}
+    kept, gaps = split_gaps([ev(0, 12), ev(0, 13), ev(0, 14)], expected, offset_of=lambda e: e)
+    assert len(kept) == 3 and gaps == {} and expected[0] == 15
