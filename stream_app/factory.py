@@ -166,7 +166,7 @@ class Pipeline:
         )
         # course -> window size -> (latest window start, keys of that window): the web view
         self.latest: dict[str, dict[int, tuple[int, set[str]]]] = {}
-        self._seeking: dict[Any, int] = {}  # partition -> offset last sought back to
+        self._seeking: dict[Any, tuple[int, float]] = {}  # partition -> (offset sought back to, when)
         self._last_expiry: dict[int, float] = {}
         # one Output per agent: their batches and acknowledgements must not mix
         self.out = Output(app)
@@ -177,18 +177,36 @@ class Pipeline:
         """The events that follow on from the offsets in ``expected`` (updated in place);
         partitions whose records jumped ahead are sought back (see stream_app.positions)."""
         kept, gaps = split_gaps(events, expected)
+        for e in kept:
+            self._seeking.pop(e.message.tp, None)
         if gaps:
             tps = {e.message.partition: e.message.tp for e in events}
             for p, offset in gaps.items():
                 tp = tps[p]
-                if self._seeking.get(tp) == offset:
-                    continue  # already sought back: these are records fetched before
-                self._seeking[tp] = offset
+                last = self._seeking.get(tp)
+                if last is not None and last[0] == offset:
+                    continue  # records fetched before the seek: reseek() follows up
                 log.warning("stream: %s[%d] jumped past offset %d (records skipped by the consumer); "
                             "seeking back", tp.topic, p, offset)
                 self.metrics.seeks_back += 1
-                await self.app.consumer.seek(tp, offset)
+                await self._seek(tp, offset)
         return kept
+
+    async def _seek(self, tp: Any, offset: int) -> None:
+        self._seeking[tp] = (offset, time.monotonic())
+        # in the consumer's own thread, and Faust's read position with it
+        await self.app.consumer.seek_wait({tp: offset})
+
+    async def reseek(self, after: float = 1.0) -> None:
+        """Seek again where a seek back has not been answered for ``after`` seconds:
+        records fetched before the seek can move Faust's read position past the offset
+        sought, and Faust then drops the re-read records as already seen."""
+        now = time.monotonic()
+        for tp, (offset, when) in list(self._seeking.items()):
+            if now - when >= after and tp in self.app.consumer.assignment():
+                await self._seek(tp, offset)
+            elif tp not in self.app.consumer.assignment():
+                self._seeking.pop(tp, None)
 
     # -- agent 1 ----------------------------------------------------------------------
     async def enrich_batch(self, events: list) -> None:
@@ -461,11 +479,15 @@ def create_app(
                  m.late_dropped, m.windows_emitted)
         m.write(metrics_path, pipe.partition_states())
 
+    @app.timer(1.0)
+    async def _reseek():
+        await pipe.reseek()
+
     if until_idle is not None:
         @app.timer(0.5)
         async def _idle():
             m = pipe.metrics
-            busy = app.rebalancing or app.tables.recovery.in_recovery
+            busy = app.rebalancing or app.tables.recovery.in_recovery or bool(pipe._seeking)
             if assigned_once["v"] and not busy and time.monotonic() - m.last_activity > until_idle:
                 log.info("stream: idle for %.1fs, stopping", until_idle)
                 m.write(metrics_path, pipe.partition_states())
