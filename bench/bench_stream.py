@@ -131,7 +131,7 @@ def main() -> int:
                 env[f"EDXSTREAM_{name.upper()}"] = "[" + ",".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
         metrics = tmp / "metrics.json"
         log = open(tmp / "worker.log", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "edxstream.cli", "process", "--log-every", "0.1",
+        proc = subprocess.Popen([*os.environ.get("BENCH_WRAP", "").split(), sys.executable, "-m", "edxstream.cli", "process", "--log-every", "0.1",
                                  "--batch", str(args.batch), "--metrics-file", str(metrics)],
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
         t_first = t_done = None
@@ -153,7 +153,11 @@ def main() -> int:
                     break
         finally:
             proc.terminate()
-            proc.wait(30)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         if t_done is None:
             raise SystemExit(f"timed out: see {tmp / 'worker.log'}")
         elapsed = t_done - t_first

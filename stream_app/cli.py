@@ -22,8 +22,9 @@ def register(subparsers) -> None:
                    help="stop once no event has arrived for this long (demo, tests)")
     p.add_argument("--web-port", type=int, default=None, help="monitoring web port (default: settings.web_port)")
     p.add_argument("--batch", type=int, default=2000, help="max events per batch (default 2000)")
-    p.add_argument("--batch-within", type=float, default=0.2, metavar="SECONDS",
-                   help="max wait to fill a batch (default 0.2)")
+    p.add_argument("--batch-within", type=float, default=0.05, metavar="SECONDS",
+                   help="max wait to fill a batch (default 0.05; a backfill fills batches at once, "
+                   "a live trickle waits no longer than this)")
     p.add_argument("--log-every", type=float, default=5.0, metavar="SECONDS", help="progress log interval")
     p.add_argument("--metrics-file", type=Path, default=None,
                    help="where to write the metrics JSON (default: <home>/run/stream.metrics.json)")

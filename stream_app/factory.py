@@ -135,6 +135,30 @@ def faust_config(settings: Settings, web_port: Optional[int] = None) -> dict[str
     )
 
 
+FETCH_MAX_WAIT_MS = 100
+
+
+def _short_fetch_wait() -> None:
+    """Faust builds its worker's aiokafka consumer with fetch_max_wait_ms=1500 and no
+    setting to change it. A broker that holds a fetch open until that limit when data is
+    scarce (Tansu does) then adds up to 1.5 s to every hop of a live event. The consumer
+    class Faust instantiates is swapped for one that caps the wait."""
+    from faust.transport.drivers import aiokafka as driver
+
+    base = driver.aiokafka.AIOKafkaConsumer
+    if getattr(base, "_edxstream_capped", False):
+        return
+
+    class CappedWaitConsumer(base):  # type: ignore[misc, valid-type]
+        _edxstream_capped = True
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["fetch_max_wait_ms"] = min(kwargs.get("fetch_max_wait_ms", 500), FETCH_MAX_WAIT_MS)
+            super().__init__(*args, **kwargs)
+
+    driver.aiokafka.AIOKafkaConsumer = CappedWaitConsumer
+
+
 class Pipeline:
     """The agents' work, holding the tables and the process-local metrics."""
 
@@ -427,7 +451,7 @@ def create_app(
     *,
     web_port: Optional[int] = None,
     batch_max: int = 2000,
-    batch_within: float = 0.2,
+    batch_within: float = 0.05,
     until_idle: Optional[float] = None,
     log_every: float = 5.0,
     metrics_path: Optional[Path] = None,
@@ -435,6 +459,7 @@ def create_app(
     """Build the stream app from settings. ``until_idle``: stop the worker (SIGTERM to
     itself, the normal shutdown path) once it has been assigned partitions and has seen
     no event and no rebalance for that many seconds."""
+    _short_fetch_wait()
     conf = faust_config(settings, web_port)
     Path(conf["datadir"]).mkdir(parents=True, exist_ok=True)
     app = faust.App(settings.app_id, **conf)
