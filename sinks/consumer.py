@@ -108,9 +108,7 @@ class SinkLoop:
             # group meanwhile (the batch is re-delivered anyway if we drop out).
             "max.poll.interval.ms": 600_000,
             "client.id": f"edxstream-sink-{writer.name}",
-            # A live course is watched in seconds: a fetch returns within 100 ms even when
-            # the broker holds it open waiting for more bytes (Tansu does, up to the limit).
-            "fetch.wait.max.ms": 100,
+            "fetch.wait.max.ms": settings.fetch_max_wait_ms,
         }
         config.update(consumer_config or {})
         self.consumer = Consumer(config)

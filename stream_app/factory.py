@@ -135,28 +135,26 @@ def faust_config(settings: Settings, web_port: Optional[int] = None) -> dict[str
     )
 
 
-FETCH_MAX_WAIT_MS = 100
-
-
-def _short_fetch_wait() -> None:
+def _cap_fetch_wait(max_wait_ms: int) -> None:
     """Faust builds its worker's aiokafka consumer with fetch_max_wait_ms=1500 and no
     setting to change it. A broker that holds a fetch open until that limit when data is
     scarce (Tansu does) then adds up to 1.5 s to every hop of a live event. The consumer
-    class Faust instantiates is swapped for one that caps the wait."""
+    class Faust instantiates (an attribute of the aiokafka module, so process-wide) is
+    swapped for one that caps the wait at ``settings.fetch_max_wait_ms``."""
     from faust.transport.drivers import aiokafka as driver
 
     base = driver.aiokafka.AIOKafkaConsumer
-    if getattr(base, "_edxstream_capped", False):
-        return
+    if getattr(base, "edxstream_cap_ms", None) is None:
 
-    class CappedWaitConsumer(base):  # type: ignore[misc, valid-type]
-        _edxstream_capped = True
+        class CappedWaitConsumer(base):  # type: ignore[misc, valid-type]
+            edxstream_cap_ms = max_wait_ms
 
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["fetch_max_wait_ms"] = min(kwargs.get("fetch_max_wait_ms", 500), FETCH_MAX_WAIT_MS)
-            super().__init__(*args, **kwargs)
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                kwargs["fetch_max_wait_ms"] = min(kwargs.get("fetch_max_wait_ms", 500), self.edxstream_cap_ms)
+                super().__init__(*args, **kwargs)
 
-    driver.aiokafka.AIOKafkaConsumer = CappedWaitConsumer
+        driver.aiokafka.AIOKafkaConsumer = base = CappedWaitConsumer
+    base.edxstream_cap_ms = max_wait_ms
 
 
 class Pipeline:
@@ -201,8 +199,12 @@ class Pipeline:
         """The events that follow on from the offsets in ``expected`` (updated in place);
         partitions whose records jumped ahead are sought back (see stream_app.positions)."""
         kept, gaps = split_gaps(events, expected)
-        for e in kept:
-            self._seeking.pop(e.message.tp, None)
+        if self._seeking and events:
+            # a seek back is answered once the partition got past the offset sought
+            topic = events[0].message.tp.topic  # one agent, one source topic
+            for tp, (offset, _) in list(self._seeking.items()):
+                if tp.topic == topic and expected.get(tp.partition, -1) > offset:
+                    del self._seeking[tp]
         if gaps:
             tps = {e.message.partition: e.message.tp for e in events}
             for p, offset in gaps.items():
@@ -225,12 +227,19 @@ class Pipeline:
         """Seek again where a seek back has not been answered for ``after`` seconds:
         records fetched before the seek can move Faust's read position past the offset
         sought, and Faust then drops the re-read records as already seen."""
+        if not self._seeking:
+            return
         now = time.monotonic()
+        assigned = self.app.consumer.assignment()
         for tp, (offset, when) in list(self._seeking.items()):
-            if now - when >= after and tp in self.app.consumer.assignment():
+            if tp not in assigned:
+                del self._seeking[tp]  # its new owner reads from its own table
+            elif now - when >= after:
                 await self._seek(tp, offset)
-            elif tp not in self.app.consumer.assignment():
-                self._seeking.pop(tp, None)
+
+    @property
+    def seeking_back(self) -> bool:
+        return bool(self._seeking)
 
     # -- agent 1 ----------------------------------------------------------------------
     async def enrich_batch(self, events: list) -> None:
@@ -459,7 +468,7 @@ def create_app(
     """Build the stream app from settings. ``until_idle``: stop the worker (SIGTERM to
     itself, the normal shutdown path) once it has been assigned partitions and has seen
     no event and no rebalance for that many seconds."""
-    _short_fetch_wait()
+    _cap_fetch_wait(settings.fetch_max_wait_ms)
     conf = faust_config(settings, web_port)
     Path(conf["datadir"]).mkdir(parents=True, exist_ok=True)
     app = faust.App(settings.app_id, **conf)
@@ -512,7 +521,7 @@ def create_app(
         @app.timer(0.5)
         async def _idle():
             m = pipe.metrics
-            busy = app.rebalancing or app.tables.recovery.in_recovery or bool(pipe._seeking)
+            busy = app.rebalancing or app.tables.recovery.in_recovery or pipe.seeking_back
             if assigned_once["v"] and not busy and time.monotonic() - m.last_activity > until_idle:
                 log.info("stream: idle for %.1fs, stopping", until_idle)
                 m.write(metrics_path, pipe.partition_states())

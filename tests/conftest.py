@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -176,3 +177,19 @@ def env_for(s: settings_mod.Settings, **extra: str) -> dict[str, str]:
 
 def edxstream_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "edxstream.cli", *args]
+
+
+def wait_inactive(settings, groups, timeout: float = 60) -> None:
+    """A stopped consumer leaves its group; the broker may take a session timeout."""
+    from edxstream.replay import active_members
+
+    consumes = {
+        settings.stream_group: [settings.raw_topic, settings.enriched_topic],
+        settings.mysql_sink_group: [settings.enriched_topic, settings.deadletter_topic],
+        settings.clickhouse_sink_group: [settings.aggregates_topic, settings.enriched_topic],
+    }
+    groups = {g: consumes[g] for g in groups}
+    deadline = time.monotonic() + timeout
+    while active_members(settings, groups):
+        assert time.monotonic() < deadline, f"groups still active: {active_members(settings, groups)}"
+        time.sleep(0.5)

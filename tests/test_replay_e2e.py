@@ -21,7 +21,7 @@ import pymysql
 import pytest
 
 from edxstream import clickhouse, replay
-from tests.conftest import edxstream_cmd, env_for
+from tests.conftest import edxstream_cmd, env_for, wait_inactive
 
 pytestmark = pytest.mark.slow
 
@@ -103,20 +103,6 @@ def sinks(settings) -> None:
     if errors:
         raise errors[0]
     wait_inactive(settings, [settings.mysql_sink_group, settings.clickhouse_sink_group])
-
-
-def wait_inactive(settings, groups, timeout: float = 60) -> None:
-    """A stopped consumer leaves its group; the broker may take a session timeout."""
-    consumes = {
-        settings.stream_group: [settings.raw_topic, settings.enriched_topic],
-        settings.mysql_sink_group: [settings.enriched_topic, settings.deadletter_topic],
-        settings.clickhouse_sink_group: [settings.aggregates_topic, settings.enriched_topic],
-    }
-    groups = {g: consumes[g] for g in groups}
-    deadline = time.monotonic() + timeout
-    while replay.active_members(settings, groups):
-        assert time.monotonic() < deadline, f"groups still active: {replay.active_members(settings, groups)}"
-        time.sleep(0.5)
 
 
 def pipeline(settings, log: Path) -> None:
