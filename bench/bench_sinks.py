@@ -1,27 +1,31 @@
 """Sink throughput, with LOAD DATA of the same rows as the baseline, measured in one run.
 
-    python bench/bench_sinks.py [--rows 200000] [--no-kafka]
+    python bench/bench_sinks.py [--rows 200000] [--no-kafka] [--mysql mysql://root:@127.0.0.1:3306]
 
 Figures printed (rows/s):
   mysql write path   the MySQL sink's own decode + batched upsert (MySQLWriter.prepare +
                      write, batches of settings.sink_batch_rows), messages already in memory;
                      on the path the sink chooses (LOAD DATA into a staging table, then
                      INSERT ... SELECT ... ON DUPLICATE KEY UPDATE) and on the multi-row
-                     INSERT fallback (for servers with local_infile off)
+                     INSERT fallback (for servers with local_infile off); "last fifth" is
+                     the rate over the last 20% of the rows, when the table is largest (with
+                     --rows 1000000 it shows whether the sink slows as the table grows)
   mysql LOAD DATA    LOAD DATA LOCAL INFILE of the same rows (TSV prepared beforehand, not
                      timed) into an identical fresh table: the baseline
   clickhouse events / window_counts on chdb, through ClickHouseWriter (pseudonymizing)
   through Kafka      messages produced to a private Tansu broker first, then the sink
                      (`mysql_sink.run`) drains them: from its first message to its last commit
 
-It needs MariaDB on 127.0.0.1:3306 with root access (it creates and drops databases). It
-prints the server settings that bear on the figures and the load average, before and
-after: the figures are only comparable within one run.
+It needs MariaDB with root access (it creates and drops databases): 127.0.0.1:3306, or
+the server --mysql names (e.g. one started with other settings). It prints the server
+settings that bear on the figures and the load average, before and after: the figures
+are only comparable within one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import urllib.parse
 import csv
 import hashlib
 import logging
@@ -79,6 +83,18 @@ def generate(n: int) -> list[EnrichedEvent]:
     return out
 
 
+def use_server(url: str) -> None:
+    """Point the benchmark at the server ``url`` (mysql://user:password@host:port)."""
+    u = urllib.parse.urlsplit(url)
+    ROOT.update(host=u.hostname or "127.0.0.1", port=u.port or 3306, user=urllib.parse.unquote(u.username or "root"),
+                password=urllib.parse.unquote(u.password or ""))
+
+
+def dsn(db: str) -> str:
+    return (f"mysql://{urllib.parse.quote(ROOT['user'])}:{urllib.parse.quote(ROOT['password'])}"
+            f"@{ROOT['host']}:{ROOT['port']}/{db}")
+
+
 def fresh_db(tag: str) -> str:
     name = f"edxstream_bench_{tag}_{uuid.uuid4().hex[:8]}"
     conn = pymysql.connect(**ROOT)
@@ -100,10 +116,11 @@ def rate(n: int, seconds: float) -> str:
 def server_settings() -> str:
     conn = pymysql.connect(**ROOT)
     with conn, conn.cursor() as cur:
-        cur.execute("SELECT @@version, @@innodb_buffer_pool_size, @@innodb_flush_log_at_trx_commit, "
-                    "@@innodb_doublewrite, @@local_infile, @@log_bin")
-        version, pool, flush, dw, infile, log_bin = cur.fetchone()
-    return (f"server {version}: innodb_buffer_pool_size={int(pool) // 2**20} MiB, "
+        cur.execute("SELECT @@version, @@innodb_buffer_pool_size, @@innodb_log_file_size, "
+                    "@@innodb_flush_log_at_trx_commit, @@innodb_doublewrite, @@local_infile, @@log_bin")
+        version, pool, redo, flush, dw, infile, log_bin = cur.fetchone()
+    return (f"server {version} at {ROOT['host']}:{ROOT['port']}: innodb_buffer_pool_size={int(pool) // 2**20} MiB, "
+            f"innodb_log_file_size={int(redo) // 2**20} MiB, "
             f"innodb_flush_log_at_trx_commit={flush} (1: durable at every COMMIT), innodb_doublewrite={dw}, "
             f"local_infile={infile}, log_bin={log_bin}")
 
@@ -115,20 +132,25 @@ def loadavg() -> str:
         return "unknown"
 
 
-def bench_mysql_writer(base, values: list[bytes], pipelined: bool, load_data: bool | None = None) -> tuple[float, str]:
+def bench_mysql_writer(base, values: list[bytes], pipelined: bool,
+                       load_data: bool | None = None) -> tuple[float, tuple[int, float], str]:
     """The sink's write path. Pipelined is how SinkLoop runs it: batch N+1 is decoded
     while a writer thread stores batch N (the database works on the other core).
-    Returns the time and the path the writer took."""
+    Returns the time, (rows, seconds) of the batches in the last fifth of the rows, and
+    the path the writer took."""
     db = fresh_db("sink")
     try:
-        s = base.model_copy(update={"mysql_dsn": f"mysql://root:@127.0.0.1:3306/{db}"})
+        s = base.model_copy(update={"mysql_dsn": dsn(db)})
         writer = MySQLWriter(s, load_data=load_data)
         writer.write(writer.prepare([]))  # connect + migrate, not timed
         size = s.sink_batch_rows
         pool = ThreadPoolExecutor(1)
         inflight = None
         t0 = time.perf_counter()
+        tail_from, t_tail = len(values), None
         for i in range(0, len(values), size):
+            if t_tail is None and i >= len(values) * 4 // 5:
+                tail_from, t_tail = i, time.perf_counter()
             prepared = writer.prepare([Msg(s.enriched_topic, 0, i + j, v) for j, v in enumerate(values[i:i + size])])
             if inflight is not None:
                 inflight.result()
@@ -136,7 +158,8 @@ def bench_mysql_writer(base, values: list[bytes], pipelined: bool, load_data: bo
             if not pipelined:
                 inflight.result()
         inflight.result()
-        elapsed = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        elapsed, tail = t1 - t0, (len(values) - tail_from, t1 - (t_tail or t1))
         pool.shutdown()
         path = writer.path
         writer.close()
@@ -144,7 +167,7 @@ def bench_mysql_writer(base, values: list[bytes], pipelined: bool, load_data: bo
         with conn, conn.cursor() as cur:
             cur.execute("SELECT COUNT(*) FROM events")
             assert cur.fetchone()[0] == len(values)
-        return elapsed, path
+        return elapsed, tail, path
     finally:
         drop_db(db)
 
@@ -166,7 +189,7 @@ def bench_load_data(base, events: list[EnrichedEvent], tmp: Path) -> float:
         for e in events:
             f.write("\t".join(tsv_value(getattr(e, c)) for c in records.ENRICHED_FIELDS) + "\n")
     try:
-        s = base.model_copy(update={"mysql_dsn": f"mysql://root:@127.0.0.1:3306/{db}"})
+        s = base.model_copy(update={"mysql_dsn": dsn(db)})
         migrate.migrate_mysql(s)
         conn = migrate.mysql_connect(s, local_infile=True)
         cols = ",".join(f"`{c}`" for c in records.ENRICHED_FIELDS)
@@ -212,7 +235,7 @@ def bench_kafka(base, values: list[bytes], tmp: Path) -> tuple[float, int]:
     db = fresh_db("kafka")
     try:
         s = base.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{port}",
-                                    "mysql_dsn": f"mysql://root:@127.0.0.1:3306/{db}"})
+                                    "mysql_dsn": dsn(db)})
         kafka_admin.ensure_topics(s)
         p = Producer({"bootstrap.servers": s.kafka_bootstrap, "linger.ms": 50, "batch.size": 1_000_000})
         for i, v in enumerate(values):
@@ -237,7 +260,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--no-kafka", action="store_true", help="skip the through-Kafka measurement")
+    ap.add_argument("--mysql", default="mysql://root:@127.0.0.1:3306", metavar="URL",
+                    help="the MariaDB/MySQL server to measure, as a user who may create databases")
     args = ap.parse_args()
+    use_server(args.mysql)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("edxstream.privacy").setLevel(logging.ERROR)  # the default-key warning
     tmp = Path(tempfile.mkdtemp(prefix="bench_sinks_"))
@@ -252,14 +278,16 @@ def main() -> int:
 
         print(server_settings(), flush=True)
         print(f"load average before: {loadavg()}  (2 cores; shared machine)", flush=True)
-        t_sink, path = bench_mysql_writer(base, values, pipelined=True)
+        t_sink, (tail_rows, t_tail), path = bench_mysql_writer(base, values, pipelined=True)
         print(f"mysql write path ({path}), pipelined (as the sink runs): {rate(len(values), t_sink)}", flush=True)
+        if tail_rows:
+            print(f"  of which the last fifth (the largest table):      {rate(tail_rows, t_tail)}", flush=True)
         t_load = bench_load_data(base, events, tmp)
         print(f"mysql LOAD DATA LOCAL INFILE (baseline):         {rate(len(values), t_load)}", flush=True)
         print(f"mysql sink ({path}, pipelined) / LOAD DATA ratio: {t_load / t_sink:.2f}", flush=True)
-        t_serial, path = bench_mysql_writer(base, values, pipelined=False)
+        t_serial, _, path = bench_mysql_writer(base, values, pipelined=False)
         print(f"mysql write path ({path}), serial (decode, then write): {rate(len(values), t_serial)}", flush=True)
-        t_insert, path = bench_mysql_writer(base, values, pipelined=True, load_data=False)
+        t_insert, _, path = bench_mysql_writer(base, values, pipelined=True, load_data=False)
         print(f"mysql write path ({path} fallback), pipelined:  {rate(len(values), t_insert)}", flush=True)
         # The machine's load drifts: measure the baseline again right after the fallback.
         t_load2 = bench_load_data(base, events, tmp)

@@ -53,6 +53,14 @@ IP_KEYS = frozenset({"ip", "ip_address", "client_ip", "remote_addr"})
 # a match must not be glued to more of them, so "ann" is not scrubbed out of "annual".
 _NAME_CHARS = r"A-Za-z0-9_\-"
 _IPV4 = re.compile(r"(?<![0-9.])(?:\d{1,3}\.){3}\d{1,3}(?![0-9])")
+# Cheap test, in C, for text that may hold an IPv4 address at all
+_MAYBE_IPV4 = re.compile(r"\d\.\d")
+# A key the payload walk rewrites, as it appears in JSON text at any depth of nesting
+# (a key in JSON-in-a-string is followed by an escaped quote, a backslash first)
+_IDENTITY_KEY = re.compile(
+    '"(?:' + "|".join(sorted(re.escape(k) for k in USERNAME_KEYS | USER_ID_KEYS | IP_KEYS)) + ')[\\\\"]',
+    re.IGNORECASE,
+)
 
 
 def _key_bytes(key: str) -> bytes:
@@ -94,11 +102,26 @@ def mask_ip(ip: str | None, mode: IpMode = "drop") -> str | None:
     return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False).network_address)
 
 
+def _username_forms(username: str) -> set[str]:
+    return {username, quote(username, safe=""), quote(username)}
+
+
 @lru_cache(maxsize=65536)
 def _username_pattern(username: str) -> re.Pattern[str]:
-    forms = {username, quote(username, safe=""), quote(username)}
+    forms = _username_forms(username)
     alternatives = "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))
     return re.compile(rf"(?<![{_NAME_CHARS}])(?:{alternatives})(?![{_NAME_CHARS}])", re.IGNORECASE)
+
+
+@lru_cache(maxsize=65536)
+def _username_probe(username: str) -> tuple[str, ...] | None:
+    """Lower-cased forms of an ASCII username: text that contains none of them cannot
+    match its pattern, which is far cheaper to check than compiling and running the
+    pattern (most pages and payloads never mention the learner). None for a non-ASCII
+    name, whose case-insensitive matches a plain lower() may not foresee."""
+    if not username.isascii() or '"' in username or "\\" in username:
+        return None
+    return tuple(f.lower() for f in _username_forms(username))
 
 
 class _Scrubber:
@@ -119,13 +142,33 @@ class _Scrubber:
         return mask_ip(text, self.ip_mode) or "[ip]"
 
     def text(self, value: str, extra_ip: str | None = None) -> str:
-        if self.username:
-            value = _username_pattern(self.username).sub(pseudonym_username(self.username, self.key), value)
+        name = self.username
+        if name:
+            probe = _username_probe(name)
+            if probe is None or any(f in value.lower() for f in probe):
+                value = _username_pattern(name).sub(pseudonym_username(name, self.key), value)
         if extra_ip and ":" in extra_ip and extra_ip in value:  # IPv6 echoes; IPv4 is caught below
             value = value.replace(extra_ip, mask_ip(extra_ip, self.ip_mode) or "[ip]")
-        if any(c.isdigit() for c in value):
+        if _MAYBE_IPV4.search(value) is not None:
             value = _IPV4.sub(self.ip_text, value)
         return value
+
+    def _holds_no_identity(self, text: str, ip: str | None) -> bool:
+        """True when the walk below would change nothing in this JSON text: no key it
+        rewrites, no form of the username, no IP address. Checks in C over the text,
+        conservative: anything that may be one of them means walking it."""
+        if _IDENTITY_KEY.search(text) is not None or _IPV4.search(text) is not None:
+            return False
+        if ip and ip in text:
+            return False
+        if self.username:
+            probe = _username_probe(self.username)
+            if probe is None:
+                return False
+            low = text.lower()
+            if any(f in low for f in probe):
+                return False
+        return True
 
     def json(self, node: Any, ip: str | None) -> Any:
         if isinstance(node, dict):
@@ -159,6 +202,8 @@ class _Scrubber:
     def payload(self, payload: str, ip: str | None) -> str:
         if not payload:
             return payload
+        if not self.forum and self._holds_no_identity(payload, ip):
+            return payload  # most payloads (video positions, problem answers): no walk
         try:
             data = orjson.loads(payload)
         except orjson.JSONDecodeError:

@@ -24,7 +24,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Literal
 
@@ -38,7 +38,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from edxstream import kafka_admin
+from edxstream import frames, kafka_admin
 from edxstream.errors import UserError
 from edxstream.settings import Settings
 
@@ -103,6 +103,47 @@ def event_time(value: bytes | None) -> datetime | None:
     raw = doc.get("raw")
     if isinstance(raw, str) and doc.get("raw_encoding", "utf-8") == "utf-8":
         return event_time(raw.encode())
+    return None
+
+
+def record_time(value: bytes | None, headers: list | None) -> datetime | None:
+    """The event time of a message; for a raw record holding several lines (see
+    edxstream.frames), the latest of its lines' times, so that a binary search for a
+    start time lands on the record that holds the first line at or after it."""
+    more = _header(headers, frames.OFFSETS)
+    if more is None or not value:
+        return event_time(value)
+    times = [t for t in map(event_time, value.split(b"\n")) if t is not None]
+    return max(times) if times else None
+
+
+def lines_before(value: bytes, headers: list | None, when: datetime) -> tuple[str, int] | None:
+    """For the raw record a replay restarts at: (file fingerprint, byte offset of its last
+    timed line before the first line at or after ``when``), so those lines can be marked
+    as already shipped and the replay starts mid-record, as it would with one line per
+    record. None when nothing in the record comes before ``when``."""
+    more, fp, offset = (_header(headers, k) for k in (frames.OFFSETS, "fp", "offset"))
+    if more is None or fp is None or offset is None or not value:
+        return None
+    try:
+        lines = frames.split(value, int(offset), more)
+    except (frames.FrameError, ValueError):
+        return None
+    skip = None
+    for off, line in lines:
+        t = event_time(line)
+        if t is None:
+            continue
+        if t >= when:
+            break
+        skip = off
+    return None if skip is None else (fp.decode("utf-8", "replace"), skip)
+
+
+def _header(headers: list | None, name: str) -> bytes | None:
+    for k, v in headers or ():
+        if k == name:
+            return v
     return None
 
 
@@ -171,7 +212,7 @@ def scope_for(settings: Settings, target: str) -> Scope:
     """Which group/topic positions a target moves.
 
     - process: the stream app re-reads the raw topic with empty tables, so its counts
-      are rebuilt, not added twice; its count agent (same group, enriched topic) skips
+      are rebuilt, not added twice; its count agent (same group, tally topic) skips
       to the end and counts only what the replay re-emits. It re-emits the enriched records (same event ids)
       and every window from the start time. The sinks do not need to re-read anything
       old: the re-emitted records reach them after their current position and they
@@ -198,9 +239,9 @@ def scope_for(settings: Settings, target: str) -> Scope:
     )
     process = (
         GroupTopic(s.stream_group, s.raw_topic, "rewind", "stream app, tables reset"),
-        # The stream app's count agent reads the enriched topic in the same group: it
-        # must count the re-emitted records only, once, into the reset tables.
-        GroupTopic(s.stream_group, s.enriched_topic, "to_end", "counted again from the re-emitted records"),
+        # The stream app's count agent reads its tally topic in the same group: it must
+        # count what the replay re-emits only, once, into the reset tables.
+        GroupTopic(s.stream_group, s.tally_topic, "to_end", "counted again from the re-emitted records"),
         GroupTopic(s.clickhouse_sink_group, s.aggregates_topic, "to_end",
                    "superseded by the recomputed windows"),
     )
@@ -222,6 +263,9 @@ class PartitionPlan:
     new: int
     end: int  # the true end of the partition (next offset to be written)
     stop: int | None = None  # first offset at --to (None: the end)
+    # raw topic: (file fingerprint, byte offset) of the lines of the record at ``new`` that
+    # come before the start time; the stream app is told they are done (see lines_before)
+    skip_through: tuple[str, int] | None = None
 
     @property
     def to_reprocess(self) -> int:
@@ -488,7 +532,7 @@ def time_reader(consumer: Consumer, topic: str, partition: int, end: int,
                 raise KafkaException(msg.error())
             if msg.offset() >= end:
                 return None
-            t = event_time(msg.value())
+            t = record_time(msg.value(), msg.headers())
             if t is not None:
                 return t
             deadline = time.monotonic() + timeout  # progress: keep reading
@@ -545,8 +589,11 @@ def build_plan(settings: Settings, target: str, from_time: datetime | None,
                     at[p] = first_offset_at(low[p], end[p], time_at, effective)
                 if to_time is not None:
                     until[p] = first_offset_at(low[p], end[p], time_at, to_time)
-            plans.extend(plan_partitions(gt.group, gt.topic, gt.mode, current, at, low, end,
-                                         until if to_time is not None else None))
+            planned = plan_partitions(gt.group, gt.topic, gt.mode, current, at, low, end,
+                                      until if to_time is not None else None)
+            if scope.reset_stream_state and gt.topic == settings.raw_topic and effective is not None:
+                planned = [_with_skip(consumer, pp, effective) for pp in planned]
+            plans.extend(planned)
     finally:
         consumer.close()
     if to_time is not None:
@@ -555,6 +602,30 @@ def build_plan(settings: Settings, target: str, from_time: datetime | None,
             f"of their topics (a group has one position), re-writing later rows unchanged"
         )
     return Plan(from_time, effective, scope, tuple(plans), tuple(notes))
+
+
+def _with_skip(consumer: Consumer, pp: PartitionPlan, when: datetime) -> PartitionPlan:
+    if pp.new >= pp.end:
+        return pp
+    msg = read_at(consumer, pp.topic, pp.partition, pp.new)
+    skip = None if msg is None else lines_before(msg.value(), msg.headers(), when)
+    return pp if skip is None else replace(pp, skip_through=skip)
+
+
+def read_at(consumer: Consumer, topic: str, partition: int, offset: int, timeout: float = 10.0):
+    """The message at ``offset`` (or the next one there is), None at the end."""
+    consumer.assign([TopicPartition(topic, partition, offset)])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None:
+            continue
+        if msg.error():
+            if msg.error().code() == KafkaError._PARTITION_EOF:
+                return None
+            raise KafkaException(msg.error())
+        return msg
+    raise TimeoutError(f"reading {topic}[{partition}] at {offset} timed out")
 
 
 # -- I/O: applying ----------------------------------------------------------------------------
@@ -659,7 +730,7 @@ def group_topics(settings: Settings, scope: Scope) -> dict[str, list[str]]:
     """Each group the scope moves -> every topic that group consumes (for the probe)."""
     s = settings
     consumes = {
-        s.stream_group: [s.raw_topic, s.enriched_topic],
+        s.stream_group: [s.raw_topic, s.tally_topic],
         s.mysql_sink_group: [s.enriched_topic, s.deadletter_topic],
         s.clickhouse_sink_group: [s.aggregates_topic, s.enriched_topic],
     }
@@ -699,6 +770,13 @@ def replay(settings: Settings, target: str, from_time: datetime | None,
     if scope.reset_stream_state:
         progress(f"deleting the stream app's changelog topics: {', '.join(state_topics) or 'none'}")
         delete_topics(settings, state_topics)
+        skips = {p.partition: p.skip_through for p in plan.partitions
+                 if p.topic == settings.raw_topic and p.skip_through is not None}
+        if skips:
+            from stream_app import state  # the stream app owns its tables' format
+
+            progress(f"marking the lines before the start time in {len(skips)} raw records as done")
+            state.seed_shipped(settings, skips)
     if scope.delete_windows:
         progress("deleting the replayed window rows in ClickHouse")
         delete_windows(settings, plan.effective)

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     checkpoint_dir: Path | None = None
     ship_batch_lines: int = 10_000
     max_message_bytes: int = 1_000_000
+    # Lines bound for one partition share a raw record up to this many bytes (see
+    # edxstream.frames); 0 ships one line per record, as kcat -l does.
+    ship_frame_bytes: int = 64 * 1024
 
     # Sinks
     sink_batch_rows: int = 5_000
@@ -124,8 +127,15 @@ class Settings(BaseSettings):
         return f"{self.app_id}-sink-clickhouse"
 
     @property
+    def tally_topic(self) -> str:
+        """The stream app's own topic from enriching to counting (compact per-batch
+        records, partitioned like the enriched topic)."""
+        return f"{self.app_id}-tally"
+
+    @property
     def topics(self) -> list[str]:
-        return [self.raw_topic, self.enriched_topic, self.deadletter_topic, self.aggregates_topic]
+        return [self.raw_topic, self.enriched_topic, self.deadletter_topic, self.aggregates_topic,
+                self.tally_topic]
 
 
 def load(**overrides) -> Settings:

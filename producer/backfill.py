@@ -156,7 +156,7 @@ def _ship_plan(settings, plan, store: CheckpointStore, result: BackfillResult, p
         while not sender.flush(5.0):
             if sender.failed:
                 sender.poll(0)  # raises Rewind
-            log.warning("waiting for the broker to acknowledge %d lines (%.0fs so far)", sender.in_flight(),
+            log.warning("waiting for the broker to acknowledge %d records (%.0fs so far)", sender.in_flight(),
                         time.monotonic() - waited)
             checkpoint()
         bar.set_postfix(lines=c.produced)

@@ -105,7 +105,7 @@ class Follower:
         finally:
             if clean or not sender.failed:
                 if not sender.flush(self.flush_timeout):
-                    log.warning("stopping with %d lines unacknowledged; they will be re-sent on the next start",
+                    log.warning("stopping with %d records unacknowledged; their lines will be re-sent on the next start",
                                 sender.in_flight())
             self._checkpoint()
             self._report(force=True)

@@ -2,12 +2,14 @@
 
 Every line goes to an explicitly chosen partition (CRC-32 of the key modulo the
 partition count: librdkafka's default ``consistent`` partitioner, so one learner stays
-on one partition). Because librdkafka reports deliveries in produce order within a
-partition, the sender keeps one FIFO per partition holding ``gen << 48 | offset`` for
-each message in flight; a delivery report pops the head of its partition's FIFO. The
-smallest head over all partitions is then the oldest unacknowledged line, and everything
-of a file before it is acknowledged: that is the offset a checkpoint may record. This
-costs one deque append per line instead of a closure or a header lookup per message.
+on one partition). The lines of one read bound for one partition travel as one record,
+a frame (edxstream.frames). Because librdkafka reports deliveries in produce order
+within a partition, the sender keeps one FIFO per partition holding ``gen << 48 |
+offset`` of each frame's first line while it is in flight; a delivery report pops the
+head of its partition's FIFO. The smallest head over all partitions is then the oldest
+unacknowledged line, and everything of a file before it is acknowledged: that is the
+offset a checkpoint may record. This costs one deque append per frame instead of a
+closure or a header lookup per message.
 
 ``gen`` numbers the files in the order they are shipped (a file's lines are all handed
 over before the next file's), so the FIFO entries grow in ``(gen, offset)`` order.
@@ -30,7 +32,8 @@ from zlib import crc32
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from edxstream import kafka_admin
+from edxstream import frames, kafka_admin
+from edxstream.frames import MAX_LINES
 from edxstream.records import DeadLetter, encode
 from edxstream.settings import Settings
 from producer.keys import learner_key
@@ -40,7 +43,7 @@ log = logging.getLogger(__name__)
 GEN_SHIFT = 48
 OFFSET_MASK = (1 << GEN_SHIFT) - 1
 DEAD_LETTER_RAW_BYTES = 64 * 1024  # how much of an oversized line the dead letter keeps
-POLL_EVERY = 2000  # lines between two polls of delivery reports
+POLL_EVERY = 200  # records between two polls of delivery reports
 
 
 class Rewind(Exception):
@@ -93,7 +96,7 @@ def producer_config(settings: Settings) -> dict:
         "batch.num.messages": 100_000,
         "compression.type": "lz4",
         "queue.buffering.max.messages": 500_000,
-        "queue.buffering.max.kbytes": 512 * 1024,
+        "queue.buffering.max.kbytes": 128 * 1024,
         # Never give up on a message: while the broker is away, lines wait in the queue
         # (and, when it is full, in the file) until it is back.
         "message.timeout.ms": 0,
@@ -142,9 +145,10 @@ class Sender:
         self._failed_min: int | None = None
         self._failure: str | None = None
         self._dl_pending: set[int] = set()
-        self._dl_retry: list[tuple[int, bytes, str, str]] = []
+        self._dl_retry: list[tuple[int, int, bytes, dict[str, bytes]]] = []
         self._last_broker_log = 0.0
         self._part_cache: dict[bytes, int] = {}
+        self._since_poll = 0
         self._progress_mark = (0, time.monotonic())  # (acked lines, when they last grew)
         self._last_topic_check = 0.0
         wait_for_topics(settings, [self.topic, settings.deadletter_topic], should_stop)
@@ -166,16 +170,19 @@ class Sender:
     def ship_lines(self, f: ShipFile, buf: bytes, base: int, final: bool = False) -> int:
         """Produce each newline-terminated line of ``buf`` (which starts at byte ``base``
         of the file); with ``final``, a last line without newline too. Returns the bytes
-        consumed; the rest is a partial line the caller holds back."""
-        produce = self.producer.produce
-        poll = self.producer.poll
-        topic = self.topic
-        pend = self.pending
+        consumed; the rest is a partial line the caller holds back.
+
+        The lines bound for one partition are framed into records of up to
+        ``ship_frame_bytes`` (see edxstream.frames); every frame is handed over before
+        this returns, so nothing waits here for more lines."""
+        limit = self.settings.max_message_bytes
+        frame_max = min(self.settings.ship_frame_bytes, limit)
         nparts = self.nparts
         cache = self._part_cache
-        limit = self.settings.max_message_bytes
-        src, fph = f.source_header, f.fp_header
-        gen_base = f.gen << GEN_SHIFT
+        fph = f.fp_header
+        # per partition: [lines, offsets, bytes]
+        open_frames: list[list | None] = [None] * nparts
+        emit = self._emit
         find = buf.find
         end = len(buf)
         pos = 0
@@ -192,7 +199,8 @@ class Sender:
                 continue
             line = buf[pos:nl]
             off = base + pos
-            if nl - pos > limit:
+            size = nl - pos
+            if size > limit:
                 self._too_large(f, line, off)
                 pos = nl + 1
                 continue
@@ -202,39 +210,71 @@ class Sender:
                 if len(cache) > 200_000:
                     cache.clear()
                 p = cache[key] = crc32(key) % nparts
-            headers = [("source", src), ("offset", b"%d" % off), ("fp", fph)]
-            while True:
-                try:
-                    produce(topic, line, key, partition=p, headers=headers)
-                    break
-                except BufferError:
-                    self._wait_for_room()
-                except KafkaException as exc:
-                    if exc.args and exc.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE:
-                        self._too_large(f, line, off)
-                        break
-                    raise
-            pend[p].append(gen_base | off)
-            produced += 1
-            if produced % POLL_EVERY == 0:
-                poll(0)
-                if self._failure:
-                    raise Rewind(self._failure)
+            fr = open_frames[p]
+            if fr is None:
+                open_frames[p] = [[line], [off], size, key]
+            elif fr[2] + 1 + size > frame_max or len(fr[0]) >= MAX_LINES:
+                emit(f, p, fr)
+                produced += len(fr[0])
+                open_frames[p] = [[line], [off], size, key]
+            else:
+                fr[0].append(line)
+                fr[1].append(off)
+                fr[2] += 1 + size
             pos = nl + 1
+        for p, fr in enumerate(open_frames):
+            if fr is not None:
+                emit(f, p, fr)
+                produced += len(fr[0])
         consumed = min(pos, end)
         f.produced_end = base + consumed
         self.counters.produced += produced
         self.counters.empty_lines += empty
         return consumed
 
+    def _emit(self, f: ShipFile, p: int, frame: list) -> None:
+        lines, offsets, _, key = frame
+        headers = [("source", f.source_header), ("offset", b"%d" % offsets[0]), ("fp", f.fp_header)]
+        if len(lines) == 1:
+            value = lines[0]
+        else:
+            value = b"\n".join(lines)
+            headers.append((frames.OFFSETS, frames.offsets_header(offsets)))
+            key = f.fp_header  # many learners: the record stands for a piece of the file
+        self._produce(value, key, p, headers, f.gen << GEN_SHIFT | offsets[0])
+
+    def _produce(self, value: bytes, key: bytes, p: int, headers: list, entry: int) -> None:
+        while True:
+            try:
+                self.producer.produce(self.topic, value, key, partition=p, headers=headers)
+                break
+            except BufferError:
+                self._wait_for_room()
+            except KafkaException as exc:
+                if exc.args and exc.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                    self._dl_pending.add(entry)
+                    self._dl_retry.append((entry, p, value, dict(headers)))
+                    return
+                raise
+        self.pending[p].append(entry)
+        self._since_poll += 1
+        if self._since_poll >= POLL_EVERY:
+            self._since_poll = 0
+            self.producer.poll(0)
+            if self._failure:
+                raise Rewind(self._failure)
+
     def _wait_for_room(self) -> None:
+        """The send queue is full (by message count or by bytes): wait until a fifth of
+        it has been delivered."""
         waited = time.monotonic()
+        room_at = len(self.producer) * 4 // 5
         while True:
             self.producer.poll(0.1)
             self._check_stall()
             if self._failure:
                 raise Rewind(self._failure)
-            if len(self.producer) < 400_000:
+            if len(self.producer) <= room_at:
                 return
             if self.should_stop():
                 raise Stop()
@@ -276,15 +316,15 @@ class Sender:
         entry = self.pending[msg.partition()].popleft()
         if err is None:
             c = self.counters
-            c.lines += 1
-            c.bytes += len(msg)
+            value = msg.value()
+            c.lines += value.count(b"\n") + 1  # a line never holds a newline: one per frame line
+            c.bytes += len(value)
             return
         if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
-            # the broker's limit is below ours: dead-letter it (from the main loop)
+            # the broker's limit is below ours: resend the frame's lines one by one and
+            # dead-letter those still too large (from the main loop)
             self._dl_pending.add(entry)
-            h = dict(msg.headers() or [])
-            self._dl_retry.append((entry, msg.value(), h.get("source", b"").decode("utf-8", "replace"),
-                                   h.get("fp", b"").decode("ascii", "replace")))
+            self._dl_retry.append((entry, msg.partition(), msg.value(), dict(msg.headers() or [])))
             return
         self._fail(entry, f"delivery failed: {err}")
 
@@ -313,13 +353,56 @@ class Sender:
         self.producer.poll(timeout)
         self._check_stall()
         while self._dl_retry:
-            entry, value, source, fp = self._dl_retry.pop(0)
-            off = entry & OFFSET_MASK
-            detail = f"the broker refused a line of {len(value)} bytes as too large"
-            self._send_dead_letter(entry, dead_letter_for(value, "too_large", detail, source, off, fp),
-                                   source.encode(), fp.encode())
+            self._resend_refused(*self._dl_retry.pop(0))
         if self._failure:
             raise Rewind(self._failure)
+
+    def _resend_refused(self, entry: int, partition: int, value: bytes, h: dict[str, bytes]) -> None:
+        """A record the broker refused as too large (``entry`` is held in _dl_pending, so
+        no checkpoint passes it): a single line becomes a dead letter; a frame's lines go
+        again one per record, to the same partition."""
+        source = h.get("source", b"").decode("utf-8", "replace")
+        fp = h.get("fp", b"").decode("ascii", "replace")
+        first = entry & OFFSET_MASK
+        gen_base = entry - first
+        try:
+            lines = frames.split(value, first, h.get(frames.OFFSETS))
+        except frames.FrameError:
+            lines = [(first, value)]
+        if len(lines) == 1:
+            detail = f"the broker refused a line of {len(value)} bytes as too large"
+            self._send_dead_letter(entry, dead_letter_for(value, "too_large", detail, source, first, fp),
+                                   source.encode(), fp.encode())
+            return
+        left = [len(lines)]
+
+        def done(err, msg, line_entry):
+            if err is None:
+                self.counters.lines += 1
+                self.counters.bytes += len(msg)
+            elif err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                line = msg.value()
+                detail = f"the broker refused a line of {len(line)} bytes as too large"
+                off = line_entry & OFFSET_MASK
+                self._send_dead_letter(line_entry, dead_letter_for(line, "too_large", detail, source, off, fp),
+                                       source.encode(), fp.encode())
+            else:
+                self._fail(line_entry, f"delivery failed: {err}")
+            left[0] -= 1
+            if left[0] == 0:
+                self._dl_pending.discard(entry)
+
+        for off, line in lines:
+            headers = [("source", source.encode()), ("offset", b"%d" % off), ("fp", fp.encode())]
+            line_entry = gen_base | off
+            while True:
+                try:
+                    self.producer.produce(self.topic, line, learner_key(line) or fp.encode(), partition=partition,
+                                          headers=headers,
+                                          on_delivery=lambda err, msg, e=line_entry: done(err, msg, e))
+                    break
+                except BufferError:
+                    self._wait_for_room()
 
     def _check_stall(self, after: float = 10.0) -> None:
         """Deliveries stopped while lines are in flight: if the topic is gone (a broker
@@ -341,9 +424,9 @@ class Sender:
         if t is None or t.error is not None or len(t.partitions) != self.nparts:
             heads = [d[0] for d in self.pending if d]
             self._fail(min(heads) if heads else 0,
-                       f"topic {self.topic} is missing or changed on the broker with {len(self.producer)} lines in flight")
+                       f"topic {self.topic} is missing or changed on the broker with {len(self.producer)} records in flight")
         else:
-            log.warning("no acknowledgements for %.0fs with %d lines in flight; waiting for the broker",
+            log.warning("no acknowledgements for %.0fs with %d records in flight; waiting for the broker",
                         now - since, len(self.producer))
 
     @property
@@ -351,7 +434,7 @@ class Sender:
         return self._failure is not None
 
     def in_flight(self) -> int:
-        return len(self.producer)
+        return len(self.producer) if self.producer is not None else 0
 
     # -- what may be checkpointed -------------------------------------------------------
     def update_committed(self) -> list[ShipFile]:
@@ -396,10 +479,15 @@ class Sender:
 
     def close(self) -> None:
         """Drop whatever is still queued (it was not acknowledged, so it is not in any
-        checkpoint and will be re-read)."""
+        checkpoint and will be re-read), and let go of the producer: its callbacks point
+        back at this sender, so without this it (and its broker connections, which keep
+        logging once the broker is gone) would live until a garbage collection."""
+        producer, self.producer = self.producer, None
+        if producer is None:
+            return
         try:
-            self.producer.purge()
-            self.producer.poll(0)
+            producer.purge()
+            producer.poll(0)
         except (KafkaException, RuntimeError):
             pass
 

@@ -11,7 +11,11 @@ Events take one of two paths, chosen per connection:
 
 * ``load_data`` (when the server allows ``LOAD DATA LOCAL INFILE``): the batch goes as
   tab-separated text into a per-connection temporary staging table, then one
-  ``INSERT INTO events SELECT ... FROM staging ON DUPLICATE KEY UPDATE``. Building the
+  ``INSERT INTO events SELECT ... FROM staging ON DUPLICATE KEY UPDATE``. While batches
+  hold only new events (the common case: no replay running), the text is first loaded
+  straight into ``events`` behind a savepoint, which saves the staging round; if that
+  load skipped a row (its id was already there, so it may need updating) or warned, it
+  is rolled back to the savepoint and the batch takes the staging route. Building the
   text is far cheaper in Python than building SQL literals, and the server parses it
   faster than a multi-megabyte statement. The staging columns are wider than the real
   ones (every string is LONGTEXT, nothing is NOT NULL) because LOAD DATA LOCAL turns
@@ -178,6 +182,9 @@ class MySQLWriter:
         # Whether the client offers LOCAL INFILE at the handshake (a test turns it off to
         # see a real server refusal).
         self._client_local_infile = load_data is not False
+        # Whether the next batch tries LOAD DATA straight into events: until a batch
+        # meets ids already stored (a replay), then again once one is all new.
+        self.direct = True
 
     def _connect(self) -> None:
         conn = migrate.mysql_connect(self.settings, local_infile=self._client_local_infile)
@@ -252,10 +259,11 @@ class MySQLWriter:
                 "dead_letters": len(p.dead_letters) - len(bad_dead) + len(refused)}
 
     def _load_events(self, cur, tsv: bytes) -> list | None:
-        """Upsert the batch through the staging table. Returns [] when every row is
-        stored, or None when the batch must take the insert path (nothing of it is
-        stored then): the server refused LOAD DATA, warned about a value, or refused a
-        value in the upsert."""
+        """Upsert the batch, straight or through the staging table. Returns [] when every
+        row is stored, or None when the batch must take the insert path (nothing of it
+        is stored then): the server refused LOAD DATA, warned about a value, or refused
+        a value in the upsert."""
+        n_rows = tsv.count(b"\n")  # one per row: a newline inside a value is escaped
         # First in the transaction: TRUNCATE may commit implicitly, with nothing to commit.
         cur.execute(f"TRUNCATE TABLE `{STAGING}`")
         # The file only carries the batch to the server: memory-backed where there is
@@ -264,6 +272,8 @@ class MySQLWriter:
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(tsv)
+            if self.direct and self._load_direct(cur, infile, n_rows):
+                return []
             cur.execute(load_data_sql(infile, STAGING, EVENT_COLUMNS))
         except pymysql.err.OperationalError as exc:
             if exc.args[0] not in LOCAL_INFILE_REFUSED:
@@ -281,11 +291,30 @@ class MySQLWriter:
                         "; ".join(str(w[2]) for w in cur.fetchall()))
             return None
         try:
-            cur.execute(upsert_select("events", STAGING, EVENT_COLUMNS, EVENT_KEEP))
+            affected = cur.execute(upsert_select("events", STAGING, EVENT_COLUMNS, EVENT_KEEP))
         except ROW_ERRORS as exc:
             log.warning("MySQL refused a value in a batch of events (%s); writing them one by one", exc)
             return None
+        # Affected rows count 1 per inserted row, 2 per updated, 0 per unchanged one.
+        self.direct = affected == n_rows
         return []
+
+    def _load_direct(self, cur, infile: str, n_rows: int) -> bool:
+        """LOAD DATA the batch straight into events. True when every row went in as a
+        new row without a warning; otherwise the load is undone (False). LOAD DATA LOCAL
+        skips a row whose id exists and truncates a value with a warning, so only a
+        clean, complete load can stand for the upsert."""
+        cur.execute("SAVEPOINT edxstream_direct")
+        try:
+            loaded = cur.execute(load_data_sql(infile, "events", EVENT_COLUMNS))
+            cur.execute("SELECT @@warning_count")
+            if loaded == n_rows and not int(cur.fetchone()[0]):
+                return True
+        except ROW_ERRORS:
+            pass
+        cur.execute("ROLLBACK TO SAVEPOINT edxstream_direct")
+        self.direct = False
+        return False
 
     def _upsert(self, cur, table: str, columns: tuple[str, ...], keep: tuple[str, ...],
                 items: list[tuple[str, Msg]]) -> list[tuple[DeadLetter, Msg]]:

@@ -21,7 +21,9 @@ def register(subparsers) -> None:
     p.add_argument("--until-idle", type=float, default=None, metavar="SECONDS",
                    help="stop once no event has arrived for this long (demo, tests)")
     p.add_argument("--web-port", type=int, default=None, help="monitoring web port (default: settings.web_port)")
-    p.add_argument("--batch", type=int, default=2000, help="max events per batch (default 2000)")
+    p.add_argument("--batch", type=int, default=256,
+                   help="max records per batch (default 256; a raw record holds up to "
+                        "EDXSTREAM_SHIP_FRAME_BYTES of lines)")
     p.add_argument("--batch-within", type=float, default=0.05, metavar="SECONDS",
                    help="max wait to fill a batch (default 0.05; a backfill fills batches at once, "
                    "a live trickle waits no longer than this)")

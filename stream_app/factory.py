@@ -1,23 +1,27 @@
 """The Faust application: two agents, three tables, web views.
 
-``enrich`` (raw topic, keyed by learner): per batch, drop shipper replays (a line whose
-(file fingerprint, byte offset) is not past what was already processed in that raw
+``enrich`` (raw topic, partitioned by learner; a record holds one or more lines, see
+:mod:`edxstream.frames`): per batch, drop shipper replays (a line whose (file
+fingerprint, byte offset) is not past what was already processed in that raw
 partition), parse every line with the event model, produce enriched records (key =
-course) and dead letters, then record the progress in the ``shipped`` table.
+course) and dead letters, send what counting needs as a few compact tally records per
+enriched partition, then record the progress in the ``shipped`` table.
 
-``count`` (enriched topic, keyed by course, so a course's counts live in one partition):
-per batch, update the windowed counts (see :mod:`stream_app.windows`), emit each changed
-window as a full WindowCount, then write the changed table keys once.
+``count`` (tally topic, partitioned like the enriched topic, so a course's counts live
+in one partition): per batch, update the windowed counts (see
+:mod:`stream_app.windows`), emit each changed window as a full WindowCount, then write
+the changed table keys once.
 
 Ordering inside a batch is what keeps the counts exact under at-least-once delivery:
 outputs are flushed before the table write that says "done", and the table write is
 flushed before the source offsets are acknowledged (``take_events`` acks after the
 batch). A crash anywhere replays the batch; replays are recognised by the high-water
-offsets stored with every key.
+positions (raw partition, line position) stored with every key.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import signal
@@ -29,6 +33,7 @@ from typing import Any, Optional
 import faust
 import msgspec
 
+from edxstream import frames
 from edxstream.model import UNKNOWN_TIME, parse_line
 from edxstream.records import DeadLetter, EnrichedEvent, encode
 from edxstream.settings import Settings
@@ -45,32 +50,20 @@ log = logging.getLogger("stream_app")
 NEXT_OFFSET = "\x00next"
 
 
-class _Countable(msgspec.Struct):
-    """The fields of an EnrichedEvent that counting reads (msgspec skips the rest)."""
-
-    time: datetime
-    category: str = "other"
-    action: str = ""
-    course_id: Optional[str] = None
-    user_id: Optional[int] = None
-    username: Optional[str] = None
-
-
-_countable_dec = msgspec.json.Decoder(_Countable)
-
-
 _UNKNOWN_TS = UNKNOWN_TIME.timestamp()
+# items per tally record: keeps a record far below any broker's message size limit
+TALLY_ITEMS = 2000
 
 
-def to_item(value: bytes, raw_partition: int, raw_offset: int, received: Optional[float] = None) -> win.Item:
-    """``received``: the record's Kafka timestamp (seconds), counted as the event time of
-    a line that carried none (the event model marks those with UNKNOWN_TIME)."""
-    ev = _countable_dec.decode(value)
+def item_of(ev: EnrichedEvent, raw_partition: int, position: int, received: Optional[float] = None) -> win.Item:
+    """What the count agent needs of an enriched event. ``received``: the raw record's
+    Kafka timestamp (seconds), counted as the event time of a line that carried none
+    (the event model marks those with UNKNOWN_TIME)."""
     t = ev.time.timestamp()
     if t == _UNKNOWN_TS and received is not None:
         t = received
     learner = str(ev.user_id) if ev.user_id is not None else (ev.username or None)
-    return win.Item(t, ev.course_id or "", ev.category, ev.action, learner, raw_partition, raw_offset)
+    return win.Item(t, ev.course_id or "", ev.category, ev.action, learner, raw_partition, position)
 
 
 def _headers(message: Any) -> dict[str, bytes]:
@@ -106,7 +99,9 @@ def faust_config(settings: Settings, web_port: Optional[int] = None) -> dict[str
     - no standby replicas: a standby is another reader of the same changelogs that a
       restart would rebuild anyway, and it doubles changelog traffic on two cores;
     - stream_wait_empty (default, kept): on a rebalance the worker finishes the batch
-      in hand before giving a partition away, so two workers never write one key.
+      in hand before giving a partition away, so two workers never write one key;
+    - a stream buffer of 1,024 records: a raw record holds up to 64 KB of lines, so
+      Faust's default-sized buffers would hold a gigabyte of read-ahead.
     """
     brokers = [f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap.split(",") if hp.strip()]
     return dict(
@@ -120,7 +115,7 @@ def faust_config(settings: Settings, web_port: Optional[int] = None) -> dict[str
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
         stream_wait_empty=True,
-        stream_buffer_maxsize=16384,
+        stream_buffer_maxsize=1024,
         consumer_max_fetch_size=8 * 1024 * 1024,
         producer_acks=-1,
         producer_max_batch_size=512 * 1024,
@@ -244,6 +239,8 @@ class Pipeline:
     # -- agent 1 ----------------------------------------------------------------------
     async def enrich_batch(self, events: list) -> None:
         t0 = time.perf_counter()
+        if self.metrics.first_batch_at is None:
+            self.metrics.first_batch_at = time.time()
         s = self.settings
         expected = {}
         for p in {e.message.partition for e in events}:
@@ -254,39 +251,59 @@ class Pipeline:
         out = self.out
         m = self.metrics
         progress: dict[str, tuple[int, int]] = {}
-        n_enriched = n_dead = n_dup = 0
+        tallies: dict[int, list[win.Item]] = {}
+        n_lines = n_enriched = n_dead = n_dup = 0
+        enriched_topic = s.enriched_topic
+        shipped_get = self.shipped.get
         for event in events:
             msg = event.message
             p, o = msg.partition, msg.offset
             h = _headers(msg)
             fp = _text_header(h, "fp")
-            line_offset = _int_header(h, "offset")
             source = _text_header(h, "source")
-            if fp is not None and line_offset is not None:
-                skey = f"{p}|{fp}"
-                done = progress.get(skey)
-                last = done[1] if done is not None else self.shipped.get(skey)
-                if last is not None and line_offset <= last:
-                    n_dup += 1
-                    continue
-                progress[skey] = (p, line_offset)
-            record = parse_line(msg.value or b"", source, line_offset)
-            where = (("raw_p", b"%d" % p), ("raw_o", b"%d" % o))
-            if record.__class__ is EnrichedEvent:
-                key = (record.course_id or "").encode()
-                q = await out.partition_for(s.enriched_topic, key, cache=True)
-                # the raw record's timestamp (when the shipper read the line) travels on,
-                # so a replay gives the same times to lines that carried none
-                ts = msg.timestamp
-                await out.add(s.enriched_topic, q, key, encode(record), where,
-                              timestamp_ms=int(ts * 1000) if ts else None)
-                n_enriched += 1
-            else:
-                record = msgspec.structs.replace(record, seen_at=_utcnow())
-                key = (source or "").encode()
-                await out.add(s.deadletter_topic, await out.partition_for(s.deadletter_topic, key, cache=True),
-                              key, encode(record), where)
+            ts = msg.timestamp
+            ts_ms = int(ts * 1000) if ts else None
+            try:
+                lines = frames.split(msg.value or b"", _int_header(h, "offset"), h.get(frames.OFFSETS))
+            except frames.FrameError as exc:
+                await self._dead_frame(msg, source, exc)
                 n_dead += 1
+                continue
+            skey = f"{p}|{fp}" if fp is not None else None
+            where = (("raw_p", b"%d" % p), ("raw_o", b"%d" % o))
+            for index, (line_offset, line) in enumerate(lines):
+                n_lines += 1
+                if skey is not None and line_offset is not None:
+                    done = progress.get(skey)
+                    last = done[1] if done is not None else shipped_get(skey)
+                    if last is not None and line_offset <= last:
+                        n_dup += 1
+                        continue
+                    progress[skey] = (p, line_offset)
+                record = parse_line(line, source, line_offset)
+                if record.__class__ is EnrichedEvent:
+                    key = (record.course_id or "").encode()
+                    q = await out.partition_for(enriched_topic, key, cache=True)
+                    # the raw record's timestamp (when the shipper read the line) travels on,
+                    # so a replay gives the same times to lines that carried none
+                    await out.add(enriched_topic, q, key, encode(record), where, timestamp_ms=ts_ms)
+                    tally = tallies.get(q)
+                    if tally is None:
+                        tally = tallies[q] = []
+                    tally.append(item_of(record, p, frames.position(o, index), ts))
+                    n_enriched += 1
+                else:
+                    record = msgspec.structs.replace(record, seen_at=_utcnow())
+                    key = (source or "").encode()
+                    await out.add(s.deadletter_topic, await out.partition_for(s.deadletter_topic, key, cache=True),
+                                  key, encode(record), where)
+                    n_dead += 1
+        # What counting needs, in a few compact records per enriched partition: the
+        # count agent then receives a handful of records per batch instead of one per
+        # event (see edxstream.frames for why the number of records matters).
+        for q, items in tallies.items():
+            for i in range(0, len(items), TALLY_ITEMS):
+                await out.add(s.tally_topic, q, None, win.encode_tally(items[i:i + TALLY_ITEMS]))
         # outputs durable before "done" is recorded
         t1 = time.perf_counter()
         await out.wait()
@@ -299,11 +316,26 @@ class Pipeline:
         m.enrich_seconds += t2 - t0
         m.ack_wait_seconds += t2 - t1
         m.batches += 1
-        m.lines += len(events)
+        m.records += len(events)
+        m.lines += n_lines
         m.enriched += n_enriched
         m.dead_letters += n_dead
         m.duplicates += n_dup
         m.touch()
+
+    async def _dead_frame(self, msg: Any, source: Optional[str], exc: Exception) -> None:
+        """A raw record whose lines cannot be told apart goes whole to the dead letters."""
+        s = self.settings
+        value = msg.value or b""
+        ident = f"frame|{msg.partition}|{msg.offset}|{hashlib.blake2b(value, digest_size=8).hexdigest()}"
+        dl = DeadLetter(
+            dead_letter_id=hashlib.blake2b(ident.encode(), digest_size=16).hexdigest(),
+            reason="bad_frame", detail=str(exc), raw=value.decode("utf-8", "replace"),
+            source=source, stage="parse", seen_at=_utcnow(),
+        )
+        key = (source or "").encode()
+        await self.out.add(s.deadletter_topic, await self.out.partition_for(s.deadletter_topic, key, cache=True),
+                           key, encode(dl), (("raw_p", b"%d" % msg.partition), ("raw_o", b"%d" % msg.offset)))
 
     # -- agent 2 ----------------------------------------------------------------------
     async def count_batch(self, events: list) -> None:
@@ -316,21 +348,18 @@ class Pipeline:
         expected = {q: ps.next_offset for q, ps in pstates.items() if ps.next_offset is not None}
         events = await self.follow_on(events, expected)
         by_partition: dict[int, list[win.Item]] = {}
-        bad = 0
+        bad = seen = 0
         for event in events:
             msg = event.message
-            h = _headers(msg)
-            raw_p = _int_header(h, "raw_p")
-            raw_o = _int_header(h, "raw_o")
-            if raw_p is None or raw_o is None:
-                # Not written by this app: count it once per enriched offset instead.
-                raw_p, raw_o = -1 - msg.partition, msg.offset
             try:
-                item = to_item(msg.value, raw_p, raw_o, msg.timestamp)
-            except (msgspec.DecodeError, ValueError, TypeError):
+                items = win.decode_tally(msg.value)
+            except (msgspec.DecodeError, ValueError, TypeError) as exc:
+                log.error("stream: tally record %s[%d]@%d is not readable (%s); skipped",
+                          msg.topic, msg.partition, msg.offset, exc)
                 bad += 1
                 continue
-            by_partition.setdefault(msg.partition, []).append(item)
+            seen += len(items)
+            by_partition.setdefault(msg.partition, []).extend(items)
         results = []
         for q, pstate in pstates.items():
             if q in expected:
@@ -370,7 +399,7 @@ class Pipeline:
         m.count_seconds += t4 - t0
         m.ack_wait_seconds += (t2 - t1) + (t4 - t3)
         m.batches += 1
-        m.enriched_seen += len(events)
+        m.enriched_seen += seen
         m.counted += sum(r.counted for _, _, r in results)
         m.late_dropped += sum(r.late_dropped for _, _, r in results)
         m.undecodable += bad
@@ -459,7 +488,7 @@ def create_app(
     settings: Settings,
     *,
     web_port: Optional[int] = None,
-    batch_max: int = 2000,
+    batch_max: int = 256,
     batch_within: float = 0.05,
     until_idle: Optional[float] = None,
     log_every: float = 5.0,
@@ -478,15 +507,15 @@ def create_app(
 
     raw_topic = app.topic(settings.raw_topic, key_type=bytes, value_type=bytes,
                           key_serializer="raw", value_serializer="raw")
-    enriched_topic = app.topic(settings.enriched_topic, key_type=bytes, value_type=bytes,
-                               key_serializer="raw", value_serializer="raw")
+    tally_topic = app.topic(settings.tally_topic, key_type=bytes, value_type=bytes,
+                            key_serializer="raw", value_serializer="raw")
 
     @app.agent(raw_topic, name="enrich")
     async def enrich(stream):
         async for events in stream.take_events(batch_max, within=batch_within):
             await pipe.enrich_batch(events)
 
-    @app.agent(enriched_topic, name="count")
+    @app.agent(tally_topic, name="count")
     async def count(stream):
         async for events in stream.take_events(batch_max, within=batch_within):
             await pipe.count_batch(events)

@@ -14,14 +14,15 @@ import orjson
 
 @dataclass
 class Metrics:
-    lines: int = 0  # raw lines taken from the raw topic
+    records: int = 0  # raw records taken from the raw topic (a record holds one or more lines)
+    lines: int = 0  # raw lines in them
     enriched: int = 0
     dead_letters: int = 0
     duplicates: int = 0  # shipper replays recognised and skipped
-    enriched_seen: int = 0  # enriched records taken by the counting agent
+    enriched_seen: int = 0  # enriched events the counting agent received (as tally items)
     counted: int = 0
     late_dropped: int = 0
-    undecodable: int = 0  # enriched records the counter could not read
+    undecodable: int = 0  # tally records the counting agent could not read
     windows_emitted: int = 0
     windows_expired: int = 0
     seeks_back: int = 0  # partitions sought back over records the consumer skipped
@@ -30,6 +31,9 @@ class Metrics:
     count_seconds: float = 0.0
     ack_wait_seconds: float = 0.0
     batches: int = 0
+    # wall time the first raw batch arrived: throughput is lines / (done - this), which
+    # counts the first batch too (one batch may hold a whole small input)
+    first_batch_at: float | None = None
     started_at: float = field(default_factory=time.time)
     last_activity: float = field(default_factory=time.monotonic)
     _rate_mark: tuple[float, int] = field(default_factory=lambda: (time.monotonic(), 0))

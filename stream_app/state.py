@@ -121,3 +121,27 @@ class StateTable(Generic[V]):
             await out.add_alone(topic, partition, MARKER_KEY_BYTES, b"")
         await out.wait()
         return n
+
+
+def seed_shipped(settings: Settings, done: dict[int, tuple[str, int]], timeout: float = 30.0) -> None:
+    """Before a worker starts on fresh tables (a replay): record that raw partition p has
+    processed file ``fp`` up to byte offset ``o`` for each ``p: (fp, o)``, exactly as the
+    enrich agent would have, so it skips those lines. A replay uses it to start in the
+    middle of a raw record that holds several lines."""
+    from confluent_kafka import Producer
+
+    from edxstream import kafka_admin
+
+    topic = changelog_topic(settings, SHIPPED)
+    kafka_admin.ensure_topics(settings, [topic], config={topic: {"cleanup.policy": "compact"}})
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True})
+
+    def send(partition: int, key: bytes, value: bytes) -> None:
+        producer.produce(topic, key=key, value=value, partition=partition)
+        # flushed alone: the marker must be a batch of its own (see the module doc)
+        if producer.flush(timeout):
+            raise TimeoutError(f"could not write to {topic} within {timeout}s")
+
+    for partition, (fp, offset) in sorted(done.items()):
+        send(partition, orjson.dumps(f"{partition}|{fp}"), b"%d" % offset)
+        send(partition, MARKER_KEY_BYTES, b"")

@@ -15,6 +15,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote
 
+from faust.types import TP
+
 
 def _owner(app: Any, pipe: Any, course: str) -> dict:
     """Which enriched partition holds the course, and whether this worker has it."""
@@ -22,11 +24,13 @@ def _owner(app: Any, pipe: Any, course: str) -> dict:
         tp = app.producer.key_partition(pipe.settings.enriched_topic, course.encode())
     except Exception:  # producer not started yet
         return {"partition": None, "owned": False}
-    owned = tp in app.assignor.assigned_actives()
+    # counts live with the tally partition of the same number (tally records are
+    # placed in the course's enriched-topic partition)
+    owned = TP(pipe.settings.tally_topic, tp.partition) in app.assignor.assigned_actives()
     out: dict[str, Any] = {"partition": tp.partition, "owned": owned}
     if not owned:
         try:
-            topic = app.topic(pipe.settings.enriched_topic)
+            topic = app.topic(pipe.settings.tally_topic)
             out["owner"] = str(app.router.external_topic_key_store(topic, course.encode()))
         except Exception:  # no owner known (yet): assignment in progress
             out["owner"] = None

@@ -94,9 +94,9 @@ def decode_partition_state(data: bytes) -> PartitionState:
     return _pstate_dec.decode(data)
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
-    """What counting needs from one enriched event."""
+class Item(msgspec.Struct, array_like=True, frozen=True):
+    """What counting needs from one enriched event. The enrich agent sends these to the
+    count agent in batches (the tally topic), as msgpack arrays."""
 
     time: float  # event time, epoch seconds
     course: str  # "" when the event belongs to no course (not counted per course)
@@ -104,7 +104,21 @@ class Item:
     action: str
     learner: Optional[str]  # user id, else username; None for anonymous events
     raw_partition: int
+    # the line's position in its raw partition (edxstream.frames.position): grows with
+    # every line, so "not above what a key has counted" means "counted already"
     raw_offset: int
+
+
+_tally_enc = msgspec.msgpack.Encoder()
+_tally_dec = msgspec.msgpack.Decoder(list[Item])
+
+
+def encode_tally(items: list[Item]) -> bytes:
+    return _tally_enc.encode(items)
+
+
+def decode_tally(data: bytes) -> list[Item]:
+    return _tally_dec.decode(data)
 
 
 def window_start(t: float, size: int) -> int:

@@ -184,7 +184,7 @@ def wait_inactive(settings, groups, timeout: float = 60) -> None:
     from edxstream.replay import active_members
 
     consumes = {
-        settings.stream_group: [settings.raw_topic, settings.enriched_topic],
+        settings.stream_group: [settings.raw_topic, settings.tally_topic],
         settings.mysql_sink_group: [settings.enriched_topic, settings.deadletter_topic],
         settings.clickhouse_sink_group: [settings.aggregates_topic, settings.enriched_topic],
     }

@@ -56,9 +56,12 @@ def test_db_init_creates_both_schemas_and_rerun_applies_nothing(settings):
 
     conn = pymysql.connect(**settings.mysql)
     with conn, conn.cursor() as cur:
+        # row_id, the clustered key, is invisible: SELECT * gives EnrichedEvent's fields.
         cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() "
-                    "AND table_name = 'events' ORDER BY ordinal_position")
+                    "AND table_name = 'events' AND extra NOT LIKE '%INVISIBLE%' ORDER BY ordinal_position")
         assert tuple(r[0] for r in cur.fetchall()) == records.ENRICHED_FIELDS
+        cur.execute("SELECT * FROM events")
+        assert tuple(d[0] for d in cur.description) == records.ENRICHED_FIELDS
         cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() "
                     "AND table_name = 'dead_letters' ORDER BY ordinal_position")
         assert tuple(r[0] for r in cur.fetchall()) == records.DEAD_LETTER_FIELDS
@@ -66,7 +69,7 @@ def test_db_init_creates_both_schemas_and_rerun_applies_nothing(settings):
                     "information_schema.statistics WHERE table_schema = DATABASE() AND table_name = 'events' "
                     "GROUP BY index_name")
         assert dict(cur.fetchall()) == {
-            "PRIMARY": "event_id", "events_course_time": "course_id,time", "events_user_time": "user_id,time",
+            "PRIMARY": "row_id", "events_event_id": "event_id", "events_course_time": "course_id,time", "events_user_time": "user_id,time",
             "events_time": "time", "events_category_time": "category,time",
         }
         cur.execute("SELECT version, name FROM schema_migrations ORDER BY version")
@@ -116,3 +119,46 @@ def test_later_migrations_apply_in_order_with_several_statements(settings, tmp_p
         assert cur.fetchall() == (("a;b",),)
         cur.execute("SELECT version FROM schema_migrations ORDER BY version")
         assert [tuple(r) for r in cur.fetchall()] == shipped_my + [(9002,)]
+
+
+def test_events_key_migration_keeps_existing_rows_upserts_by_event_id_and_reruns(settings, tmp_path):
+    """A table created by 0001 (clustered on event_id) and holding rows is rebuilt on an
+    arrival sequence; its rows are kept, event_id still makes an upsert idempotent, and
+    running the migration's statements again changes nothing."""
+    from sinks import mysql_sink
+    from sinks.rows import Msg
+    from tests.test_sink_helpers import make_events, mysql_expected_row, mysql_table
+
+    shipped = migrate.discover(migrate.MIGRATIONS / "mysql")
+    key = next(m for m in shipped if m.name == "events_sequential_key")
+    old = tmp_path / "mysql"
+    old.mkdir()
+    for m in shipped:
+        if m.version < key.version:
+            shutil.copy(m.path, old / m.path.name)
+    migrate.migrate_mysql(settings, old)
+    events = make_events(50, seed=31)
+    writer = mysql_sink.MySQLWriter(settings, migrate_on_connect=False)
+    try:
+        writer.write(writer.prepare([Msg(settings.enriched_topic, 0, i, records.encode(e))
+                                     for i, e in enumerate(events[:30])]))
+    finally:
+        writer.close()
+
+    assert [str(m) for m in migrate.migrate_mysql(settings)] == [str(m) for m in shipped if m.version >= key.version]
+    conn = migrate.mysql_connect(settings)
+    with conn, conn.cursor() as cur:
+        for statement in key.statements:  # as after an interruption before the ledger row
+            cur.execute(statement)
+        cur.execute("SELECT COUNT(DISTINCT row_id), MIN(row_id) FROM events")
+        assert cur.fetchone() == (30, 1)
+    assert mysql_table(settings, "events", "event_id") == sorted(mysql_expected_row(e) for e in events[:30])
+
+    # The sink on the migrated table: re-sent rows update in place, new ones are added.
+    writer = mysql_sink.MySQLWriter(settings)
+    try:
+        writer.write(writer.prepare([Msg(settings.enriched_topic, 0, i, records.encode(e))
+                                     for i, e in enumerate(events)]))
+    finally:
+        writer.close()
+    assert mysql_table(settings, "events", "event_id") == sorted(mysql_expected_row(e) for e in events)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import msgspec
 import orjson
 import pytest
 from urllib.parse import quote
@@ -101,6 +102,30 @@ def test_ipv6_and_encoded_username_are_scrubbed_including_nested_json():
     inner = orjson.loads(orjson.loads(out.payload)["event"])
     assert inner["currentTime"] == 12.5 and inner["username"] == out.username
     assert out.video_id == "vid1" and out.video_position == 12.5
+
+
+def test_ascii_username_found_in_any_case_and_any_percent_encoding():
+    # the quick "is the name in there at all" test must not let these through
+    raw = forum_event(username="Ann+X@y")
+    raw = msgspec.structs.replace(raw, page="https://lms.example.org/u/ann%2bx%40Y/",
+                                  referer="https://lms.example.org/search?q=ANN%2BX%40Y&n=2")
+    out = privacy.pseudonymize(raw, KEY)
+    assert out.page == f"https://lms.example.org/u/{out.username}/"
+    assert out.referer == f"https://lms.example.org/search?q={out.username}&n=2"
+
+
+def test_payload_without_identities_is_kept_as_is_and_nested_ones_are_still_found():
+    base = forum_event(username="ann")
+    base = msgspec.structs.replace(base, event_type="play_video", category="video", ip="10.1.2.3")
+    plain = '{"id": "block-v1:Org+C+2024+type@video+block@v1",  "currentTime": 12.5, "code": "html5"}'
+    assert privacy.pseudonymize(msgspec.structs.replace(base, payload=plain), KEY).payload == plain
+    inner = orjson.dumps({"target": {"UserName": "bob"}}).decode()
+    twice = orjson.dumps({"event": orjson.dumps({"blob": inner}).decode()}).decode()  # JSON in JSON in JSON
+    out = privacy.pseudonymize(msgspec.structs.replace(base, payload=twice), KEY)
+    assert "bob" not in out.payload and privacy.pseudonym_username("bob", KEY) in out.payload
+    for leak in ('{"note": "ANN was here"}', '{"seen_from": "10.1.2.3"}'):
+        out = privacy.pseudonymize(msgspec.structs.replace(base, payload=leak), KEY)
+        assert "ANN" not in out.payload and "10.1.2.3" not in out.payload, out.payload
 
 
 def test_pseudonyms_are_stable_keyed_and_join_friendly():

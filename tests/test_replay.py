@@ -56,6 +56,24 @@ def test_event_time_of_every_topic_value():
         assert replay.event_time(bad) is None
 
 
+def test_a_raw_record_of_several_lines_is_found_by_its_latest_line_and_entered_mid_way():
+    from edxstream import frames
+
+    def line(minute: int) -> bytes:
+        return orjson.dumps({"time": (T0 + timedelta(minutes=minute)).isoformat(), "event_type": "x"})
+
+    lines = [line(1), line(2), b"not json", line(4), line(5)]
+    offsets = [0, 100, 200, 300, 400]
+    value = b"\n".join(lines)
+    headers = [("source", b"/l"), ("offset", b"0"), ("fp", b"abc"), (frames.OFFSETS, frames.offsets_header(offsets))]
+    assert replay.record_time(value, headers) == T0 + timedelta(minutes=5)
+    assert replay.record_time(lines[0], headers[:3]) == T0 + timedelta(minutes=1)  # one line per record
+    # from minute 3: the lines up to minute 2 are done; the untimed one after them is not
+    assert replay.lines_before(value, headers, T0 + timedelta(minutes=3)) == ("abc", 100)
+    assert replay.lines_before(value, headers, T0 + timedelta(minutes=1)) is None
+    assert replay.lines_before(lines[0], headers[:3], T0 + timedelta(minutes=3)) is None
+
+
 def test_first_offset_at_binary_search_skips_messages_without_time():
     times = {o: T0 + timedelta(minutes=o) for o in range(100)}
     for o in (40, 41, 42, 99):
@@ -103,7 +121,7 @@ def test_scope_for_targets(tmp_path):
     assert proc.reset_stream_state and proc.delete_windows
     assert {(g.group, g.topic, g.mode) for g in proc.groups} == {
         (s.stream_group, s.raw_topic, "rewind"),
-        (s.stream_group, s.enriched_topic, "to_end"),
+        (s.stream_group, s.tally_topic, "to_end"),
         (s.clickhouse_sink_group, s.aggregates_topic, "to_end"),
     }
     assert replay.scope_for(s, "all") == proc

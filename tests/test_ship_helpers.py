@@ -9,6 +9,9 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, TopicPartition
 
+from edxstream import frames
+from producer.keys import learner_key
+
 
 def make_line(i: int, user: str | None = None, tag: str = "") -> bytes:
     user = user if user is not None else f"learner{i % 7}"
@@ -25,8 +28,10 @@ def write_lines(path, lines: list[bytes], mode: str = "ab") -> None:
 
 @dataclass
 class Msg:
+    """One line as read back from the raw topic (a frame's lines are split out)."""
+
     partition: int
-    offset: int  # the topic offset
+    offset: int  # the line's position in the topic: frames.position(record offset, index)
     key: bytes | None
     value: bytes
     headers: dict[str, bytes]
@@ -46,7 +51,7 @@ class Msg:
 
 def read_topic(bootstrap: str, topic: str, expect: int | None = None, timeout: float = 60.0,
                quiet: float = 1.5) -> list[Msg]:
-    """Every message of the topic, from the start: stops once ``expect`` messages have
+    """Every line of the topic, from the start: stops once ``expect`` lines have
     arrived and nothing more came for ``quiet`` seconds (so late duplicates are seen too),
     or at the deadline."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{uuid.uuid4().hex}",
@@ -62,14 +67,29 @@ def read_topic(bootstrap: str, topic: str, expect: int | None = None, timeout: f
             batch = c.consume(5000, 0.5)
             got = [m for m in batch if m.error() is None]
             for m in got:
-                out.append(Msg(m.partition(), m.offset(), m.key(), m.value(),
-                               {k: v for k, v in (m.headers() or [])}))
+                out.extend(lines_of(m))
             if got:
                 last_new = time.monotonic()
             elif (expect is None or len(out) >= expect) and time.monotonic() - last_new >= quiet:
                 break
     finally:
         c.close()
+    return out
+
+
+def lines_of(m) -> list[Msg]:
+    """The lines of one raw record, each with its own ``offset`` header; a line of a
+    multi-line frame gets the key the shipper gives a line alone."""
+    headers = {k: v for k, v in (m.headers() or [])}
+    offset = int(headers["offset"]) if "offset" in headers else None
+    parts = frames.split(m.value(), offset, headers.get(frames.OFFSETS))
+    if len(parts) == 1:
+        return [Msg(m.partition(), frames.position(m.offset(), 0), m.key(), m.value(), headers)]
+    out = []
+    for i, (off, line) in enumerate(parts):
+        h = {k: v for k, v in headers.items() if k != frames.OFFSETS}
+        h["offset"] = b"%d" % off
+        out.append(Msg(m.partition(), frames.position(m.offset(), i), learner_key(line) or headers["fp"], line, h))
     return out
 
 

@@ -174,3 +174,24 @@ def test_killed_mid_stream_and_restarted_ends_with_the_same_tables(settings):
     want = {(k, c, d, w, s.strftime("%Y-%m-%d %H:%M:%S")): n for (k, c, d, w, s), n in expected_windows(events).items()}
     assert got == want
     assert sorted(data["events"]) == sorted([e.event_id, 1] for e in events)
+
+
+def test_distinct_events_sharing_course_learner_and_time_both_survive_merges(settings):
+    """ReplacingMergeTree keeps one row per sorting key: event_id must be part of it, or
+    two events of one learner in one course at the same microsecond (a double click, a
+    problem check and its grade) would collapse into one row on a merge."""
+    from sinks.rows import Msg
+
+    first = make_events(1, seed=41)[0]
+    twin = msgspec.structs.replace(first, event_id=first.event_id[::-1], action="another_action",
+                                   event_type="another.event_type", payload='{"twin": true}')
+    writer = clickhouse_sink.ClickHouseWriter(settings)
+    try:
+        for i, e in enumerate([first, twin, first]):  # `first` re-sent: that one collapses
+            writer.write(writer.prepare([Msg(settings.enriched_topic, 0, i, records.encode(e))]))
+        client = clickhouse.connect(settings)
+        client.command("OPTIMIZE TABLE events FINAL")
+        rows = client.query("SELECT event_id, action FROM events ORDER BY event_id").result_rows
+        assert rows == sorted([(first.event_id, first.action), (twin.event_id, "another_action")])
+    finally:
+        writer.close()

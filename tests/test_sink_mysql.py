@@ -201,6 +201,27 @@ def test_load_data_path_is_taken_and_keeps_the_last_version_of_an_id_in_a_batch(
         writer.close()
 
 
+def test_batches_of_new_events_load_straight_into_events_until_one_meets_stored_ids(settings):
+    events = make_events(90, seed=26)
+    writer = mysql_sink.MySQLWriter(settings)
+    try:
+        writer.write(writer.prepare(_msgs(settings, events[:30])))
+        assert writer.direct  # all new: loaded straight into events
+        # Ids already stored (a replay): the straight load is undone and the batch upserts,
+        # so the re-sent rows are updated, not skipped.
+        changed = [msgspec.structs.replace(e, action="reclassified") for e in events[:10]]
+        writer.write(writer.prepare(_msgs(settings, changed + events[30:60])))
+        assert not writer.direct
+        want = sorted(mysql_expected_row(e) for e in changed + events[10:60])
+        assert mysql_table(settings, "events", "event_id") == want
+        # The next batch (through the staging table) holds only new ids: straight again.
+        writer.write(writer.prepare(_msgs(settings, events[60:])))
+        assert writer.direct
+        assert mysql_table(settings, "events", "event_id") == sorted(want + [mysql_expected_row(e) for e in events[60:]])
+    finally:
+        writer.close()
+
+
 def test_a_refused_value_on_the_load_data_path_becomes_a_dead_letter(settings, caplog):
     good = make_events(30, seed=22)
     # LOAD DATA LOCAL would truncate this with a warning; the staging table takes it whole

@@ -7,8 +7,9 @@ from datetime import datetime, timezone
 
 from stream_app import state
 from stream_app import windows as win
-from stream_app.factory import to_item
-from edxstream.records import EnrichedEvent, encode
+from edxstream import frames
+from edxstream.records import EnrichedEvent
+from stream_app.factory import item_of
 
 T0 = datetime(2024, 3, 1, 10, 0, tzinfo=timezone.utc).timestamp()
 C = "course-v1:Org+C1+2024"
@@ -145,14 +146,24 @@ def test_cells_survive_the_changelog_encoding():
     assert win.decode_partition_state(win.encode_state(ps)) == ps
 
 
-def test_enriched_record_to_item():
+def test_enriched_record_to_item_and_through_a_tally_record():
     ev = EnrichedEvent(event_id="x", time=datetime(2024, 3, 1, 10, 0, 1, 500000, tzinfo=timezone.utc),
                        category="forum", action="edx.forum.thread.created", event_type="edx.forum.thread.created",
                        course_id=C, user_id=None, username="ann")
-    it = to_item(encode(ev), 2, 40)
+    it = item_of(ev, 2, 40)
     assert it == win.Item(T0 + 1.5, C, "forum", "edx.forum.thread.created", "ann", 2, 40)
     ev.user_id = 7
-    assert to_item(encode(ev), 2, 40).learner == "7"
+    it7 = item_of(ev, 2, 41)
+    assert it7.learner == "7"
+    anonymous = win.Item(T0, "", "access", "login", None, 0, 1)
+    assert win.decode_tally(win.encode_tally([it, it7, anonymous])) == [it, it7, anonymous]
+
+
+def test_line_positions_grow_with_every_line_of_a_raw_partition():
+    lines_of_record_9 = [frames.position(9, i) for i in range(3)]
+    assert lines_of_record_9 == sorted(lines_of_record_9)
+    assert frames.position(9, frames.MAX_LINES) < frames.position(10, 0)
+    assert frames.position(10, 0) > frames.position(9, 2)
 
 
 def test_changelog_topic_names(tmp_path):
@@ -169,9 +180,9 @@ def test_an_event_without_time_is_counted_when_it_was_received():
 
     ev = EnrichedEvent(event_id="x", time=UNKNOWN_TIME, category="video", action="play_video",
                        event_type="play_video", course_id=C, user_id=7)
-    assert to_item(encode(ev), 0, 1, received=T0 + 42).time == T0 + 42
+    assert item_of(ev, 0, 1, received=T0 + 42).time == T0 + 42
     ev.time = datetime(2024, 3, 1, 10, 0, 1, tzinfo=timezone.utc)
-    assert to_item(encode(ev), 0, 1, received=T0 + 42).time == T0 + 1
+    assert item_of(ev, 0, 1, received=T0 + 42).time == T0 + 1
 
 
 def test_skipped_records_are_caught_and_replays_pass():
