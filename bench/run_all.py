@@ -346,9 +346,11 @@ def bench_e2e(b: Bench, scale: Scale) -> dict:
     say(f"e2e    : generated {scale.e2e_events:,} events in {len(paths)} files in {time.monotonic() - t:.0f}s")
     expected = pipeline.expected_counts(paths)
     _fresh_mysql(s)
+    services = {"broker": b.broker.pid, "mariadbd": pipeline.pid_of("mariadbd")}
     with pipeline.Pipeline(s, log_dir=s.data_dir / "logs") as pipe:
         pipeline.prepare(pipe, reset=True)
         pipeline.start_workers(pipe)
+        cpu0 = {k: pipeline.cpu_seconds(pid) for k, pid in services.items() if pid}
         last = [0.0]
 
         def progress(stage: str, done: int, total: int) -> None:
@@ -357,16 +359,26 @@ def bench_e2e(b: Bench, scale: Scale) -> dict:
                 say(f"         {stage}: {done:,}/{total:,} rows in MySQL")
 
         r = pipeline.backfill_until_written(pipe, paths, expected, progress=progress, timeout=3600)
+        cpu = {k: pipeline.cpu_seconds(services[k]) - v for k, v in cpu0.items() if v is not None}
     rate = expected.lines / r.seconds
     peaks = {k: round(v, 1) for k, v in r.peaks_mb.items() if v and k in ("backfill", "stream", "sink-mysql",
                                                                           "sink-clickhouse")}
     say(f"e2e    : {expected.lines:,} lines from .gz files -> every row in MySQL after {r.mysql_seconds:.1f}s, "
         f"every window in ClickHouse after {r.seconds:.1f}s = {rate:,.0f} events/s")
     say(f"         peak memory (MB): " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(peaks.items())))
+    # where the machine's time went: on 2 cores the run is CPU-bound, so the sum over
+    # processes, per event, is what bounds events/s
+    cpu.update({k: v for k, v in r.cpu_s.items() if k in ("backfill", "stream", "sink-mysql", "sink-clickhouse")})
+    cpu = {k: round(v, 1) for k, v in cpu.items()}
+    total_cpu = sum(cpu.values())
+    say(f"         CPU seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(cpu.items()))
+        + f"; total {total_cpu:.0f} = {1e6 * total_cpu / expected.lines:.0f} µs per event "
+          f"({total_cpu / r.seconds:.2f} cores busy of {os.cpu_count()})")
     for note in r.notes:
         say(f"         note: {note}")
     return {"e2e_events": expected.lines, "e2e_seconds": r.seconds, "e2e_mysql_seconds": r.mysql_seconds,
             "e2e_ship_seconds": r.ship_seconds, "e2e_events_per_s": rate, "e2e_peak_mb": peaks,
+            "e2e_cpu_seconds": cpu,
             "e2e_clickhouse_events": r.clickhouse_events, "e2e_clickhouse_windows": r.clickhouse_windows}
 
 
@@ -635,6 +647,8 @@ def table(results: dict) -> str:
             out.append(f"{title:<44} {fmt.format(results[key]):>14}  {t}")
     for proc, mb in sorted(results.get("e2e_peak_mb", {}).items()):
         out.append(f"{'end to end: peak MB, ' + proc:<44} {mb:>14,.0f}")
+    for proc, cpu in sorted(results.get("e2e_cpu_seconds", {}).items()):
+        out.append(f"{'end to end: CPU s, ' + proc:<44} {cpu:>14,.1f}")
     return "\n".join(out)
 
 

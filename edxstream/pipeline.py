@@ -79,6 +79,30 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time a running process has used so far."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            # fields after the parenthesised command name, which may itself hold spaces
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pid_of(command: str) -> int | None:
+    """The first running process whose command name is ``command`` (a service not started here)."""
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/comm") as f:
+                    if f.read().strip() == command:
+                        return int(entry.name)
+            except OSError:
+                continue
+    return None
+
+
 @dataclass
 class Component:
     name: str
@@ -87,12 +111,16 @@ class Component:
     proc: subprocess.Popen
     started: float = field(default_factory=time.monotonic)
     peak_mb: float = 0.0
+    cpu_s: float = 0.0
 
     def sample(self) -> None:
         if self.proc.poll() is None:
             mb = peak_rss_mb(self.proc.pid)
             if mb:
                 self.peak_mb = max(self.peak_mb, mb)
+            cpu = cpu_seconds(self.proc.pid)
+            if cpu:
+                self.cpu_s = max(self.cpu_s, cpu)
 
     def log_tail(self, lines: int = 15) -> str:
         try:
@@ -111,6 +139,7 @@ class Pipeline:
         self.env = settings_env(settings, **(env_extra or {}))
         self.components: dict[str, Component] = {}
         self.peaks: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}  # CPU seconds per component, as last sampled
 
     def __enter__(self) -> "Pipeline":
         return self
@@ -192,6 +221,7 @@ class Pipeline:
 
     def _forget(self, comp: Component) -> None:
         self.peaks[comp.name] = max(self.peaks.get(comp.name, 0.0), comp.peak_mb)
+        self.cpu[comp.name] = self.cpu.get(comp.name, 0.0) + comp.cpu_s
         self.components.pop(comp.name, None)
 
 
@@ -363,6 +393,7 @@ class RunResult:
     clickhouse_events: int
     clickhouse_windows: int
     notes: list[str] = field(default_factory=list)
+    cpu_s: dict[str, float] = field(default_factory=dict)  # per component, as last sampled
 
 
 def prepare(pipe: Pipeline, reset: bool = True) -> None:
@@ -448,7 +479,8 @@ def backfill_until_written(
         pipe.run("sink-clickhouse-drain", "sink", "clickhouse", "--max-idle", "5", timeout=timeout)
         ch_s = time.monotonic() - t0
         ch_events, ch_windows = clickhouse_counts(s)
-    return RunResult(expected, ch_s, mysql_s, ship_s, dict(pipe.peaks), ch_events, ch_windows, notes)
+    return RunResult(expected, ch_s, mysql_s, ship_s, dict(pipe.peaks), ch_events, ch_windows, notes,
+                     dict(pipe.cpu))
 
 
 def clickhouse_counts(settings: Settings) -> tuple[int, int]:

@@ -29,6 +29,9 @@ def test_bench_small_reports_every_figure(mariadb, tmp_path):
         assert data["e2e_events"] == 4_000
         assert data["live_seen"] == data["live_lines"] > 0
         assert data["e2e_peak_mb"] and all(v > 0 for v in data["e2e_peak_mb"].values())
+        # where the CPU went: each of our processes and the services they run on
+        assert {"stream", "sink-mysql", "sink-clickhouse", "broker", "mariadbd"} <= set(data["e2e_cpu_seconds"])
+        assert data["e2e_cpu_seconds"]["stream"] > 0
         # the table is printed too
         assert "end to end: events/s" in res.stdout and "shipper / kcat" in res.stdout
     finally:
