@@ -521,22 +521,13 @@ def time_reader(consumer: Consumer, topic: str, partition: int, end: int,
 
     def time_at(offset: int) -> datetime | None:
         consumer.assign([TopicPartition(topic, partition, offset)])
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    return None
-                raise KafkaException(msg.error())
-            if msg.offset() >= end:
+        while True:
+            msg = _next_message(consumer, topic, partition, offset, timeout)  # progress: a new timeout each
+            if msg is None or msg.offset() >= end:
                 return None
             t = record_time(msg.value(), msg.headers())
             if t is not None:
                 return t
-            deadline = time.monotonic() + timeout  # progress: keep reading
-        raise TimeoutError(f"reading {topic}[{partition}] at {offset} timed out")
 
     return time_at
 
@@ -615,6 +606,11 @@ def _with_skip(consumer: Consumer, pp: PartitionPlan, when: datetime) -> Partiti
 def read_at(consumer: Consumer, topic: str, partition: int, offset: int, timeout: float = 10.0):
     """The message at ``offset`` (or the next one there is), None at the end."""
     consumer.assign([TopicPartition(topic, partition, offset)])
+    return _next_message(consumer, topic, partition, offset, timeout)
+
+
+def _next_message(consumer: Consumer, topic: str, partition: int, offset: int, timeout: float):
+    """The next message of the assigned partition, None at its end."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         msg = consumer.poll(0.5)
