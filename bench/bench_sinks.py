@@ -210,7 +210,7 @@ def bench_clickhouse(base, values: list[bytes], windows: list[bytes], tmp: Path)
     s = base.model_copy(update={"clickhouse_url": f"chdb://{tmp / 'chdb'}", "clickhouse_database": "bench"})
     writer = ClickHouseWriter(s)
     writer.write(writer.prepare([]))
-    size = s.sink_batch_rows
+    size = s.clickhouse_batch_rows
     t0 = time.perf_counter()
     for i in range(0, len(values), size):
         writer.write(writer.prepare([Msg(s.enriched_topic, 0, i + j, v) for j, v in enumerate(values[i:i + size])]))

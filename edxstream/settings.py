@@ -66,6 +66,10 @@ class Settings(BaseSettings):
 
     # Sinks
     sink_batch_rows: int = 5_000
+    # Most rows the ClickHouse sink writes in one batch: ClickHouse makes a part of every
+    # insert (one per month the rows span) and merges them later, so fewer, bigger
+    # inserts cost it less CPU in all.
+    clickhouse_batch_rows: int = 20_000
     sink_batch_seconds: float = 0.2
 
     # Longest a consumer's fetch may wait for data (stream app and sinks). Live events

@@ -135,5 +135,5 @@ def run(settings: Settings, stop: threading.Event | None = None, max_idle_second
     writer = ClickHouseWriter(settings)
     loop = SinkLoop(settings, writer, settings.clickhouse_sink_group,
                     [settings.aggregates_topic, settings.enriched_topic],
-                    stop=stop, max_idle_seconds=max_idle_seconds)
+                    stop=stop, max_idle_seconds=max_idle_seconds, batch_rows=settings.clickhouse_batch_rows)
     return loop.run()

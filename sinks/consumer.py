@@ -1,6 +1,7 @@
 """The consume → write → commit loop both sinks share.
 
-Messages are gathered into a batch of ``settings.sink_batch_rows`` messages or
+Messages are gathered into a batch of ``settings.sink_batch_rows`` messages (the
+ClickHouse sink: ``settings.clickhouse_batch_rows``) or
 ``settings.sink_batch_seconds`` seconds, whichever comes first. The batch is handed to a
 :class:`Writer`; only when the writer returns (the rows are durably stored) are the
 batch's offsets committed, synchronously and explicitly. A writer that fails is retried
@@ -78,8 +79,10 @@ class SinkLoop:
         stop: threading.Event | None = None,
         max_idle_seconds: float | None = None,
         consumer_config: dict | None = None,
+        batch_rows: int | None = None,
     ):
         self.settings = settings
+        self.batch_rows = batch_rows or settings.sink_batch_rows
         self.writer = writer
         self.group = group
         self.topics = topics
@@ -137,7 +140,7 @@ class SinkLoop:
             log.warning("sink %s: could not check topics %s: %s", self.writer.name, self.topics, exc)
         self.consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
         log.info("sink %s: consuming %s as group %s", self.writer.name, ", ".join(self.topics), self.group)
-        batch_rows = max(1, self.settings.sink_batch_rows)
+        batch_rows = max(1, self.batch_rows)
         batch_seconds = max(0.0, self.settings.sink_batch_seconds)
         started = time.monotonic()
         try:

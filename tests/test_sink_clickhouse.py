@@ -139,7 +139,7 @@ def test_killed_mid_stream_and_restarted_ends_with_the_same_tables(settings):
     events = make_events(6000, seed=9)
     produce_events(settings, events)
     produce_windows(settings, window_emissions(events))
-    env = env_for(settings, EDXSTREAM_SINK_BATCH_ROWS="200")
+    env = env_for(settings, EDXSTREAM_CLICKHOUSE_BATCH_ROWS="200")
     proc = subprocess.Popen(edxstream_cmd("-v", "sink", "clickhouse"), env=env,
                             stderr=subprocess.PIPE, text=True)
     commits = 0
