@@ -66,10 +66,21 @@ class StateTable(Generic[V]):
         self.encode = encode
         self.decode = decode
         self._pending: dict[str, tuple[int, Optional[V]]] = {}
+        self._dict: Optional[dict] = None
 
     @property
     def store(self):
-        return self.table.data
+        # Faust's in-memory store keeps a plain dict behind Python-level Mapping methods
+        # (a missing key raises and catches KeyError); this is read for every event, so
+        # go to the dict itself. Other stores are used as they are.
+        if self._dict is not None:
+            return self._dict
+        store = self.table.data
+        raw = getattr(store, "data", None)
+        if type(raw) is dict:
+            self._dict = raw
+            return raw
+        return store
 
     def get(self, key: str) -> Optional[V]:
         store = self.store
