@@ -244,18 +244,14 @@ class Sender:
         self._produce(value, key, p, headers, f.gen << GEN_SHIFT | offsets[0])
 
     def _produce(self, value: bytes, key: bytes, p: int, headers: list, entry: int) -> None:
-        while True:
-            try:
-                self.producer.produce(self.topic, value, key, partition=p, headers=headers)
-                break
-            except BufferError:
-                self._wait_for_room()
-            except KafkaException as exc:
-                if exc.args and exc.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE:
-                    self._dl_pending.add(entry)
-                    self._dl_retry.append((entry, p, value, dict(headers)))
-                    return
-                raise
+        try:
+            self._put(self.topic, value, key, partition=p, headers=headers)
+        except KafkaException as exc:
+            if exc.args and exc.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                self._dl_pending.add(entry)
+                self._dl_retry.append((entry, p, value, dict(headers)))
+                return
+            raise
         self.pending[p].append(entry)
         self._since_poll += 1
         if self._since_poll >= POLL_EVERY:
@@ -263,6 +259,15 @@ class Sender:
             self.producer.poll(0)
             if self._failure:
                 raise Rewind(self._failure)
+
+    def _put(self, topic: str, value: bytes, key: bytes, **kwargs) -> None:
+        """produce(), waiting for room while the send queue is full."""
+        while True:
+            try:
+                self.producer.produce(topic, value, key, **kwargs)
+                return
+            except BufferError:
+                self._wait_for_room()
 
     def _wait_for_room(self) -> None:
         """The send queue is full (by message count or by bytes): wait until a fifth of
@@ -303,13 +308,7 @@ class Sender:
                 self._fail(entry, f"dead letter not delivered: {err}")
 
         headers = [("source", src), ("offset", b"%d" % dl.offset), ("fp", fph)]
-        while True:
-            try:
-                self.producer.produce(self.settings.deadletter_topic, encode(dl), src, on_delivery=done,
-                                      headers=headers)
-                return
-            except BufferError:
-                self._wait_for_room()
+        self._put(self.settings.deadletter_topic, encode(dl), src, on_delivery=done, headers=headers)
 
     # -- delivery reports ---------------------------------------------------------------
     def _on_delivery(self, err, msg) -> None:
@@ -370,9 +369,7 @@ class Sender:
         except frames.FrameError:
             lines = [(first, value)]
         if len(lines) == 1:
-            detail = f"the broker refused a line of {len(value)} bytes as too large"
-            self._send_dead_letter(entry, dead_letter_for(value, "too_large", detail, source, first, fp),
-                                   source.encode(), fp.encode())
+            self._refused_line(entry, value, source, fp)
             return
         left = [len(lines)]
 
@@ -381,11 +378,7 @@ class Sender:
                 self.counters.lines += 1
                 self.counters.bytes += len(msg)
             elif err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
-                line = msg.value()
-                detail = f"the broker refused a line of {len(line)} bytes as too large"
-                off = line_entry & OFFSET_MASK
-                self._send_dead_letter(line_entry, dead_letter_for(line, "too_large", detail, source, off, fp),
-                                       source.encode(), fp.encode())
+                self._refused_line(line_entry, msg.value(), source, fp)
             else:
                 self._fail(line_entry, f"delivery failed: {err}")
             left[0] -= 1
@@ -395,14 +388,14 @@ class Sender:
         for off, line in lines:
             headers = [("source", source.encode()), ("offset", b"%d" % off), ("fp", fp.encode())]
             line_entry = gen_base | off
-            while True:
-                try:
-                    self.producer.produce(self.topic, line, learner_key(line) or fp.encode(), partition=partition,
-                                          headers=headers,
-                                          on_delivery=lambda err, msg, e=line_entry: done(err, msg, e))
-                    break
-                except BufferError:
-                    self._wait_for_room()
+            self._put(self.topic, line, learner_key(line) or fp.encode(), partition=partition, headers=headers,
+                      on_delivery=lambda err, msg, e=line_entry: done(err, msg, e))
+
+    def _refused_line(self, entry: int, line: bytes, source: str, fp: str) -> None:
+        """A line the broker refused as too large (its limit is below ours) becomes a dead letter."""
+        detail = f"the broker refused a line of {len(line)} bytes as too large"
+        self._send_dead_letter(entry, dead_letter_for(line, "too_large", detail, source, entry & OFFSET_MASK, fp),
+                               source.encode(), fp.encode())
 
     def _check_stall(self, after: float = 10.0) -> None:
         """Deliveries stopped while lines are in flight: if the topic is gone (a broker

@@ -269,7 +269,7 @@ class Pipeline:
                 await self._dead_frame(msg, source, exc)
                 n_dead += 1
                 continue
-            skey = f"{p}|{fp}" if fp is not None else None
+            skey = st.shipped_key(p, fp) if fp is not None else None
             where = (("raw_p", b"%d" % p), ("raw_o", b"%d" % o))
             for index, (line_offset, line) in enumerate(lines):
                 n_lines += 1
@@ -293,10 +293,7 @@ class Pipeline:
                     tally.append(item_of(record, p, frames.position(o, index), ts))
                     n_enriched += 1
                 else:
-                    record = msgspec.structs.replace(record, seen_at=_utcnow())
-                    key = (source or "").encode()
-                    await out.add(s.deadletter_topic, await out.partition_for(s.deadletter_topic, key, cache=True),
-                                  key, encode(record), where)
+                    await self._dead_letter(msgspec.structs.replace(record, seen_at=_utcnow()), source, where)
                     n_dead += 1
         # What counting needs, in a few compact records per enriched partition: the
         # count agent then receives a handful of records per batch instead of one per
@@ -325,7 +322,6 @@ class Pipeline:
 
     async def _dead_frame(self, msg: Any, source: Optional[str], exc: Exception) -> None:
         """A raw record whose lines cannot be told apart goes whole to the dead letters."""
-        s = self.settings
         value = msg.value or b""
         ident = f"frame|{msg.partition}|{msg.offset}|{hashlib.blake2b(value, digest_size=8).hexdigest()}"
         dl = DeadLetter(
@@ -333,9 +329,13 @@ class Pipeline:
             reason="bad_frame", detail=str(exc), raw=value.decode("utf-8", "replace"),
             source=source, stage="parse", seen_at=_utcnow(),
         )
+        await self._dead_letter(dl, source, (("raw_p", b"%d" % msg.partition), ("raw_o", b"%d" % msg.offset)))
+
+    async def _dead_letter(self, dl: DeadLetter, source: Optional[str], where: tuple) -> None:
+        """To the dead-letter topic, keyed by the source file (its letters stay in order)."""
+        topic = self.settings.deadletter_topic
         key = (source or "").encode()
-        await self.out.add(s.deadletter_topic, await self.out.partition_for(s.deadletter_topic, key, cache=True),
-                           key, encode(dl), (("raw_p", b"%d" % msg.partition), ("raw_o", b"%d" % msg.offset)))
+        await self.out.add(topic, await self.out.partition_for(topic, key, cache=True), key, encode(dl), where)
 
     # -- agent 2 ----------------------------------------------------------------------
     async def count_batch(self, events: list) -> None:

@@ -26,13 +26,17 @@ import orjson
 from edxstream.settings import Settings
 
 # Faust table names; the changelog topic of table T is "<app id>-T-changelog".
-SHIPPED = "shipped"  # f"{raw partition}|{file fingerprint}" -> highest byte offset done
+SHIPPED = "shipped"  # shipped_key(raw partition, file fingerprint) -> highest byte offset done
 COUNTS = "counts"  # windows.cell_key(...) -> windows.Cell
 PARTITIONS = "partitions"  # str(enriched partition) -> windows.PartitionState
 TABLES = (SHIPPED, COUNTS, PARTITIONS)
 
 MARKER_KEY = "\x00sync"
 MARKER_KEY_BYTES = orjson.dumps(MARKER_KEY)
+
+
+def shipped_key(partition: int, fp: str) -> str:
+    return f"{partition}|{fp}"
 
 
 def changelog_topic(settings: Settings, table: str) -> str:
@@ -154,5 +158,5 @@ def seed_shipped(settings: Settings, done: dict[int, tuple[str, int]], timeout: 
             raise TimeoutError(f"could not write to {topic} within {timeout}s")
 
     for partition, (fp, offset) in sorted(done.items()):
-        send(partition, orjson.dumps(f"{partition}|{fp}"), b"%d" % offset)
+        send(partition, orjson.dumps(shipped_key(partition, fp)), b"%d" % offset)
         send(partition, MARKER_KEY_BYTES, b"")

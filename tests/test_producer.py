@@ -157,3 +157,43 @@ def test_backfill_of_a_missing_path_is_a_user_error(settings, tmp_path):
     run = subprocess.run(edxstream_cmd("backfill", str(tmp_path / "nope.gz")), env=env_for(settings),
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "does not exist" in run.stderr
+
+
+def test_a_frame_the_broker_refuses_is_resent_one_line_per_record(settings):
+    """A frame refused as too large (a broker whose limit is below ours) goes again line
+    by line to the same partition; the frame's checkpoint entry is released only once
+    every line is acknowledged. (A single refused line becomes a dead letter: the
+    backfill test above covers that path through max_message_bytes.)"""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from edxstream import frames, kafka_admin
+    from producer.sender import Sender
+
+    kafka_admin.ensure_topics(settings)
+    first, second = make_line(1, user="ada"), make_line(2, user="bob")
+    offsets = [100, 100 + len(first) + 1]
+    headers = {"source": b"/logs/tracking.log", "fp": b"fp-refused", "offset": b"100",
+               frames.OFFSETS: frames.offsets_header(offsets)}
+    sender = Sender(settings)
+    entry = 100  # file generation 0, first line at byte 100
+    sender._dl_pending.add(entry)  # as _produce holds a refused frame
+    try:
+        sender._resend_refused(entry, 1, first + b"\n" + second, headers)
+        assert sender.flush(30)
+        sender.poll(0)
+        assert sender.counters.lines == 2 and entry not in sender._dl_pending
+    finally:
+        sender.close()
+
+    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "check-refused",
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition(settings.raw_topic, 1, 0)])
+    got, deadline = [], time.monotonic() + 30
+    while len(got) < 2 and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            got.append((m.key(), m.value(), dict(m.headers())))
+    c.close()
+    assert [(k, v) for k, v, _ in got] == [(b"ada", first), (b"bob", second)]
+    assert [h["offset"] for _, _, h in got] == [b"%d" % o for o in offsets]
+    assert all(frames.OFFSETS not in h and h["fp"] == b"fp-refused" for _, _, h in got)
