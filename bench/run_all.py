@@ -527,7 +527,7 @@ def _watch(s: Settings, lines: list[LiveLine], stop: threading.Event, via: str) 
     """Marks when each line's row shows in MySQL and its window count reaches it."""
     from confluent_kafka import Consumer
 
-    from edxstream.records import decode_window
+    from edxstream.records import decode_windows
 
     conn = pipeline.mysql_connect(s)
     consumer = None
@@ -568,10 +568,10 @@ def _watch(s: Settings, lines: list[LiveLine], stop: threading.Event, via: str) 
                 for m in consumer.consume(10_000, timeout=0.05):
                     if m.error():
                         continue
-                    w = decode_window(m.value())
-                    if w.kind == "course_category" and w.window_seconds == 60:
-                        key = (w.course_id, w.dimension, int(w.window_start.timestamp()))
-                        counts[key] = max(counts.get(key, 0), w.count)
+                    for w in decode_windows(m.value()):
+                        if w.kind == "course_category" and w.window_seconds == 60:
+                            key = (w.course_id, w.dimension, int(w.window_start.timestamp()))
+                            counts[key] = max(counts.get(key, 0), w.count)
             for x in list(lines):
                 if x.mysql is None and x.event_id in seen_ids:
                     x.mysql = now

@@ -9,7 +9,7 @@ order is the column order of the sink tables.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Optional
+from typing import Optional, Union
 
 import msgspec
 
@@ -67,7 +67,10 @@ class DeadLetter(msgspec.Struct, kw_only=True):
 
 class WindowCount(msgspec.Struct, kw_only=True):
     """One tumbling window's full value, emitted whenever it changes (not a delta), so a
-    consumer upserts it. ``version`` grows with every emission of the same window."""
+    consumer upserts it. ``version`` grows with every emission of the same window.
+
+    On the aggregates topic a record holds a JSON array of the WindowCounts of one
+    course window that changed together (a single object is read as well)."""
 
     kind: str  # course_category | course_action | course_learners
     course_id: str
@@ -85,10 +88,10 @@ WINDOW_FIELDS: tuple[str, ...] = WindowCount.__struct_fields__
 _encoder = msgspec.json.Encoder()
 _enriched_decoder = msgspec.json.Decoder(EnrichedEvent)
 _dead_decoder = msgspec.json.Decoder(DeadLetter)
-_window_decoder = msgspec.json.Decoder(WindowCount)
+_windows_decoder = msgspec.json.Decoder(Union[list[WindowCount], WindowCount])
 
 
-def encode(record: EnrichedEvent | DeadLetter | WindowCount) -> bytes:
+def encode(record: EnrichedEvent | DeadLetter | WindowCount | list[WindowCount]) -> bytes:
     return _encoder.encode(record)
 
 
@@ -100,5 +103,7 @@ def decode_dead_letter(data: bytes) -> DeadLetter:
     return _dead_decoder.decode(data)
 
 
-def decode_window(data: bytes) -> WindowCount:
-    return _window_decoder.decode(data)
+def decode_windows(data: bytes) -> list[WindowCount]:
+    """The WindowCounts of an aggregates record: a JSON array of them, or one object."""
+    got = _windows_decoder.decode(data)
+    return got if got.__class__ is list else [got]

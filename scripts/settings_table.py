@@ -32,7 +32,7 @@ FALLBACK = {
     "raw_topic": "tracking-log lines as shipped (bytes unchanged)",
     "enriched_topic": "parsed, classified, enriched events (EnrichedEvent JSON)",
     "deadletter_topic": "lines that could not be parsed, with the reason (DeadLetter JSON)",
-    "aggregates_topic": "windowed counts (WindowCount JSON)",
+    "aggregates_topic": "windowed counts (per changed course window, a JSON array of WindowCount)",
     "partitions": "partitions of the topics edxstream creates",
     "clickhouse_database": "ClickHouse database of the analyst tables",
     "windows": "tumbling window sizes, in seconds",

@@ -65,9 +65,9 @@ class ClickHouseWriter:
                 if not isinstance(rec, DeadLetter):
                     p.events.append(rows.clickhouse_event_row(rec))
             elif msg.topic == s.aggregates_topic:
-                rec = rows.decode_window(msg)
+                rec = rows.decode_windows(msg)
                 if not isinstance(rec, DeadLetter):
-                    p.windows.append(rows.clickhouse_window_row(rec))
+                    p.windows.extend([rows.clickhouse_window_row(w) for w in rec])
             else:
                 rec = rows.poison(msg, "unexpected_topic", f"the ClickHouse sink does not read {msg.topic}")
             if isinstance(rec, DeadLetter):

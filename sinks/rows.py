@@ -113,18 +113,23 @@ def decode_dead_letter(msg: Msg) -> DeadLetter:
         return poison(msg, "undecodable_message", f"not a DeadLetter: {exc}")
 
 
-def decode_window(msg: Msg) -> WindowCount | DeadLetter:
+def decode_windows(msg: Msg) -> list[WindowCount] | DeadLetter:
+    """The window counts of one aggregates record, or a dead letter for the whole
+    record when any of them cannot be stored (they were emitted together)."""
     if not msg.value:
         return poison(msg, "undecodable_message", "empty message on the aggregates topic")
     try:
-        window = records.decode_window(msg.value)
+        windows = records.decode_windows(msg.value)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        return poison(msg, "undecodable_message", f"not a WindowCount: {exc}")
-    problem = _check_numbers(window, _WINDOW_NUMBERS)
-    if problem is None and (min(window.window_seconds, window.count, window.version) < 0
-                            or window.window_seconds > 2**32 - 1):
-        problem = "window_seconds, count and version must be non-negative (window_seconds under 2^32)"
-    return poison(msg, "unstorable_value", problem) if problem else window
+        return poison(msg, "undecodable_message", f"not a WindowCount or an array of them: {exc}")
+    for window in windows:
+        problem = _check_numbers(window, _WINDOW_NUMBERS)
+        if problem is None and (min(window.window_seconds, window.count, window.version) < 0
+                                or window.window_seconds > 2**32 - 1):
+            problem = "window_seconds, count and version must be non-negative (window_seconds under 2^32)"
+        if problem:
+            return poison(msg, "unstorable_value", problem)
+    return windows
 
 
 # -- MySQL rows: tuples in column order --------------------------------------------------

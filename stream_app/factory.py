@@ -9,8 +9,8 @@ enriched partition, then record the progress in the ``shipped`` table.
 
 ``count`` (tally topic, partitioned like the enriched topic, so a course's counts live
 in one partition): per batch, update the windowed counts (see
-:mod:`stream_app.windows`), emit each changed window as a full WindowCount, then write
-the changed table keys once.
+:mod:`stream_app.windows`), emit the changed counts of each changed course window as one
+record (full WindowCount values), then write the changed table keys once.
 
 Ordering inside a batch is what keeps the counts exact under at-least-once delivery:
 outputs are flushed before the table write that says "done", and the table write is
@@ -371,16 +371,18 @@ class Pipeline:
         topic = self.settings.aggregates_topic
         n_emitted = 0
         for q, pkey, res in results:
+            dims = res.dims
             for key, cell in res.changed.items():
                 cell.version = win.next_version(cell, now_us)
-                _, kind, course, dim, size, start = parts = win.split_key(key)
-                akey = win.aggregate_key(kind, course, dim, size, start).encode()
+                _, course, size, start = parts = win.split_key(key)
+                akey = win.aggregate_key(course, size, start).encode()
                 # Partitioned by course, not by the window key: the same partitioning as
                 # the enriched topic, and one cached hash per course instead of a
                 # murmur2 per emitted window (which cost more than the rest of counting).
                 ap = await out.partition_for(topic, course.encode(), cache=True)
-                await out.add(topic, ap, akey, encode(win.window_count_of(parts, cell)))
-                n_emitted += 1
+                counts = win.window_counts_of(parts, cell, dims[key])
+                await out.add(topic, ap, akey, encode(counts))
+                n_emitted += len(counts)
         # aggregates durable before the tables say "counted"
         t1 = time.perf_counter()
         await out.wait()
@@ -407,7 +409,7 @@ class Pipeline:
         m.touch()
 
     def _index(self, key: str) -> None:
-        _, kind, course, _, size, start = win.split_key(key)
+        _, course, size, start = win.split_key(key)
         per = self.latest.setdefault(course, {})
         cur = per.get(size)
         if cur is None or start > cur[0]:
@@ -439,7 +441,7 @@ class Pipeline:
         per = self.latest.get(course)
         if per is None:  # after a restart the index is empty: rebuild it for this course
             for key, _ in self.counts.items():
-                if key.split(win.SEP, 3)[2] == course:
+                if win.split_key(key)[1] == course:
                     self._index(key)
             per = self.latest.get(course, {})
         out = {}
@@ -449,17 +451,15 @@ class Pipeline:
                 continue
             start, keys = entry
             cats, acts, learners = {}, {}, 0
-            for key in keys:
+            for key in keys:  # one per enriched partition that held the course
                 cell = self.counts.get(key)
                 if cell is None:
                     continue
-                _, kind, _, dim, _, _ = win.split_key(key)
-                if kind == win.CATEGORY:
-                    cats[dim] = cell.count
-                elif kind == win.ACTION:
-                    acts[dim] = cell.count
-                else:
-                    learners = cell.count
+                for cat, n in cell.categories.items():
+                    cats[cat] = cats.get(cat, 0) + n
+                for act, n in cell.actions.items():
+                    acts[act] = acts.get(act, 0) + n
+                learners = max(learners, len(cell.learners))
             out[str(size)] = {
                 "window_start": _iso(start),
                 "window_end": _iso(start + size),

@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from importlib import resources
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 from urllib.parse import unquote
 
 from edxstream.settings import Settings
@@ -51,55 +51,53 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def _keys(keys: Iterable[str]) -> Iterator[tuple[str, str, str, int, int, str]]:
-    """(kind, course, dimension, size, start, key) of each counts-table key; other keys
-    (the tables' sync marker) are passed over."""
+def _keys(keys: Iterable[str]) -> Iterator[tuple[str, int, int, str]]:
+    """(course, size, start, key) of each counts-table key; other keys (the tables' sync
+    marker) are passed over."""
     for key in keys:
         parts = key.split(win.SEP)
-        if len(parts) != 6:
+        if len(parts) != 4:
             continue
-        _, kind, course, dim, size, start = parts
-        yield kind, course, dim, int(size), int(start), key
+        _, course, size, start = parts
+        yield course, int(size), int(start), key
 
 
 def known_courses(keys: Iterable[str], size: int) -> list[CourseSeen]:
     """Courses with a window of ``size`` among the keys, most recently active first.
     Events without a course are counted under "" and are not a course to show."""
     # A worker's table holds up to the grace period of windows (hundreds of thousands
-    # of keys) and a view runs on the worker's event loop: a substring test in C picks
-    # the one key in ~20 that can matter before anything is split in Python.
-    marker = f"{win.SEP}{win.LEARNERS}{win.SEP}"
+    # of keys) and a view runs on the worker's event loop: a substring test in C drops
+    # the keys of other sizes before anything is split in Python.
+    sized = f"{win.SEP}{size}{win.SEP}"
     latest: dict[str, int] = {}
-    for kind, course, _, s, start, _ in _keys(k for k in keys if marker in k):
-        if kind == win.LEARNERS and s == size and course and start > latest.get(course, -1):
+    for course, s, start, _ in _keys(k for k in keys if sized in k):
+        if s == size and course and start > latest.get(course, -1):
             latest[course] = start
     order = sorted(latest.items(), key=lambda kv: (-kv[1], kv[0]))
     return [CourseSeen(c, _iso(t)) for c, t in order]
 
 
-def recent_series(keys: Iterable[str], count_of, course: str, size: int,
+def recent_series(keys: Iterable[str], cell_of: Callable[[str], Optional[win.Cell]], course: str, size: int,
                   limit: int = SERIES_MAX) -> list[SeriesPoint]:
     """The course's windows of ``size`` over the ``limit`` windows of event time ending
     with its latest one, oldest first; a window without events is there with zeros, so
     the series is evenly spaced in time (it starts at the oldest window still in the
-    table). ``count_of(key)`` reads a key's count (None when the key went away
+    table). ``cell_of(key)`` reads a key's cell (None when the key went away
     meanwhile). Events per window are the sum over categories: every counted event has
     exactly one category."""
     events: dict[int, int] = {}
     learners: dict[int, int] = {}
     # as in known_courses: filter in C, then split
-    mine, sized, action = f"{win.SEP}{course}{win.SEP}", f"{win.SEP}{size}{win.SEP}", f"{win.SEP}{win.ACTION}{win.SEP}"
-    for kind, c, _, s, start, key in _keys(k for k in keys if mine in k and sized in k and action not in k):
-        if c != course or s != size or kind == win.ACTION:
+    mine, sized = f"{win.SEP}{course}{win.SEP}", f"{win.SEP}{size}{win.SEP}"
+    for c, s, start, key in _keys(k for k in keys if mine in k and sized in k):
+        if c != course or s != size:
             continue
-        n = count_of(key)
-        if n is None:
+        cell = cell_of(key)
+        if cell is None:
             continue
-        if kind == win.CATEGORY:
-            events[start] = events.get(start, 0) + n
-        elif kind == win.LEARNERS:
-            learners[start] = n
-    seen = events.keys() | learners.keys()
+        events[start] = events.get(start, 0) + sum(cell.categories.values())
+        learners[start] = max(learners.get(start, 0), len(cell.learners))
+    seen = events.keys()
     if not seen:
         return []
     last = max(seen)
@@ -142,9 +140,8 @@ def register_live_page(app: Any, settings: Settings) -> None:
         # iterates, so the agents cannot change the table meanwhile.
         return counts_table().store.keys()
 
-    def count_of(key: str) -> Optional[int]:
-        cell = counts_table().get(key)
-        return None if cell is None else cell.count
+    def cell_of(key: str) -> Optional[win.Cell]:
+        return counts_table().get(key)
 
     @app.page("/live/")
     async def live_index(self, request):
@@ -171,6 +168,6 @@ def register_live_page(app: Any, settings: Settings) -> None:
             limit = max(1, min(int(request.query.get("limit", SERIES_MAX)), 10 * SERIES_MAX))
         except ValueError:
             return self.error(400, "limit must be an integer")
-        points = cached(("series", course, limit), lambda: recent_series(course_keys(), count_of, course, size, limit))
+        points = cached(("series", course, limit), lambda: recent_series(course_keys(), cell_of, course, size, limit))
         return self.json({"course_id": course, "window_seconds": size,
                           "series": [asdict(p) for p in points]})

@@ -27,7 +27,7 @@ from edxstream.settings import Settings
 
 # Faust table names; the changelog topic of table T is "<app id>-T-changelog".
 SHIPPED = "shipped"  # shipped_key(raw partition, file fingerprint) -> highest byte offset done
-COUNTS = "counts"  # windows.cell_key(...) -> windows.Cell
+COUNTS = "counts"  # windows.cell_key(partition, course, size, start) -> windows.Cell
 PARTITIONS = "partitions"  # str(enriched partition) -> windows.PartitionState
 TABLES = (SHIPPED, COUNTS, PARTITIONS)
 

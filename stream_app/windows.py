@@ -4,12 +4,17 @@ The Faust agents only move records in and out; every decision that makes the cou
 exact lives here, so it can be tested without a broker:
 
 - a window is ``[start, start + size)`` in event time (UTC epoch seconds);
-- each counted key (kind, course, dimension, size, start) holds a :class:`Cell`: its
-  count, and the highest raw offset it has counted per raw partition (``hw``). An
-  enriched event whose raw offset is not above ``hw`` was already counted (a
-  re-delivery after a crash, or a batch re-processed because its table write did not
-  land) and is skipped. Within one enriched partition the events of one raw partition
-  arrive in raw-offset order, which is what makes this exact;
+- each (course, size, start) holds one :class:`Cell`: every count of that window (per
+  category, per action, distinct learners), and the highest raw offset it has counted
+  per raw partition (``hw``). One cell per course window rather than one per counted
+  dimension: an event touches all of its dimensions of a window at once, so one
+  high-water mark serves them all, and the changelog and the aggregates topic carry one
+  record per changed course window instead of one per changed dimension (on two years
+  of sparse data, 0.55M course windows against 3.4M dimensions). An enriched event
+  whose raw offset is not above ``hw`` was already counted (a re-delivery after a
+  crash, or a batch re-processed because its table write did not land) and is
+  skipped. Within one enriched partition the events of one raw partition arrive in
+  raw-offset order, which is what makes this exact;
 - distinct learners are a set, so counting one twice is harmless by construction;
 - each enriched partition has a :class:`PartitionState` holding one event-time
   watermark per raw partition that feeds it (the highest event time seen from that raw
@@ -45,15 +50,24 @@ SEP = "\x1f"
 
 
 class Cell(msgspec.Struct, array_like=True):
-    """The state of one (kind, course, dimension, window) key."""
+    """The state of one (course, window size, window start) key."""
 
-    count: int = 0
-    # raw partition -> highest raw offset counted in this key
+    # raw partition -> highest raw offset counted in this window
     hw: dict[int, int] = msgspec.field(default_factory=dict)
-    # version of the last WindowCount emitted for this key
+    # version of the last emission of this window (shared by its dimensions: it only has
+    # to grow for each of them)
     version: int = 0
-    # distinct learners (kind course_learners only); count == len(learners)
-    learners: Optional[set[str]] = None
+    categories: dict[str, int] = msgspec.field(default_factory=dict)
+    actions: dict[str, int] = msgspec.field(default_factory=dict)
+    # distinct learners; the course_learners count is its size
+    learners: set[str] = msgspec.field(default_factory=set)
+
+    def count(self, kind: str, dimension: str) -> int:
+        if kind == CATEGORY:
+            return self.categories.get(dimension, 0)
+        if kind == ACTION:
+            return self.actions.get(dimension, 0)
+        return len(self.learners)
 
 
 class PartitionState(msgspec.Struct, array_like=True):
@@ -125,28 +139,31 @@ def window_start(t: float, size: int) -> int:
     return int(t // size) * size
 
 
-def cell_key(partition: int, kind: str, course: str, dimension: str, size: int, start: int) -> str:
-    return SEP.join((str(partition), kind, course, dimension, str(size), str(start)))
+def cell_key(partition: int, course: str, size: int, start: int) -> str:
+    return SEP.join((str(partition), course, str(size), str(start)))
 
 
-def split_key(key: str) -> tuple[int, str, str, str, int, int]:
-    p, kind, course, dim, size, start = key.split(SEP)
-    return int(p), kind, course, dim, int(size), int(start)
+def split_key(key: str) -> tuple[int, str, int, int]:
+    p, course, size, start = key.split(SEP)
+    return int(p), course, int(size), int(start)
 
 
-def aggregate_key(kind: str, course: str, dimension: str, size: int, start: int) -> str:
-    """The key of a WindowCount on the aggregates topic (compaction keeps the last).
+def aggregate_key(course: str, size: int, start: int) -> str:
+    """The key of an aggregates record (the changed counts of one course window).
     Records are placed in the partition of their course (as on the enriched topic)."""
-    return f"{kind}|{course}|{dimension}|{size}|{start}"
+    return f"{course}|{size}|{start}"
 
 
 @dataclass
 class BatchResult:
     changed: dict[str, Cell] = field(default_factory=dict)  # keys whose value changed
+    # per changed key, the (kind, dimension) pairs whose count changed in this batch:
+    # only those are emitted (the others' last emission still stands)
+    dims: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
     state: PartitionState = field(default_factory=PartitionState)
     counted: int = 0  # events counted now (not already counted)
     late_dropped: int = 0
-    skipped: int = 0  # (key, event) pairs already counted before
+    skipped: int = 0  # (window, event) pairs already counted before
 
 
 def count_batch(
@@ -164,22 +181,24 @@ def count_batch(
     the result however many events touched it, so the caller writes it once per batch.
     """
     sizes = tuple(windows)
-    changed = {}
-    res = BatchResult(changed=changed, state=state)
+    changed: dict[str, Cell] = {}
+    dims: dict[str, set[tuple[str, str]]] = {}
+    res = BatchResult(changed=changed, dims=dims, state=state)
     hw = state.hw
     marks = state.marks
     for it in items:
-        new_here = it.raw_offset > hw.get(it.raw_partition, -1)
+        rp = it.raw_partition
+        new_here = it.raw_offset > hw.get(rp, -1)
         if new_here:
-            hw[it.raw_partition] = it.raw_offset
-        mark = marks.get(it.raw_partition)
+            hw[rp] = it.raw_offset
+        mark = marks.get(rp)
         if mark is not None and it.time < mark - grace:
             if new_here:
                 state.late_dropped += 1
                 res.late_dropped += 1
             continue
         if mark is None or it.time > mark:
-            marks[it.raw_partition] = it.time
+            marks[rp] = it.time
         if it.time > state.watermark:
             state.watermark = it.time
         if new_here:
@@ -189,28 +208,29 @@ def count_batch(
             res.counted += new_here
             continue
         for size in sizes:
-            start = window_start(it.time, size)
-            dims = ((CATEGORY, it.category), (ACTION, it.action))
-            if it.learner is not None:
-                dims += ((LEARNERS, ""),)
-            for kind, dim in dims:
-                key = cell_key(partition, kind, it.course, dim, size, start)
-                cell = changed.get(key)
+            key = cell_key(partition, it.course, size, window_start(it.time, size))
+            cell = changed.get(key)
+            if cell is None:
+                cell = get_cell(key)
                 if cell is None:
-                    cell = get_cell(key)
-                    if cell is None:
-                        cell = Cell(learners=set() if kind == LEARNERS else None)
-                if it.raw_offset <= cell.hw.get(it.raw_partition, -1):
-                    res.skipped += 1
-                    continue
-                cell.hw[it.raw_partition] = it.raw_offset
-                if kind == LEARNERS:
-                    cell.learners.add(it.learner)
-                    cell.count = len(cell.learners)
-                else:
-                    cell.count += 1
+                    cell = Cell()
+            if it.raw_offset <= cell.hw.get(rp, -1):
+                res.skipped += 1
+                continue
+            cell.hw[rp] = it.raw_offset
+            cats, acts = cell.categories, cell.actions
+            cats[it.category] = cats.get(it.category, 0) + 1
+            acts[it.action] = acts.get(it.action, 0) + 1
+            d = dims.get(key)
+            if d is None:
+                d = dims[key] = set()
                 changed[key] = cell
-                counted_now = True
+            d.add((CATEGORY, it.category))
+            d.add((ACTION, it.action))
+            if it.learner is not None and it.learner not in cell.learners:
+                cell.learners.add(it.learner)
+                d.add((LEARNERS, ""))
+            counted_now = True
         res.counted += counted_now
     return res
 
@@ -221,25 +241,30 @@ def next_version(cell: Cell, now_us: int) -> int:
     return max(cell.version + 1, now_us)
 
 
-def window_count(key: str, cell: Cell) -> WindowCount:
-    return window_count_of(split_key(key), cell)
+def window_counts(key: str, cell: Cell, dims: Iterable[tuple[str, str]]) -> list[WindowCount]:
+    """The full value of each given dimension of a window, as the sinks store it."""
+    return window_counts_of(split_key(key), cell, dims)
 
 
-def window_count_of(parts: tuple[int, str, str, str, int, int], cell: Cell) -> WindowCount:
-    _, kind, course, dim, size, start = parts
-    return WindowCount(
-        kind=kind,
-        course_id=course,
-        dimension=dim,
-        window_seconds=size,
-        window_start=datetime.fromtimestamp(start, UTC),
-        count=cell.count,
-        version=cell.version,
-    )
+def window_counts_of(parts: tuple[int, str, int, int], cell: Cell,
+                     dims: Iterable[tuple[str, str]]) -> list[WindowCount]:
+    _, course, size, start = parts
+    window_start_at = datetime.fromtimestamp(start, UTC)
+    return [WindowCount(kind=kind, course_id=course, dimension=dim, window_seconds=size,
+                        window_start=window_start_at, count=cell.count(kind, dim), version=cell.version)
+            for kind, dim in sorted(dims)]
+
+
+def all_dims(cell: Cell) -> list[tuple[str, str]]:
+    """Every (kind, dimension) a window has counted."""
+    dims = [(CATEGORY, c) for c in cell.categories] + [(ACTION, a) for a in cell.actions]
+    if cell.learners:
+        dims.append((LEARNERS, ""))
+    return dims
 
 
 def expired(key: str, closed_before: float) -> bool:
     """True when no event can change this window any more: it ends before the oldest
     time an event may still have (see :meth:`PartitionState.closed_before`)."""
-    _, _, _, _, size, start = split_key(key)
+    _, _, size, start = split_key(key)
     return start + size <= closed_before

@@ -139,35 +139,31 @@ def longest_run(img: Image.Image, rgb: tuple, x0: int, x1: int) -> int:
 
 # -- pure helpers --------------------------------------------------------------------
 
-def _key(q, kind, course, dim, size, start):
-    return win.SEP.join([str(q), kind, course, dim, str(size), str(start)])
+def _key(q, course, size, start):
+    return win.SEP.join([str(q), course, str(size), str(start)])
 
 
 def test_courses_and_series_from_table_keys():
     t0 = int(BASE.timestamp())
-    counts = {
-        _key(0, win.CATEGORY, COURSE_A, "video", 60, t0): 3,
-        _key(0, win.CATEGORY, COURSE_A, "forum", 60, t0): 1,
-        _key(0, win.ACTION, COURSE_A, "play_video", 60, t0): 3,
-        _key(0, win.LEARNERS, COURSE_A, "", 60, t0): 2,
-        _key(0, win.CATEGORY, COURSE_A, "video", 60, t0 + 120): 5,
-        _key(0, win.LEARNERS, COURSE_A, "", 60, t0 + 120): 4,
-        _key(0, win.CATEGORY, COURSE_A, "video", 3600, t0): 8,
-        _key(0, win.LEARNERS, COURSE_A, "", 3600, t0): 5,
-        _key(1, win.LEARNERS, COURSE_B, "", 60, t0 + 600): 1,
-        _key(1, win.LEARNERS, "", "", 60, t0 + 900): 9,  # events without a course
-        "\x00sync": 0,
+    cells = {
+        _key(0, COURSE_A, 60, t0): win.Cell(categories={"video": 3, "forum": 1}, actions={"play_video": 3},
+                                            learners={"1", "2"}),
+        _key(0, COURSE_A, 60, t0 + 120): win.Cell(categories={"video": 5}, learners={"1", "2", "3", "4"}),
+        _key(0, COURSE_A, 3600, t0): win.Cell(categories={"video": 8}, learners={"1", "2", "3", "4", "5"}),
+        _key(1, COURSE_B, 60, t0 + 600): win.Cell(categories={"video": 1}, learners={"9"}),
+        _key(1, "", 60, t0 + 900): win.Cell(categories={"access": 9}),  # events without a course
+        "\x00sync": None,
     }
-    courses = live_page.known_courses(counts, 60)
+    courses = live_page.known_courses(cells, 60)
     assert [(c.course_id, c.latest_window) for c in courses] == [
         (COURSE_B, "2025-05-06T10:10:00Z"), (COURSE_A, "2025-05-06T10:02:00Z")]
-    series = live_page.recent_series(counts, counts.get, COURSE_A, 60)
+    series = live_page.recent_series(cells, cells.get, COURSE_A, 60)
     # evenly spaced in time: the minute without events is there with zeros
     assert [(p.window_start, p.events, p.active_learners) for p in series] == [
         ("2025-05-06T10:00:00Z", 4, 2), ("2025-05-06T10:01:00Z", 0, 0), ("2025-05-06T10:02:00Z", 5, 4)]
-    assert [p.window_start for p in live_page.recent_series(counts, counts.get, COURSE_A, 60, limit=2)] == [
+    assert [p.window_start for p in live_page.recent_series(cells, cells.get, COURSE_A, 60, limit=2)] == [
         "2025-05-06T10:01:00Z", "2025-05-06T10:02:00Z"]
-    assert live_page.recent_series(counts, counts.get, "course-v1:None+Such+Course", 60) == []
+    assert live_page.recent_series(cells, cells.get, "course-v1:None+Such+Course", 60) == []
 
 
 def test_page_is_self_contained_and_escapes_the_course():

@@ -30,7 +30,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from edxstream import frames, kafka_admin
-from edxstream.records import decode_dead_letter, decode_enriched, decode_window
+from edxstream.records import decode_dead_letter, decode_enriched, decode_windows
 from tests.conftest import edxstream_cmd, env_for, free_port, wait_inactive
 
 UTC = timezone.utc
@@ -200,11 +200,15 @@ def read_topic(settings, topic: str, *, done=None, quiet: float = 3.0, timeout: 
 def final_aggregates(msgs) -> dict[str, int]:
     best: dict[str, tuple[int, int]] = {}
     for m in msgs:
-        wc = decode_window(m.value())
-        key = m.key().decode()
-        assert key == f"{wc.kind}|{wc.course_id}|{wc.dimension}|{wc.window_seconds}|{int(wc.window_start.timestamp())}"
-        if key not in best or wc.version > best[key][0]:
-            best[key] = (wc.version, wc.count)
+        counts = decode_windows(m.value())
+        assert counts, "an aggregates record without counts"
+        for wc in counts:
+            # one record: the changed counts of one course window, keyed by it
+            start = int(wc.window_start.timestamp())
+            assert m.key().decode() == f"{wc.course_id}|{wc.window_seconds}|{start}"
+            key = f"{wc.kind}|{wc.course_id}|{wc.dimension}|{wc.window_seconds}|{start}"
+            if key not in best or wc.version > best[key][0]:
+                best[key] = (wc.version, wc.count)
     return {k: c for k, (_, c) in best.items()}
 
 

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 from stream_app import state
 from stream_app import windows as win
-from edxstream import frames
+from edxstream import frames, records
 from edxstream.records import EnrichedEvent
 from stream_app.factory import item_of
 
@@ -28,8 +28,15 @@ def run(items, store, pstate=None, windows=(60, 3600), grace=48 * 3600, q=0):
 
 
 def counts(store, kind, size):
-    return {(win.split_key(k)[3], win.split_key(k)[5]): c.count for k, c in store.items()
-            if win.split_key(k)[1] == kind and win.split_key(k)[4] == size}
+    """(dimension, window start) -> count, over every stored window of this size."""
+    out = {}
+    for k, cell in store.items():
+        _, _, wsize, start = win.split_key(k)
+        if wsize == size:
+            for dkind, dim in win.all_dims(cell):
+                if dkind == kind:
+                    out[(dim, start)] = cell.count(dkind, dim)
+    return out
 
 
 def test_tumbling_windows_by_event_time_including_out_of_order():
@@ -46,36 +53,45 @@ def test_tumbling_windows_by_event_time_including_out_of_order():
     assert counts(store, win.LEARNERS, 3600) == {("", m): 1}
 
 
-def test_each_key_changes_once_per_batch():
+def test_each_key_changes_once_per_batch_and_only_changed_counts_are_emitted():
     store = {}
     res, _ = run([item(i, i) for i in range(100)], store, windows=(3600,))
-    # category, action, learners for one window: three keys, each written once
-    assert len(res.changed) == 3
-    assert store[win.cell_key(0, win.CATEGORY, C, "video", 3600, int(T0))].count == 100
+    # category, action, learners of one course window: one key, written once
+    key = win.cell_key(0, C, 3600, int(T0))
+    assert list(res.changed) == [key]
+    assert store[key].categories == {"video": 100}
+    assert res.dims[key] == {(win.CATEGORY, "video"), (win.ACTION, "play_video"), (win.LEARNERS, "")}
+    # the next batch touches another action of the same window, by the same learner:
+    # only the counts that changed go out, each with its full value
+    res, _ = run([item(200, 100, act="pause_video")], store, windows=(3600,))
+    assert res.dims[key] == {(win.CATEGORY, "video"), (win.ACTION, "pause_video")}
+    got = {(w.kind, w.dimension): w.count for w in win.window_counts(key, store[key], res.dims[key])}
+    assert got == {(win.CATEGORY, "video"): 101, (win.ACTION, "pause_video"): 1}
 
 
 def test_redelivered_events_are_not_counted_twice():
     store = {}
     batch = [item(i, 100 + i, p=1) for i in range(10)] + [item(i, 50 + i, p=0) for i in range(5)]
     run(batch, store)
-    key = win.cell_key(0, win.CATEGORY, C, "video", 3600, int(T0))
-    assert store[key].count == 15
+    key = win.cell_key(0, C, 3600, int(T0))
+    assert store[key].categories["video"] == 15
     assert store[key].hw == {1: 109, 0: 54}
     # a crash re-delivers a tail of both raw partitions, then new events follow
     res, _ = run([item(7, 107, p=1), item(8, 108, p=1), item(9, 109, p=1), item(4, 54, p=0),
                   item(10, 110, p=1), item(5, 55, p=0)], store)
-    assert store[key].count == 17
-    assert res.skipped > 0
+    assert store[key].categories["video"] == 17
+    assert store[key].actions["play_video"] == 17
+    assert res.skipped == 8  # four re-delivered events, in two window sizes
 
 
 def test_distinct_learners_are_a_set():
     store = {}
     run([item(1, 0, learner="7"), item(2, 1, learner="8"), item(3, 2, learner="7"),
          item(4, 3, learner=None)], store, windows=(3600,))
-    key = win.cell_key(0, win.LEARNERS, C, "", 3600, int(T0))
-    assert store[key].count == 2 and store[key].learners == {"7", "8"}
+    key = win.cell_key(0, C, 3600, int(T0))
+    assert store[key].count(win.LEARNERS, "") == 2 and store[key].learners == {"7", "8"}
     # anonymous events still count per category
-    assert store[win.cell_key(0, win.CATEGORY, C, "video", 3600, int(T0))].count == 4
+    assert store[key].count(win.CATEGORY, "video") == 4
 
 
 def test_late_within_grace_counts_in_its_own_window_beyond_grace_is_dropped():
@@ -99,19 +115,27 @@ def test_events_without_course_are_not_counted_per_course():
     assert store == {} and res.counted == 1 and ps.counted == 1
 
 
-def test_versions_grow_and_window_count_is_full_value():
+def test_versions_grow_and_window_counts_are_full_values():
     store = {}
-    res, _ = run([item(1, 0)], store, windows=(60,))
-    key = win.cell_key(0, win.CATEGORY, C, "video", 60, int(T0))
+    res, _ = run([item(1, 0), item(2, 1, cat="assessment", act="problem_check", learner=None)], store,
+                 windows=(60,))
+    key = win.cell_key(0, C, 60, int(T0))
     cell = store[key]
     cell.version = win.next_version(cell, 1000)
     v1 = cell.version
     cell.version = win.next_version(cell, 10)  # clock went backwards: still grows
     assert cell.version == v1 + 1
-    wc = win.window_count(key, cell)
-    assert (wc.kind, wc.course_id, wc.dimension, wc.window_seconds, wc.count) == (win.CATEGORY, C, "video", 60, 1)
-    assert wc.window_start == datetime(2024, 3, 1, 10, 0, tzinfo=timezone.utc)
-    assert win.aggregate_key(win.CATEGORY, C, "video", 60, int(T0)) == f"course_category|{C}|video|60|{int(T0)}"
+    wcs = win.window_counts(key, cell, res.dims[key])
+    assert [(w.kind, w.course_id, w.dimension, w.window_seconds, w.count, w.version) for w in wcs] == [
+        (win.ACTION, C, "play_video", 60, 1, v1 + 1), (win.ACTION, C, "problem_check", 60, 1, v1 + 1),
+        (win.CATEGORY, C, "assessment", 60, 1, v1 + 1), (win.CATEGORY, C, "video", 60, 1, v1 + 1),
+        (win.LEARNERS, C, "", 60, 1, v1 + 1)]
+    assert all(w.window_start == datetime(2024, 3, 1, 10, 0, tzinfo=timezone.utc) for w in wcs)
+    assert sorted(win.all_dims(cell)) == sorted(res.dims[key])
+    assert win.aggregate_key(C, 60, int(T0)) == f"{C}|60|{int(T0)}"
+    # an aggregates record (an array) and a lone WindowCount both read back
+    assert records.decode_windows(records.encode(wcs)) == wcs
+    assert records.decode_windows(records.encode(wcs[0])) == wcs[:1]
 
 
 def test_lateness_is_judged_per_raw_partition():
@@ -128,7 +152,7 @@ def test_lateness_is_judged_per_raw_partition():
 
 
 def test_expiry_only_after_every_raw_partition_passes_end_plus_grace():
-    key = win.cell_key(0, win.CATEGORY, C, "video", 3600, int(T0))
+    key = win.cell_key(0, C, 3600, int(T0))
     grace = 48 * 3600
     ps = win.PartitionState(marks={0: T0 + 3600 + grace + 500})
     # raw partition 1 not seen yet: it may still bring anything
@@ -140,7 +164,8 @@ def test_expiry_only_after_every_raw_partition_passes_end_plus_grace():
 
 
 def test_cells_survive_the_changelog_encoding():
-    cell = win.Cell(count=3, hw={0: 5, 3: 9}, version=77, learners={"a", "b"})
+    cell = win.Cell(hw={0: 5, 3: 9}, version=77, categories={"video": 3}, actions={"play_video": 2, "x": 1},
+                    learners={"a", "b"})
     assert win.decode_cell(win.encode_state(cell)) == cell
     ps = win.PartitionState(watermark=T0, late_dropped=2, counted=9, hw={1: 4}, marks={1: T0})
     assert win.decode_partition_state(win.encode_state(ps)) == ps
