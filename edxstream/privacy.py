@@ -53,13 +53,16 @@ IP_KEYS = frozenset({"ip", "ip_address", "client_ip", "remote_addr"})
 # a match must not be glued to more of them, so "ann" is not scrubbed out of "annual".
 _NAME_CHARS = r"A-Za-z0-9_\-"
 _IPV4 = re.compile(r"(?<![0-9.])(?:\d{1,3}\.){3}\d{1,3}(?![0-9])")
-# Cheap test, in C, for text that may hold an IPv4 address at all
-_MAYBE_IPV4 = re.compile(r"\d\.\d")
-# A key the payload walk rewrites, as it appears in JSON text at any depth of nesting
-# (a key in JSON-in-a-string is followed by an escaped quote, a backslash first)
+# Cheap test for text that may hold an IPv4 address at all: what every address holds
+# from its first dot on. Starting with a literal lets the regex engine jump from dot to
+# dot instead of trying every position (3-4x faster than _IPV4 on event payloads).
+_MAYBE_IPV4 = re.compile(r"\.\d{1,3}\.\d{1,3}\.\d")
+# A key the payload walk rewrites, as it appears in lower-cased JSON text at any depth
+# of nesting (a key in JSON-in-a-string is followed by an escaped quote, a backslash
+# first). Searched in the lower-cased text: the walk compares lower-cased keys, and a
+# case-sensitive search is 4x faster than an IGNORECASE one.
 _IDENTITY_KEY = re.compile(
-    '"(?:' + "|".join(sorted(re.escape(k) for k in USERNAME_KEYS | USER_ID_KEYS | IP_KEYS)) + ')[\\\\"]',
-    re.IGNORECASE,
+    '"(?:' + "|".join(sorted(re.escape(k) for k in USERNAME_KEYS | USER_ID_KEYS | IP_KEYS)) + ')[\\\\"]'
 )
 
 
@@ -157,16 +160,16 @@ class _Scrubber:
         """True when the walk below would change nothing in this JSON text: no key it
         rewrites, no form of the username, no IP address. Checks in C over the text,
         conservative: anything that may be one of them means walking it."""
-        if _IDENTITY_KEY.search(text) is not None or _IPV4.search(text) is not None:
+        low = text.lower()
+        if _IDENTITY_KEY.search(low) is not None:
+            return False
+        if _MAYBE_IPV4.search(text) is not None and _IPV4.search(text) is not None:
             return False
         if ip and ip in text:
             return False
         if self.username:
             probe = _username_probe(self.username)
-            if probe is None:
-                return False
-            low = text.lower()
-            if any(f in low for f in probe):
+            if probe is None or any(f in low for f in probe):
                 return False
         return True
 

@@ -16,11 +16,12 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from confluent_kafka import Producer
 
 from edxstream import chdb_server, clickhouse, privacy, records
 from edxstream.errors import UserError
-from edxstream.records import DeadLetter
+from edxstream.records import DeadLetter, EnrichedEvent, WindowCount
 from edxstream.settings import Settings
 from sinks import migrate, rows
 from sinks.consumer import SinkLoop, SinkStats
@@ -32,10 +33,21 @@ EVENT_COLUMNS = list(records.ENRICHED_FIELDS)
 WINDOW_COLUMNS = list(records.WINDOW_FIELDS)
 
 
+# How the JSON rows are read: RFC 3339 times as msgspec writes them ("...Z"), and fields
+# a newer stream app may add are ignored, as msgspec ignores them when decoding.
+JSON_INSERT_SETTINGS = {"date_time_input_format": "best_effort", "input_format_skip_unknown_fields": 1}
+
+
 @dataclass
 class Prepared:
-    events: list[list] = field(default_factory=list)
-    windows: list[list] = field(default_factory=list)
+    """A decoded batch. Rows travel to ClickHouse as JSON (``*_json``): the engine reads
+    JSON in C++ for a fraction of what building column blocks in Python costs. The
+    decoded records stay alongside, for a server that refuses the JSON."""
+
+    events: list[EnrichedEvent] = field(default_factory=list)
+    event_json: list[bytes] = field(default_factory=list)
+    windows: list[WindowCount] = field(default_factory=list)
+    window_json: list[bytes] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
@@ -63,11 +75,14 @@ class ClickHouseWriter:
                     except Exception as exc:  # never let one odd event reach analysts unmasked
                         rec = rows.poison(msg, "pseudonymize_failed", f"{type(exc).__name__}: {exc}")
                 if not isinstance(rec, DeadLetter):
-                    p.events.append(rows.clickhouse_event_row(rec))
+                    p.events.append(rec)
+                    p.event_json.append(records.encode(rec))
             elif msg.topic == s.aggregates_topic:
                 rec = rows.decode_windows(msg)
                 if not isinstance(rec, DeadLetter):
-                    p.windows.extend([rows.clickhouse_window_row(w) for w in rec])
+                    # as received: it decoded and its values were checked
+                    p.windows.extend(rec)
+                    p.window_json.append(msg.value)
             else:
                 rec = rows.poison(msg, "unexpected_topic", f"the ClickHouse sink does not read {msg.topic}")
             if isinstance(rec, DeadLetter):
@@ -89,12 +104,27 @@ class ClickHouseWriter:
         if self.client is None:
             self._connect()
         if p.events:
-            self.client.insert("events", p.events, column_names=EVENT_COLUMNS)
+            self._insert("events", p.event_json, lambda: [rows.clickhouse_event_row(e) for e in p.events],
+                         EVENT_COLUMNS)
         if p.windows:
-            self.client.insert("window_counts", p.windows, column_names=WINDOW_COLUMNS)
+            self._insert("window_counts", p.window_json,
+                         lambda: [rows.clickhouse_window_row(w) for w in p.windows], WINDOW_COLUMNS)
         if p.dead_letters:
             self._publish(p.dead_letters)
         return {"events": len(p.events), "windows": len(p.windows), "dead_letters": len(p.dead_letters)}
+
+    def _insert(self, table: str, json_docs: list[bytes], make_rows, columns: list[str]) -> None:
+        try:
+            self.client.raw_insert(table, None, rows.json_rows(json_docs), settings=JSON_INSERT_SETTINGS,
+                                   fmt="JSONEachRow")
+        except OperationalError:
+            raise  # not the rows: the connection
+        except DatabaseError as exc:
+            # A server that reads some value differently from msgspec: the rows then go
+            # as column blocks, which is slower but takes whatever decoded.
+            log.warning("ClickHouse: %s refused the JSON rows (%s); inserting them as columns",
+                        table, str(exc).splitlines()[0][:300])
+            self.client.insert(table, make_rows(), column_names=columns)
 
     def _publish(self, dead_letters: list[DeadLetter]) -> None:
         """Send the dead letters to their topic and wait for the broker to have them all."""

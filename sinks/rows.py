@@ -73,7 +73,10 @@ def utc_naive(dt: datetime | None) -> datetime | None:
 
 
 def utc_aware(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+    tz = dt.tzinfo
+    if tz is timezone.utc:  # what msgspec decodes "...Z" to: every record of ours
+        return dt
+    return dt.replace(tzinfo=timezone.utc) if tz is None else dt.astimezone(timezone.utc)
 
 
 def _check_numbers(record, fields: tuple[str, ...]) -> str | None:
@@ -89,7 +92,6 @@ def _check_numbers(record, fields: tuple[str, ...]) -> str | None:
 
 _EVENT_NUMBERS = ("user_id", "attempts", "offset", "video_position", "video_old_time", "video_new_time",
                   "video_speed", "grade", "max_grade")
-_WINDOW_NUMBERS = ("window_seconds", "count", "version")
 
 
 def decode_event(msg: Msg) -> EnrichedEvent | DeadLetter:
@@ -122,13 +124,10 @@ def decode_windows(msg: Msg) -> list[WindowCount] | DeadLetter:
         windows = records.decode_windows(msg.value)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         return poison(msg, "undecodable_message", f"not a WindowCount or an array of them: {exc}")
-    for window in windows:
-        problem = _check_numbers(window, _WINDOW_NUMBERS)
-        if problem is None and (min(window.window_seconds, window.count, window.version) < 0
-                                or window.window_seconds > 2**32 - 1):
-            problem = "window_seconds, count and version must be non-negative (window_seconds under 2^32)"
-        if problem:
-            return poison(msg, "unstorable_value", problem)
+    for w in windows:  # msgspec checked the types: ints, so ranges are all to check
+        if not (0 <= w.window_seconds <= 2**32 - 1 and 0 <= w.count <= INT64_MAX and 0 <= w.version <= INT64_MAX):
+            return poison(msg, "unstorable_value", "window_seconds, count and version must be non-negative "
+                          "64-bit integers (window_seconds under 2^32)")
     return windows
 
 
@@ -216,6 +215,22 @@ def clickhouse_event_row(e: EnrichedEvent) -> list:
 
 def clickhouse_window_row(w: WindowCount) -> list:
     return [w.kind, w.course_id, w.dimension, w.window_seconds, utc_aware(w.window_start), w.count, w.version]
+
+
+def json_rows(values: list[bytes]) -> bytes:
+    """One JSON array of rows from JSON documents that are each a row (an object) or an
+    array of rows, for ClickHouse's JSONEachRow input (which takes one array, or objects
+    one after another, but not several arrays). The documents must be valid JSON, as
+    decoding checked: an array's first and last bytes, whitespace aside, are brackets."""
+    parts = []
+    for v in values:
+        v = v.strip()
+        if v[:1] == b"[":
+            v = v[1:-1].strip()
+            if not v:
+                continue
+        parts.append(v)
+    return b"[" + b",".join(parts) + b"]"
 
 
 @dataclass
