@@ -195,3 +195,31 @@ def test_distinct_events_sharing_course_learner_and_time_both_survive_merges(set
         assert rows == sorted([(first.event_id, first.action), (twin.event_id, "another_action")])
     finally:
         writer.close()
+
+
+def test_json_rows_join_objects_and_arrays_into_one_array():
+    from sinks.rows import json_rows
+
+    docs = [b'{"a":1}', b' [{"a":2},{"a":3}] ', b"[]", b"[ ]", b'[{"a":4}]']
+    assert json.loads(json_rows(docs)) == [{"a": 1}, {"a": 2}, {"a": 3}, {"a": 4}]
+    assert json_rows([]) == b"[]"
+
+
+def test_rows_the_server_refuses_as_json_go_as_columns(settings):
+    """A server that reads some value differently from msgspec refuses the JSON: the
+    writer then inserts the decoded rows as column blocks, and nothing is lost."""
+    events = make_events(20, seed=5)
+    windows = window_emissions(events)
+    writer = clickhouse_sink.ClickHouseWriter(settings)
+    try:
+        p = clickhouse_sink.Prepared(
+            events=[privacy.for_analysts(e, settings) for e in events],
+            event_json=[b'{"event_id": "x", "time": "not a time"}'],
+            windows=windows, window_json=[b'{"kind": "k", "window_start": "not a time"}'])
+        assert writer.write(p) == {"events": 20, "windows": len(windows), "dead_letters": 0}
+        client = clickhouse.connect(settings)
+        assert final_windows(client) == expected_windows(events)
+        stored = {r[0] for r in client.query("SELECT event_id FROM events FINAL").result_rows}
+        assert stored == {e.event_id for e in events}
+    finally:
+        writer.close()
