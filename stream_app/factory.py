@@ -440,8 +440,8 @@ class Pipeline:
     def course_counts(self, course: str) -> dict:
         per = self.latest.get(course)
         if per is None:  # after a restart the index is empty: rebuild it for this course
-            for key, _ in self.counts.items():
-                if win.split_key(key)[1] == course:
+            for key in list(self.counts.store.keys()):
+                if win.is_cell_key(key) and win.split_key(key)[1] == course:
                     self._index(key)
             per = self.latest.get(course, {})
         out = {}

@@ -263,8 +263,17 @@ def all_dims(cell: Cell) -> list[tuple[str, str]]:
     return dims
 
 
+def is_cell_key(key: str) -> bool:
+    """False for keys of another layout: the table's sync marker, or a cell of the
+    one-cell-per-dimension layout that came before (see docs/architecture.md)."""
+    return key.count(SEP) == 3
+
+
 def expired(key: str, closed_before: float) -> bool:
     """True when no event can change this window any more: it ends before the oldest
-    time an event may still have (see :meth:`PartitionState.closed_before`)."""
+    time an event may still have (see :meth:`PartitionState.closed_before`). A key of
+    an older layout counts as expired, so that expiry clears it away."""
+    if not is_cell_key(key):
+        return True
     _, _, size, start = split_key(key)
     return start + size <= closed_before

@@ -161,6 +161,10 @@ def test_expiry_only_after_every_raw_partition_passes_end_plus_grace():
     assert not win.expired(key, ps.closed_before(2, grace))
     ps.marks[1] = T0 + 3600 + grace
     assert win.expired(key, ps.closed_before(2, grace))
+    # a cell of the one-cell-per-dimension layout that came before: cleared by expiry
+    old = win.SEP.join(["0", win.CATEGORY, C, "video", "3600", str(int(T0))])
+    assert not win.is_cell_key(old) and not win.is_cell_key(state.MARKER_KEY) and win.is_cell_key(key)
+    assert win.expired(old, float("-inf"))
 
 
 def test_cells_survive_the_changelog_encoding():
