@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -85,21 +84,17 @@ def utc_aware(dt: datetime) -> datetime:
     return dt.replace(tzinfo=timezone.utc) if tz is None else dt.astimezone(timezone.utc)
 
 
-def _check_numbers(record, fields: tuple[str, ...]) -> str | None:
-    """Values the JSON allows but the columns cannot hold: integers beyond 64 bits.
-    (Floats from JSON are finite: msgspec refuses numbers beyond their range; the
-    check stays for records built otherwise.)"""
+# The integer fields of an event: JSON allows any integer, the columns hold 64 bits. (Its
+# floats need no check: msgspec refuses JSON numbers beyond a float's range.)
+_EVENT_INTS = ("user_id", "attempts", "offset")
+
+
+def _int_out_of_range(record, fields: tuple[str, ...]) -> str | None:
     for name in fields:
         v = getattr(record, name)
-        if type(v) is int and not INT64_MIN <= v <= INT64_MAX:
+        if v is not None and not INT64_MIN <= v <= INT64_MAX:
             return f"{name}={v} does not fit a 64-bit integer column"
-        if type(v) is float and not math.isfinite(v):
-            return f"{name}={v} is not a finite number"
     return None
-
-
-_EVENT_NUMBERS = ("user_id", "attempts", "offset", "video_position", "video_old_time", "video_new_time",
-                  "video_speed", "grade", "max_grade")
 
 
 def decode_event(msg: Msg) -> EnrichedEvent | DeadLetter:
@@ -109,11 +104,8 @@ def decode_event(msg: Msg) -> EnrichedEvent | DeadLetter:
         event = records.decode_enriched(msg.value)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         return poison(msg, "undecodable_message", f"not an EnrichedEvent: {exc}")
-    u, a, o = event.user_id, event.attempts, event.offset
-    if ((u is None or INT64_MIN <= u <= INT64_MAX) and (a is None or INT64_MIN <= a <= INT64_MAX)
-            and (o is None or INT64_MIN <= o <= INT64_MAX)):
-        return event  # the integer fields fit, and decoded floats are finite (see _check_numbers)
-    return poison(msg, "unstorable_value", _check_numbers(event, _EVENT_NUMBERS))
+    problem = _int_out_of_range(event, _EVENT_INTS)
+    return poison(msg, "unstorable_value", problem) if problem else event
 
 
 def decode_dead_letter(msg: Msg) -> DeadLetter:

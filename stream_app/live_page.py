@@ -53,13 +53,11 @@ def _iso(ts: float) -> str:
 
 def _keys(keys: Iterable[str]) -> Iterator[tuple[str, int, int, str]]:
     """(course, size, start, key) of each counts-table key; other keys (the tables' sync
-    marker) are passed over."""
+    marker, cells of an older layout) are passed over."""
     for key in keys:
-        parts = key.split(win.SEP)
-        if len(parts) != 4:
-            continue
-        _, course, size, start = parts
-        yield course, int(size), int(start), key
+        if win.is_cell_key(key):
+            _, course, size, start = win.split_key(key)
+            yield course, size, start, key
 
 
 def known_courses(keys: Iterable[str], size: int) -> list[CourseSeen]:

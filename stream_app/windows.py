@@ -255,14 +255,6 @@ def window_counts_of(parts: tuple[int, str, int, int], cell: Cell,
             for kind, dim in sorted(dims)]
 
 
-def all_dims(cell: Cell) -> list[tuple[str, str]]:
-    """Every (kind, dimension) a window has counted."""
-    dims = [(CATEGORY, c) for c in cell.categories] + [(ACTION, a) for a in cell.actions]
-    if cell.learners:
-        dims.append((LEARNERS, ""))
-    return dims
-
-
 def is_cell_key(key: str) -> bool:
     """False for keys of another layout: the table's sync marker, or a cell of the
     one-cell-per-dimension layout that came before (see docs/architecture.md)."""
