@@ -51,6 +51,8 @@ NEXT_OFFSET = "\x00next"
 
 
 _UNKNOWN_TS = UNKNOWN_TIME.timestamp()
+# largest batch the app's producer builds (per topic partition)
+PRODUCER_BATCH_BYTES = 512 * 1024
 # items per tally record: keeps a record far below any broker's message size limit
 TALLY_ITEMS = 2000
 
@@ -118,7 +120,7 @@ def faust_config(settings: Settings, web_port: Optional[int] = None) -> dict[str
         stream_buffer_maxsize=1024,
         consumer_max_fetch_size=8 * 1024 * 1024,
         producer_acks=-1,
-        producer_max_batch_size=512 * 1024,
+        producer_max_batch_size=PRODUCER_BATCH_BYTES,
         producer_max_request_size=4 * 1024 * 1024,
         producer_linger=0.002,
         web_enabled=True,
@@ -185,9 +187,13 @@ class Pipeline:
         self.latest: dict[str, dict[int, tuple[int, set[str]]]] = {}
         self._seeking: dict[Any, tuple[int, float]] = {}  # partition -> (offset sought back to, when)
         self._last_expiry: dict[int, float] = {}
-        # one Output per agent: their batches and acknowledgements must not mix
-        self.out = Output(app)
-        self.out2 = Output(app)
+        # one Output per agent: their batches and acknowledgements must not mix.
+        # Table changelogs stay uncompressed: their batches are often a single small
+        # record, where a codec's fixed cost per batch outweighs what it saves.
+        compress = {t: settings.topic_compression for t in (settings.enriched_topic, settings.aggregates_topic,
+                                                            settings.tally_topic, settings.deadletter_topic)}
+        self.out = Output(app, compress, PRODUCER_BATCH_BYTES)
+        self.out2 = Output(app, compress, PRODUCER_BATCH_BYTES)
 
     # -- both agents ------------------------------------------------------------------
     async def follow_on(self, events: list, expected: dict[int, int]) -> list:

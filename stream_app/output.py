@@ -11,13 +11,30 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Optional, Sequence
 
+from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatch
+
+CODECS = {
+    "none": None,
+    "gzip": DefaultRecordBatch.CODEC_GZIP,
+    "snappy": DefaultRecordBatch.CODEC_SNAPPY,
+    "lz4": DefaultRecordBatch.CODEC_LZ4,
+    "zstd": DefaultRecordBatch.CODEC_ZSTD,
+}
+
 
 class Output:
     """Per-batch outputs of one agent. ``add`` records, ``submit`` the open batches,
-    ``wait`` until everything submitted is acknowledged by the broker."""
+    ``wait`` until everything submitted is acknowledged by the broker.
 
-    def __init__(self, app: Any):
+    ``compress``: topics whose batches are compressed, with the codec (a name of
+    ``CODECS``), and ``batch_bytes`` the size of those batches; other topics get the
+    producer's own batches (uncompressed, as the app is configured)."""
+
+    def __init__(self, app: Any, compress: Optional[dict[str, str]] = None, batch_bytes: int = 512 * 1024):
         self.app = app
+        self._codecs = {t: CODECS[c] for t, c in (compress or {}).items() if CODECS[c] is not None}
+        self._batch_bytes = batch_bytes
         self._builders: dict[tuple[str, int], Any] = {}
         self._futures: list[asyncio.Future] = []
         self._key_partition: dict[tuple[str, bytes], int] = {}
@@ -52,15 +69,22 @@ class Output:
         await self.partition_for(topic, b"")
         return len(self._topic_partitions[topic][0])
 
+    def _new_batch(self, topic: str) -> Any:
+        codec = self._codecs.get(topic)
+        if codec is None:
+            return self.producer.create_batch()
+        # what create_batch() builds, with this topic's codec instead of the producer's
+        return BatchBuilder(self._batch_bytes, codec)
+
     async def add(self, topic: str, partition: int, key: Optional[bytes], value: Optional[bytes],
                   headers: Sequence = (), timestamp_ms: Optional[int] = None) -> None:
         b = self._builders.get((topic, partition))
         if b is None:
-            b = self._builders[(topic, partition)] = self.producer.create_batch()
+            b = self._builders[(topic, partition)] = self._new_batch(topic)
         if b.append(timestamp=timestamp_ms, key=key, value=value, headers=list(headers)) is None:
             # full: send it, start another (a first record always fits)
             self._futures.append(await self.producer.send_batch(b, topic, partition=partition))
-            b = self._builders[(topic, partition)] = self.producer.create_batch()
+            b = self._builders[(topic, partition)] = self._new_batch(topic)
             b.append(timestamp=timestamp_ms, key=key, value=value, headers=list(headers))
 
     async def add_alone(self, topic: str, partition: int, key: bytes, value: bytes) -> None:

@@ -112,3 +112,18 @@ def test_missing_broker_binary_is_a_clear_error(settings):
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     assert "edxstream:" in r.stderr
+
+
+def test_every_command_runs_with_the_pipelines_gc_thresholds(tmp_path):
+    import gc
+
+    from edxstream import cli
+
+    log = tmp_path / "tracking.log"
+    log.write_bytes(b'{"event_type": "x", "time": "2024-01-01T00:00:00Z"}\n')
+    before = gc.get_threshold()
+    try:
+        assert cli.main(["inspect", str(log)]) == 0
+        assert gc.get_threshold() == cli.GC_THRESHOLDS != before
+    finally:
+        gc.set_threshold(*before)
