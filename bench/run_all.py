@@ -49,7 +49,7 @@ from edxstream import kafka_admin, pipeline, stack  # noqa: E402
 from edxstream.chdb_server import endpoint_file  # noqa: E402
 from edxstream.generate import GenConfig, generate_lines, log_files, write_dir  # noqa: E402
 from edxstream.model import parse_line  # noqa: E402
-from edxstream.records import DeadLetter, EnrichedEvent, encode  # noqa: E402
+from edxstream.records import DeadLetter, EnrichedEvent, encode, join_array  # noqa: E402
 from edxstream.settings import Settings, load  # noqa: E402
 
 PAPER_EVENTS = 1_560_000
@@ -226,13 +226,35 @@ def _events(n: int, seed: int) -> list[EnrichedEvent]:
     return out
 
 
-def _produce(s: Settings, topic: str, values: list[bytes]) -> None:
+def _as_the_stream_writes(events: list[EnrichedEvent], frame_bytes: int = 256 * 1024) -> list[tuple[bytes, bytes]]:
+    """(key, value) records as the stream app writes events: JSON arrays of one course's
+    events, up to ``frame_bytes`` each, keyed by the course."""
+    by_course: dict[bytes, list[bytes]] = {}
+    for e in events:
+        by_course.setdefault((e.course_id or "").encode(), []).append(encode(e))
+    out = []
+    for key, encoded in by_course.items():
+        chunk, size = [], 0
+        for v in encoded:
+            if chunk and size + len(v) > frame_bytes:
+                out.append((key, join_array(chunk)))
+                chunk, size = [], 0
+            chunk.append(v)
+            size += len(v) + 1
+        out.append((key, join_array(chunk)))
+    return out
+
+
+def _produce(s: Settings, topic: str, values: list[bytes] | list[tuple[bytes, bytes]]) -> None:
     from confluent_kafka import Producer
 
     p = Producer({"bootstrap.servers": s.kafka_bootstrap, "linger.ms": 20, "batch.size": 1_000_000,
                   "queue.buffering.max.messages": 1_000_000})
     for i, v in enumerate(values):
-        p.produce(topic, value=v)
+        if isinstance(v, tuple):
+            p.produce(topic, key=v[0], value=v[1])
+        else:
+            p.produce(topic, value=v)
         if i % 10_000 == 0:
             p.poll(0)
     if p.flush(300):
@@ -281,7 +303,8 @@ def bench_sinks(b: Bench, scale: Scale) -> dict:
     _fresh_mysql(s)
     events = _events(scale.sink_rows, seed=13)
     kafka_admin.ensure_topics(s)
-    _produce(s, s.enriched_topic, [encode(e) for e in events])
+    enriched = _as_the_stream_writes(events)
+    _produce(s, s.enriched_topic, enriched)
     out: dict = {}
     with pipeline.Pipeline(s, log_dir=s.data_dir / "logs") as pipe:
         pipeline.prepare(pipe, reset=False)
@@ -319,7 +342,7 @@ def bench_sinks(b: Bench, scale: Scale) -> dict:
             pipe.check_alive("sink-clickhouse")
             now = time.monotonic()
             lag = pipeline.group_lag(s, s.clickhouse_sink_group, topics)
-            if lag is None or lag >= len(events):
+            if lag is None or lag >= len(enriched):
                 t_zero = now  # nothing committed yet
             if lag == 0:
                 t_done = time.monotonic()

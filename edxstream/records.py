@@ -15,6 +15,12 @@ import msgspec
 
 
 class EnrichedEvent(msgspec.Struct, kw_only=True, omit_defaults=False):
+    """One parsed, classified, enriched tracking-log event.
+
+    On the enriched topic a record holds a JSON array of the events of one course from
+    one stream batch, keyed by the course (a single object is read as well): every
+    record costs each consumer a fixed 3-4 µs, more than decoding an event."""
+
     # Deterministic: the same raw line always gets the same id, so replays deduplicate.
     event_id: str
     time: datetime  # UTC, microsecond precision
@@ -87,6 +93,7 @@ WINDOW_FIELDS: tuple[str, ...] = WindowCount.__struct_fields__
 
 _encoder = msgspec.json.Encoder()
 _enriched_decoder = msgspec.json.Decoder(EnrichedEvent)
+_enriched_many_decoder = msgspec.json.Decoder(Union[list[EnrichedEvent], EnrichedEvent])
 _dead_decoder = msgspec.json.Decoder(DeadLetter)
 _windows_decoder = msgspec.json.Decoder(Union[list[WindowCount], WindowCount])
 
@@ -97,6 +104,16 @@ def encode(record: EnrichedEvent | DeadLetter | WindowCount | list[WindowCount])
 
 def decode_enriched(data: bytes) -> EnrichedEvent:
     return _enriched_decoder.decode(data)
+
+
+def decode_enriched_record(data: bytes) -> list[EnrichedEvent] | EnrichedEvent:
+    """An enriched record as it was written: a list of events, or one event."""
+    return _enriched_many_decoder.decode(data)
+
+
+def join_array(encoded: list[bytes]) -> bytes:
+    """One JSON array of already encoded records."""
+    return b"[" + b",".join(encoded) + b"]"
 
 
 def decode_dead_letter(data: bytes) -> DeadLetter:

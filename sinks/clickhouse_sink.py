@@ -66,18 +66,22 @@ class ClickHouseWriter:
         s = self.settings
         for msg in msgs:
             if msg.topic == s.enriched_topic:
-                rec = rows.decode_event(msg)
-                if not isinstance(rec, DeadLetter):
-                    try:
-                        rec = privacy.for_analysts(rec, s)
-                    except UserError:
-                        raise
-                    except Exception as exc:  # never let one odd event reach analysts unmasked
-                        rec = rows.poison(msg, "pseudonymize_failed", f"{type(exc).__name__}: {exc}")
-                if not isinstance(rec, DeadLetter):
-                    p.events.append(rec)
-                    p.event_json.append(records.encode(rec))
-            elif msg.topic == s.aggregates_topic:
+                for rec, index in rows.decode_events(msg):
+                    if rec.__class__ is not DeadLetter:
+                        try:
+                            rec = privacy.for_analysts(rec, s)
+                        except UserError:
+                            raise
+                        except Exception as exc:  # never let one odd event reach analysts unmasked
+                            rec = rows.poison(rows.part_of(msg, index, rec), "pseudonymize_failed",
+                                              f"{type(exc).__name__}: {exc}")
+                    if rec.__class__ is DeadLetter:
+                        p.dead_letters.append(rec)
+                    else:
+                        p.events.append(rec)
+                        p.event_json.append(records.encode(rec))
+                continue
+            if msg.topic == s.aggregates_topic:
                 rec = rows.decode_windows(msg)
                 if not isinstance(rec, DeadLetter):
                     # as received: it decoded and its values were checked

@@ -1,8 +1,10 @@
 """The consume → write → commit loop both sinks share.
 
-Messages are gathered into a batch of ``settings.sink_batch_rows`` messages (the
-ClickHouse sink: ``settings.clickhouse_batch_rows``) or
-``settings.sink_batch_seconds`` seconds, whichever comes first. The batch is handed to a
+Messages are gathered into a batch of ``settings.sink_batch_rows`` rows (the ClickHouse
+sink: ``settings.clickhouse_batch_rows``) or ``settings.sink_batch_seconds`` seconds,
+whichever comes first. A message may hold many rows (the stream app writes a course's
+events as one array), so a batch is also full once its messages hold
+``ROW_BYTES`` bytes per row it may have. The batch is handed to a
 :class:`Writer`; only when the writer returns (the rows are durably stored) are the
 batch's offsets committed, synchronously and explicitly. A writer that fails is retried
 with capped exponential backoff on the same batch, and offsets stay where they were, so
@@ -28,6 +30,11 @@ from edxstream.settings import Settings
 from sinks.rows import Msg, from_kafka
 
 log = logging.getLogger(__name__)
+
+# About the size of one enriched event's JSON (1.4 KB on generated and real logs): what
+# bounds a batch's bytes, so a batch of many-event messages holds about as many rows as
+# one of single-event messages.
+ROW_BYTES = 1500
 
 
 class Writer(Protocol):
@@ -90,7 +97,9 @@ class SinkLoop:
         self.max_idle = max_idle_seconds
         self.stats = SinkStats()
         self.pending: list = []
+        self.pending_bytes = 0
         self.pending_since = 0.0
+        self.message_bytes = ROW_BYTES  # the average size of the messages of the last batch
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"sink-{writer.name}-write")
         self.inflight: tuple[Future, list[Msg]] | None = None
         self._abandoned = False
@@ -141,6 +150,7 @@ class SinkLoop:
         self.consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
         log.info("sink %s: consuming %s as group %s", self.writer.name, ", ".join(self.topics), self.group)
         batch_rows = max(1, self.batch_rows)
+        batch_bytes = batch_rows * ROW_BYTES
         batch_seconds = max(0.0, self.settings.sink_batch_seconds)
         started = time.monotonic()
         try:
@@ -149,7 +159,11 @@ class SinkLoop:
                     timeout = max(0.0, min(0.5, self.pending_since + batch_seconds - time.monotonic()))
                 else:
                     timeout = 0.5
-                msgs = self.consumer.consume(num_messages=min(batch_rows - len(self.pending), 10_000), timeout=timeout)
+                # as many more as the batch has room for, in messages and in bytes (at the
+                # size of the messages seen so far)
+                want = max(1, min(batch_rows - len(self.pending), 10_000,
+                                  (batch_bytes - self.pending_bytes) // self.message_bytes + 1))
+                msgs = self.consumer.consume(num_messages=want, timeout=timeout)
                 now = time.monotonic()
                 for m in msgs:
                     err = m.error()
@@ -164,9 +178,13 @@ class SinkLoop:
                         if self.stats.first_message is None:
                             self.stats.first_message = time.time()
                     self.pending.append(m)
+                    self.pending_bytes += len(m.value() or b"")
+                    if self.pending_bytes >= batch_bytes:  # the rest of msgs starts the next batch
+                        self.flush()
                 if msgs:
                     self.last_activity = now
-                if self.pending and (len(self.pending) >= batch_rows or now - self.pending_since >= batch_seconds):
+                if self.pending and (len(self.pending) >= batch_rows or self.pending_bytes >= batch_bytes
+                                     or now - self.pending_since >= batch_seconds):
                     self.flush()
                 if self.inflight is not None and self.inflight[0].done():
                     self.settle()
@@ -195,7 +213,8 @@ class SinkLoop:
         """Decode the pending batch and hand it to the writer thread, after the batch
         before it is written and committed: the database stores batch N while this
         thread consumes and decodes batch N+1, and offsets are committed in order."""
-        kafka_msgs, self.pending = self.pending, []
+        self.message_bytes = max(1, self.pending_bytes // max(1, len(self.pending)))
+        kafka_msgs, self.pending, self.pending_bytes = self.pending, [], 0
         msgs = [from_kafka(m) for m in kafka_msgs]
         prepared = self.writer.prepare(msgs)
         self.settle()

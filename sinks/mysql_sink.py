@@ -155,8 +155,8 @@ def upsert_select(table: str, source: str, columns: tuple[str, ...], keep: tuple
 
 @dataclass
 class Prepared:
-    # (the event, the message it came from)
-    events: list[tuple[EnrichedEvent, Msg]] = field(default_factory=list)
+    # (the event, the message it came from, its place in that message's array or None)
+    events: list[tuple[EnrichedEvent, Msg, int | None]] = field(default_factory=list)
     # (row literal, the message it came from)
     dead_letters: list[tuple[str, Msg]] = field(default_factory=list)
     # The events as LOAD DATA text, the last of each id only (so the batch's order needs
@@ -214,19 +214,22 @@ class MySQLWriter:
     def prepare(self, msgs: list[Msg]) -> Prepared:
         p = Prepared()
         enriched, dead = self.settings.enriched_topic, self.settings.deadletter_topic
+        events = p.events
         for msg in msgs:
             if msg.topic == enriched:
-                rec = rows.decode_event(msg)
-            elif msg.topic == dead:
+                for rec, index in rows.decode_events(msg):
+                    if rec.__class__ is DeadLetter:
+                        p.dead_letters.append((row_literal(rows.mysql_dead_letter_row(rec)), msg))
+                    else:
+                        events.append((rec, msg, index))
+                continue
+            if msg.topic == dead:
                 rec = rows.decode_dead_letter(msg)
             else:
                 rec = rows.poison(msg, "unexpected_topic", f"the MySQL sink does not read {msg.topic}")
-            if isinstance(rec, DeadLetter):
-                p.dead_letters.append((row_literal(rows.mysql_dead_letter_row(rec)), msg))
-            else:
-                p.events.append((rec, msg))
-        if self.path == "load_data" and p.events:
-            last = {e.event_id: e for e, _ in p.events}  # a later message for the same id wins
+            p.dead_letters.append((row_literal(rows.mysql_dead_letter_row(rec)), msg))
+        if self.path == "load_data" and events:
+            last = {e.event_id: e for e, _, _ in events}  # a later message for the same id wins
             p.events_tsv = rows.tsv_rows([rows.mysql_event_tuple(e) for e in last.values()])
         return p
 
@@ -240,7 +243,8 @@ class MySQLWriter:
                 if self.path == "load_data" and p.events_tsv:
                     bad_events = self._load_events(cur, p.events_tsv)
                 if bad_events is None:
-                    items = [(row_literal(rows.mysql_event_row(e)), msg) for e, msg in p.events]
+                    # a refused event's dead letter holds that event alone, not its whole record
+                    items = [(row_literal(rows.mysql_event_row(e)), rows.part_of(msg, i, e)) for e, msg, i in p.events]
                     bad_events = self._upsert(cur, "events", EVENT_COLUMNS, EVENT_KEEP, items)
                 bad_dead = self._upsert(cur, "dead_letters", DEAD_COLUMNS, DEAD_KEEP, p.dead_letters)
                 # Dead letters about refused rows hold only short, fixed-size fields and

@@ -32,10 +32,13 @@ class Msg:
     offset: int
     value: bytes | None
     timestamp_ms: int | None = None
+    # One event of a record that holds several (see part_of): its place in the record.
+    index: int | None = None
 
     @property
     def where(self) -> str:
-        return f"{self.topic}:{self.partition}:{self.offset}"
+        at = f"{self.topic}:{self.partition}:{self.offset}"
+        return at if self.index is None else f"{at}[{self.index}]"
 
 
 def from_kafka(m) -> Msg:
@@ -97,15 +100,34 @@ def _int_out_of_range(record, fields: tuple[str, ...]) -> str | None:
     return None
 
 
-def decode_event(msg: Msg) -> EnrichedEvent | DeadLetter:
+def decode_events(msg: Msg) -> list[tuple[EnrichedEvent | DeadLetter, int | None]]:
+    """The events of one enriched record, each with its place in the record (None when
+    the record is a lone event). A record that does not decode is one dead letter; an
+    event with a value no column can hold is a dead letter of its own (about that event
+    only), and the others of its record stay."""
     if not msg.value:
-        return poison(msg, "undecodable_message", "empty message on the enriched topic")
+        return [(poison(msg, "undecodable_message", "empty message on the enriched topic"), None)]
     try:
-        event = records.decode_enriched(msg.value)
+        got = records.decode_enriched_record(msg.value)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        return poison(msg, "undecodable_message", f"not an EnrichedEvent: {exc}")
-    problem = _int_out_of_range(event, _EVENT_INTS)
-    return poison(msg, "unstorable_value", problem) if problem else event
+        return [(poison(msg, "undecodable_message", f"not an EnrichedEvent or an array of them: {exc}"), None)]
+    if got.__class__ is not list:
+        problem = _int_out_of_range(got, _EVENT_INTS)
+        return [(poison(msg, "unstorable_value", problem) if problem else got, None)]
+    out: list[tuple[EnrichedEvent | DeadLetter, int | None]] = []
+    for i, event in enumerate(got):
+        problem = _int_out_of_range(event, _EVENT_INTS)
+        out.append((poison(part_of(msg, i, event), "unstorable_value", problem) if problem else event, i))
+    return out
+
+
+def part_of(msg: Msg, index: int | None, event: EnrichedEvent) -> Msg:
+    """The message standing for one event of a record that holds several, with the
+    event's own JSON as its value: what a dead letter about that event alone records.
+    The record's message itself when it holds one event (``index`` None)."""
+    if index is None:
+        return msg
+    return Msg(msg.topic, msg.partition, msg.offset, records.encode(event), msg.timestamp_ms, index)
 
 
 def decode_dead_letter(msg: Msg) -> DeadLetter:

@@ -3,8 +3,8 @@
 ``enrich`` (raw topic, partitioned by learner; a record holds one or more lines, see
 :mod:`edxstream.frames`): per batch, drop shipper replays (a line whose (file
 fingerprint, byte offset) is not past what was already processed in that raw
-partition), parse every line with the event model, produce enriched records (key =
-course) and dead letters, send what counting needs as a few compact tally records per
+partition), parse every line with the event model, produce enriched records (JSON
+arrays of one course's events, key = course) and dead letters, send what counting needs as a few compact tally records per
 enriched partition, then record the progress in the ``shipped`` table.
 
 ``count`` (tally topic, partitioned like the enriched topic, so a course's counts live
@@ -35,7 +35,7 @@ import msgspec
 
 from edxstream import frames
 from edxstream.model import UNKNOWN_TIME, parse_line
-from edxstream.records import DeadLetter, EnrichedEvent, encode
+from edxstream.records import DeadLetter, EnrichedEvent, encode, join_array
 from edxstream.settings import Settings
 from stream_app import state as st
 from stream_app import windows as win
@@ -53,6 +53,8 @@ NEXT_OFFSET = "\x00next"
 _UNKNOWN_TS = UNKNOWN_TIME.timestamp()
 # largest batch the app's producer builds (per topic partition)
 PRODUCER_BATCH_BYTES = 512 * 1024
+# most bytes of events in one enriched record (far below any broker's message size limit)
+ENRICHED_FRAME_BYTES = 256 * 1024
 # items per tally record: keeps a record far below any broker's message size limit
 TALLY_ITEMS = 2000
 
@@ -258,6 +260,8 @@ class Pipeline:
         m = self.metrics
         progress: dict[str, tuple[int, int]] = {}
         tallies: dict[int, list[win.Item]] = {}
+        # course key -> (the encoded events, [their latest raw timestamp])
+        frames_out: dict[bytes, tuple[list[bytes], list[Optional[int]]]] = {}
         n_lines = n_enriched = n_dead = n_dup = 0
         enriched_topic = s.enriched_topic
         shipped_get = self.shipped.get
@@ -290,9 +294,14 @@ class Pipeline:
                 if record.__class__ is EnrichedEvent:
                     key = (record.course_id or "").encode()
                     q = await out.partition_for(enriched_topic, key, cache=True)
-                    # the raw record's timestamp (when the shipper read the line) travels on,
-                    # so a replay gives the same times to lines that carried none
-                    await out.add(enriched_topic, q, key, encode(record), where, timestamp_ms=ts_ms)
+                    frame = frames_out.get(key)
+                    if frame is None:
+                        frame = frames_out[key] = ([], [None])
+                    frame[0].append(encode(record))
+                    # the latest raw record timestamp (when the shipper read the line) of
+                    # the frame: a replay from a time then finds every event read since
+                    if ts_ms is not None and (frame[1][0] is None or ts_ms > frame[1][0]):
+                        frame[1][0] = ts_ms
                     tally = tallies.get(q)
                     if tally is None:
                         tally = tallies[q] = []
@@ -301,6 +310,17 @@ class Pipeline:
                 else:
                     await self._dead_letter(msgspec.structs.replace(record, seen_at=_utcnow()), source, where)
                     n_dead += 1
+        # The events of one course go as JSON arrays (see EnrichedEvent): each record
+        # costs every consumer a fixed amount, more than an event does.
+        for key, (encoded, ts) in frames_out.items():
+            q = await out.partition_for(enriched_topic, key, cache=True)
+            start = size = 0
+            for i, e in enumerate(encoded):
+                if size and size + len(e) > ENRICHED_FRAME_BYTES:
+                    await out.add(enriched_topic, q, key, join_array(encoded[start:i]), timestamp_ms=ts[0])
+                    start, size = i, 0
+                size += len(e) + 1
+            await out.add(enriched_topic, q, key, join_array(encoded[start:]), timestamp_ms=ts[0])
         # What counting needs, in a few compact records per enriched partition: the
         # count agent then receives a handful of records per batch instead of one per
         # event (see edxstream.frames for why the number of records matters).

@@ -223,3 +223,18 @@ def test_rows_the_server_refuses_as_json_go_as_columns(settings):
         assert stored == {e.event_id for e in events}
     finally:
         writer.close()
+
+
+def test_an_array_record_gives_each_event_pseudonymized_and_a_bad_one_is_a_dead_letter_alone(settings):
+    from sinks.rows import Msg
+
+    good = make_events(3, seed=27)
+    huge = msgspec.structs.replace(good[1], event_id="hugeint", attempts=2**70)
+    frame = Msg(settings.enriched_topic, 1, 4, records.encode([good[0], huge, good[2]]))
+    p = clickhouse_sink.ClickHouseWriter(settings).prepare([frame])
+    assert [e.event_id for e in p.events] == [good[0].event_id, good[2].event_id]
+    assert [e.username for e in p.events] == [privacy.for_analysts(e, settings).username for e in (good[0], good[2])]
+    assert [records.decode_enriched(j) for j in p.event_json] == p.events
+    (dl,) = p.dead_letters
+    assert dl.reason == "unstorable_value" and dl.source == f"{settings.enriched_topic}:1:4[1]"
+    assert records.decode_enriched(dl.raw.encode()) == huge

@@ -39,8 +39,8 @@ def _dead_letters(n: int) -> list[DeadLetter]:
 @pytest.mark.parametrize("load_data", [None, False], ids=["load_data_path", "insert_path"])
 def test_one_row_per_event_poison_to_dead_letters_and_replay_changes_nothing(settings, load_data):
     events = make_events(700)
-    produce_events(settings, events)
-    produce_events(settings, events[:50])  # re-sent duplicates, as an upstream replay does
+    n_records = produce_events(settings, events)
+    n_records += produce_events(settings, events[:50])  # re-sent duplicates, as an upstream replay does
     dls = _dead_letters(5)
     produce(settings, settings.deadletter_topic, [(b"k", records.encode(d)) for d in dls])
     poison = [(settings.enriched_topic, b"not json at all"), (settings.enriched_topic, b'{"event_id": "x"}'),
@@ -63,7 +63,7 @@ def test_one_row_per_event_poison_to_dead_letters_and_replay_changes_nothing(set
     assert "not json at all" in raws and '{"event_id": "x"}' in raws
     binary = next(r for r in sink_dead if r[4] == "base64")
     assert binary[5].startswith(settings.deadletter_topic + ":")  # source = topic:partition:offset
-    assert stats.messages == len(events) + 50 + len(dls) + len(poison)
+    assert stats.messages == n_records + len(dls) + len(poison)
 
     # Offsets are committed to the end of every partition.
     topics = [settings.enriched_topic, settings.deadletter_topic]
@@ -306,3 +306,36 @@ def test_tsv_rows_escape_backslash_tab_and_newline_and_write_null_as_backslash_n
         b"plain\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\n")
     assert rows.tsv_rows([("ctl\x1d\x1e\x1f", "\r\x00")]) == b"ctl\x1d\x1e\x1f\t\r\x00\n"
     assert rows.tsv_rows([]) == b""
+
+
+def test_an_array_record_gives_each_event_and_a_bad_one_is_a_dead_letter_alone(settings):
+    good = make_events(3, seed=26)
+    huge = msgspec.structs.replace(good[1], event_id="hugeint", user_id=2**70)
+    frame = Msg(settings.enriched_topic, 0, 7, records.encode([good[0], huge, good[2]]))
+    lone = Msg(settings.enriched_topic, 0, 8, records.encode(good[1]))
+    p = mysql_sink.MySQLWriter(settings).prepare([frame, lone])
+    assert [(e.event_id, m.offset, i) for e, m, i in p.events] == [
+        (good[0].event_id, 7, 0), (good[2].event_id, 7, 2), (good[1].event_id, 8, None)]
+    assert len(p.dead_letters) == 1
+    literal, msg = p.dead_letters[0]
+    assert msg is frame  # the record's offset is what gets committed
+    # the dead letter holds the refused event alone, and says where in the record it was
+    assert """,'{"event_id":"hugeint",""" in literal  # the raw column: that event's JSON
+    assert good[0].event_id not in literal and good[2].event_id not in literal
+    assert f"'{settings.enriched_topic}:0:7[1]'" in literal and "'unstorable_value'" in literal
+
+
+def test_batches_of_many_event_records_are_bounded_by_bytes_as_well(settings):
+    from sinks.consumer import ROW_BYTES
+
+    events = make_events(4000, seed=28)
+    values = [records.encode(events[i:i + 100]) for i in range(0, len(events), 100)]
+    produce(settings, settings.enriched_topic, [(None, v) for v in values])
+    small = settings.model_copy(update={"sink_batch_rows": 500})
+    stats = mysql_sink.run(small, max_idle_seconds=IDLE)
+    assert stats.messages == len(values)
+    assert mysql_table(settings, "events", "event_id") == sorted(mysql_expected_row(e) for e in events)
+    # 40 records of 100 events: counted as records they would make one batch; a batch
+    # holds at most 500 rows' worth of bytes, plus the record that crossed the line
+    most = 500 * ROW_BYTES + max(map(len, values))
+    assert stats.batches >= sum(map(len, values)) // most > 1

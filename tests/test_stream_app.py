@@ -30,7 +30,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from edxstream import frames, kafka_admin
-from edxstream.records import decode_dead_letter, decode_enriched, decode_windows
+from edxstream.records import decode_dead_letter, decode_enriched_record, decode_windows, encode
 from tests.conftest import edxstream_cmd, env_for, free_port, wait_inactive
 
 UTC = timezone.utc
@@ -173,6 +173,11 @@ def expected_counts(lines: list[Line]) -> dict[str, int]:
     return out
 
 
+def decode_enriched_many(data: bytes) -> list:
+    got = decode_enriched_record(data)
+    return got if isinstance(got, list) else [got]
+
+
 def read_topic(settings, topic: str, *, done=None, quiet: float = 3.0, timeout: float = 90.0) -> list:
     """Every message of a topic from the beginning, until ``done(messages)`` or no new
     message for ``quiet`` seconds."""
@@ -218,18 +223,25 @@ def check_outputs(settings, lines: list[Line], *, exactly_once_enriched: bool) -
     unique = list({(ln.fp, ln.offset): ln for ln in lines}.values())
     valid = [ln for ln in unique if ln.time is not None]
     malformed = [ln for ln in unique if ln.time is None]
-    enriched = read_topic(settings, settings.enriched_topic, done=lambda ms: len(ms) >= len(valid))
+    def events_of(msgs) -> list:
+        return [ev for m in msgs for ev in decode_enriched_many(m.value())]
+
+    enriched = read_topic(settings, settings.enriched_topic, done=lambda ms: len(events_of(ms)) >= len(valid))
     seen: dict = {}
     per_line: Counter = Counter()
     for m in enriched:
-        ev = decode_enriched(m.value())
-        assert m.key() == (ev.course_id or "").encode()
-        seen.setdefault((ev.source, ev.offset), set()).add(m.value())
-        per_line[(ev.source, ev.offset)] += 1
+        events = decode_enriched_many(m.value())
+        assert m.value().startswith(b"[") and events, "an enriched record is an array of events"
+        for ev in events:
+            # a record holds the events of one course, keyed by it
+            assert m.key() == (ev.course_id or "").encode()
+            seen.setdefault((ev.source, ev.offset), set()).add(encode(ev))
+            per_line[(ev.source, ev.offset)] += 1
     assert set(seen) == {(ln.source, ln.offset) for ln in valid}
-    assert all(len(v) == 1 for v in seen.values()), "a line was enriched into two different records"
+    assert all(len(v) == 1 for v in seen.values()), "a line was enriched into two different events"
     if exactly_once_enriched:
-        assert len(enriched) == len(valid), Counter(per_line.values())
+        assert len(events_of(enriched)) == len(valid), Counter(per_line.values())
+        assert len(enriched) < len(valid)  # several events a record
     dead = [decode_dead_letter(m.value()) for m in
             read_topic(settings, settings.deadletter_topic, done=lambda ms: len(ms) >= len(malformed))]
     assert {(d.source, d.offset) for d in dead} == {(ln.source, ln.offset) for ln in malformed}
