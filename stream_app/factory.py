@@ -260,8 +260,9 @@ class Pipeline:
         m = self.metrics
         progress: dict[str, tuple[int, int]] = {}
         tallies: dict[int, list[win.Item]] = {}
-        # course key -> (the encoded events, [their latest raw timestamp])
-        frames_out: dict[bytes, tuple[list[bytes], list[Optional[int]]]] = {}
+        # course key -> its encoded events, and the latest raw timestamp among them
+        course_events: dict[bytes, list[bytes]] = {}
+        course_ts: dict[bytes, int] = {}
         n_lines = n_enriched = n_dead = n_dup = 0
         enriched_topic = s.enriched_topic
         shipped_get = self.shipped.get
@@ -294,14 +295,14 @@ class Pipeline:
                 if record.__class__ is EnrichedEvent:
                     key = (record.course_id or "").encode()
                     q = await out.partition_for(enriched_topic, key, cache=True)
-                    frame = frames_out.get(key)
-                    if frame is None:
-                        frame = frames_out[key] = ([], [None])
-                    frame[0].append(encode(record))
-                    # the latest raw record timestamp (when the shipper read the line) of
-                    # the frame: a replay from a time then finds every event read since
-                    if ts_ms is not None and (frame[1][0] is None or ts_ms > frame[1][0]):
-                        frame[1][0] = ts_ms
+                    encoded = course_events.get(key)
+                    if encoded is None:
+                        encoded = course_events[key] = []
+                    encoded.append(encode(record))
+                    # a record's timestamp is the latest raw timestamp (when the shipper
+                    # read the line) of its events: a replay from a time finds them all
+                    if ts_ms is not None and ts_ms > course_ts.get(key, -1):
+                        course_ts[key] = ts_ms
                     tally = tallies.get(q)
                     if tally is None:
                         tally = tallies[q] = []
@@ -312,15 +313,16 @@ class Pipeline:
                     n_dead += 1
         # The events of one course go as JSON arrays (see EnrichedEvent): each record
         # costs every consumer a fixed amount, more than an event does.
-        for key, (encoded, ts) in frames_out.items():
+        for key, encoded in course_events.items():
             q = await out.partition_for(enriched_topic, key, cache=True)
+            ts = course_ts.get(key)
             start = size = 0
             for i, e in enumerate(encoded):
                 if size and size + len(e) > ENRICHED_FRAME_BYTES:
-                    await out.add(enriched_topic, q, key, join_array(encoded[start:i]), timestamp_ms=ts[0])
+                    await out.add(enriched_topic, q, key, join_array(encoded[start:i]), timestamp_ms=ts)
                     start, size = i, 0
                 size += len(e) + 1
-            await out.add(enriched_topic, q, key, join_array(encoded[start:]), timestamp_ms=ts[0])
+            await out.add(enriched_topic, q, key, join_array(encoded[start:]), timestamp_ms=ts)
         # What counting needs, in a few compact records per enriched partition: the
         # count agent then receives a handful of records per batch instead of one per
         # event (see edxstream.frames for why the number of records matters).
