@@ -49,7 +49,7 @@ from edxstream import kafka_admin, pipeline, stack  # noqa: E402
 from edxstream.chdb_server import endpoint_file  # noqa: E402
 from edxstream.generate import GenConfig, generate_lines, log_files, write_dir  # noqa: E402
 from edxstream.model import parse_line  # noqa: E402
-from edxstream.records import DeadLetter, EnrichedEvent, encode, join_array  # noqa: E402
+from edxstream.records import DeadLetter, EnrichedEvent, encode, enriched_records  # noqa: E402
 from edxstream.settings import Settings, load  # noqa: E402
 
 PAPER_EVENTS = 1_560_000
@@ -226,23 +226,13 @@ def _events(n: int, seed: int) -> list[EnrichedEvent]:
     return out
 
 
-def _as_the_stream_writes(events: list[EnrichedEvent], frame_bytes: int = 256 * 1024) -> list[tuple[bytes, bytes]]:
+def _as_the_stream_writes(events: list[EnrichedEvent]) -> list[tuple[bytes, bytes]]:
     """(key, value) records as the stream app writes events: JSON arrays of one course's
-    events, up to ``frame_bytes`` each, keyed by the course."""
+    events (``records.enriched_records``), keyed by the course."""
     by_course: dict[bytes, list[bytes]] = {}
     for e in events:
         by_course.setdefault((e.course_id or "").encode(), []).append(encode(e))
-    out = []
-    for key, encoded in by_course.items():
-        chunk, size = [], 0
-        for v in encoded:
-            if chunk and size + len(v) > frame_bytes:
-                out.append((key, join_array(chunk)))
-                chunk, size = [], 0
-            chunk.append(v)
-            size += len(v) + 1
-        out.append((key, join_array(chunk)))
-    return out
+    return [(key, value) for key, encoded in by_course.items() for value in enriched_records(encoded)]
 
 
 def _produce(s: Settings, topic: str, values: list[bytes] | list[tuple[bytes, bytes]]) -> None:

@@ -116,6 +116,24 @@ def join_array(encoded: list[bytes]) -> bytes:
     return b"[" + b",".join(encoded) + b"]"
 
 
+# Most bytes of events in one enriched record: far below any broker's message size limit.
+ENRICHED_RECORD_BYTES = 256 * 1024
+
+
+def enriched_records(encoded: list[bytes], max_bytes: int = ENRICHED_RECORD_BYTES) -> list[bytes]:
+    """The values of the enriched records holding these encoded events (one course's, in
+    order): JSON arrays of up to ``max_bytes`` each (an event larger than that alone)."""
+    out = []
+    start = size = 0
+    for i, e in enumerate(encoded):
+        if size and size + len(e) > max_bytes:
+            out.append(join_array(encoded[start:i]))
+            start, size = i, 0
+        size += len(e) + 1
+    out.append(join_array(encoded[start:]))
+    return out
+
+
 def decode_dead_letter(data: bytes) -> DeadLetter:
     return _dead_decoder.decode(data)
 

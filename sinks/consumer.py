@@ -183,8 +183,7 @@ class SinkLoop:
                         self.flush()
                 if msgs:
                     self.last_activity = now
-                if self.pending and (len(self.pending) >= batch_rows or self.pending_bytes >= batch_bytes
-                                     or now - self.pending_since >= batch_seconds):
+                if self.pending and (len(self.pending) >= batch_rows or now - self.pending_since >= batch_seconds):
                     self.flush()
                 if self.inflight is not None and self.inflight[0].done():
                     self.settle()

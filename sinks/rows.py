@@ -177,6 +177,7 @@ def mysql_dead_letter_row(d: DeadLetter) -> tuple:
 # \N is NULL. Escaping value by value is cheap: str.replace returns the string itself
 # when there is nothing to replace, which is nearly always.
 
+
 def _tsv_scalar(v) -> str:
     t = type(v)
     if t is bool:
@@ -203,7 +204,6 @@ def tsv_rows(rows: list[tuple]) -> bytes:
 def mysql_event_tuple(e: EnrichedEvent) -> tuple:
     """The event's values in column order, as decoded (tsv_rows converts the time)."""
     return msgspec.structs.astuple(e)
-
 
 
 # -- ClickHouse rows: lists in column order ----------------------------------------------

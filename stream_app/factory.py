@@ -4,8 +4,9 @@
 :mod:`edxstream.frames`): per batch, drop shipper replays (a line whose (file
 fingerprint, byte offset) is not past what was already processed in that raw
 partition), parse every line with the event model, produce enriched records (JSON
-arrays of one course's events, key = course) and dead letters, send what counting needs as a few compact tally records per
-enriched partition, then record the progress in the ``shipped`` table.
+arrays of one course's events, key = course) and dead letters, send what counting
+needs as a few compact tally records per enriched partition, then record the progress
+in the ``shipped`` table.
 
 ``count`` (tally topic, partitioned like the enriched topic, so a course's counts live
 in one partition): per batch, update the windowed counts (see
@@ -35,7 +36,7 @@ import msgspec
 
 from edxstream import frames
 from edxstream.model import UNKNOWN_TIME, parse_line
-from edxstream.records import DeadLetter, EnrichedEvent, encode, join_array
+from edxstream.records import DeadLetter, EnrichedEvent, encode, enriched_records
 from edxstream.settings import Settings
 from stream_app import state as st
 from stream_app import windows as win
@@ -53,8 +54,6 @@ NEXT_OFFSET = "\x00next"
 _UNKNOWN_TS = UNKNOWN_TIME.timestamp()
 # largest batch the app's producer builds (per topic partition)
 PRODUCER_BATCH_BYTES = 512 * 1024
-# most bytes of events in one enriched record (far below any broker's message size limit)
-ENRICHED_FRAME_BYTES = 256 * 1024
 # items per tally record: keeps a record far below any broker's message size limit
 TALLY_ITEMS = 2000
 
@@ -316,13 +315,8 @@ class Pipeline:
         for key, encoded in course_events.items():
             q = await out.partition_for(enriched_topic, key, cache=True)
             ts = course_ts.get(key)
-            start = size = 0
-            for i, e in enumerate(encoded):
-                if size and size + len(e) > ENRICHED_FRAME_BYTES:
-                    await out.add(enriched_topic, q, key, join_array(encoded[start:i]), timestamp_ms=ts)
-                    start, size = i, 0
-                size += len(e) + 1
-            await out.add(enriched_topic, q, key, join_array(encoded[start:]), timestamp_ms=ts)
+            for value in enriched_records(encoded):
+                await out.add(enriched_topic, q, key, value, timestamp_ms=ts)
         # What counting needs, in a few compact records per enriched partition: the
         # count agent then receives a handful of records per batch instead of one per
         # event (see edxstream.frames for why the number of records matters).

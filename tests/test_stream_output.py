@@ -32,3 +32,18 @@ def test_a_compressed_topic_gets_batches_with_its_codec_that_read_back(codec):
 def test_none_leaves_the_topic_to_the_producers_own_batches():
     out = Output(app=None, compress={"enriched": "none", "aggregates": "zstd"})
     assert "enriched" not in out._codecs and out._codecs["aggregates"] == CODECS["zstd"]
+
+
+def test_enriched_records_are_arrays_up_to_the_bound_with_a_larger_event_alone():
+    import msgspec
+
+    from edxstream.records import enriched_records
+
+    encoded = [msgspec.json.encode({"event_id": str(i), "payload": "x" * n})
+               for i, n in enumerate([10, 20, 30, 500, 10, 10])]
+    got = enriched_records(encoded, max_bytes=100)
+    # in order, nothing lost or repeated, each within the bound unless one event is larger
+    assert [e for v in got for e in msgspec.json.decode(v)] == [msgspec.json.decode(e) for e in encoded]
+    assert [len(msgspec.json.decode(v)) for v in got] == [2, 1, 1, 2]
+    assert all(len(v) <= 100 + 2 for v in got if len(msgspec.json.decode(v)) > 1)
+    assert enriched_records(encoded[:1]) == [b"[" + encoded[0] + b"]"]
