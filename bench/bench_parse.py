@@ -1,4 +1,4 @@
-"""Throughput of edxstream.model.parse_line on one core.
+"""Throughput of edxstream.core.model.parse_line on one core.
 
 Runs parse_line over the acceptance corpus lines (replicated to --lines), and, in the
 same run as a baseline, a bare ``orjson.loads`` over the same lines; prints both rates
@@ -15,14 +15,14 @@ from pathlib import Path
 
 import orjson
 
-from edxstream.model import parse_line
+from edxstream.core.model import parse_line
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "public-tracking.log"
 TARGET = 40_000  # lines/s, from the issue
 
 
 def clear_caches() -> None:
-    from edxstream.events import classification, courses
+    from edxstream.core.events import classification, courses
 
     for mod in (classification, courses):
         for obj in vars(mod).values():

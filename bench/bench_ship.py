@@ -29,8 +29,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from edxstream import kafka_admin, stack  # noqa: E402
-from edxstream import settings as settings_mod  # noqa: E402
+from edxstream.core import kafka_admin  # noqa: E402
+
+from edxstream.ops import stack
+from edxstream.core import settings as settings_mod  # noqa: E402
 
 EVENT_TYPES = [
     ("play_video", "browser"), ("pause_video", "browser"), ("seek_video", "browser"),

@@ -44,9 +44,11 @@ import pymysql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edxstream import records, stack  # noqa: E402
-from edxstream import settings as settings_mod  # noqa: E402
-from edxstream.records import EnrichedEvent, WindowCount  # noqa: E402
+from edxstream.core import records  # noqa: E402
+
+from edxstream.ops import stack
+from edxstream.core import settings as settings_mod  # noqa: E402
+from edxstream.core.records import EnrichedEvent, WindowCount  # noqa: E402
 from sinks import migrate  # noqa: E402
 from sinks.clickhouse_sink import ClickHouseWriter  # noqa: E402
 from sinks.mysql_sink import MySQLWriter  # noqa: E402
@@ -225,7 +227,7 @@ def bench_clickhouse(base, values: list[bytes], windows: list[bytes], tmp: Path)
 def bench_kafka(base, values: list[bytes], tmp: Path) -> tuple[float, int]:
     from confluent_kafka import Producer
 
-    from edxstream import kafka_admin
+    from edxstream.core import kafka_admin
     from sinks import mysql_sink
 
     with socket.socket() as sock:
@@ -265,7 +267,7 @@ def main() -> int:
     args = ap.parse_args()
     use_server(args.mysql)
     logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("edxstream.privacy").setLevel(logging.ERROR)  # the default-key warning
+    logging.getLogger("edxstream.core.privacy").setLevel(logging.ERROR)  # the default-key warning
     tmp = Path(tempfile.mkdtemp(prefix="bench_sinks_"))
     base = settings_mod.load(home=tmp / "home", app_id=f"bench-{uuid.uuid4().hex[:6]}")
     try:

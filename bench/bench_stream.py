@@ -29,9 +29,11 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from edxstream import kafka_admin, stack
-from edxstream.model import parse_line
-from edxstream.settings import load
+from edxstream.core import kafka_admin
+
+from edxstream.ops import stack
+from edxstream.core.model import parse_line
+from edxstream.core.settings import load
 from producer.backfill import backfill
 
 EVENTS = [

@@ -45,12 +45,14 @@ sys.path.insert(0, str(REPO))
 
 import orjson  # noqa: E402
 
-from edxstream import kafka_admin, pipeline, stack  # noqa: E402
-from edxstream.chdb_server import endpoint_file  # noqa: E402
-from edxstream.generate import GenConfig, generate_lines, log_files, write_dir  # noqa: E402
-from edxstream.model import parse_line  # noqa: E402
-from edxstream.records import DeadLetter, EnrichedEvent, encode, enriched_records  # noqa: E402
-from edxstream.settings import Settings, load  # noqa: E402
+from edxstream.core import kafka_admin  # noqa: E402
+
+from edxstream.ops import pipeline, stack
+from edxstream.core.chdb_server import endpoint_file  # noqa: E402
+from edxstream.ops.generate import GenConfig, generate_lines, log_files, write_dir  # noqa: E402
+from edxstream.core.model import parse_line  # noqa: E402
+from edxstream.core.records import DeadLetter, EnrichedEvent, encode, enriched_records  # noqa: E402
+from edxstream.core.settings import Settings, load  # noqa: E402
 
 PAPER_EVENTS = 1_560_000
 
@@ -547,7 +549,7 @@ def _watch(s: Settings, lines: list[LiveLine], stop: threading.Event, via: str) 
     """Marks when each line's row shows in MySQL and its window count reaches it."""
     from confluent_kafka import Consumer
 
-    from edxstream.records import decode_windows
+    from edxstream.core.records import decode_windows
 
     conn = pipeline.mysql_connect(s)
     consumer = None

@@ -10,19 +10,19 @@ import importlib
 import logging
 import sys
 
-from edxstream.errors import UserError
+from edxstream.core.errors import UserError
 
 # module path of each component's CLI; each must define register(subparsers)
 COMPONENTS = (
-    "edxstream.stack_cli",  # stack up|down|status
-    "edxstream.inspect_cli",  # inspect
+    "edxstream.ops.stack_cli",  # stack up|down|status
+    "edxstream.ops.inspect_cli",  # inspect
     "producer.cli",  # ship, backfill
     "stream_app.cli",  # process
     "sinks.cli",  # sink mysql|clickhouse, db init
-    "edxstream.replay_cli",  # replay
-    "edxstream.generate_cli",  # generate
-    "edxstream.demo_cli",  # demo, bench
-    "edxstream.analyst_cli",  # query, export, report
+    "edxstream.ops.replay_cli",  # replay
+    "edxstream.ops.generate_cli",  # generate
+    "edxstream.ops.demo_cli",  # demo, bench
+    "edxstream.analyst.cli",  # query, export, report
 )
 
 # Cyclic-GC thresholds for every command (the workers are what they are for). With

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from edxstream.errors import UserError
-from edxstream.settings import Settings
+from edxstream.core.errors import UserError
+from edxstream.core.settings import Settings
 from producer.checkpoint import CheckpointStore, backfill_store_path, shipped_elsewhere
 from producer.fingerprint import fingerprint_path, is_compressed
 from producer.metrics import MetricsReporter

@@ -36,7 +36,7 @@ class CheckpointStore:
             try:
                 raw = json.loads(self.path.read_text())
             except ValueError as exc:
-                from edxstream.errors import UserError
+                from edxstream.core.errors import UserError
 
                 raise UserError(f"checkpoint file {self.path} is corrupt ({exc}); move it away to start over") from exc
             self.entries = {fp: Entry(**e) for fp, e in raw.items()}

@@ -6,7 +6,7 @@ import logging
 import signal
 import threading
 
-from edxstream import settings as settings_mod
+from edxstream.core import settings as settings_mod
 
 log = logging.getLogger(__name__)
 

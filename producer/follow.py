@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edxstream.settings import Settings
+from edxstream.core.settings import Settings
 from producer.checkpoint import CheckpointStore, ship_store_path
 from producer.fingerprint import fingerprint_fd, fingerprint_path, is_compressed
 from producer.metrics import MetricsReporter

@@ -9,7 +9,7 @@ import os
 import time
 from pathlib import Path
 
-from edxstream.settings import Settings
+from edxstream.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Every line goes to an explicitly chosen partition (CRC-32 of the key modulo the
 partition count: librdkafka's default ``consistent`` partitioner, so one learner stays
 on one partition). The lines of one read bound for one partition travel as one record,
-a frame (edxstream.frames). Because librdkafka reports deliveries in produce order
+a frame (edxstream.core.frames). Because librdkafka reports deliveries in produce order
 within a partition, the sender keeps one FIFO per partition holding ``gen << 48 |
 offset`` of each frame's first line while it is in flight; a delivery report pops the
 head of its partition's FIFO. The smallest head over all partitions is then the oldest
@@ -32,10 +32,10 @@ from zlib import crc32
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from edxstream import frames, kafka_admin
-from edxstream.frames import MAX_LINES
-from edxstream.records import DeadLetter, encode
-from edxstream.settings import Settings
+from edxstream.core import frames, kafka_admin
+from edxstream.core.frames import MAX_LINES
+from edxstream.core.records import DeadLetter, encode
+from edxstream.core.settings import Settings
 from producer.keys import learner_key
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ class Sender:
         consumed; the rest is a partial line the caller holds back.
 
         The lines bound for one partition are framed into records of up to
-        ``ship_frame_bytes`` (see edxstream.frames); every frame is handed over before
+        ``ship_frame_bytes`` (see edxstream.core.frames); every frame is handed over before
         this returns, so nothing waits here for more lines."""
         limit = self.settings.max_message_bytes
         frame_max = min(self.settings.ship_frame_bytes, limit)

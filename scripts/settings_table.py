@@ -1,4 +1,4 @@
-"""The README's configuration table, generated from ``edxstream.settings.Settings``.
+"""The README's configuration table, generated from ``edxstream.core.settings.Settings``.
 
     python scripts/settings_table.py            # print the table
     python scripts/settings_table.py --write    # replace it in README.md
@@ -83,7 +83,7 @@ def _default(value: object) -> str:
 
 
 def table() -> str:
-    from edxstream.settings import Settings
+    from edxstream.core.settings import Settings
 
     comments = field_comments(Settings)
     defaults = Settings.model_construct()  # the declared defaults, not this shell's environment

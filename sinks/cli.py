@@ -7,8 +7,8 @@ import threading
 
 import pymysql
 
-from edxstream import settings as settings_mod
-from edxstream.errors import UserError
+from edxstream.core import settings as settings_mod
+from edxstream.core.errors import UserError
 
 
 def register(sub) -> None:

@@ -3,8 +3,8 @@
 Both tables are ReplacingMergeTree keyed by what identifies a row (the window; the event),
 so re-delivered messages collapse into the rows already there and a later version of a
 window replaces the earlier one. Events are pseudonymized on the way in when
-``settings.pseudonymize`` is on (``edxstream.privacy``). The same code runs against a
-ClickHouse server and the embedded chdb engine (``edxstream.clickhouse.connect``).
+``settings.pseudonymize`` is on (``edxstream.core.privacy``). The same code runs against a
+ClickHouse server and the embedded chdb engine (``edxstream.core.clickhouse.connect``).
 
 A message that is not a valid record goes, as a dead letter, to the dead-letter topic,
 which the MySQL sink stores in ``dead_letters``: the analyst database holds no raw lines.
@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from confluent_kafka import Producer
 
-from edxstream import chdb_server, clickhouse, privacy, records
-from edxstream.errors import UserError
-from edxstream.records import DeadLetter, EnrichedEvent, WindowCount
-from edxstream.settings import Settings
+from edxstream.core import chdb_server, clickhouse, privacy, records
+from edxstream.core.errors import UserError
+from edxstream.core.records import DeadLetter, EnrichedEvent, WindowCount
+from edxstream.core.settings import Settings
 from sinks import migrate, rows
 from sinks.consumer import SinkLoop, SinkStats
 from sinks.rows import Msg
@@ -150,7 +150,7 @@ class ClickHouseWriter:
                                f"{failures[:1] or 'timeout'}")
 
     def reset(self) -> None:
-        # chdb clients are shared per folder (edxstream.clickhouse caches them): only
+        # chdb clients are shared per folder (edxstream.core.clickhouse caches them): only
         # drop our reference; a server client reconnects over HTTP by itself.
         self.client = None
 

@@ -25,8 +25,8 @@ from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from edxstream import kafka_admin
-from edxstream.settings import Settings
+from edxstream.core import kafka_admin
+from edxstream.core.settings import Settings
 from sinks.rows import Msg, from_kafka
 
 log = logging.getLogger(__name__)

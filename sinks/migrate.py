@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pymysql
 
-from edxstream import clickhouse
-from edxstream.settings import Settings
+from edxstream.core import clickhouse
+from edxstream.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -40,9 +40,9 @@ from datetime import datetime
 import msgspec
 import pymysql
 
-from edxstream import records
-from edxstream.records import DeadLetter, EnrichedEvent
-from edxstream.settings import Settings
+from edxstream.core import records
+from edxstream.core.records import DeadLetter, EnrichedEvent
+from edxstream.core.settings import Settings
 from sinks import migrate, rows
 from sinks.consumer import SinkLoop, SinkStats
 from sinks.rows import Msg

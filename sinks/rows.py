@@ -16,8 +16,8 @@ from datetime import datetime, timezone
 
 import msgspec
 
-from edxstream import records
-from edxstream.records import DeadLetter, EnrichedEvent, WindowCount
+from edxstream.core import records
+from edxstream.core.records import DeadLetter, EnrichedEvent, WindowCount
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 

@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from edxstream.errors import UserError
+from edxstream.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edxstream import kafka_admin
-    from edxstream.settings import load
+    from edxstream.core import kafka_admin
+    from edxstream.core.settings import load
 
     settings = load()
     if args.batch < 1:

@@ -1,7 +1,7 @@
 """The Faust application: two agents, three tables, web views.
 
 ``enrich`` (raw topic, partitioned by learner; a record holds one or more lines, see
-:mod:`edxstream.frames`): per batch, drop shipper replays (a line whose (file
+:mod:`edxstream.core.frames`): per batch, drop shipper replays (a line whose (file
 fingerprint, byte offset) is not past what was already processed in that raw
 partition), parse every line with the event model, produce enriched records (JSON
 arrays of one course's events, key = course) and dead letters, send what counting
@@ -34,10 +34,10 @@ from typing import Any, Optional
 import faust
 import msgspec
 
-from edxstream import frames
-from edxstream.model import UNKNOWN_TIME, parse_line
-from edxstream.records import DeadLetter, EnrichedEvent, encode, enriched_records
-from edxstream.settings import Settings
+from edxstream.core import frames
+from edxstream.core.model import UNKNOWN_TIME, parse_line
+from edxstream.core.records import DeadLetter, EnrichedEvent, encode, enriched_records
+from edxstream.core.settings import Settings
 from stream_app import state as st
 from stream_app import windows as win
 from stream_app.metrics import Metrics
@@ -319,7 +319,7 @@ class Pipeline:
                 await out.add(enriched_topic, q, key, value, timestamp_ms=ts)
         # What counting needs, in a few compact records per enriched partition: the
         # count agent then receives a handful of records per batch instead of one per
-        # event (see edxstream.frames for why the number of records matters).
+        # event (see edxstream.core.frames for why the number of records matters).
         for q, items in tallies.items():
             for i in range(0, len(items), TALLY_ITEMS):
                 await out.add(s.tally_topic, q, None, win.encode_tally(items[i:i + TALLY_ITEMS]))

@@ -25,7 +25,7 @@ from importlib import resources
 from typing import Any, Callable, Iterable, Iterator, Optional
 from urllib.parse import unquote
 
-from edxstream.settings import Settings
+from edxstream.core.settings import Settings
 from stream_app import windows as win
 
 PAGE_FILE = "live.html"  # in stream_app/static/

@@ -23,7 +23,7 @@ from typing import Any, Callable, Generic, Iterator, Optional, TypeVar
 
 import orjson
 
-from edxstream.settings import Settings
+from edxstream.core.settings import Settings
 
 # Faust table names; the changelog topic of table T is "<app id>-T-changelog".
 SHIPPED = "shipped"  # shipped_key(raw partition, file fingerprint) -> highest byte offset done
@@ -145,7 +145,7 @@ def seed_shipped(settings: Settings, done: dict[int, tuple[str, int]], timeout: 
     middle of a raw record that holds several lines."""
     from confluent_kafka import Producer
 
-    from edxstream import kafka_admin
+    from edxstream.core import kafka_admin
 
     topic = changelog_topic(settings, SHIPPED)
     kafka_admin.ensure_topics(settings, [topic], config={topic: {"cleanup.policy": "compact"}})

@@ -34,7 +34,7 @@ from typing import Callable, Iterable, Optional
 
 import msgspec
 
-from edxstream.records import WindowCount
+from edxstream.core.records import WindowCount
 
 UTC = timezone.utc
 
@@ -118,7 +118,7 @@ class Item(msgspec.Struct, array_like=True, frozen=True):
     action: str
     learner: Optional[str]  # user id, else username; None for anonymous events
     raw_partition: int
-    # the line's position in its raw partition (edxstream.frames.position): grows with
+    # the line's position in its raw partition (edxstream.core.frames.position): grows with
     # every line, so "not above what a key has counted" means "counted already"
     raw_offset: int
 

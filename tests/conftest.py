@@ -21,8 +21,8 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from edxstream import settings as settings_mod
-from edxstream import stack
+from edxstream.core import settings as settings_mod
+from edxstream.ops import stack
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -181,7 +181,7 @@ def edxstream_cmd(*args: str) -> list[str]:
 
 def wait_inactive(settings, groups, timeout: float = 60) -> None:
     """A stopped consumer leaves its group; the broker may take a session timeout."""
-    from edxstream.replay import active_members
+    from edxstream.ops.replay import active_members
 
     consumes = {
         settings.stream_group: [settings.raw_topic, settings.tally_topic],

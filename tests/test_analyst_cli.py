@@ -1,6 +1,6 @@
 """``edxstream query`` / ``export`` on the embedded engine, both when the folder is free
 and while another process (as the ClickHouse sink does) holds it and serves queries
-through ``edxstream.chdb_server``; the read-only guard of that endpoint."""
+through ``edxstream.core.chdb_server``; the read-only guard of that endpoint."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from datetime import datetime, timezone
 import pyarrow.parquet as pq
 import pytest
 
-from edxstream import chdb_server, privacy
-from edxstream.analyst_cli import day_slices, export_events, parse_when
-from edxstream.errors import UserError
+from edxstream.core import chdb_server, privacy
+from edxstream.analyst.cli import day_slices, export_events, parse_when
+from edxstream.core.errors import UserError
 from tests.conftest import REPO, edxstream_cmd, env_for
 from tests.test_analyst_data import COURSE, LEARNERS, load_course
 
@@ -26,8 +26,8 @@ from tests.test_analyst_data import COURSE, LEARNERS, load_course
 # endpoint, and keeps writing while others query.
 HOLDER = """
 import sys, time
-from edxstream import chdb_server, clickhouse, settings
-from edxstream.records import ENRICHED_FIELDS
+from edxstream.core import chdb_server, clickhouse, settings
+from edxstream.core.records import ENRICHED_FIELDS
 from sinks import rows
 from tests.test_analyst_data import load_course
 s = settings.load()

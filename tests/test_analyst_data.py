@@ -13,8 +13,8 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 
-from edxstream import clickhouse, privacy
-from edxstream.records import ENRICHED_FIELDS, EnrichedEvent
+from edxstream.core import clickhouse, privacy
+from edxstream.core.records import ENRICHED_FIELDS, EnrichedEvent
 from sinks import migrate, rows
 
 COURSE = "course-v1:DemoX+AN101+2024_T1"

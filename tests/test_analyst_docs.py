@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from edxstream import clickhouse
+from edxstream.core import clickhouse
 from tests.conftest import REPO
 from tests.test_analyst_data import load_course
 

@@ -8,9 +8,9 @@ import subprocess
 import pymysql
 import pytest
 
-from edxstream import pipeline
-from edxstream.demo_cli import _with_database, short_block, table
-from edxstream.generate import GenConfig, log_files, read_manifest, write_dir
+from edxstream.ops import pipeline
+from edxstream.ops.demo_cli import _with_database, short_block, table
+from edxstream.ops.generate import GenConfig, log_files, read_manifest, write_dir
 from tests.conftest import MYSQL_ADMIN, edxstream_cmd, env_for
 
 
@@ -26,10 +26,10 @@ def test_expected_counts_match_the_generators_manifest(tmp_path):
 
 def test_settings_reach_a_subprocess_unchanged(settings):
     env = pipeline.settings_env(settings)
-    code = "from edxstream.settings import load; import sys; s = load(); sys.stdout.write(s.model_dump_json())"
+    code = "from edxstream.core.settings import load; import sys; s = load(); sys.stdout.write(s.model_dump_json())"
     res = subprocess.run(["python", "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
-    from edxstream.settings import Settings
+    from edxstream.core.settings import Settings
 
     assert Settings.model_validate_json(res.stdout) == settings
 

@@ -9,8 +9,10 @@ import uuid
 import pymysql
 from confluent_kafka import Consumer, Producer
 
-from edxstream import clickhouse, kafka_admin, stack
-from edxstream import settings as settings_mod
+from edxstream.core import clickhouse, kafka_admin
+
+from edxstream.ops import stack
+from edxstream.core import settings as settings_mod
 from tests.conftest import edxstream_cmd, env_for
 
 

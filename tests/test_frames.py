@@ -1,11 +1,11 @@
-"""Raw records holding several lines (edxstream.frames): what the shipper writes and the
+"""Raw records holding several lines (edxstream.core.frames): what the shipper writes and the
 stream app reads back."""
 
 from __future__ import annotations
 
 import pytest
 
-from edxstream import frames
+from edxstream.core import frames
 
 
 def test_a_record_without_offsets_is_one_line():

@@ -13,9 +13,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from edxstream.generate import MALFORMED_KINDS, GenConfig, generate_days, log_files, read_manifest, write_dir, write_stream
-from edxstream.model import CATEGORIES, parse_line
-from edxstream.records import DeadLetter, EnrichedEvent
+from edxstream.ops.generate import MALFORMED_KINDS, GenConfig, generate_days, log_files, read_manifest, write_dir, write_stream
+from edxstream.core.model import CATEGORIES, parse_line
+from edxstream.core.records import DeadLetter, EnrichedEvent
 from tests.conftest import edxstream_cmd
 
 SMALL = GenConfig(events=6_000, courses=3, learners=150, days=5, seed=7, malformed=0.01, prefixed=0.01)

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from edxstream import cli
-from edxstream import settings as settings_mod
+from edxstream.core import settings as settings_mod
 from tests.conftest import REPO
 
 INFRA = REPO / "infra"

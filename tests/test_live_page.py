@@ -26,8 +26,8 @@ import pytest
 from confluent_kafka import Producer
 from PIL import Image
 
-from edxstream import kafka_admin
-from edxstream.model import parse_line
+from edxstream.core import kafka_admin
+from edxstream.core.model import parse_line
 from stream_app import live_page
 from stream_app import windows as win
 from tests.conftest import edxstream_cmd, env_for

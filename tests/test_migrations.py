@@ -9,7 +9,7 @@ import subprocess
 import pymysql
 import pytest
 
-from edxstream import clickhouse, records
+from edxstream.core import clickhouse, records
 from sinks import migrate
 from tests.conftest import edxstream_cmd, env_for
 

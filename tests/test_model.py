@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 import orjson
 import pytest
 
-from edxstream import records
-from edxstream.model import (
+from edxstream.core import records
+from edxstream.core.model import (
     CATEGORIES,
     UNKNOWN_TIME,
     DeadLetter,

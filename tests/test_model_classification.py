@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edxstream.events.classification import (
+from edxstream.core.events.classification import (
     CATEGORIES,
     EXACT,
     PREFIXES,

@@ -7,7 +7,7 @@ from collections import Counter
 import orjson
 import pytest
 
-from edxstream.model import CATEGORIES, DeadLetter, EnrichedEvent, normalize_course_id, parse_line
+from edxstream.core.model import CATEGORIES, DeadLetter, EnrichedEvent, normalize_course_id, parse_line
 
 from .conftest import CORPUS
 

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from edxstream import pipeline
+from edxstream.ops import pipeline
 
 
 def test_cpu_seconds_grows_with_work_and_pid_of_finds_a_process():

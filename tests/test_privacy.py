@@ -10,9 +10,9 @@ import orjson
 import pytest
 from urllib.parse import quote
 
-from edxstream import privacy
-from edxstream.records import EnrichedEvent, encode
-from edxstream.settings import Settings
+from edxstream.core import privacy
+from edxstream.core.records import EnrichedEvent, encode
+from edxstream.core.settings import Settings
 
 KEY = "test-secret-key"
 COURSE = "course-v1:TestX+PRV101+2024"

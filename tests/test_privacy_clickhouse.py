@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from confluent_kafka import Producer
 
-from edxstream import clickhouse, kafka_admin
-from edxstream.records import encode
+from edxstream.core import clickhouse, kafka_admin
+from edxstream.core.records import encode
 from sinks import clickhouse_sink
 from tests.test_analyst_data import LEARNERS, build
 

@@ -11,7 +11,7 @@ import subprocess
 import time
 
 
-from edxstream.records import decode_dead_letter
+from edxstream.core.records import decode_dead_letter
 from producer.backfill import backfill, expand
 from producer.checkpoint import CheckpointStore, backfill_store_path
 from producer.fingerprint import fingerprint_of_head, fingerprint_path
@@ -166,7 +166,7 @@ def test_a_frame_the_broker_refuses_is_resent_one_line_per_record(settings):
     backfill test above covers that path through max_message_bytes.)"""
     from confluent_kafka import Consumer, TopicPartition
 
-    from edxstream import frames, kafka_admin
+    from edxstream.core import frames, kafka_admin
     from producer.sender import Sender
 
     kafka_admin.ensure_topics(settings)

@@ -12,8 +12,8 @@ from datetime import datetime, timedelta, timezone
 
 from confluent_kafka import Producer
 
-from edxstream import kafka_admin, records
-from edxstream.records import EnrichedEvent, WindowCount
+from edxstream.core import kafka_admin, records
+from edxstream.core.records import EnrichedEvent, WindowCount
 from tests.conftest import edxstream_cmd, env_for
 
 COURSE = "course-v1:Live+Q101+2026"

@@ -44,7 +44,7 @@ def test_settings_table_is_generated_from_settings():
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     text = (REPO / "README.md").read_text()
-    from edxstream.settings import Settings
+    from edxstream.core.settings import Settings
 
     for name in Settings.model_fields:
         assert f"`EDXSTREAM_{name.upper()}`" in text

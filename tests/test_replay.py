@@ -11,8 +11,10 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from edxstream import kafka_admin, replay
-from edxstream.errors import UserError
+from edxstream.core import kafka_admin
+
+from edxstream.ops import replay
+from edxstream.core.errors import UserError
 from tests.conftest import edxstream_cmd, env_for
 
 UTC = timezone.utc
@@ -57,7 +59,7 @@ def test_event_time_of_every_topic_value():
 
 
 def test_a_raw_record_of_several_lines_is_found_by_its_latest_line_and_entered_mid_way():
-    from edxstream import frames
+    from edxstream.core import frames
 
     def line(minute: int) -> bytes:
         return orjson.dumps({"time": (T0 + timedelta(minutes=minute)).isoformat(), "event_type": "x"})
@@ -114,7 +116,7 @@ def test_plan_partitions_rewind_to_end_and_bounds():
 
 
 def test_scope_for_targets(tmp_path):
-    from edxstream.settings import load
+    from edxstream.core.settings import load
 
     s = load(home=tmp_path)
     proc = replay.scope_for(s, "process")
@@ -342,7 +344,7 @@ def test_process_target_deletes_the_stream_state_only(settings, raw):
 
 
 def test_delete_windows_in_clickhouse(settings):
-    from edxstream import clickhouse
+    from edxstream.core import clickhouse
 
     from sinks import migrate
 

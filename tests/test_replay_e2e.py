@@ -20,7 +20,9 @@ import orjson
 import pymysql
 import pytest
 
-from edxstream import clickhouse, replay
+from edxstream.core import clickhouse
+
+from edxstream.ops import replay
 from tests.conftest import edxstream_cmd, env_for, wait_inactive
 
 pytestmark = pytest.mark.slow
@@ -33,7 +35,7 @@ TYPES = ["play_video", "problem_check", "seq_goto", "show_transcript", "edx.foru
 # the rule the tests change: show_transcript moves from video to content
 CHANGED_ACTION = "show_transcript"
 RULE_CHANGE = (
-    "from edxstream.events import classification as c; "
+    "from edxstream.core.events import classification as c; "
     f"c.EXACT[{CHANGED_ACTION!r}] = c.CONTENT; c.classify.cache_clear(); "
 )
 

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from edxstream import chdb_server, privacy, report
+from edxstream.analyst import report
+
+from edxstream.core import chdb_server, privacy
 from tests.test_analyst_data import COURSE, LEARNERS, load_course
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, TopicPartition
 
-from edxstream import frames
+from edxstream.core import frames
 from producer.keys import learner_key
 
 

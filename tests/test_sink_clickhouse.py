@@ -16,7 +16,7 @@ import msgspec
 import pytest
 from confluent_kafka import Consumer
 
-from edxstream import clickhouse, privacy, records
+from edxstream.core import clickhouse, privacy, records
 from sinks import clickhouse_sink
 from tests.conftest import edxstream_cmd, env_for
 from tests.test_sink_helpers import (
@@ -124,7 +124,7 @@ def test_identities_kept_when_pseudonymization_is_off(settings):
 
 _READ_BACK = """
 import json, sys
-from edxstream import clickhouse, settings
+from edxstream.core import clickhouse, settings
 c = clickhouse.connect(settings.load())
 w = c.query("SELECT kind, course_id, dimension, window_seconds, toString(window_start), count FROM window_counts_final").result_rows
 e = c.query("SELECT event_id, count() FROM events FINAL GROUP BY event_id").result_rows

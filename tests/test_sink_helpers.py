@@ -12,8 +12,8 @@ from datetime import datetime, timedelta, timezone
 import pymysql
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from edxstream import kafka_admin, records
-from edxstream.records import EnrichedEvent, WindowCount
+from edxstream.core import kafka_admin, records
+from edxstream.core.records import EnrichedEvent, WindowCount
 
 CATEGORIES = ["access", "content", "video", "forum", "assessment", "other"]
 ACTIONS = {

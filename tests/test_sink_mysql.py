@@ -14,8 +14,8 @@ import msgspec
 import pymysql
 import pytest
 
-from edxstream import records
-from edxstream.records import DeadLetter
+from edxstream.core import records
+from edxstream.core.records import DeadLetter
 from sinks import mysql_sink, rows
 from sinks.rows import Msg
 from tests.conftest import edxstream_cmd, env_for

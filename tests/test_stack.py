@@ -9,7 +9,7 @@ import uuid
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from edxstream import kafka_admin
+from edxstream.core import kafka_admin
 from tests.conftest import edxstream_cmd, env_for, free_port
 
 

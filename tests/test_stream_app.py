@@ -29,8 +29,8 @@ from urllib.parse import quote
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from edxstream import frames, kafka_admin
-from edxstream.records import decode_dead_letter, decode_enriched_record, decode_windows, encode
+from edxstream.core import frames, kafka_admin
+from edxstream.core.records import decode_dead_letter, decode_enriched_record, decode_windows, encode
 from tests.conftest import edxstream_cmd, env_for, free_port, wait_inactive
 
 UTC = timezone.utc
@@ -294,7 +294,7 @@ def with_replays(lines: list[Line], start: int, length: int) -> list[Line]:
 
 
 def test_fixture_classification_matches_the_event_model():
-    from edxstream.model import parse_line
+    from edxstream.core.model import parse_line
 
     for ln in make_log(200, seed=1):
         rec = parse_line(ln.raw, ln.source, ln.offset)
@@ -424,7 +424,7 @@ def test_records_the_consumer_skipped_are_caught_up(settings, tmp_path):
     processed: the restarted worker must notice (its tables know the next offset) and go
     back. (The count agent's tally topic goes through the same check; its records are
     too few per batch for a 100-record jump to land inside unread ones.)"""
-    from edxstream.replay import ActiveGroupError, commit_offsets, committed_offsets
+    from edxstream.ops.replay import ActiveGroupError, commit_offsets, committed_offsets
 
     lines = make_log(4000, seed=31)
     kafka_admin.ensure_topics(settings)

@@ -37,7 +37,7 @@ def test_none_leaves_the_topic_to_the_producers_own_batches():
 def test_enriched_records_are_arrays_up_to_the_bound_with_a_larger_event_alone():
     import msgspec
 
-    from edxstream.records import enriched_records
+    from edxstream.core.records import enriched_records
 
     encoded = [msgspec.json.encode({"event_id": str(i), "payload": "x" * n})
                for i, n in enumerate([10, 20, 30, 500, 10, 10])]

@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 
 from stream_app import state
 from stream_app import windows as win
-from edxstream import frames, records
-from edxstream.records import EnrichedEvent
+from edxstream.core import frames, records
+from edxstream.core.records import EnrichedEvent
 from stream_app.factory import item_of
 
 T0 = datetime(2024, 3, 1, 10, 0, tzinfo=timezone.utc).timestamp()
@@ -204,7 +204,7 @@ def test_line_positions_grow_with_every_line_of_a_raw_partition():
 
 
 def test_changelog_topic_names(tmp_path):
-    from edxstream.settings import load
+    from edxstream.core.settings import load
 
     s = load(app_id="myapp", home=tmp_path)
     assert state.changelog_topics(s) == ["myapp-shipped-changelog", "myapp-counts-changelog",
@@ -213,7 +213,7 @@ def test_changelog_topic_names(tmp_path):
 
 
 def test_an_event_without_time_is_counted_when_it_was_received():
-    from edxstream.model import UNKNOWN_TIME
+    from edxstream.core.model import UNKNOWN_TIME
 
     ev = EnrichedEvent(event_id="x", time=UNKNOWN_TIME, category="video", action="play_video",
                        event_type="play_video", course_id=C, user_id=7)

@@ -38,9 +38,9 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from edxstream import frames, kafka_admin
-from edxstream.errors import UserError
-from edxstream.settings import Settings
+from edxstream.core import frames, kafka_admin
+from edxstream.core.errors import UserError
+from edxstream.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def event_time(value: bytes | None) -> datetime | None:
 
 def record_time(value: bytes | None, headers: list | None) -> datetime | None:
     """The event time of a message; for a raw record holding several lines (see
-    edxstream.frames), the latest of its lines' times, so that a binary search for a
+    edxstream.core.frames), the latest of its lines' times, so that a binary search for a
     start time lands on the record that holds the first line at or after it."""
     more = _header(headers, frames.OFFSETS)
     if more is None or not value:
@@ -704,7 +704,7 @@ def stream_state_topics(settings: Settings) -> list[str]:
 def delete_windows(settings: Settings, since: datetime | None) -> None:
     """Delete the ClickHouse window rows the replay recomputes (all of them from the
     beginning), synchronously, so that windows that no longer exist leave no rows."""
-    from edxstream import clickhouse
+    from edxstream.core import clickhouse
 
     client = clickhouse.connect(settings)
     exists = client.command(

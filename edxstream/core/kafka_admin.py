@@ -8,7 +8,7 @@ import time
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from edxstream.settings import Settings
+from edxstream.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

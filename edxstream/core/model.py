@@ -4,9 +4,9 @@
 ``edxstream inspect``. It is pure and deterministic (no I/O, no clock): the same bytes
 always give an equal record, so a replayed line gets the same ``event_id``.
 
-A line becomes an :class:`~edxstream.records.EnrichedEvent` when it is a JSON object
+A line becomes an :class:`~edxstream.core.records.EnrichedEvent` when it is a JSON object
 (optionally behind a logger prefix) with an event type (``event_type`` or ``name``) and
-a parsable ``time``; anything else becomes a :class:`~edxstream.records.DeadLetter`
+a parsable ``time``; anything else becomes a :class:`~edxstream.core.records.DeadLetter`
 with a short reason code, so nothing is dropped silently.
 """
 
@@ -21,14 +21,14 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from edxstream.events.classification import (
+from edxstream.core.events.classification import (
     ASSESSMENT,
     CATEGORIES,
     VIDEO,
     classify,
     route_template,
 )
-from edxstream.events.courses import (
+from edxstream.core.events.courses import (
     course_from_path,
     course_key_parts,
     course_of_usage_key,
@@ -36,7 +36,7 @@ from edxstream.events.courses import (
     find_usage_key,
     normalize_course_id,
 )
-from edxstream.records import DeadLetter, EnrichedEvent
+from edxstream.core.records import DeadLetter, EnrichedEvent
 
 _find_usage_key_uncached = find_usage_key.__wrapped__
 

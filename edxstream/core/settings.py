@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     ship_batch_lines: int = 10_000
     max_message_bytes: int = 1_000_000
     # Lines bound for one partition share a raw record up to this many bytes (see
-    # edxstream.frames); 0 ships one line per record, as kcat -l does.
+    # edxstream.core.frames); 0 ships one line per record, as kcat -l does.
     ship_frame_bytes: int = 64 * 1024
 
     # Sinks

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from edxstream import settings as settings_mod
-from edxstream import stack
+from edxstream.core import settings as settings_mod
+from edxstream.ops import stack
 
 
 def register(sub) -> None:

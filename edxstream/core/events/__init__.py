@@ -1,2 +1,2 @@
 """Helpers of the event model (course keys, classification table). The public entry
-point is :mod:`edxstream.model`."""
+point is :mod:`edxstream.core.model`."""

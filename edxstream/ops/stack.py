@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pymysql
 
-from edxstream.errors import UserError
-from edxstream.settings import Settings
+from edxstream.core.errors import UserError
+from edxstream.core.settings import Settings
 
 MARIADBD = "/usr/sbin/mariadbd"
 
@@ -127,7 +127,7 @@ def broker_down(settings: Settings) -> str:
 
 
 def broker_status(settings: Settings) -> ServiceStatus:
-    from edxstream.kafka_admin import broker_answers
+    from edxstream.core.kafka_admin import broker_answers
 
     ok = broker_answers(settings, timeout=2.0)
     return ServiceStatus("kafka", settings.kafka_bootstrap, ok,
@@ -431,7 +431,7 @@ def mysql_status(settings: Settings) -> ServiceStatus:
 # -- ClickHouse -----------------------------------------------------------------------
 
 def clickhouse_status(settings: Settings) -> ServiceStatus:
-    from edxstream import clickhouse
+    from edxstream.core import clickhouse
 
     address = clickhouse.describe(settings)
     try:

@@ -1,4 +1,4 @@
-"""``edxstream generate``: write a synthetic tracking log (see ``edxstream.generate``)."""
+"""``edxstream generate``: write a synthetic tracking log (see ``edxstream.ops.generate``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from edxstream.errors import UserError
+from edxstream.core.errors import UserError
 
 
 def register(subparsers) -> None:
@@ -44,7 +44,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from edxstream.generate import GenConfig, write_dir, write_stream
+    from edxstream.ops.generate import GenConfig, write_dir, write_stream
 
     if not args.out and not args.stdout:
         raise UserError("say where to write: --out DIR or --stdout")

@@ -2,7 +2,7 @@
 
 All three work on a ClickHouse server and on the embedded engine, also while the
 pipeline runs (then through the ClickHouse sink's query endpoint, see
-``edxstream.chdb_server``). They read the tables as stored: pseudonymized when
+``edxstream.core.chdb_server``). They read the tables as stored: pseudonymized when
 ``settings.pseudonymize`` is on.
 """
 
@@ -17,9 +17,9 @@ from typing import BinaryIO
 
 from clickhouse_connect.driver.binding import format_query_value
 
-from edxstream import settings as settings_mod
-from edxstream.chdb_server import Runner, open_runner
-from edxstream.errors import UserError
+from edxstream.core import settings as settings_mod
+from edxstream.core.chdb_server import Runner, open_runner
+from edxstream.core.errors import UserError
 
 QUERY_FORMATS = {"table": "PrettyCompactMonoBlock", "csv": "CSVWithNames", "tsv": "TabSeparatedWithNames",
                  "json": "JSONEachRow"}
@@ -176,7 +176,7 @@ def run_export(args) -> int:
 
 
 def run_report(args) -> int:
-    from edxstream import report
+    from edxstream.analyst import report
 
     settings = settings_mod.load()
     runner = open_runner(settings)

@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 from clickhouse_connect.driver.binding import format_query_value
 
-from edxstream.chdb_server import Runner
+from edxstream.core.chdb_server import Runner
 
 CATEGORY_COLOURS = {
     "access": "#4c78a8", "content": "#f58518", "video": "#e45756", "forum": "#72b7b2",

@@ -19,9 +19,9 @@ from typing import BinaryIO
 
 import orjson
 
-from edxstream.errors import UserError
-from edxstream.model import CATEGORIES, parse_line
-from edxstream.records import DeadLetter, encode
+from edxstream.core.errors import UserError
+from edxstream.core.model import CATEGORIES, parse_line
+from edxstream.core.records import DeadLetter, encode
 
 GZIP_MAGIC = b"\x1f\x8b"
 

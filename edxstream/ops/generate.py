@@ -42,7 +42,7 @@ import orjson
 UTC = timezone.utc
 DEFAULT_END = date(2026, 11, 1)
 
-# Dead-letter reasons the malformed lines are built to trigger (edxstream.model codes).
+# Dead-letter reasons the malformed lines are built to trigger (edxstream.core.model codes).
 MALFORMED_KINDS: tuple[str, ...] = ("not_json", "not_utf8", "bad_time", "missing_event_type")
 
 

@@ -14,8 +14,8 @@ from urllib.parse import unquote, urlparse
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from edxstream.errors import UserError
-from edxstream.settings import Settings
+from edxstream.core.errors import UserError
+from edxstream.core.settings import Settings
 
 _lock = threading.Lock()
 _embedded: dict[str, Client] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edxstream import settings as settings_mod
+from edxstream.core import settings as settings_mod
 
 # What to start once the offsets are moved. For process and all, the sinks must run too:
 # they receive the re-emitted records and windows after their current position.
@@ -44,13 +44,13 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edxstream import replay
+    from edxstream.ops import replay
 
     s = settings_mod.load()
     from_time = replay.parse_time(args.from_)
     to_time = replay.parse_time(args.to) if args.to else None
     if args.to and to_time is None:
-        from edxstream.errors import UserError
+        from edxstream.core.errors import UserError
 
         raise UserError("--to takes an ISO-8601 time, not BEGINNING")
     result = replay.replay(

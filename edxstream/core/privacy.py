@@ -1,6 +1,6 @@
 """Pseudonymization of learners before events reach the analyst tables.
 
-A pure transformation of :class:`~edxstream.records.EnrichedEvent`:
+A pure transformation of :class:`~edxstream.core.records.EnrichedEvent`:
 
 - ``user_id`` becomes a stable 63-bit integer from a keyed BLAKE2b hash, so per-learner
   joins, counts and models still work, but the id cannot be looked up in the LMS;
@@ -32,9 +32,9 @@ from urllib.parse import quote
 import msgspec
 import orjson
 
-from edxstream.errors import UserError
-from edxstream.records import EnrichedEvent
-from edxstream.settings import Settings
+from edxstream.core.errors import UserError
+from edxstream.core.records import EnrichedEvent
+from edxstream.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ Completion is decided from what the stores hold, not from timers:
   again until idle to drain the rest.
 
 chdb allows one process per data folder, so this module never opens the folder while a
-sink may hold it: ClickHouse is read through a short ``python -m edxstream.pipeline``
+sink may hold it: ClickHouse is read through a short ``python -m edxstream.ops.pipeline``
 subprocess (:func:`clickhouse_rows`), which also works through the sink's query endpoint
 when the sink serves one.
 """
@@ -38,8 +38,8 @@ from typing import Callable, Iterable
 
 import pymysql
 
-from edxstream.errors import UserError
-from edxstream.settings import Settings
+from edxstream.core.errors import UserError
+from edxstream.core.settings import Settings
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -246,8 +246,8 @@ class Expected:
 
 def expected_counts(paths: Iterable[Path]) -> Expected:
     """What the pipeline must write for these files: the event model run over them."""
-    from edxstream.model import parse_line
-    from edxstream.records import DeadLetter
+    from edxstream.core.model import parse_line
+    from edxstream.core.records import DeadLetter
 
     events: set[str] = set()
     dead: set[str] = set()
@@ -324,7 +324,7 @@ def mysql_rows(settings: Settings, sql: str) -> list[dict]:
 def clickhouse_rows(settings: Settings, queries: dict[str, str], timeout: float = 300) -> dict[str, list[dict]]:
     """Run read queries on the configured ClickHouse from a short subprocess (this
     process never holds the chdb folder a sink may need) and return rows per query."""
-    code = ("import sys, json; from edxstream.pipeline import _clickhouse_main; "
+    code = ("import sys, json; from edxstream.ops.pipeline import _clickhouse_main; "
             "_clickhouse_main()")
     res = subprocess.run([sys.executable, "-c", code], input=json.dumps(queries).encode(),
                          env=settings_env(settings), capture_output=True, timeout=timeout)
@@ -335,8 +335,8 @@ def clickhouse_rows(settings: Settings, queries: dict[str, str], timeout: float 
 
 
 def _clickhouse_main() -> None:
-    from edxstream.chdb_server import open_runner
-    from edxstream.settings import load
+    from edxstream.core.chdb_server import open_runner
+    from edxstream.core.settings import load
 
     queries = json.loads(sys.stdin.read())
     try:
@@ -353,7 +353,7 @@ def _clickhouse_main() -> None:
 
 def reset_clickhouse(settings: Settings) -> None:
     """Drop the configured ClickHouse database (from a subprocess, like every chdb use)."""
-    code = ("from edxstream import clickhouse; from edxstream.settings import load; s = load(); "
+    code = ("from edxstream.core import clickhouse; from edxstream.core.settings import load; s = load(); "
             "c = clickhouse.connect(s, database='default'); "
             "c.command(f'DROP DATABASE IF EXISTS `{s.clickhouse_database}`')")
     res = subprocess.run([sys.executable, "-c", code], env=settings_env(settings), capture_output=True, timeout=300)

@@ -28,9 +28,9 @@ from typing import Iterator, Protocol
 
 import clickhouse_connect
 
-from edxstream import clickhouse
-from edxstream.errors import UserError
-from edxstream.settings import Settings
+from edxstream.core import clickhouse
+from edxstream.core.errors import UserError
+from edxstream.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
-from edxstream.errors import UserError
+from edxstream.core.errors import UserError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def register(subparsers) -> None:
@@ -91,7 +91,7 @@ def _with_database(dsn: str, database: str) -> str:
 def demo_settings(base, database: str, run_id: str):
     """The demo's own topics, consumer groups and databases, so it never mixes with (or
     skips because of) earlier runs or real data."""
-    from edxstream.settings import load
+    from edxstream.core.settings import load
 
     return load(
         raw_topic=f"demo.{run_id}.raw",
@@ -131,8 +131,8 @@ def _log_paths(paths: list[Path]) -> list[Path]:
 def run_demo(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from edxstream import pipeline, stack
-    from edxstream.settings import load
+    from edxstream.ops import pipeline, stack
+    from edxstream.core.settings import load
 
     t_start = time.monotonic()
     base = load()
@@ -145,7 +145,7 @@ def run_demo(args: argparse.Namespace) -> int:
     s.data_dir.mkdir(parents=True, exist_ok=True)
     print(f"      {'kafka':<11} {stack.broker_up(s)} ({s.kafka_bootstrap})")
     print(f"      {'mysql':<11} {stack.mysql_up(s)}")
-    from edxstream import clickhouse
+    from edxstream.core import clickhouse
 
     print(f"      {'clickhouse':<11} {clickhouse.describe(s)}")
 
@@ -153,7 +153,7 @@ def run_demo(args: argparse.Namespace) -> int:
         paths = _log_paths(args.log)
         _step(2, f"sample: {len(paths)} file(s) given")
     else:
-        from edxstream.generate import GenConfig, log_files, write_dir
+        from edxstream.ops.generate import GenConfig, log_files, write_dir
 
         out = s.data_dir / "demo" / "sample"
         cfg = GenConfig(events=args.events, courses=args.courses, learners=args.learners, days=args.days,
@@ -268,8 +268,8 @@ def short_block(key: str | None) -> str:
 
 
 def summary(s) -> str:
-    from edxstream import pipeline
-    from edxstream.model import CATEGORIES
+    from edxstream.ops import pipeline
+    from edxstream.core.model import CATEGORIES
 
     ch = pipeline.clickhouse_rows(s, CH_QUERIES)
     problems = pipeline.mysql_rows(s, MYSQL_TOP_PROBLEMS)
@@ -317,7 +317,7 @@ def how_to_query(s, database: str) -> str:
     m = s.mysql
     course = "course-v1:..."
     try:
-        from edxstream import pipeline
+        from edxstream.ops import pipeline
 
         rows = pipeline.mysql_rows(s, "SELECT course_id FROM events WHERE course_id IS NOT NULL "
                                       "GROUP BY course_id ORDER BY COUNT(*) DESC LIMIT 1")

@@ -1,0 +1,1 @@
+"""The analyst side: query, export and the course report."""

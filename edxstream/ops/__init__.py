@@ -1,0 +1,1 @@
+"""Operations: the local stack, the pipeline runner, replay, demo, the generator, inspect."""
