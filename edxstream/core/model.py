@@ -47,6 +47,8 @@ __all__ = [
     "DeadLetter",
     "parse_line",
     "line_id",
+    "event_identity",
+    "EARLIEST_TIME",
     "course_key_parts",
     "normalize_course_id",
     "classify",
@@ -66,6 +68,8 @@ DEAD_LETTER_REASONS: dict[str, str] = {
     "not_object": "the line is valid JSON but not an object",
     "missing_event_type": "the object has neither a usable event_type nor name",
     "bad_time": "the time cannot be read as a date and time",
+    "time_out_of_range": "the time is before the platform existed, or further ahead of when the line was "
+                         "read than the allowed clock skew",
 }
 
 _WS = b" \t\r\n\x0b\x0c"
@@ -74,6 +78,11 @@ _WS = b" \t\r\n\x0b\x0c"
 # epoch, a value no real tracking event has, so consumers can recognise and replace it.
 UNKNOWN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
+# No Open edX tracking event is older than the platform (2012). An earlier time is a
+# broken clock or a placeholder; counted in a window it would sit in a window nobody
+# looks at, and a ClickHouse DateTime cannot even hold it (year 1 becomes 1970).
+EARLIEST_TIME = datetime(2012, 1, 1, tzinfo=UTC)
+
 
 def line_id(body: bytes) -> str:
     """Deterministic id of a line's JSON bytes (prefix and surrounding whitespace
@@ -81,13 +90,22 @@ def line_id(body: bytes) -> str:
     return blake2b(body, digest_size=16).hexdigest()
 
 
-def _dead(reason: str, detail: str, line: bytes, source, offset) -> DeadLetter:
+def event_identity(fingerprint: str, offset: int) -> str:
+    """The id of the line at byte ``offset`` of the file whose fingerprint is
+    ``fingerprint`` (producer.fingerprint): every shipped line has its own, identical
+    lines at different offsets are distinct events, a re-delivered line keeps its id.
+    The offset is fixed-width hex, so a file's ids sort in file order and the sinks'
+    unique indexes grow at their end as the file grows."""
+    return f"{fingerprint}-{offset:012x}"
+
+
+def _dead(reason: str, detail: str, line: bytes, source, offset, ident: str | None = None) -> DeadLetter:
     try:
         raw, enc = line.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         raw, enc = base64.b64encode(line).decode("ascii"), "base64"
     return DeadLetter(
-        dead_letter_id=line_id(line),
+        dead_letter_id=ident or line_id(line),
         reason=reason,
         detail=detail,
         raw=raw,
@@ -303,16 +321,23 @@ def _slow_loads(text: str):
 # --- the entry point ----------------------------------------------------------------
 
 
-def parse_line(raw: bytes, source: str | None = None, offset: int | None = None) -> EnrichedEvent | DeadLetter:
+def parse_line(raw: bytes, source: str | None = None, offset: int | None = None, fingerprint: str | None = None,
+               latest: datetime | None = None) -> EnrichedEvent | DeadLetter:
     """Parse, classify and enrich one tracking-log line.
 
-    ``source``/``offset`` (file and byte offset) are copied into the record. Returns an
-    EnrichedEvent, or a DeadLetter saying why the line could not be one."""
+    ``source``/``offset`` (file and byte offset) are copied into the record. With the
+    file's ``fingerprint`` and the offset, the record's id is :func:`event_identity`;
+    without them (a line from another shipper) it is a hash of the line's content.
+    A time before :data:`EARLIEST_TIME`, or after ``latest`` (the caller's clock plus
+    the allowed skew), makes a ``time_out_of_range`` dead letter: such a time would
+    move the stream's event-time watermark. Returns an EnrichedEvent, or a DeadLetter
+    saying why the line could not be one."""
     if raw.__class__ is not bytes:
         raw = bytes(raw) if not isinstance(raw, str) else raw.encode("utf-8", "surrogateescape")
     line = raw.strip(_WS)
+    ident = event_identity(fingerprint, offset) if fingerprint is not None and offset is not None else None
     if not line:
-        return _dead("empty", "empty line", line, source, offset)
+        return _dead("empty", "empty line", line, source, offset, ident)
     body = line
     if line[0] != 0x7B:  # "{": maybe a logger prefix ("... logger.py:41 - {...}")
         brace = line.find(b"{")
@@ -324,7 +349,7 @@ def parse_line(raw: bytes, source: str | None = None, offset: int | None = None)
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as uexc:
-            return _dead("not_utf8", f"invalid UTF-8 at byte {uexc.start}", line, source, offset)
+            return _dead("not_utf8", f"invalid UTF-8 at byte {uexc.start}", line, source, offset, ident)
         doc = _slow_loads(body.decode("utf-8"))
         if doc is _INVALID and body is not line:
             # the prefix guess may be wrong: the whole line might be JSON that is not an object
@@ -332,9 +357,9 @@ def parse_line(raw: bytes, source: str | None = None, offset: int | None = None)
             if doc is not _INVALID:
                 body = line
         if doc is _INVALID:
-            return _dead("not_json", f"invalid JSON: {exc}", line, source, offset)
+            return _dead("not_json", f"invalid JSON: {exc}", line, source, offset, ident)
     if doc.__class__ is not dict:
-        return _dead("not_object", f"JSON {type(doc).__name__}, not an object", line, source, offset)
+        return _dead("not_object", f"JSON {type(doc).__name__}, not an object", line, source, offset, ident)
 
     name = doc.get("name")
     event_type = doc.get("event_type")
@@ -342,7 +367,7 @@ def parse_line(raw: bytes, source: str | None = None, offset: int | None = None)
         event_type = name if name.__class__ is str and name else None
         if event_type is None:
             hint = " (Segment-shaped event)" if "messageId" in doc or "anonymousId" in doc else ""
-            return _dead("missing_event_type", f"no event_type or name{hint}", line, source, offset)
+            return _dead("missing_event_type", f"no event_type or name{hint}", line, source, offset, ident)
     raw_time = doc.get("time")
     if raw_time is None:
         # Documentation samples and some exporters omit "time" (a few carry "timestamp").
@@ -353,7 +378,10 @@ def parse_line(raw: bytes, source: str | None = None, offset: int | None = None)
     else:
         when = parse_time(raw_time)
     if when is None:
-        return _dead("bad_time", f"unreadable time {str(raw_time)[:80]!r}", line, source, offset)
+        return _dead("bad_time", f"unreadable time {str(raw_time)[:80]!r}", line, source, offset, ident)
+    if (when < EARLIEST_TIME and when is not UNKNOWN_TIME) or (latest is not None and when > latest):
+        bound = f"before {EARLIEST_TIME:%Y-%m-%d}" if when < EARLIEST_TIME else f"after {latest.isoformat()}"
+        return _dead("time_out_of_range", f"time {when.isoformat()} is {bound}", line, source, offset, ident)
 
     # action: the canonical name, URL event types reduced to their route template
     base = name if name.__class__ is str and name and name[0] != "/" else event_type
@@ -422,7 +450,7 @@ def parse_line(raw: bytes, source: str | None = None, offset: int | None = None)
     course_id = None
     ctx_course = ctx.get("course_id")
     if ctx_course.__class__ is str and ctx_course:
-        course_id = normalize_course_id(ctx_course) or ctx_course
+        course_id = normalize_course_id(ctx_course)  # a malformed id is no course
     if course_id is None and pd is not None:
         c = pd.get("course_id")
         if c.__class__ is str and c:
@@ -492,7 +520,7 @@ def parse_line(raw: bytes, source: str | None = None, offset: int | None = None)
     agent = agent or None
 
     return EnrichedEvent(
-        event_id=line_id(body),
+        event_id=ident or line_id(body),
         time=when,
         category=category,
         action=action,
