@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     app_id: str = "edxstream"
     windows: list[int] = Field(default_factory=lambda: [60, 3600])
     grace_seconds: int = 48 * 3600
+    # An event time more than this many seconds ahead of when the shipper read the line
+    # is a broken clock: the event becomes a time_out_of_range dead letter instead of
+    # moving the event-time watermark.
+    max_clock_skew_seconds: int = 24 * 3600
     web_port: int = 6066
     # Learners' identities are replaced by keyed hashes before anything leaves the stream
     # app for the analyst tables (issue: privacy).
