@@ -162,3 +162,53 @@ def test_events_key_migration_keeps_existing_rows_upserts_by_event_id_and_reruns
     finally:
         writer.close()
     assert mysql_table(settings, "events", "event_id") == sorted(mysql_expected_row(e) for e in events)
+
+
+def test_identity_and_whole_values_migration_keeps_rows_and_takes_long_values(settings, tmp_path):
+    """A table as migrations 0001-0002 left it, holding rows with content-hash ids: after
+    0003 the rows are still there, and an event with a 374-character action and a
+    dead letter with a long source are stored whole, with line-identity ids."""
+    from edxstream.core.model import event_identity, parse_line
+    from sinks import mysql_sink
+    from sinks.rows import Msg
+    from tests.test_sink_helpers import make_events, mysql_expected_row, mysql_table
+
+    shipped = migrate.discover(migrate.MIGRATIONS / "mysql")
+    target = next(m for m in shipped if m.name == "line_identity_and_whole_values")
+    old = tmp_path / "mysql"
+    old.mkdir()
+    for m in shipped:
+        if m.version < target.version:
+            shutil.copy(m.path, old / m.path.name)
+    migrate.migrate_mysql(settings, old)
+    events = make_events(20, seed=5)
+    writer = mysql_sink.MySQLWriter(settings, migrate_on_connect=False)
+    try:
+        writer.write(writer.prepare([Msg(settings.enriched_topic, 0, i, records.encode(e))
+                                     for i, e in enumerate(events)]))
+    finally:
+        writer.close()
+    assert [str(m) for m in migrate.migrate_mysql(settings)] == [str(m) for m in shipped
+                                                                  if m.version >= target.version]
+    assert mysql_table(settings, "events", "event_id") == sorted(mysql_expected_row(e) for e in events)
+
+    url = "/courses/course-v1:Org+C1+2017/courseware/" + "abc/" * 80
+    raw = (b'{"event_type": "%s", "event_source": "server", "time": "2024-03-01T10:00:00+00:00", '
+           b'"context": {"course_id": "course-v1:Org+C1+2017"}}' % url.encode())
+    long = parse_line(raw, "/var/log/" + "d/" * 600 + "tracking.log", 7, "ab" * 8)
+    assert len(long.action) > 255 and long.event_id == event_identity("ab" * 8, 7)
+    dl = parse_line(b"{broken", long.source, 9, "ab" * 8)
+    writer = mysql_sink.MySQLWriter(settings)
+    try:
+        writer.write(writer.prepare([Msg(settings.enriched_topic, 0, 100, records.encode(long)),
+                                     Msg(settings.deadletter_topic, 0, 101, records.encode(dl))]))
+    finally:
+        writer.close()
+    conn = migrate.mysql_connect(settings)
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT action, event_type, source FROM events WHERE event_id = %s", (long.event_id,))
+        assert cur.fetchone() == (long.action, url, long.source)
+        cur.execute("SELECT source FROM dead_letters WHERE dead_letter_id = %s", (event_identity("ab" * 8, 9),))
+        assert cur.fetchone() == (long.source,)
+        cur.execute("SELECT COUNT(*) FROM events")
+        assert cur.fetchone() == (21,)
