@@ -1,8 +1,12 @@
 """``edxstream backfill PATH...``: ship rotated history (``tracking.log-*.gz``, plain
 files, folders of them) once.
 
-Files are shipped oldest first (by modification time, then name: logrotate's numbered
-``.1, .2.gz`` and dated ``-YYYYMMDD.gz`` names both agree with it). A file is known by
+Files are shipped in the log's own time order (:func:`log_order`): by rotation suffix
+(dated ``-YYYYMMDD[.gz]`` names by their date, then numbered ``.N[.gz]`` (or ``-N``) names highest
+number first, then the current file without a suffix), then by the time of the file's
+first event, then by name. Modification times are not used: copies (``cp -r``, scp, a
+download) reset them. ``--order given`` ships the files in the order named instead
+(a folder's files by name). A file is known by
 the fingerprint of its decompressed first line, so the ``.gz`` of a file the live
 shipper already shipped to its end is skipped too. Progress (position, finished files)
 is checkpointed as deliveries are acknowledged, so an interrupted backfill resumes
@@ -15,17 +19,21 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from tqdm import tqdm
 
 from edxstream.core.errors import UserError
+from edxstream.core.model import UNKNOWN_TIME, parse_line
+from edxstream.core.records import EnrichedEvent
 from edxstream.core.settings import Settings
 from producer.checkpoint import CheckpointStore, backfill_store_path, shipped_elsewhere
-from producer.fingerprint import fingerprint_path, is_compressed
+from producer.fingerprint import FP_MAX_BYTES, fingerprint_path, is_compressed, open_lines_file
 from producer.metrics import MetricsReporter
 from producer.sender import Counters, Rewind, Sender
 
@@ -42,24 +50,82 @@ class BackfillResult:
     seconds: float = 0.0
 
 
-def expand(paths: list[str | os.PathLike]) -> list[Path]:
-    """Files named, and the files inside folders named (not recursive), oldest first."""
+ORDERS = ("log", "given")
+
+_DATED = re.compile(r"[-._](\d{8}(?:[-_]?\d{2,6})?|\d{10})$")  # -20240101, -20240101-1704067200, -%s
+_NUMBERED = re.compile(r"[.-](\d{1,4})$")  # logrotate's .1, .2 ... (or -1, -2 ...)
+
+
+def rotation_rank(name: str) -> tuple[int, int]:
+    """Where a file's name puts it among its rotations, oldest first: dated suffixes by
+    their date (or epoch seconds), then numbered ones (``.2`` before ``.1``), then the
+    current file (no suffix). A ``.gz`` ending is ignored."""
+    if name.endswith(".gz"):
+        name = name[:-3]
+    m = _DATED.search(name)
+    if m:
+        return (0, int(re.sub(r"\D", "", m.group(1))))
+    m = _NUMBERED.search(name)
+    if m:
+        return (1, -int(m.group(1)))
+    return (2, 0)
+
+
+def log_order(files: list[tuple[Path, datetime | None]]) -> list[Path]:
+    """The files, each with the time of its first event (None when none could be read),
+    in the order to ship them: by :func:`rotation_rank`, then first event time (files
+    without one after those with one), then name. Pure: the caller reads the times."""
+    far = datetime.max.replace(tzinfo=UNKNOWN_TIME.tzinfo)
+
+    def key(item: tuple[Path, datetime | None]):
+        path, first = item
+        return (rotation_rank(path.name), first is None, first or far, path.name, str(path))
+
+    return [path for path, _ in sorted(files, key=key)]
+
+
+def first_event_time(path: Path) -> datetime | None:
+    """The time of the first line near the file's start that is an event with a time
+    (within the first 64 KB of its decompressed bytes), or None."""
+    with open_lines_file(path) as f:
+        head = f.read(FP_MAX_BYTES)
+    for line in head.split(b"\n")[:-1] or [head]:
+        record = parse_line(line)
+        if record.__class__ is EnrichedEvent and record.time is not UNKNOWN_TIME:
+            return record.time
+    return None
+
+
+def expand(paths: list[str | os.PathLike], order: str = "log") -> list[Path]:
+    """Files named, and the files inside folders named (not recursive), in ``order``:
+    ``log`` (the log's own time, :func:`log_order`) or ``given`` (as named; a folder's
+    files by name)."""
+    if order not in ORDERS:
+        raise UserError(f"backfill order must be one of {', '.join(ORDERS)}, not {order!r}")
     files: list[Path] = []
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            files.extend(c for c in p.iterdir() if c.is_file() and not c.name.startswith("."))
+            files.extend(sorted((c for c in p.iterdir() if c.is_file() and not c.name.startswith(".")),
+                                key=lambda c: c.name))
         elif p.is_file():
             files.append(p)
         else:
             raise UserError(f"{p} does not exist")
-    unique = {f.resolve(): f for f in files}
-    return sorted(unique.values(), key=lambda f: (f.stat().st_mtime, f.name))
+    seen: set[Path] = set()
+    unique = []
+    for f in files:  # a file named twice is shipped once, where first named
+        if f.resolve() not in seen:
+            seen.add(f.resolve())
+            unique.append(f)
+    if order == "given":
+        return unique
+    return log_order([(f, first_event_time(f)) for f in unique])
 
 
 def backfill(settings: Settings, paths: list[str | os.PathLike], force: bool = False, progress: bool = True,
-             topic: str | None = None, should_stop=lambda: False) -> BackfillResult:
-    files = expand(paths)
+             topic: str | None = None, should_stop=lambda: False, order: str = "log") -> BackfillResult:
+    files = expand(paths, order)
     store = CheckpointStore(backfill_store_path(settings.checkpoints))
     result = BackfillResult()
     plan: list[tuple[Path, str]] = []

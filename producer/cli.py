@@ -25,6 +25,9 @@ def register(sub) -> None:
     b.add_argument("paths", nargs="+", metavar="PATH")
     b.add_argument("--force", action="store_true", help="ship files again even if already shipped")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.add_argument("--order", choices=("log", "given"), default="log",
+                   help="log (default): oldest first by rotation suffix, then by each file's first event time; "
+                        "given: in the order named (a folder's files by name)")
     b.set_defaults(func=run_backfill)
 
 
@@ -57,7 +60,8 @@ def run_backfill(args) -> int:
     s = settings_mod.load()
     stop = _stop_on_signals()
     try:
-        r = backfill(s, args.paths, force=args.force, progress=not args.no_progress, should_stop=stop.is_set)
+        r = backfill(s, args.paths, force=args.force, progress=not args.no_progress, should_stop=stop.is_set,
+                     order=args.order)
     except KeyboardInterrupt:
         print("backfill interrupted; progress is checkpointed, run it again to resume")
         return 130
