@@ -125,7 +125,8 @@ class Bench:
 # The MySQL server's settings that decide what the MySQL sink costs once its tables
 # outgrow memory: printed next to the figures, and the e2e runs on the server as found.
 MYSQL_VARIABLES = ("version", "innodb_buffer_pool_size", "innodb_log_file_size", "innodb_redo_log_capacity",
-                   "innodb_flush_log_at_trx_commit", "innodb_flush_method", "sync_binlog", "log_bin")
+                   "innodb_flush_log_at_trx_commit", "innodb_flush_method", "innodb_doublewrite", "sync_binlog",
+                   "log_bin", "local_infile")
 
 
 def mysql_server(mysql_root: dict) -> dict[str, str]:
@@ -149,9 +150,10 @@ def describe_mysql(v: dict[str, str]) -> str:
 
     redo = mib("innodb_redo_log_capacity") if "innodb_redo_log_capacity" in v else mib("innodb_log_file_size")
     return (f"MySQL server {v.get('version', '?')}: buffer pool {mib('innodb_buffer_pool_size')}, redo log {redo}, "
-            f"flush_log_at_trx_commit {v.get('innodb_flush_log_at_trx_commit', '?')}, "
-            f"flush_method {v.get('innodb_flush_method', '?')}, binlog {v.get('log_bin', '?')}, "
-            f"sync_binlog {v.get('sync_binlog', '?')}")
+            f"flush_log_at_trx_commit {v.get('innodb_flush_log_at_trx_commit', '?')} (1: durable at every commit), "
+            f"flush_method {v.get('innodb_flush_method', '?')}, doublewrite {v.get('innodb_doublewrite', '?')}, "
+            f"binlog {v.get('log_bin', '?')}, sync_binlog {v.get('sync_binlog', '?')}, "
+            f"local_infile {v.get('local_infile', '?')}")
 
 
 def _dsn(dsn: str, database: str) -> str:
