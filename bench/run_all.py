@@ -395,7 +395,7 @@ def bench_e2e(b: Bench, scale: Scale) -> dict:
     write_dir(cfg, logs)
     paths = log_files(logs)
     say(f"e2e    : generated {scale.e2e_events:,} events in {len(paths)} files in {time.monotonic() - t:.0f}s")
-    expected = pipeline.expected_counts(paths)
+    expected = pipeline.expected_counts(paths, s.max_clock_skew_seconds)
     _fresh_mysql(s)
     services = {"broker": b.broker.pid, "mariadbd": pipeline.pid_of("mariadbd")}
     with pipeline.Pipeline(s, log_dir=s.data_dir / "logs") as pipe:

@@ -75,6 +75,9 @@ def test_demo_runs_the_pipeline_and_prints_the_summary(settings, tmp_path):
             assert cur.fetchone()[0] == sum(m["malformed"].values())
         conn.close()
         assert f"ClickHouse holds {m['valid']:,} events" in out
+        # it ends with reconcile, which found the windows equal to the events
+        assert f"reconcile: {m['valid']:,} events" in out and "the windows agree with what was shipped" in out
+        assert "events are in the hourly windows)" in out
     finally:
         conn = pymysql.connect(**MYSQL_ADMIN)
         with conn.cursor() as cur:
