@@ -121,6 +121,20 @@ def test_later_migrations_apply_in_order_with_several_statements(settings, tmp_p
         assert [tuple(r) for r in cur.fetchall()] == shipped_my + [(9002,)]
 
 
+def mysql_before(settings, tmp_path, name: str) -> tuple[list, "migrate.Migration"]:
+    """Apply the shipped MySQL migrations that come before the one called ``name``, as a
+    database made by an older version; returns (the shipped migrations, that one)."""
+    shipped = migrate.discover(migrate.MIGRATIONS / "mysql")
+    target = next(m for m in shipped if m.name == name)
+    old = tmp_path / "mysql"
+    old.mkdir()
+    for m in shipped:
+        if m.version < target.version:
+            shutil.copy(m.path, old / m.path.name)
+    migrate.migrate_mysql(settings, old)
+    return shipped, target
+
+
 def test_events_key_migration_keeps_existing_rows_upserts_by_event_id_and_reruns(settings, tmp_path):
     """A table created by 0001 (clustered on event_id) and holding rows is rebuilt on an
     arrival sequence; its rows are kept, event_id still makes an upsert idempotent, and
@@ -129,14 +143,7 @@ def test_events_key_migration_keeps_existing_rows_upserts_by_event_id_and_reruns
     from sinks.rows import Msg
     from tests.test_sink_helpers import make_events, mysql_expected_row, mysql_table
 
-    shipped = migrate.discover(migrate.MIGRATIONS / "mysql")
-    key = next(m for m in shipped if m.name == "events_sequential_key")
-    old = tmp_path / "mysql"
-    old.mkdir()
-    for m in shipped:
-        if m.version < key.version:
-            shutil.copy(m.path, old / m.path.name)
-    migrate.migrate_mysql(settings, old)
+    shipped, key = mysql_before(settings, tmp_path, "events_sequential_key")
     events = make_events(50, seed=31)
     writer = mysql_sink.MySQLWriter(settings, migrate_on_connect=False)
     try:
@@ -173,14 +180,7 @@ def test_identity_and_whole_values_migration_keeps_rows_and_takes_long_values(se
     from sinks.rows import Msg
     from tests.test_sink_helpers import make_events, mysql_expected_row, mysql_table
 
-    shipped = migrate.discover(migrate.MIGRATIONS / "mysql")
-    target = next(m for m in shipped if m.name == "line_identity_and_whole_values")
-    old = tmp_path / "mysql"
-    old.mkdir()
-    for m in shipped:
-        if m.version < target.version:
-            shutil.copy(m.path, old / m.path.name)
-    migrate.migrate_mysql(settings, old)
+    shipped, target = mysql_before(settings, tmp_path, "line_identity_and_whole_values")
     events = make_events(20, seed=5)
     writer = mysql_sink.MySQLWriter(settings, migrate_on_connect=False)
     try:
