@@ -35,7 +35,7 @@ import faust
 import msgspec
 
 from edxstream.core import frames
-from edxstream.core.model import parse_line
+from edxstream.core.model import parse_line, rejected_course_id
 from edxstream.core.records import DeadLetter, EnrichedEvent, encode, enriched_records
 from edxstream.core.settings import Settings
 from stream_app import state as st
@@ -260,7 +260,7 @@ class Pipeline:
         # course key -> its encoded events, and the latest raw timestamp among them
         course_events: dict[bytes, list[bytes]] = {}
         course_ts: dict[bytes, int] = {}
-        n_lines = n_enriched = n_dead = n_dup = n_range = 0
+        n_lines = n_enriched = n_dead = n_dup = n_range = n_bad_course = 0
         enriched_topic = s.enriched_topic
         shipped_get = self.shipped.get
         skew = s.max_clock_skew_seconds
@@ -295,6 +295,8 @@ class Pipeline:
                     progress[skey] = (p, line_offset)
                 record = parse_line(line, source, line_offset, fp, latest)
                 if record.__class__ is EnrichedEvent:
+                    if record.course_id is None and b"course_id" in line:
+                        n_bad_course += rejected_course_id(line) is not None
                     key = (record.course_id or "").encode()
                     q = await out.partition_for(enriched_topic, key, cache=True)
                     encoded = course_events.get(key)
@@ -345,6 +347,7 @@ class Pipeline:
         m.dead_letters += n_dead
         m.duplicates += n_dup
         m.time_out_of_range += n_range
+        m.course_ids_rejected += n_bad_course
         m.touch()
 
     async def _dead_frame(self, msg: Any, source: Optional[str], exc: Exception) -> None:

@@ -20,6 +20,7 @@ class Metrics:
     dead_letters: int = 0
     duplicates: int = 0  # shipper replays recognised and skipped
     time_out_of_range: int = 0  # dead letters: event time before 2012 or beyond the clock skew
+    course_ids_rejected: int = 0  # events kept without a course: their context's course id is malformed
     enriched_seen: int = 0  # enriched events the counting agent received (as tally items)
     counted: int = 0
     late: int = 0  # events beyond the grace: their windows are counted from the stored events

@@ -194,6 +194,8 @@ def test_counts_equal_the_events_in_any_order_and_shape(settings, tmp_path):
     run_cli(settings, "backfill", str(new_dir))
     process(settings)
     assert late_total(settings) == 0  # shipped in the log's order: nothing late
+    m = orjson.loads((settings.data_dir / "run" / "stream.metrics.json").read_bytes())
+    assert m["time_out_of_range"] == 2 and m["course_ids_rejected"] == 1  # the ellipsis, not the encoded one
 
     # the five days before, after them; one of their parts reaches into the first day
     old_dir = tmp_path / "old"

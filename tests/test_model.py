@@ -541,6 +541,15 @@ def test_course_ids_are_decoded_cut_and_validated():
     rec = ok(line(event_type="/courses/course-v1:Org+C1+2017/courseware/abc/",
                   context={"course_id": "course-v1%3AOrg%2BC1%2B2017/courseware/abc", "user_id": 1}))
     assert rec.course_id == "course-v1:Org+C1+2017"
+    # what the stream app counts as a rejected course id
+    from edxstream.core.model import rejected_course_id
+
+    junk = line(event_type="play_video", context={"course_id": "https://x/courses/\u2026"})
+    assert rejected_course_id(junk) == "https://x/courses/\u2026"
+    assert rejected_course_id(b"tracking INFO - " + junk) == "https://x/courses/\u2026"
+    assert rejected_course_id(line(event_type="play_video")) is None  # a good one
+    assert rejected_course_id(line(event_type="play_video", context={"course_id": ""})) is None
+    assert rejected_course_id(b"{broken course_id") is None
 
 
 def test_a_long_action_is_kept_whole():
