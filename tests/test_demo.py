@@ -83,3 +83,26 @@ def test_demo_runs_the_pipeline_and_prints_the_summary(settings, tmp_path):
         with conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
         conn.close()
+
+
+@pytest.mark.slow
+def test_a_wait_that_cannot_finish_says_so_at_once(settings, tmp_path):
+    """When MySQL's counts stand still while the stream app and the MySQL sink have read
+    everything, the wait stops at once and says why, instead of running out its timeout
+    (which would raise a different message, "... after 600s")."""
+    from edxstream.core.errors import UserError
+
+    s = settings.model_copy(update={"clickhouse_url": f"chdb://{tmp_path / 'clickhouse'}"})
+    out = tmp_path / "logs"
+    write_dir(GenConfig(events=500, courses=1, learners=20, days=1, seed=9, malformed=0.01), out)
+    paths = log_files(out)
+    exp = pipeline.expected_counts(paths, s.max_clock_skew_seconds)
+    never = pipeline.Expected(exp.lines, exp.events + 1, exp.dead_letters)  # one row more than will ever come
+    with pipeline.Pipeline(s, log_dir=tmp_path / "run") as pipe:
+        pipeline.prepare(pipe, reset=False)
+        pipeline.start_workers(pipe)
+        with pytest.raises(UserError) as err:
+            pipeline.backfill_until_written(pipe, paths, never, timeout=600)
+    msg = str(err.value)
+    assert f"MySQL holds {exp.events:,} of {exp.events + 1:,} events" in msg
+    assert "the rest will not come" in msg and "edxstream reconcile" in msg
