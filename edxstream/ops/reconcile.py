@@ -47,6 +47,9 @@ class Figures:
     windows: Optional[dict[Key, int]]  # None when no window size divides a day
     dead_shipped: int
     dead_mysql: int
+    # set when the raw topic no longer holds its oldest lines (retention): only the days
+    # after this one, its first remaining day, are compared
+    compared_after: Optional[date] = None
 
 
 @dataclass(frozen=True)
@@ -64,13 +67,15 @@ def differences(f: Figures) -> list[Difference]:
     they differ."""
     out = []
     keys = set(f.shipped) | set(f.mysql) | set(f.clickhouse) | set(f.windows or ())
+    if f.compared_after is not None:
+        keys = {k for k in keys if k[1] > f.compared_after}
     for course, day in sorted(keys):
         n = f.shipped.get((course, day), 0)
         my, ch = f.mysql.get((course, day), 0), f.clickhouse.get((course, day), 0)
         win = None if f.windows is None or course == NO_COURSE else f.windows.get((course, day), 0)
         if my != n or ch != n or (win is not None and win != n):
             out.append(Difference(course, day, n, my, ch, win))
-    if f.dead_shipped != f.dead_mysql:
+    if f.dead_shipped != f.dead_mysql and f.compared_after is None:
         out.append(Difference("(dead letters)", None, f.dead_shipped, f.dead_mysql, None, None))
     return out
 
@@ -85,8 +90,9 @@ def day_window(windows: Iterable[int]) -> Optional[int]:
 # -- reading ----------------------------------------------------------------------------------
 
 
-def shipped_figures(settings: Settings, progress: bool = True) -> tuple[dict[Key, int], int]:
-    """(events per (course, day), dead letters) of the raw topic, each line once."""
+def shipped_figures(settings: Settings, progress: bool = True) -> tuple[dict[Key, int], int, bool]:
+    """(events per (course, day), dead letters, whether retention removed the topic's
+    oldest records) of the raw topic, each line once."""
     from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
     from tqdm import tqdm
 
@@ -99,6 +105,8 @@ def shipped_figures(settings: Settings, progress: bool = True) -> tuple[dict[Key
     try:
         meta = consumer.list_topics(settings.raw_topic, timeout=10).topics.get(settings.raw_topic)
         n_parts = len(meta.partitions) if meta is not None and meta.partitions else 0
+        trimmed = any(consumer.get_watermark_offsets(TopicPartition(settings.raw_topic, p), timeout=10)[0] > 0
+                      for p in range(n_parts))
         consumer.assign([TopicPartition(settings.raw_topic, p, 0) for p in range(n_parts)])
         left = set(range(n_parts))
         bar = tqdm(unit=" records", desc="reconcile: raw topic", file=sys.stderr, disable=not progress,
@@ -142,7 +150,7 @@ def shipped_figures(settings: Settings, progress: bool = True) -> tuple[dict[Key
     counts: dict[Key, int] = {}
     for key in events.values():
         counts[key] = counts.get(key, 0) + 1
-    return counts, len(dead)
+    return counts, len(dead), trimmed
 
 
 def _by_key(rows: Iterable[dict]) -> dict[Key, int]:
@@ -184,9 +192,10 @@ def store_figures(settings: Settings, clickhouse_rows: Optional[Callable[[str], 
 
 def reconcile(settings: Settings, progress: bool = True,
               clickhouse_rows: Optional[Callable[[str], list[dict]]] = None) -> tuple[Figures, list[Difference]]:
-    shipped, dead_shipped = shipped_figures(settings, progress)
+    shipped, dead_shipped, trimmed = shipped_figures(settings, progress)
     mysql, ch, windows, dead_mysql = store_figures(settings, clickhouse_rows)
-    figures = Figures(shipped, mysql, ch, windows, dead_shipped, dead_mysql)
+    first_day = min((d for _, d in shipped), default=None) if trimmed else None
+    figures = Figures(shipped, mysql, ch, windows, dead_shipped, dead_mysql, first_day)
     return figures, differences(figures)
 
 
@@ -195,10 +204,13 @@ def format_report(figures: Figures, diffs: list[Difference], limit: int = 50) ->
     events = sum(figures.shipped.values())
     courses = {c for c, _ in figures.shipped if c != NO_COURSE}
     days = {d for _, d in figures.shipped}
+    note = "" if figures.compared_after is None else (
+        f"\n(the raw topic no longer holds its oldest lines: only days after {figures.compared_after} are "
+        "compared, and no dead letters)")
     if not diffs:
         return (f"reconcile: {events:,} events ({len(courses):,} courses, {len(days):,} days) and "
                 f"{figures.dead_shipped:,} dead letters: MySQL, ClickHouse and the windows agree with what "
-                "was shipped")
+                "was shipped" + note)
     show = lambda v: "-" if v is None else f"{v:,}"  # noqa: E731
     rows = [("course", "day", "shipped", "mysql", "clickhouse", "windows")]
     for d in diffs[:limit]:
@@ -209,5 +221,5 @@ def format_report(figures: Figures, diffs: list[Difference], limit: int = 50) ->
              for r in rows]
     if len(diffs) > limit:
         lines.append(f"... and {len(diffs) - limit:,} more")
-    lines.append(f"reconcile: {len(diffs):,} differences (of {events:,} events shipped)")
+    lines.append(f"reconcile: {len(diffs):,} differences (of {events:,} events shipped)" + note)
     return "\n".join(lines)

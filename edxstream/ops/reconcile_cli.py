@@ -17,7 +17,8 @@ def register(subparsers) -> None:
             "and UTC day, compare its events with the rows of MySQL's events, ClickHouse's events "
             "and the sum of the day's window counts; dead letters are compared too. Prints the "
             "differences and exits 1 when there are any, 0 when everything agrees. Run it once the "
-            "pipeline has caught up."
+            "pipeline has caught up. When retention has removed the raw topic's oldest lines, only the "
+            "days after its first remaining day are compared."
         ),
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
