@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # Stream processing
     app_id: str = "edxstream"
     windows: list[int] = Field(default_factory=lambda: [60, 3600])
+    # How far (event time) behind the newest event of its raw partition an event may be
+    # and still be counted by the stream app itself; an older one is counted from the
+    # stored events instead (late events, docs/architecture.md).
     grace_seconds: int = 48 * 3600
     # An event time more than this many seconds ahead of when the shipper read the line
     # is a broken clock: the event becomes a time_out_of_range dead letter instead of
