@@ -58,7 +58,12 @@ FROM
             arrayJoin((SELECT groupUniqArray(window_seconds) FROM window_counts WHERE kind = 'recount')) AS window_seconds,
             toDateTime(intDiv(toUnixTimestamp(time), window_seconds) * window_seconds, 'UTC') AS window_start
         FROM events FINAL
-        WHERE course_id IN (SELECT course_id FROM window_counts WHERE kind = 'recount')
+        -- only the events of the (course, UTC day) pairs that recounted windows cover
+        WHERE (course_id, intDiv(toUnixTimestamp(time), 86400)) IN
+              (SELECT course_id,
+                      arrayJoin(range(intDiv(toUnixTimestamp(window_start), 86400),
+                                      intDiv(toUnixTimestamp(window_start) + window_seconds - 1, 86400) + 1))
+               FROM window_counts WHERE kind = 'recount')
     ) AS e
     INNER JOIN
     (
