@@ -30,6 +30,7 @@ CSV_SETTINGS = {"format_csv_null_representation": "", "date_time_output_format":
 # Rows per export query: a course's events are read a bounded slice (whole days) at a time,
 # so neither side holds a whole big course in memory.
 EXPORT_CHUNK_ROWS = 200_000
+COURSE_HELP = "course id, e.g. course-v1:edX+DemoX+Demo_Course"
 
 
 def register(sub) -> None:
@@ -51,7 +52,7 @@ def register(sub) -> None:
         "field for NULL, ISO 8601 times in UTC: pandas.read_csv and spreadsheets read it typed) or as "
         "Parquet. Learners appear pseudonymized, as stored.",
     )
-    e.add_argument("--course", required=True, help="course id, e.g. course-v1:edX+DemoX+Demo_Course")
+    e.add_argument("--course", required=True, help=COURSE_HELP)
     e.add_argument("--from", dest="start", help="ISO date/time (UTC unless it has an offset), inclusive")
     e.add_argument("--to", dest="end", help="ISO date/time, exclusive; a bare date means the end of that day")
     e.add_argument("--format", choices=["csv", "parquet"], default="csv", help="csv (default) or parquet")
@@ -64,7 +65,7 @@ def register(sub) -> None:
         "learners, the most watched videos and the most attempted problems. Open index.html in a browser; "
         "it needs no server.",
     )
-    r.add_argument("--course", required=True, help="course id, e.g. course-v1:edX+DemoX+Demo_Course")
+    r.add_argument("--course", required=True, help=COURSE_HELP)
     r.add_argument("--out", type=Path, required=True, help="folder to write index.html into")
     r.add_argument("--top", type=int, default=10, help="how many videos and problems to list")
     r.set_defaults(func=run_report)
