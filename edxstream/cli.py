@@ -101,18 +101,23 @@ def main(argv: list[str] | None = None) -> int:
     how = "crashed"
     try:
         code = int(args.func(args) or 0)
-        how = f"exit {code}" + (" (finished, or stopped on request)" if code == 0 else "")
+        how = _exit_note(code)
         return code
     except KeyboardInterrupt:
         how = "interrupted (Ctrl-C)"
         return 130
+    except SystemExit as exc:  # the stream app's worker leaves this way when it stops
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        how = _exit_note(code)
+        raise
     except UserError as exc:
         how = f"error: {exc}"
         print(f"edxstream: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
         message = service_error(exc)
-        how = f"crashed: {type(exc).__name__}: {exc}" if message is None else f"error: {message}"
+        # the type only: an unexpected message might hold a secret, and the log has it all
+        how = f"crashed: {type(exc).__name__} (see its log)" if message is None else f"error: {message}"
         if message is None:
             raise
         logging.getLogger(__name__).debug("%s", message, exc_info=True)
@@ -120,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         _record_exit(how)
+
+
+def _exit_note(code: int) -> str:
+    return f"exit {code}" + (" (finished, or stopped on request)" if code == 0 else "")
 
 
 def _record_exit(how: str) -> None:
