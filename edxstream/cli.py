@@ -61,9 +61,11 @@ def service_error(exc: BaseException) -> str | None:
     passed), or None for anything else, which keeps its traceback: that is a bug."""
     kind = f"{type(exc).__module__}.{type(exc).__name__}"
     if kind == "pymysql.err.OperationalError":
-        return f"MySQL: {exc.args[-1] if exc.args else exc}; check that it runs (`edxstream stack status`) and EDXSTREAM_MYSQL_DSN"
+        return (f"MySQL: {exc.args[-1] if exc.args else exc}; check that it runs (`edxstream stack status`) "
+                f"and EDXSTREAM_MYSQL_DSN")
     if kind == "cimpl.KafkaException" or kind == "confluent_kafka.KafkaException":
-        return f"Kafka: {exc.args[0].str() if exc.args else exc}; check `edxstream stack status` and EDXSTREAM_KAFKA_BOOTSTRAP"
+        return (f"Kafka: {exc.args[0].str() if exc.args else exc}; check `edxstream stack status` "
+                f"and EDXSTREAM_KAFKA_BOOTSTRAP")
     if kind == "clickhouse_connect.driver.exceptions.OperationalError":
         return f"ClickHouse: {' '.join(str(exc).split())}; check EDXSTREAM_CLICKHOUSE_URL"
     return None

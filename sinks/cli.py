@@ -103,6 +103,7 @@ def run_db(args) -> int:
         except pymysql.err.OperationalError as exc:
             raise mysql_error(s, exc) from None
         except ClickHouseError as exc:
-            raise UserError(f"cannot use ClickHouse at {clickhouse.describe(s)} ({clickhouse.connection_problem(exc)}): "
-                            f"start it, or check EDXSTREAM_CLICKHOUSE_URL") from None
+            problem = clickhouse.connection_problem(exc)
+            raise UserError(f"cannot use ClickHouse at {clickhouse.describe(s)} ({problem}): start it, "
+                            f"or check EDXSTREAM_CLICKHOUSE_URL") from None
     return 0

@@ -197,8 +197,8 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"      done: {expected.lines:,} lines shipped in {result.ship_seconds:.1f}s, all rows in MySQL after "
           f"{result.mysql_seconds:.1f}s, in ClickHouse after {result.seconds:.1f}s ({rate:,.0f} lines/s)")
     print(f"      ClickHouse holds {result.clickhouse_events:,} events and {result.clickhouse_windows:,} window "
-          f"counts (a count per course, window and counted thing: a category, an action, ...); MySQL holds the same events "
-          f"and the {expected.dead_letters:,} malformed lines as dead letters")
+          f"counts (a count per course, window and counted thing: a category, an action, ...); MySQL holds "
+          f"the same events and the {expected.dead_letters:,} malformed lines as dead letters")
     for note in result.notes:
         print(f"      note: {note}")
 

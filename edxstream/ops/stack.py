@@ -512,7 +512,8 @@ def _pid_alive(pid) -> bool:
 def _readable(key: str, value):
     """Epoch seconds become ISO UTC times (keys ending in _at, and last_commit); the rest
     stays as written."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and (key.endswith("_at") or key == "last_commit"):
+    is_time = key.endswith("_at") or key == "last_commit"
+    if is_time and isinstance(value, (int, float)) and not isinstance(value, bool):
         return iso_utc(value) if value > 0 else None
     return value
 
