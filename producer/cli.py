@@ -12,7 +12,13 @@ log = logging.getLogger(__name__)
 
 
 def register(sub) -> None:
-    p = sub.add_parser("ship", help="follow a tracking.log (like tail -F) into the raw topic")
+    p = sub.add_parser(
+        "ship", help="follow a tracking.log (like tail -F) into the raw topic",
+        description="Follow a live tracking.log like tail -F, rotation included, and send each line, bytes "
+        "unchanged, to the raw topic. A checkpoint (file identity and byte offset) is kept under "
+        "EDXSTREAM_HOME, so a restart resumes where the broker last acknowledged: no line is lost or sent "
+        "twice. Stop it with Ctrl-C or SIGTERM; it flushes and checkpoints first.",
+    )
     p.add_argument("path", help="the live log file, e.g. /edx/var/log/tracking/tracking.log")
     p.add_argument("--rotate-wait", type=float, default=1.0,
                    help="seconds a rotated file must stay unchanged before it is closed (default 1)")
@@ -21,8 +27,13 @@ def register(sub) -> None:
                    help="seconds between checkpoint writes (a crash re-sends at most this much more)")
     p.set_defaults(func=run_ship)
 
-    b = sub.add_parser("backfill", help="ship rotated logs (tracking.log-*.gz, plain files, folders) once")
-    b.add_argument("paths", nargs="+", metavar="PATH")
+    b = sub.add_parser(
+        "backfill", help="ship rotated logs (tracking.log-*.gz, plain files, folders) once",
+        description="Send the lines of finished log files (rotated tracking.log-*.gz, plain files, or every "
+        "log in a folder) to the raw topic once, oldest first. Files already shipped are skipped, so it "
+        "is safe to run again; an interrupted backfill resumes where it stopped.",
+    )
+    b.add_argument("paths", nargs="+", metavar="PATH", help="log files (.gz or plain) or folders holding them")
     b.add_argument("--force", action="store_true", help="ship files again even if already shipped")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     b.add_argument("--order", choices=("log", "given"), default="log",
@@ -44,9 +55,11 @@ def _stop_on_signals() -> threading.Event:
 
 
 def run_ship(args) -> int:
+    from edxstream.core import kafka_admin
     from producer.follow import ship
 
     s = settings_mod.load()
+    kafka_admin.require_broker(s)
     stop = _stop_on_signals()
     c = ship(s, args.path, should_stop=stop.is_set, rotate_wait=args.rotate_wait, poll_interval=args.poll_interval,
              checkpoint_every=args.checkpoint_interval)
@@ -55,9 +68,11 @@ def run_ship(args) -> int:
 
 
 def run_backfill(args) -> int:
+    from edxstream.core import kafka_admin
     from producer.backfill import backfill
 
     s = settings_mod.load()
+    kafka_admin.require_broker(s)
     stop = _stop_on_signals()
     try:
         r = backfill(s, args.paths, force=args.force, progress=not args.no_progress, should_stop=stop.is_set,

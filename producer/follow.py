@@ -313,7 +313,7 @@ class Follower:
             return {"lines": c.lines, "bytes": c.bytes, "lag_bytes": self._lag(),
                     "in_flight": self.sender.in_flight() if self.sender else 0, "errors": c.errors,
                     "dead_letters": c.dead_letters, "empty_lines": c.empty_lines, "restarts": c.rewinds,
-                    "file": self.path, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                    "file": self.path, "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
         self.metrics.maybe_report(snapshot, force=force)
 

@@ -89,6 +89,7 @@ def producer_config(settings: Settings) -> dict:
     return {
         "bootstrap.servers": settings.kafka_bootstrap,
         "client.id": "edxstream-shipper",
+        "logger": kafka_admin.LIBRDKAFKA_LOG,
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 25,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from confluent_kafka import Producer
 
-from edxstream.core import chdb_server, clickhouse, privacy, records
+from edxstream.core import chdb_server, clickhouse, kafka_admin, privacy, records
 from edxstream.core.errors import UserError
 from edxstream.core.records import DeadLetter, EnrichedEvent, WindowCount
 from edxstream.core.settings import Settings
@@ -134,6 +134,7 @@ class ClickHouseWriter:
         """Send the dead letters to their topic and wait for the broker to have them all."""
         if self.producer is None:
             self.producer = Producer({"bootstrap.servers": self.settings.kafka_bootstrap,
+                                      "logger": kafka_admin.LIBRDKAFKA_LOG,
                                       "enable.idempotence": True, "linger.ms": 5})
         failures: list[str] = []
 

@@ -120,6 +120,7 @@ class SinkLoop:
             # group meanwhile (the batch is re-delivered anyway if we drop out).
             "max.poll.interval.ms": 600_000,
             "client.id": f"edxstream-sink-{writer.name}",
+            "logger": kafka_admin.LIBRDKAFKA_LOG,
             "fetch.wait.max.ms": settings.fetch_max_wait_ms,
         }
         config.update(consumer_config or {})

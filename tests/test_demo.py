@@ -3,7 +3,10 @@ and the pure helpers it prints with."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
+from pathlib import Path
 
 import pymysql
 import pytest
@@ -77,7 +80,20 @@ def test_demo_runs_the_pipeline_and_prints_the_summary(settings, tmp_path):
         assert f"ClickHouse holds {m['valid']:,} events" in out
         # it ends with reconcile, which found the windows equal to the events
         assert f"reconcile: {m['valid']:,} events" in out and "the windows agree with what was shipped" in out
-        assert "events are in the hourly windows)" in out
+        # every number is explained: the events the per-course table leaves out, the live counts
+        assert "events belong to a course" in out and "The stream app's live hourly counts hold" in out
+        assert "\r" not in res.stderr  # off a terminal: no progress bar redrawn in place
+        # the closing hints run as printed
+        hints = out.split("Query further", 1)[1].splitlines()[1:]
+        commands = [line.strip() for line in hints if line.startswith("  ")]
+        assert len(commands) == 4 and commands[-1].startswith("mysql "), hints
+        # as after `. .venv/bin/activate`: edxstream on the PATH
+        shell_env = {**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"}
+        for command in commands:
+            r = subprocess.run(["bash", "-c", command], env=shell_env, cwd=tmp_path, capture_output=True, text=True,
+                               timeout=120)
+            assert r.returncode == 0 and r.stdout + r.stderr, (command, r.stdout[-2000:], r.stderr[-2000:])
+        assert (tmp_path / "events.csv").stat().st_size > 0 and (tmp_path / "report" / "index.html").exists()
     finally:
         conn = pymysql.connect(**MYSQL_ADMIN)
         with conn.cursor() as cur:

@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     max_clock_skew_seconds: int = 24 * 3600
     web_port: int = 6066
     # Learners' identities are replaced by keyed hashes before anything leaves the stream
-    # app for the analyst tables (issue: privacy).
+    # app for the analyst tables (see docs/privacy.md).
     pseudonymize: bool = True
     pseudonym_key: str = "change-me"
     pseudonym_ip: str = "drop"  # drop | truncate (/24 IPv4, /48 IPv6)
@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     ship_batch_lines: int = 10_000
     max_message_bytes: int = 1_000_000
     # Lines bound for one partition share a raw record up to this many bytes (see
-    # edxstream.core.frames); 0 ships one line per record, as kcat -l does.
+    # docs/architecture.md); 0 ships one line per record, as kcat -l does.
     ship_frame_bytes: int = 64 * 1024
 
     # Sinks

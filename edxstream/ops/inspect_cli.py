@@ -182,8 +182,11 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "inspect",
         help="parse tracking logs offline and report categories, actions and dead letters",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Parse tracking logs the way the stream app does, with no services running, and report "
+        "how the lines parse: totals, lines that would become dead letters (by reason), events per category "
+        "and action, and how many carry a course id. Plain and gzip files are both read (recognised by their "
+        "content, not their name), a line at a time. --format jsonl prints instead one record per input line, "
+        "in input order.",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="tracking log, plain or .gz ('-' for stdin)")
     p.add_argument("--format", choices=("table", "json", "jsonl"), default="table",

@@ -38,6 +38,7 @@ from typing import Callable, Iterable
 
 import pymysql
 
+from edxstream.core import kafka_admin
 from edxstream.core.errors import UserError
 from edxstream.core.settings import Settings
 
@@ -370,7 +371,8 @@ def group_lag(settings: Settings, group: str, topics: list[str]) -> int | None:
     """Messages not yet committed by ``group`` on ``topics`` (None if unknown)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group, "enable.auto.commit": False})
+    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group, "enable.auto.commit": False,
+                  "logger": kafka_admin.LIBRDKAFKA_LOG})
     try:
         md = c.list_topics(timeout=5)
         parts = [TopicPartition(t, p) for t in topics if t in md.topics for p in md.topics[t].partitions]
@@ -393,9 +395,7 @@ def wait_joined(pipe: Pipeline, groups: list[str], timeout: float = 120) -> floa
     """Wait until the broker reports each consumer group stable (members joined and
     partitions assigned) while the workers stay alive; returns the seconds it took."""
     from confluent_kafka import ConsumerGroupState
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": pipe.settings.kafka_bootstrap})
+    admin = kafka_admin.admin(pipe.settings)
     t0 = time.monotonic()
     while True:
         pipe.sample()
