@@ -12,7 +12,6 @@ app drops the duplicates by fingerprint and offset).
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
 import sys
@@ -22,49 +21,52 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from edxstream.core.errors import UserError
+from edxstream.core import logfiles
 from edxstream.core.settings import Settings
 from producer.checkpoint import CheckpointStore, backfill_store_path, shipped_elsewhere
-from producer.fingerprint import fingerprint_path, is_compressed
+from producer.fingerprint import fingerprint_path
 from producer.metrics import MetricsReporter
 from producer.sender import Counters, Rewind, Sender
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1 << 20
-
-
 @dataclass
 class BackfillResult:
     shipped: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # one message per file that could not be opened
+    broken: list[str] = field(default_factory=list)  # files shipped up to a truncation or corruption
     counters: Counters = field(default_factory=Counters)
     seconds: float = 0.0
 
 
-def expand(paths: list[str | os.PathLike]) -> list[Path]:
-    """Files named, and the files inside folders named (not recursive), oldest first."""
-    files: list[Path] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            files.extend(c for c in p.iterdir() if c.is_file() and not c.name.startswith("."))
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise UserError(f"{p} does not exist")
-    unique = {f.resolve(): f for f in files}
-    return sorted(unique.values(), key=lambda f: (f.stat().st_mtime, f.name))
+def expand(paths: list[str | os.PathLike], pattern: str | None = None) -> list[Path]:
+    """Files named, and the tracking-log files inside folders named (see
+    edxstream.core.logfiles.expand), oldest first."""
+    files = logfiles.expand(paths, pattern or Settings.model_fields["log_file_pattern"].default)
+    return sorted(files, key=_age)
+
+
+def _age(f: Path) -> tuple[float, str]:
+    try:
+        return f.stat().st_mtime, f.name
+    except OSError:
+        return 0.0, f.name  # reported as unreadable when it is opened
 
 
 def backfill(settings: Settings, paths: list[str | os.PathLike], force: bool = False, progress: bool = True,
              topic: str | None = None, should_stop=lambda: False) -> BackfillResult:
-    files = expand(paths)
+    files = expand(paths, settings.log_file_pattern)
     store = CheckpointStore(backfill_store_path(settings.checkpoints))
     result = BackfillResult()
     plan: list[tuple[Path, str]] = []
     for f in files:
-        fp = fingerprint_path(f, complete=True)
+        try:
+            fp = fingerprint_path(f, complete=True)
+        except logfiles.UnreadableLog as exc:
+            log.error("%s", exc)
+            result.unreadable.append(str(exc))
+            continue
         if fp is None:
             log.info("skipping %s: empty", f)
             result.skipped.append(str(f))
@@ -93,10 +95,27 @@ def backfill(settings: Settings, paths: list[str | os.PathLike], force: bool = F
 
 
 def _content_size(f: Path) -> int:
-    if not is_compressed(f):
+    if not logfiles.is_gzip_file(f):
         return f.stat().st_size
-    with gzip.open(f, "rb") as g:  # only for files not yet known as done
-        return g.seek(0, os.SEEK_END)
+    stream = logfiles.open_log(f)  # only for files not yet known as done
+    size = 0
+    try:
+        for data in logfiles.chunks(stream):
+            size += len(data)
+    except logfiles.BrokenLog:
+        pass  # the readable part is the content
+    finally:
+        logfiles.close_log(stream)
+    return size
+
+
+def _ship_piece(sender: Sender, sf, piece, final: bool = False) -> None:
+    """Hand one piece from logfiles.Lines to the sender: whole lines, or an overlong one."""
+    if piece.__class__ is logfiles.LongLine:
+        sender.long_line(sf, piece.offset, piece.head, piece.length)
+    else:
+        offset, block = piece
+        sender.ship_lines(sf, block, offset, final=final)
 
 
 def _ship_plan(settings, plan, store: CheckpointStore, result: BackfillResult, progress: bool, topic, should_stop):
@@ -121,37 +140,47 @@ def _ship_plan(settings, plan, store: CheckpointStore, result: BackfillResult, p
         for f, fp in todo:
             e = store.get(fp)
             start = e.offset if e else 0
-            raw = open(f, "rb")
-            reader = gzip.GzipFile(fileobj=raw, mode="rb") if is_compressed(f) else raw
-            with raw, reader:
-                if start:
-                    log.info("resuming %s at byte %d", f, start)
-                    reader.seek(start)
+            try:
+                reader = logfiles.open_log(f)
+            except logfiles.UnreadableLog as exc:  # gone or locked since it was planned
+                log.error("%s", exc)
+                result.unreadable.append(str(exc))
+                continue
+            raw = logfiles.raw_file(reader)
+            try:
                 sf = sender.open_file(fp, str(f), start)
-                pos, buf, seen = start, b"", raw.tell()
-                while True:
-                    if should_stop():
-                        raise KeyboardInterrupt
-                    data = reader.read(CHUNK)
-                    if not data:
-                        break
-                    buf = buf + data if buf else data
-                    consumed = sender.ship_lines(sf, buf, pos)
-                    pos += consumed
-                    buf = buf[consumed:]
-                    sender.poll(0)
-                    now_raw = raw.tell()
-                    bar.update(now_raw - seen)
-                    seen = now_raw
-                    if time.monotonic() - last >= 0.5:
-                        last = time.monotonic()
-                        bar.set_postfix(lines=c.produced, refresh=False)
-                        checkpoint()
-                if buf:
-                    pos += sender.ship_lines(sf, buf, pos, final=True)
-                sf.size = pos
+                lines = logfiles.Lines(settings.max_message_bytes, start)
+                seen = raw.tell()
+                try:
+                    if start:
+                        log.info("resuming %s at byte %d", f, start)
+                        logfiles.skip_to(reader, start)
+                    for data in logfiles.chunks(reader):
+                        if should_stop():
+                            raise KeyboardInterrupt
+                        for piece in lines.feed(data):
+                            _ship_piece(sender, sf, piece)
+                        sender.poll(0)
+                        now_raw = raw.tell()
+                        bar.update(now_raw - seen)
+                        seen = now_raw
+                        if time.monotonic() - last >= 0.5:
+                            last = time.monotonic()
+                            bar.set_postfix(lines=c.produced, refresh=False)
+                            checkpoint()
+                except logfiles.BrokenLog as exc:
+                    at = lines.pos
+                    log.warning("%s: %s after %d readable bytes; the lines before are shipped, the rest is "
+                                "recorded as a dead letter", f, exc, lines.read_to)
+                    sender.unreadable_rest(sf, at, lines.rest(), f"{exc} after byte {lines.read_to}")
+                    result.broken.append(f"{f}: {exc}")
+                for piece in lines.finish():
+                    _ship_piece(sender, sf, piece, final=True)
+                sf.size = sf.produced_end
                 sf.closed = True
                 result.shipped.append(str(f))
+            finally:
+                logfiles.close_log(reader)
         waited = time.monotonic()
         while not sender.flush(5.0):
             if sender.failed:

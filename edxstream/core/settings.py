@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     # Lines bound for one partition share a raw record up to this many bytes (see
     # edxstream.core.frames); 0 ships one line per record, as kcat -l does.
     ship_frame_bytes: int = 64 * 1024
+    # Which files of a folder given to backfill or inspect are tracking logs (a regular
+    # expression over the whole file name): tracking.log, tracking.log.1,
+    # tracking.log-20170920.gz, tracking.log.3.gz... Other files beside them are left alone.
+    log_file_pattern: str = r"tracking\.log([.-][0-9]+)*(\.gz)?"
 
     # Sinks
     sink_batch_rows: int = 5_000
