@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 from edxstream.core import settings as settings_mod
 from edxstream.ops import stack
@@ -18,6 +19,19 @@ def metrics_files(s) -> list:
     """Components running under this home publish their metrics as run/*.metrics.json."""
     run_dir = s.data_dir / "run"
     return sorted(run_dir.glob("*.metrics.json")) if run_dir.exists() else []
+
+
+def _alive(pid) -> bool:
+    """Whether the process that wrote a metrics file still runs (a file without a pid: yes)."""
+    if not isinstance(pid, int):
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def run(args) -> int:
@@ -38,6 +52,8 @@ def run(args) -> int:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
+        if not _alive(data.get("pid")):
+            continue  # an exited component's last figures: not running, not listed
         fields = " ".join(f"{k}={v}" for k, v in data.items())
         print(f"{path.name.removesuffix('.metrics.json'):<11} {fields}")
     return 0 if all(st.answers for st in statuses) else 1
