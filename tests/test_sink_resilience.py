@@ -18,21 +18,13 @@ from edxstream.core import clickhouse, privacy
 from sinks import clickhouse_sink, migrate, mysql_sink
 from sinks.consumer import Stuck
 from tests.conftest import edxstream_cmd, env_for
+from tests.test_ship_follow import wait_for
 from tests.test_sink_clickhouse import final_windows, read_dead_letter_topic
 from tests.test_sink_helpers import (
     expected_windows, make_events, mysql_table, produce_events, produce_windows, window_emissions,
 )
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class SinkThread:
