@@ -249,8 +249,11 @@ class Sender:
             self._put(self.topic, value, key, partition=p, headers=headers)
         except KafkaException as exc:
             if exc.args and exc.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                # refused before it left: its lines go now, before any later frame of
+                # this partition, so they stay in file order (the stream app drops a
+                # line that comes after a later line of its file as a replay)
                 self._dl_pending.add(entry)
-                self._dl_retry.append((entry, p, value, dict(headers)))
+                self._resend_refused(entry, p, value, dict(headers))
                 return
             raise
         self.pending[p].append(entry)

@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 import tracemalloc
 import zlib
 
@@ -203,3 +204,42 @@ def test_inspect_takes_a_folder_as_backfill_does_and_counts_a_truncated_gz(tmp_p
     assert summary["parsed"] == 50 + recovered and summary["dead_letter"] == 0
     err = [line for line in run.stderr.splitlines() if line.startswith("edxstream:")]
     assert len(err) == 1 and "truncated" in err[0] and run.returncode == 2
+
+
+def test_a_frame_refused_as_too_large_goes_line_by_line_before_any_later_frame(settings):
+    """The lines of a frame the producer refuses for its size are sent again at once,
+    one per record, ahead of the frames that follow in the file (the stream app would
+    drop a line arriving after a later line of its file as a replay)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from edxstream.core import frames, kafka_admin
+    from producer.sender import Sender
+
+    kafka_admin.ensure_topics(settings)
+    big = [b'{"username": "ada", "blob": "' + bytes([97 + i]) * 600_000 + b'"}' for i in range(2)]
+    later = make_line(3, user="ada")
+    offsets = [0, len(big[0]) + 1]
+    later_at = offsets[1] + len(big[1]) + 1
+    sender = Sender(settings)
+    try:
+        headers = [("source", b"/logs/tracking.log"), ("offset", b"0"), ("fp", b"fp-order"),
+                   (frames.OFFSETS, frames.offsets_header(offsets))]
+        sender._produce(b"\n".join(big), b"fp-order", 1, headers, 0)  # 1.2 MB: over message.max.bytes
+        sender._produce(later, b"ada", 1, [("source", b"/logs/tracking.log"), ("offset", b"%d" % later_at),
+                                           ("fp", b"fp-order")], later_at)
+        assert sender.flush(30)
+        sender.poll(0)
+        assert sender.counters.lines == 3 and not sender._dl_pending
+    finally:
+        sender.close()
+    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "check-order",
+                  "enable.auto.commit": False, "fetch.message.max.bytes": 2_000_000})
+    c.assign([TopicPartition(settings.raw_topic, 1, 0)])
+    got = []
+    deadline = time.monotonic() + 30
+    while len(got) < 3 and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            got.append(m.value())
+    c.close()
+    assert got == [big[0], big[1], later]
