@@ -30,6 +30,7 @@ from producer.sender import Counters, Rewind, Sender
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class BackfillResult:
     shipped: list[str] = field(default_factory=list)
@@ -38,6 +39,12 @@ class BackfillResult:
     broken: list[str] = field(default_factory=list)  # files shipped up to a truncation or corruption
     counters: Counters = field(default_factory=Counters)
     seconds: float = 0.0
+
+    @staticmethod
+    def note(where: list[str], what: str) -> None:
+        """Once, however many times a rewind ships the plan again."""
+        if what not in where:
+            where.append(what)
 
 
 def expand(paths: list[str | os.PathLike], pattern: str | None = None) -> list[Path]:
@@ -63,9 +70,8 @@ def backfill(settings: Settings, paths: list[str | os.PathLike], force: bool = F
     for f in files:
         try:
             fp = fingerprint_path(f, complete=True)
-        except logfiles.UnreadableLog as exc:
-            log.error("%s", exc)
-            result.unreadable.append(str(exc))
+        except logfiles.UnreadableLog as exc:  # the caller reports it; the other files go on
+            result.note(result.unreadable, str(exc))
             continue
         if fp is None:
             log.info("skipping %s: empty", f)
@@ -143,8 +149,7 @@ def _ship_plan(settings, plan, store: CheckpointStore, result: BackfillResult, p
             try:
                 reader = logfiles.open_log(f)
             except logfiles.UnreadableLog as exc:  # gone or locked since it was planned
-                log.error("%s", exc)
-                result.unreadable.append(str(exc))
+                result.note(result.unreadable, str(exc))
                 continue
             raw = logfiles.raw_file(reader)
             try:
@@ -170,10 +175,10 @@ def _ship_plan(settings, plan, store: CheckpointStore, result: BackfillResult, p
                             checkpoint()
                 except logfiles.BrokenLog as exc:
                     at = lines.pos
-                    log.warning("%s: %s after %d readable bytes; the lines before are shipped, the rest is "
-                                "recorded as a dead letter", f, exc, lines.read_to)
+                    log.info("%s: %s after %d readable bytes; the lines before are shipped, the rest is "
+                             "recorded as a dead letter", f, exc, lines.read_to)
                     sender.unreadable_rest(sf, at, lines.rest(), f"{exc} after byte {lines.read_to}")
-                    result.broken.append(f"{f}: {exc}")
+                    result.note(result.broken, f"{f}: {exc}")
                 for piece in lines.finish():
                     _ship_piece(sender, sf, piece, final=True)
                 sf.size = sf.produced_end
