@@ -16,7 +16,6 @@ app drops the duplicates by fingerprint and offset).
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
 import re
@@ -28,27 +27,33 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from edxstream.core import logfiles
 from edxstream.core.errors import UserError
 from edxstream.core.model import UNKNOWN_TIME, parse_line
 from edxstream.core.records import EnrichedEvent
 from edxstream.core.settings import Settings
 from producer.checkpoint import CheckpointStore, backfill_store_path, shipped_elsewhere
-from producer.fingerprint import FP_MAX_BYTES, fingerprint_path, is_compressed, open_lines_file
+from producer.fingerprint import FP_MAX_BYTES, fingerprint_path
 from producer.metrics import MetricsReporter
 from producer.sender import Counters, Rewind, Sender
 
 log = logging.getLogger(__name__)
-
-CHUNK = 1 << 20
 
 
 @dataclass
 class BackfillResult:
     shipped: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # one message per file that could not be opened
+    broken: list[str] = field(default_factory=list)  # files shipped up to a truncation or corruption
     counters: Counters = field(default_factory=Counters)
     seconds: float = 0.0
 
+    @staticmethod
+    def note(where: list[str], what: str) -> None:
+        """Once, however many times a rewind ships the plan again."""
+        if what not in where:
+            where.append(what)
 
 ORDERS = ("log", "given")
 
@@ -87,8 +92,16 @@ def log_order(files: list[tuple[Path, datetime | None]]) -> list[Path]:
 def first_event_time(path: Path) -> datetime | None:
     """The time of the first line near the file's start that is an event with a time
     (within the first 64 KB of its decompressed bytes), or None."""
-    with open_lines_file(path) as f:
-        head = f.read(FP_MAX_BYTES)
+    try:
+        f = logfiles.open_log(path)
+    except logfiles.UnreadableLog:
+        return None  # shipping it reports why
+    try:
+        head = b"".join(_head(f))
+    except logfiles.BrokenLog:
+        return None
+    finally:
+        logfiles.close_log(f)
     for line in head.split(b"\n")[:-1] or [head]:
         record = parse_line(line)
         if record.__class__ is EnrichedEvent and record.time is not UNKNOWN_TIME:
@@ -96,41 +109,41 @@ def first_event_time(path: Path) -> datetime | None:
     return None
 
 
-def expand(paths: list[str | os.PathLike], order: str = "log") -> list[Path]:
-    """Files named, and the files inside folders named (not recursive), in ``order``:
-    ``log`` (the log's own time, :func:`log_order`) or ``given`` (as named; a folder's
-    files by name)."""
+def _head(f) -> list[bytes]:
+    """The first FP_MAX_BYTES of a reader's bytes (fewer where it ends or breaks early)."""
+    got, n = [], 0
+    for data in logfiles.chunks(f, FP_MAX_BYTES):
+        got.append(data)
+        n += len(data)
+        if n >= FP_MAX_BYTES:
+            break
+    return got
+
+
+def expand(paths: list[str | os.PathLike], pattern: str | None = None, order: str = "log") -> list[Path]:
+    """Files named, and the tracking-log files inside folders named (see
+    edxstream.core.logfiles.expand), in ``order``: ``log`` (the log's own time,
+    :func:`log_order`) or ``given`` (as named; a folder's files by name)."""
     if order not in ORDERS:
         raise UserError(f"backfill order must be one of {', '.join(ORDERS)}, not {order!r}")
-    files: list[Path] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            files.extend(sorted((c for c in p.iterdir() if c.is_file() and not c.name.startswith(".")),
-                                key=lambda c: c.name))
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise UserError(f"{p} does not exist")
-    seen: set[Path] = set()
-    unique = []
-    for f in files:  # a file named twice is shipped once, where first named
-        if f.resolve() not in seen:
-            seen.add(f.resolve())
-            unique.append(f)
+    files = logfiles.expand(paths, pattern or Settings.model_fields["log_file_pattern"].default)
     if order == "given":
-        return unique
-    return log_order([(f, first_event_time(f)) for f in unique])
+        return files
+    return log_order([(f, first_event_time(f)) for f in files])
 
 
 def backfill(settings: Settings, paths: list[str | os.PathLike], force: bool = False, progress: bool = True,
              topic: str | None = None, should_stop=lambda: False, order: str = "log") -> BackfillResult:
-    files = expand(paths, order)
+    files = expand(paths, settings.log_file_pattern, order)
     store = CheckpointStore(backfill_store_path(settings.checkpoints))
     result = BackfillResult()
     plan: list[tuple[Path, str]] = []
     for f in files:
-        fp = fingerprint_path(f, complete=True)
+        try:
+            fp = fingerprint_path(f, complete=True)
+        except logfiles.UnreadableLog as exc:  # the caller reports it; the other files go on
+            result.note(result.unreadable, str(exc))
+            continue
         if fp is None:
             log.info("skipping %s: empty", f)
             result.skipped.append(str(f))
@@ -159,10 +172,27 @@ def backfill(settings: Settings, paths: list[str | os.PathLike], force: bool = F
 
 
 def _content_size(f: Path) -> int:
-    if not is_compressed(f):
+    if not logfiles.is_gzip_file(f):
         return f.stat().st_size
-    with gzip.open(f, "rb") as g:  # only for files not yet known as done
-        return g.seek(0, os.SEEK_END)
+    stream = logfiles.open_log(f)  # only for files not yet known as done
+    size = 0
+    try:
+        for data in logfiles.chunks(stream):
+            size += len(data)
+    except logfiles.BrokenLog:
+        pass  # the readable part is the content
+    finally:
+        logfiles.close_log(stream)
+    return size
+
+
+def _ship_piece(sender: Sender, sf, piece, final: bool = False) -> None:
+    """Hand one piece from logfiles.Lines to the sender: whole lines, or an overlong one."""
+    if piece.__class__ is logfiles.LongLine:
+        sender.long_line(sf, piece.offset, piece.head, piece.length)
+    else:
+        offset, block = piece
+        sender.ship_lines(sf, block, offset, final=final)
 
 
 def _ship_plan(settings, plan, store: CheckpointStore, result: BackfillResult, progress: bool, topic, should_stop):
@@ -187,37 +217,46 @@ def _ship_plan(settings, plan, store: CheckpointStore, result: BackfillResult, p
         for f, fp in todo:
             e = store.get(fp)
             start = e.offset if e else 0
-            raw = open(f, "rb")
-            reader = gzip.GzipFile(fileobj=raw, mode="rb") if is_compressed(f) else raw
-            with raw, reader:
-                if start:
-                    log.info("resuming %s at byte %d", f, start)
-                    reader.seek(start)
+            try:
+                reader = logfiles.open_log(f)
+            except logfiles.UnreadableLog as exc:  # gone or locked since it was planned
+                result.note(result.unreadable, str(exc))
+                continue
+            raw = logfiles.raw_file(reader)
+            try:
                 sf = sender.open_file(fp, str(f), start)
-                pos, buf, seen = start, b"", raw.tell()
-                while True:
-                    if should_stop():
-                        raise KeyboardInterrupt
-                    data = reader.read(CHUNK)
-                    if not data:
-                        break
-                    buf = buf + data if buf else data
-                    consumed = sender.ship_lines(sf, buf, pos)
-                    pos += consumed
-                    buf = buf[consumed:]
-                    sender.poll(0)
-                    now_raw = raw.tell()
-                    bar.update(now_raw - seen)
-                    seen = now_raw
-                    if time.monotonic() - last >= 0.5:
-                        last = time.monotonic()
-                        bar.set_postfix(lines=c.produced, refresh=False)
-                        checkpoint()
-                if buf:
-                    pos += sender.ship_lines(sf, buf, pos, final=True)
-                sf.size = pos
+                lines = logfiles.Lines(settings.max_message_bytes, start)
+                seen = raw.tell()
+                try:
+                    if start:
+                        log.info("resuming %s at byte %d", f, start)
+                        logfiles.skip_to(reader, start)
+                    for data in logfiles.chunks(reader):
+                        if should_stop():
+                            raise KeyboardInterrupt
+                        for piece in lines.feed(data):
+                            _ship_piece(sender, sf, piece)
+                        sender.poll(0)
+                        now_raw = raw.tell()
+                        bar.update(now_raw - seen)
+                        seen = now_raw
+                        if time.monotonic() - last >= 0.5:
+                            last = time.monotonic()
+                            bar.set_postfix(lines=c.produced, refresh=False)
+                            checkpoint()
+                except logfiles.BrokenLog as exc:
+                    at = lines.pos
+                    log.info("%s: %s after %d readable bytes; the lines before are shipped, the rest is "
+                             "recorded as a dead letter", f, exc, lines.read_to)
+                    sender.unreadable_rest(sf, at, lines.rest(), f"{exc} after byte {lines.read_to}")
+                    result.note(result.broken, f"{f}: {exc}")
+                for piece in lines.finish():
+                    _ship_piece(sender, sf, piece, final=True)
+                sf.size = sf.produced_end
                 sf.closed = True
                 result.shipped.append(str(f))
+            finally:
+                logfiles.close_log(reader)
         waited = time.monotonic()
         while not sender.flush(5.0):
             if sender.failed:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 
 from edxstream.core import settings as settings_mod
@@ -85,4 +86,8 @@ def run_backfill(args) -> int:
     print(f"backfill: {len(r.shipped)} files shipped, {len(r.skipped)} skipped (already shipped), "
           f"{c.lines} lines, {c.bytes / 1e6:.1f} MB in {r.seconds:.1f}s ({rate:,.0f} lines/s), "
           f"{c.dead_letters} dead letters, {c.empty_lines} empty lines skipped")
-    return 0
+    for why in r.broken:
+        print(f"edxstream: {why}; the lines before it were shipped, the rest is a dead letter", file=sys.stderr)
+    for why in r.unreadable:
+        print(f"edxstream: {why}; not shipped", file=sys.stderr)
+    return 2 if r.unreadable else 0

@@ -52,7 +52,12 @@ def run_sink(args) -> int:
         from sinks import mysql_sink as sink
     else:
         from sinks import clickhouse_sink as sink
-    stats = sink.run(s, stop=stop, max_idle_seconds=args.max_idle)
+    from sinks.consumer import Stuck
+
+    try:
+        stats = sink.run(s, stop=stop, max_idle_seconds=args.max_idle)
+    except Stuck as exc:
+        raise UserError(f"sink {args.target} stopped: {exc}") from None
     written = ", ".join(f"{k}={v}" for k, v in sorted(stats.written.items())) or "nothing"
     print(f"sink {args.target}: {stats.messages} messages in {stats.batches} batches ({written})")
     return 0

@@ -35,7 +35,7 @@ import faust
 import msgspec
 
 from edxstream.core import frames
-from edxstream.core.model import parse_line, rejected_course_id
+from edxstream.core.model import parse_line, rejected_course_id, unhandled
 from edxstream.core.records import DeadLetter, EnrichedEvent, encode, enriched_records
 from edxstream.core.settings import Settings
 from stream_app import state as st
@@ -293,7 +293,12 @@ class Pipeline:
                         n_dup += 1
                         continue
                     progress[skey] = (p, line_offset)
-                record = parse_line(line, source, line_offset, fp, latest)
+                try:
+                    record = parse_line(line, source, line_offset, fp, latest)
+                    value = encode(record) if record.__class__ is EnrichedEvent else None
+                except Exception as exc:  # one line must never stop the stream (nor crash-loop it)
+                    log.error("stream: %s at %s: %r; dead-lettered", exc.__class__.__name__, source, line_offset)
+                    record = unhandled(line, source, line_offset, exc)
                 if record.__class__ is EnrichedEvent:
                     if record.course_id is None and b"course_id" in line:
                         n_bad_course += rejected_course_id(line) is not None
@@ -302,7 +307,7 @@ class Pipeline:
                     encoded = course_events.get(key)
                     if encoded is None:
                         encoded = course_events[key] = []
-                    encoded.append(encode(record))
+                    encoded.append(value)
                     # a record's timestamp is the latest raw timestamp (when the shipper
                     # read the line) of its events: a replay from a time finds them all
                     if ts_ms is not None and ts_ms > course_ts.get(key, -1):

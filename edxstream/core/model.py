@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from math import isfinite
 from datetime import datetime, timedelta, timezone
 from hashlib import blake2b
@@ -71,6 +72,10 @@ DEAD_LETTER_REASONS: dict[str, str] = {
     "bad_time": "the time cannot be read as a date and time",
     "time_out_of_range": "the time is before the platform existed, or further ahead of when the line was "
                          "read than the allowed clock skew",
+    "unwritable": "the event cannot be written as JSON (nested too deep)",
+    "too_large": "the line is longer than the limit (EDXSTREAM_MAX_MESSAGE_BYTES); raw keeps its start",
+    "truncated_file": "the rest of a file cannot be read (a truncated or corrupt .gz); raw keeps the partial line",
+    "internal_error": "parsing or encoding the line raised an error (a fault in edxstream; replay after a fix)",
 }
 
 _WS = b" \t\r\n\x0b\x0c"
@@ -115,6 +120,19 @@ def _dead(reason: str, detail: str, line: bytes, source, offset, ident: str | No
         offset=offset,
         stage="parse",
     )
+
+
+def dead_letter(reason: str, detail: str, line: bytes, source=None, offset=None) -> DeadLetter:
+    """The dead letter of ``line`` (the model's builder, for the readers of logs)."""
+    return _dead(reason, detail, line, source, offset)
+
+
+def unhandled(line: bytes, source, offset, exc: BaseException) -> DeadLetter:
+    """The dead letter of a line whose parsing or encoding raised: a fault in this code,
+    not in the line's shape. The stream goes on, and the line waits among the dead
+    letters, with the error, for a fix and a replay."""
+    detail = f"{type(exc).__name__}: {exc}"[:500].encode("utf-8", "backslashreplace").decode("utf-8")
+    return _dead("internal_error", detail, line, source, offset)
 
 
 # --- small typed accessors: tracking logs put anything anywhere ----------------------
@@ -216,12 +234,13 @@ def parse_time(value) -> datetime | None:
 # --- payload ---------------------------------------------------------------------------
 
 
-def decode_payload(event) -> tuple[object, str]:
+def decode_payload(event) -> tuple[object, str | None]:
     """(decoded value, JSON text) of an ``event`` field.
 
     A JSON-encoded string is decoded; a URL-encoded query string (browser
     ``problem_check``) becomes an object whose repeated keys hold lists; anything that
-    cannot be decoded (a truncated string) is kept as its text. Missing -> (None, "")."""
+    cannot be decoded (a truncated string) is kept as its text. Missing -> (None, "");
+    a value no JSON writer can write (nested too deep) -> (value, None)."""
     cls = event.__class__
     if cls is str:
         text = event
@@ -231,7 +250,7 @@ def decode_payload(event) -> tuple[object, str]:
                 value = orjson.loads(s)
             except orjson.JSONDecodeError:
                 return text, text
-            return value, orjson.dumps(value).decode()
+            return value, json_text(value)
         if "=" in s and " " not in s and "\n" not in s:
             pairs = parse_qsl(s, keep_blank_values=True)
             if pairs:
@@ -248,10 +267,7 @@ def decode_payload(event) -> tuple[object, str]:
         return text, text
     if event is None:
         return None, ""
-    try:
-        return event, orjson.dumps(event).decode()
-    except TypeError:  # integers beyond 64 bits, which orjson refuses
-        return event, json.dumps(event, ensure_ascii=False, default=str)
+    return event, json_text(event)
 
 
 def _i4x_from_dashed(text: str) -> str | None:
@@ -312,11 +328,49 @@ _INVALID = object()
 def _slow_loads(text: str):
     """The standard library's reading of what orjson refused: it also takes integers
     beyond 64 bits and NaN/Infinity, which real logs contain. Only runs on the rare
-    lines orjson rejects."""
+    lines orjson rejects.
+
+    It also takes lone surrogate escapes (``"\\ud800"``), which no encoder downstream
+    can write as UTF-8: they become U+FFFD here, so every line this accepts can be
+    encoded and stored (the event id still comes from the line's own bytes)."""
     try:
-        return json.loads(text)
+        doc = json.loads(text)
     except (ValueError, RecursionError):
         return _INVALID
+    if _SURROGATE_ESCAPE.search(text) is not None:
+        try:
+            doc = _without_surrogates(doc)
+        except RecursionError:
+            return _INVALID
+    return doc
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_surrogates(value):
+    """``value`` with every lone surrogate in its strings (keys too) replaced by U+FFFD."""
+    cls = value.__class__
+    if cls is str:
+        return _SURROGATE.sub("\ufffd", value)
+    if cls is dict:
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    if cls is list:
+        return [_without_surrogates(v) for v in value]
+    return value
+
+
+def json_text(value) -> str | None:
+    """``value`` as JSON text: orjson, else the standard library for what orjson refuses
+    (integers beyond 64 bits, nesting deeper than 255); None when neither can write it."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        try:
+            return json.dumps(value, ensure_ascii=False, default=str)
+        except (ValueError, RecursionError):
+            return None
 
 
 def rejected_course_id(raw: bytes) -> str | None:
@@ -423,6 +477,8 @@ def parse_line(raw: bytes, source: str | None = None, offset: int | None = None,
     if event is None:  # newer server events (edx.grades.*) carry "data" instead
         event = doc.get("data")
     value, payload = decode_payload(event)
+    if payload is None:
+        return _dead("unwritable", "the event payload is nested too deep to store", line, source, offset)
     pd = value if value.__class__ is dict else None
 
     page = _str(doc.get("page"))
@@ -534,7 +590,7 @@ def parse_line(raw: bytes, source: str | None = None, offset: int | None = None,
     host = _str(doc.get("host")) or _str(ctx.get("host"))
     agent = doc.get("agent")
     if agent.__class__ is not str:
-        agent = _str(ctx.get("agent")) if agent is None else (orjson.dumps(agent).decode() if agent else None)
+        agent = _str(ctx.get("agent")) if agent is None else (json_text(agent) if agent else None)
     agent = agent or None
 
     return EnrichedEvent(

