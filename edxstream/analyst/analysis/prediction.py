@@ -78,7 +78,7 @@ def _models():
 def drivers(model, x: pd.DataFrame, top: int = 3) -> list[str]:
     """The features that pushed each learner's risk most: coefficient x standardised value."""
     scaler, logit = model[0], model[-1]
-    contrib = scaler.transform(x.to_numpy()) * logit.coef_[0]
+    contrib = scaler.transform(x) * logit.coef_[0]
     names = np.asarray(x.columns)
     order = np.argsort(-np.abs(contrib), axis=1)[:, :top]
     return [", ".join(f"{names[j]} {contrib[i, j]:+.2f}" for j in row) for i, row in enumerate(order)]
