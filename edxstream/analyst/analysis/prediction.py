@@ -46,11 +46,15 @@ class Prediction:
 
 def inputs(early: pd.DataFrame) -> pd.DataFrame:
     """The model inputs: counts on a log scale (a few learners click far more), rates as
-    they are; no problem tried = no rate, read as 0 with 'problems_attempted' telling why."""
+    they are. A learner who tried no problem yet has no rate and no grade: they get the
+    course's median, and ``tried_none`` says so (a 0 would read as failing everything)."""
     x = early[list(INPUTS)].astype(float).copy()
     for c in ("sessions", "events", "video_events", "assessment_events", "content_events", "forum_events",
               "videos_watched", "video_completions", "video_seconds", "problems_attempted", "forum_posts"):
         x[c] = np.log1p(x[c])
+    x["tried_none"] = x["grade_so_far"].isna().astype(float)
+    for c in ("first_try_rate", "grade_so_far"):
+        x[c] = x[c].fillna(x[c].median())
     return x.fillna(0.0)
 
 

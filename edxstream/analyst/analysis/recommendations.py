@@ -4,7 +4,8 @@ The matrix holds which video and problem blocks each learner used. Two blocks ar
 similar when the same learners used both (cosine similarity of their columns,
 scikit-learn on a sparse matrix); rows are weighted by how well the learner does
 (``0.5 + grade``), so the blocks that learners who did well used together weigh more.
-A learner's score for a block is the sum of its similarities to the blocks they used;
+A learner's score for a block is the sum of its similarities to the blocks they used,
+the latest ones weighing most (what comes next is most like what they did last);
 blocks they already used are never recommended. Learners who failed the first try of an
 error-prone problem get the block that helped others first (``correlations``).
 
@@ -24,27 +25,39 @@ from sklearn.metrics.pairwise import cosine_similarity
 TOP = 10
 MIN_LEARNERS = 10
 MIN_BLOCKS = 5
+RECENCY_HALF_LIFE = 3  # a learner's blocks count half as much every this many blocks back
 
 
-def matrix(interactions: pd.DataFrame, weights: pd.Series | None = None):
-    """(sparse learners x blocks matrix, learner ids, block ids) from interaction rows."""
+def matrix(interactions: pd.DataFrame, weights: pd.Series | None = None, recency: bool = False):
+    """(sparse learners x blocks matrix, learner ids, block ids) from interaction rows:
+    1 per block used, times the learner's weight, or (``recency``) decaying with how many
+    blocks ago the learner used it."""
     users, u_idx = np.unique(interactions["user_id"].to_numpy(), return_inverse=True)
     blocks, b_idx = np.unique(interactions["block_id"].to_numpy(), return_inverse=True)
     values = np.ones(len(interactions))
     if weights is not None:
         values = pd.Series(users).map(weights).fillna(0.5).to_numpy()[u_idx]
+    if recency:
+        back = interactions.groupby("user_id")["first_used"].rank(method="first", ascending=False).to_numpy() - 1
+        values = 0.5 ** (back / RECENCY_HALF_LIFE)
     m = sp.csr_matrix((values, (u_idx, b_idx)), shape=(len(users), len(blocks)))
     m.sum_duplicates()
     return m, users, blocks
 
 
-def scores(used: sp.csr_matrix, weighted: sp.csr_matrix) -> np.ndarray:
-    """Item-item scores of every block for every learner, used blocks at -inf."""
+def scores(interactions: pd.DataFrame, grade: pd.Series | None):
+    """(item-item scores of every block for every learner, used blocks at -inf, the
+    binary used matrix, learner ids, block ids). Similarity comes from the
+    outcome-weighted matrix; a learner's latest blocks weigh most in their query, since
+    what comes next is most like what they did last."""
+    used, users, blocks = matrix(interactions)
+    weighted = used if grade is None else matrix(interactions, 0.5 + grade.fillna(0.0).clip(0, 1))[0]
+    query = matrix(interactions, recency=True)[0]
     sim = cosine_similarity(weighted.T, dense_output=False)
     sim.setdiag(0)
-    s = np.asarray((used @ sim).todense(), dtype=np.float32)
+    s = np.asarray((query @ sim).todense(), dtype=np.float32)
     s[used.nonzero()] = -np.inf
-    return s
+    return s, used, users, blocks
 
 
 def top_blocks(s: np.ndarray, k: int = TOP) -> np.ndarray:
@@ -56,10 +69,7 @@ def top_blocks(s: np.ndarray, k: int = TOP) -> np.ndarray:
 
 def recommend(interactions: pd.DataFrame, grade: pd.Series | None = None, k: int = TOP) -> pd.DataFrame:
     """user_id, rank, block_id, score for every learner (never a block they used)."""
-    weights = None if grade is None else 0.5 + grade.fillna(0.0).clip(0, 1)
-    used, users, blocks = matrix(interactions)
-    weighted = used if weights is None else matrix(interactions, weights)[0]
-    s = scores(used, weighted)
+    s, used, users, blocks = scores(interactions, grade)
     top = top_blocks(s, k)
     rows = []
     for i, user in enumerate(users):
@@ -86,10 +96,7 @@ def hit_rate(interactions: pd.DataFrame, grade: pd.Series | None = None, k: int 
     train, test = split_latest(interactions, holdout)
     if test.empty or train["user_id"].nunique() < MIN_LEARNERS:
         return float("nan"), float("nan")
-    weights = None if grade is None else 0.5 + grade.fillna(0.0).clip(0, 1)
-    used, users, blocks = matrix(train)
-    weighted = used if weights is None else matrix(train, weights)[0]
-    s = scores(used, weighted)
+    s, used, users, blocks = scores(train, grade)
     popularity = np.asarray(used.sum(axis=0)).ravel().astype(np.float32)
     pop = np.broadcast_to(popularity, s.shape).copy()
     pop[used.nonzero()] = -np.inf

@@ -4,9 +4,9 @@ Each segment is described in words from its centre (how far each feature lies fr
 course's average, in standard deviations), and segments keep their numbers from one run
 to the next: the new centres are matched to the previous run's by the Hungarian method
 (``scipy.optimize.linear_sum_assignment``) on their distance, so "segment 2" stays the
-same group of learners while the course runs. Where categorical features are given,
-k-prototypes (the ``kmodes`` package) clusters numeric and categorical columns together.
-Pure functions: frames in, frames out.
+same group of learners while the course runs. The features are all numeric (shares and
+rates), so k-means it is; k-modes / k-prototypes would serve categorical ones. Pure
+functions: frames in, frames out.
 """
 
 from __future__ import annotations
@@ -125,14 +125,3 @@ def segment(features: pd.DataFrame, previous_centres: pd.DataFrame | None = None
     descriptions = {int(n): describe(centres_z.loc[n]) for n in centres_z.index}
     return Segmentation(labels, centres, descriptions, k, scores[k], scores)
 
-
-def segment_mixed(features: pd.DataFrame, categorical: list[str], k: int, seed: int = SEED) -> np.ndarray:
-    """k-prototypes (kmodes) on numeric and categorical columns together; the labels."""
-    from kmodes.kprototypes import KPrototypes
-
-    numeric = [c for c in features.columns if c not in categorical]
-    data = features[numeric + categorical].copy()
-    data[numeric] = StandardScaler().fit_transform(data[numeric].to_numpy(dtype=float))
-    cat_idx = list(range(len(numeric), len(numeric) + len(categorical)))
-    model = KPrototypes(n_clusters=k, init="Cao", n_init=2, random_state=seed, n_jobs=1)
-    return model.fit_predict(data.to_numpy(dtype=object), categorical=cat_idx)
