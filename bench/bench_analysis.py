@@ -77,8 +77,7 @@ def settings_for(work: Path, name: str):
 
 
 def latest(client, table: str, columns: str = "*") -> pd.DataFrame:
-    return client.query_df(f"SELECT {columns} FROM {table} WHERE (course_id, run_id) IN "
-                           f"(SELECT course_id, run_id FROM latest_analysis_runs)")
+    return client.query_df(f"SELECT {columns} FROM {table} WHERE {analysis.LATEST}")
 
 
 # -- 1. quality --------------------------------------------------------------------------------
