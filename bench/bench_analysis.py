@@ -294,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     scale = SCALES[args.scale]
     results: dict = {"analysis_scale": args.scale}
-    with tempfile.TemporaryDirectory(prefix="edxstream-bench-analysis-") as tmp:
+    # chdb's background merges may still be writing in its folder as the run ends
+    with tempfile.TemporaryDirectory(prefix="edxstream-bench-analysis-", ignore_cleanup_errors=True) as tmp:
         work = Path(tmp)
         results.update(bench_quality(work, scale["quality"]))
         results.update(bench_scale(scale["learners"], scale["events"]))
