@@ -8,6 +8,7 @@ returns the planted truth (user ids pseudonymized like the events)."""
 
 from __future__ import annotations
 
+import html
 import json
 from datetime import date
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from edxstream import cli
+from edxstream.analyst import report
 from edxstream.analyst.analysis import recommendations, segments
 from edxstream.analyst.analysis import run as analysis
 from edxstream.core import clickhouse, privacy
@@ -129,6 +131,10 @@ def test_analyze_writes_every_table_with_run_and_quality(settings, tmp_path, mon
     assert len(recs) and not any((u, b) in used for u, b in zip(recs["user_id"], recs["block_id"]))
     teacher = latest(client, "suggestions").query("audience == 'teacher'")["text"]
     assert teacher.str.contains("fail the first try").any() and teacher.str.startswith("Segments:").any()
+    # the course report shows them
+    course = runs["course_id"].iloc[0]
+    page = report.write_report(open_runner(settings), course, tmp_path / "report").read_text()
+    assert html.escape(teacher.iloc[0]) in page and "No analysis yet" not in page
 
     # a second run on the same events: a new run id, and every learner keeps their segment
     analyze(settings, monkeypatch, capsys)
