@@ -26,7 +26,7 @@ from edxstream.core import clickhouse, privacy
 from edxstream.core.chdb_server import open_runner
 from edxstream.ops import generate
 from edxstream.ops.generate import GenConfig, write_dir
-from edxstream.ops.pipeline import load_clickhouse_events, open_log
+from edxstream.ops.pipeline import load_clickhouse_events
 from tests.conftest import CORPUS
 from tests.test_analyst_data import load_course
 
@@ -37,7 +37,7 @@ SMALL = GenConfig(events=60_000, courses=1, learners=250, days=60, end=date(2026
 def load_generated(settings, tmp: Path, cfg: GenConfig = SMALL) -> pd.DataFrame:
     out = tmp / "gen"
     write_dir(cfg, out, rotate="none")
-    with open_log(out / "tracking.log") as f:
+    with open(out / "tracking.log", "rb") as f:  # plain text (rotate="none")
         assert load_clickhouse_events(settings, f) > 0.99 * cfg.events
     truth = pd.DataFrame(json.loads((out / generate.TRUTH_FILE).read_bytes()))
     if settings.pseudonymize:
@@ -165,7 +165,7 @@ def test_analyze_runs_on_the_public_corpus(settings, monkeypatch, capsys):
     corpus = CORPUS / "public-tracking.log"
     if not corpus.exists():
         pytest.skip("shared corpus not present")
-    with open_log(corpus) as f:
+    with open(corpus, "rb") as f:  # plain text
         assert load_clickhouse_events(settings, f) > 0
     out = analyze(settings, monkeypatch, capsys).out
     runs = latest(clickhouse.connect(settings), "analysis_runs")
