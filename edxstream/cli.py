@@ -24,6 +24,7 @@ COMPONENTS = (
     "edxstream.ops.generate_cli",  # generate
     "edxstream.ops.demo_cli",  # demo, bench
     "edxstream.analyst.cli",  # query, export, report
+    "edxstream.analyst.analyze_cli",  # analyze
 )
 
 DESCRIPTION = """\
