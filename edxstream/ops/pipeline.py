@@ -40,6 +40,7 @@ import pymysql
 
 from edxstream.core.errors import UserError
 from edxstream.core.settings import Settings
+from sinks.migrate import mysql_connect
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -269,17 +270,10 @@ def expected_counts(paths: Iterable[Path]) -> Expected:
 # -- stores --------------------------------------------------------------------------------
 
 
-def mysql_connect(settings: Settings, database: bool = True):
-    kw = dict(settings.mysql)
-    if not database:
-        kw.pop("database")
-    return pymysql.connect(**kw, autocommit=True, connect_timeout=5)
-
-
 def reset_mysql(settings: Settings) -> None:
     """Drop and re-create the configured MySQL database (only for databases a run owns)."""
     db = settings.mysql["database"]
-    conn = mysql_connect(settings, database=False)
+    conn = mysql_connect(settings, database=False, autocommit=True)
     try:
         with conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
@@ -312,7 +306,7 @@ def mysql_counts(conn, expect_events: int | None = None) -> tuple[int, int]:
 
 
 def mysql_rows(settings: Settings, sql: str) -> list[dict]:
-    conn = mysql_connect(settings)
+    conn = mysql_connect(settings, autocommit=True)
     try:
         with conn.cursor(pymysql.cursors.DictCursor) as cur:
             cur.execute(sql)
@@ -463,7 +457,7 @@ def backfill_until_written(
     pipe.start("backfill", "backfill", "--force", "--no-progress", *map(str, paths))
     deadline = t0 + timeout
     ship_s = mysql_s = None
-    conn = mysql_connect(s)
+    conn = mysql_connect(s, autocommit=True)
     total = expected.events + expected.dead_letters
     try:
         # 1. every row in MySQL
