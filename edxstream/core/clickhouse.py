@@ -41,24 +41,25 @@ def connect(settings: Settings, database: str | None = None) -> Client:
         return client
     key = str(path)
     with _lock:
-        client = _embedded.get(key)
-        if client is None:
+        embedded = _embedded.get(key)
+        if embedded is None:
             path.mkdir(parents=True, exist_ok=True)
             try:
-                client = clickhouse_connect.get_client(interface="chdb", path=key)
+                embedded = clickhouse_connect.get_client(interface="chdb", path=key)
             except Exception as exc:  # chdb raises a generic error when the folder is held
                 raise UserError(
                     f"cannot open the embedded ClickHouse folder {key}: another edxstream "
                     f"process (the ClickHouse sink) holds it. Stop that process, or query "
                     f"through it. ({exc})"
                 ) from exc
-            _embedded[key] = client
-    client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
-    client.database = database
-    return client
+            _embedded[key] = embedded
+    embedded.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+    embedded.database = database
+    return embedded
 
 
 def describe(settings: Settings) -> str:
+    """Where the configured ClickHouse is, for messages (no password)."""
     path = settings.clickhouse_embedded_path
     if path is None:
         u = urlparse(settings.clickhouse_url)

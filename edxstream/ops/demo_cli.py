@@ -230,7 +230,7 @@ def table(rows: list[dict], columns: list[tuple[str, str]], indent: str = "  ") 
 
     def fmt(values: list[str]) -> str:
         return indent + "  ".join(v.rjust(w) if num else v.ljust(w)
-                                  for v, w, num in zip(values, widths, numeric)).rstrip()
+                                  for v, w, num in zip(values, widths, numeric, strict=True)).rstrip()
 
     return "\n".join([fmt(heads), indent + "  ".join("-" * w for w in widths)] + [fmt(c) for c in cells])
 
@@ -332,5 +332,6 @@ Query further (the demo's data is in the `{database}` databases):
     edxstream report --course '{course}' --out report/
   {env} \\
     edxstream export --course '{course}' --format csv --out events.csv
-  mysql -h {m['host']} -P {m['port']} -u {m['user']} {m['database']} -e "SELECT action, COUNT(*) FROM events GROUP BY action"
+  mysql -h {m['host']} -P {m['port']} -u {m['user']} {m['database']} \\
+    -e "SELECT action, COUNT(*) FROM events GROUP BY action"
 Run it on your own logs: edxstream demo --log /edx/var/log/tracking/"""
