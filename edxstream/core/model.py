@@ -113,6 +113,12 @@ def _float(value) -> float | None:
     return None
 
 
+def _float_of(pd: dict, key: str, other: str) -> float | None:
+    """The number under ``key``, else under ``other`` (older and newer spellings)."""
+    f = _float(pd.get(key))
+    return _float(pd.get(other)) if f is None else f
+
+
 def _int(value) -> int | None:
     cls = value.__class__
     if cls is int:
@@ -432,12 +438,8 @@ def _video(pd: dict, block_id: str | None, course_id: str | None) -> tuple:
     """(video id, code, position, old time, new time, speed, block id) of a video event;
     the block id is rebuilt from the course when the player logged only its hash."""
     video_id = _str(pd.get("id"))
-    position = _float(pd.get("currentTime"))
-    if position is None:
-        position = _float(pd.get("current_time"))
-    speed = _float(pd.get("new_speed"))
-    if speed is None:
-        speed = _float(pd.get("speed"))
+    position = _float_of(pd, "currentTime", "current_time")
+    speed = _float_of(pd, "new_speed", "speed")
     if block_id is None and video_id is not None and course_id is not None and video_id.isalnum():
         # newer players log only the block hash as "id": rebuild the usage key
         if course_id.startswith("course-v1:"):
@@ -449,13 +451,8 @@ def _video(pd: dict, block_id: str | None, course_id: str | None) -> tuple:
 def _problem(pd: dict) -> tuple:
     """(attempts, success, grade, max grade) of a problem event (grades of newer server
     events are ``weighted_earned`` / ``weighted_possible``)."""
-    grade = _float(pd.get("grade"))
-    if grade is None:
-        grade = _float(pd.get("weighted_earned"))
-    max_grade = _float(pd.get("max_grade"))
-    if max_grade is None:
-        max_grade = _float(pd.get("weighted_possible"))
-    return _int(pd.get("attempts")), _success(pd.get("success")), grade, max_grade
+    return (_int(pd.get("attempts")), _success(pd.get("success")), _float_of(pd, "grade", "weighted_earned"),
+            _float_of(pd, "max_grade", "weighted_possible"))
 
 
 def _agent(doc: dict, ctx: dict) -> str | None:
