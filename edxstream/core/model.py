@@ -330,16 +330,12 @@ def _read_object(raw: bytes, source, offset) -> tuple[dict, bytes, bytes] | Dead
     return doc, body, line
 
 
-def _event_time(doc: dict) -> datetime | None:
-    """The event's UTC time, or None when it cannot be read."""
-    raw_time = doc.get("time")
-    if raw_time is None:
-        # Documentation samples and some exporters omit "time" (a few carry "timestamp").
-        # The event is still worth keeping; UNKNOWN_TIME marks it so a consumer can
-        # substitute the time it received the line.
-        raw_time = doc.get("timestamp")
-        return UNKNOWN_TIME if raw_time is None else parse_time(raw_time)
-    return parse_time(raw_time)
+def _time_without_time(doc: dict) -> datetime | None:
+    """The time of an event that has no ``time``. Documentation samples and some
+    exporters omit it (a few carry ``timestamp``). The event is still worth keeping;
+    UNKNOWN_TIME marks it so a consumer can substitute the time it received the line."""
+    raw_time = doc.get("timestamp")
+    return UNKNOWN_TIME if raw_time is None else parse_time(raw_time)
 
 
 def _action(name, event_type: str) -> str:
@@ -351,18 +347,15 @@ def _action(name, event_type: str) -> str:
     return base.strip()
 
 
-def _context(doc: dict) -> dict:
-    """The ``context`` object; some exporters write it as a JSON string."""
-    ctx = doc.get("context")
-    if ctx.__class__ is not dict:
-        if ctx.__class__ is str and ctx[:1] == "{":
-            try:
-                ctx = orjson.loads(ctx)
-            except orjson.JSONDecodeError:
-                ctx = None
-        if ctx.__class__ is not dict:
-            ctx = {}
-    return ctx
+def _context_of(ctx) -> dict:
+    """A ``context`` that is not an object: some exporters write it as a JSON string;
+    anything else counts as an empty context."""
+    if ctx.__class__ is str and ctx[:1] == "{":
+        try:
+            ctx = orjson.loads(ctx)
+        except orjson.JSONDecodeError:
+            return {}
+    return ctx if ctx.__class__ is dict else {}
 
 
 def _block_and_problem(category: str, value, pd: dict | None, module_key: str | None,
@@ -455,12 +448,10 @@ def _problem(pd: dict) -> tuple:
             _float_of(pd, "max_grade", "weighted_possible"))
 
 
-def _agent(doc: dict, ctx: dict) -> str | None:
-    """The user agent; an object one (some mobile exporters) is kept as its JSON."""
-    agent = doc.get("agent")
-    if agent.__class__ is not str:
-        agent = _str(ctx.get("agent")) if agent is None else (orjson.dumps(agent).decode() if agent else None)
-    return agent or None
+def _agent_of(agent, ctx: dict) -> str | None:
+    """A user agent that is not a string: missing (then the context's), or an object
+    (some mobile exporters), kept as its JSON."""
+    return _str(ctx.get("agent")) if agent is None else (orjson.dumps(agent).decode() if agent else None)
 
 
 # --- the entry point ----------------------------------------------------------------
@@ -486,16 +477,18 @@ def parse_line(raw: bytes, source: str | None = None, offset: int | None = None)
         if event_type is None:
             hint = " (Segment-shaped event)" if "messageId" in doc or "anonymousId" in doc else ""
             return _dead("missing_event_type", f"no event_type or name{hint}", line, source, offset)
-    when = _event_time(doc)
+    raw_time = doc.get("time")
+    when = parse_time(raw_time) if raw_time is not None else _time_without_time(doc)
     if when is None:
-        raw_time = doc.get("time")
         if raw_time is None:
             raw_time = doc.get("timestamp")
         return _dead("bad_time", f"unreadable time {str(raw_time)[:80]!r}", line, source, offset)
 
     action = _action(name, event_type)
     category = classify(action)
-    ctx = _context(doc)
+    ctx = doc.get("context")
+    if ctx.__class__ is not dict:
+        ctx = _context_of(ctx)
     event = doc.get("event")
     if event is None:  # newer server events (edx.grades.*) carry "data" instead
         event = doc.get("data")
@@ -522,6 +515,9 @@ def parse_line(raw: bytes, source: str | None = None, offset: int | None = None)
 
     video_id = video_code = position = old_time = new_time = speed = None
     attempts = success = grade = max_grade = None
+    agent = doc.get("agent")
+    if agent.__class__ is not str:
+        agent = _agent_of(agent, ctx)
     if pd is not None:
         if category == VIDEO:
             video_id, video_code, position, old_time, new_time, speed, block_id = _video(pd, block_id, course_id)
@@ -546,7 +542,7 @@ def parse_line(raw: bytes, source: str | None = None, offset: int | None = None)
         username=_str(doc.get("username")) or _str(ctx.get("username")),
         session=_str(doc.get("session")) or _str(ctx.get("session")),
         ip=_str(doc.get("ip")) or _str(ctx.get("ip")),
-        agent=_agent(doc, ctx),
+        agent=agent or None,
         host=_str(doc.get("host")) or _str(ctx.get("host")),
         page=page,
         referer=referer,
