@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from edxstream.core import kafka_admin  # noqa: E402
 
-from edxstream.ops import stack
+from edxstream.ops import stack  # noqa: E402
 from edxstream.core import settings as settings_mod  # noqa: E402
 
 EVENT_TYPES = [

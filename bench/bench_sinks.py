@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import urllib.parse
-import csv
 import hashlib
 import logging
 import random
@@ -79,7 +78,8 @@ def generate(n: int) -> list[EnrichedEvent]:
             problem_id=f"p{i % 300}" if cat == "assessment" else None,
             attempts=1 if cat == "assessment" else None, success=True if cat == "assessment" else None,
             grade=1.0 if cat == "assessment" else None, max_grade=1.0 if cat == "assessment" else None,
-            payload='{"id": "block-v1:Org+C+2024+type@video+block@%d", "currentTime": %d, "code": "html5"}' % (i % 50, i % 600),
+            payload='{"id": "block-v1:Org+C+2024+type@video+block@%d", "currentTime": %d, "code": "html5"}'
+                    % (i % 50, i % 600),
             source="/edx/var/log/tracking/tracking.log", offset=i * 420,
         ))
     return out

@@ -43,7 +43,8 @@ EVENTS = [
     ("edx.forum.thread.created", "server"), ("edx.forum.response.created", "server"),
     ("edx.course.enrollment.activated", "server"), ("edx.ui.lms.sequence.next_selected", "browser"),
     ("/courses/{c}/courseware/{ch}/{sq}/", "server"), ("/courses/{c}/progress", "server"),
-    ("/courses/{c}/discussion/forum/", "server"), ("/courses/{c}/xblock/block-v1:{k}+type@problem+block@{ch}/handler/xmodule_handler/problem_check", "server"),
+    ("/courses/{c}/discussion/forum/", "server"),
+    ("/courses/{c}/xblock/block-v1:{k}+type@problem+block@{ch}/handler/xmodule_handler/problem_check", "server"),
 ]
 
 
@@ -72,7 +73,7 @@ def synth_lines(n: int, seed: int = 5, hours: float = 2.0) -> list[bytes]:
             "page": f"https://courses.example.org/courses/{c}/courseware/{ch}/{sq}/",
             "referer": f"https://courses.example.org/courses/{c}/course/", "accept_language": "en-US,en;q=0.5",
             "context": {"course_id": c, "org_id": c.split(":")[1].split("+")[0], "user_id": uid,
-                        "path": f"/event", "course_user_tags": {}},
+                        "path": "/event", "course_user_tags": {}},
             "event": json.dumps(event) if src == "browser" else event,
             "name": etype,
         }
@@ -124,7 +125,8 @@ def main() -> int:
         env = dict(os.environ)
         for name, value in s.model_dump().items():
             if value is not None:
-                env[f"EDXSTREAM_{name.upper()}"] = "[" + ",".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
+                env[f"EDXSTREAM_{name.upper()}"] = ("[" + ",".join(map(str, value)) + "]" if isinstance(value, list)
+                                                    else str(value))
         metrics = tmp / "metrics.json"
         log = open(tmp / "worker.log", "wb")
         proc = subprocess.Popen([sys.executable, "-m", "edxstream.cli", "process", "--log-every", "0.1",

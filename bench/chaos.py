@@ -48,6 +48,7 @@ from edxstream.core.model import parse_line  # noqa: E402
 from edxstream.core.records import DeadLetter  # noqa: E402
 from edxstream.core.settings import load  # noqa: E402
 from edxstream.ops import pipeline, stack  # noqa: E402
+from sinks import migrate  # noqa: E402
 
 COURSES = ["course-v1:Chaos+C1+2026", "course-v1:Chaos+C2+2026", "course-v1:Chaos+C3+2026"]
 ACTIONS = [("play_video", "browser"), ("pause_video", "browser"), ("problem_check", "server"),
@@ -296,7 +297,7 @@ class Chaos:
             start = int(r.time.timestamp()) // 3600 * 3600
             windows[(r.course_id, r.category, start)] += 1
         # MySQL: every row, waited for while the supervisor keeps things running
-        conn = pipeline.mysql_connect(self.settings)
+        conn = migrate.mysql_connect(self.settings, autocommit=True)
         deadline = time.monotonic() + a.timeout
         while True:
             self.supervise()

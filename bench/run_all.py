@@ -50,11 +50,12 @@ import orjson  # noqa: E402
 
 from edxstream.core import kafka_admin  # noqa: E402
 
-from edxstream.ops import pipeline, stack
+from edxstream.ops import pipeline, stack  # noqa: E402
+from sinks import migrate  # noqa: E402
 from edxstream.core.chdb_server import endpoint_file  # noqa: E402
 from edxstream.ops.generate import GenConfig, generate_lines, log_files, write_dir  # noqa: E402
 from edxstream.core.model import parse_line  # noqa: E402
-from edxstream.core.records import DeadLetter, EnrichedEvent, encode, enriched_records  # noqa: E402
+from edxstream.core.records import EnrichedEvent, encode, enriched_records  # noqa: E402
 from edxstream.core.settings import Settings, load  # noqa: E402
 
 PAPER_EVENTS = 1_560_000
@@ -338,7 +339,7 @@ def bench_sinks(b: Bench, scale: Scale) -> dict:
     with pipeline.Pipeline(s, log_dir=s.data_dir / "logs") as pipe:
         pipeline.prepare(pipe, reset=False)
         # MySQL: from the first row to the last
-        conn = pipeline.mysql_connect(s)
+        conn = migrate.mysql_connect(s, autocommit=True)
         pipe.start("sink-mysql", "sink", "mysql")
         # from the last look that saw no row (the sink has joined its group and is about
         # to write its first batch) to the look that sees them all
@@ -424,13 +425,13 @@ def bench_e2e(b: Bench, scale: Scale) -> dict:
                                                                           "sink-clickhouse")}
     say(f"e2e    : {expected.lines:,} lines from .gz files -> every row in MySQL after {r.mysql_seconds:.1f}s, "
         f"every window in ClickHouse after {r.seconds:.1f}s = {rate:,.0f} events/s")
-    say(f"         peak memory (MB): " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(peaks.items())))
+    say("         peak memory (MB): " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(peaks.items())))
     # where the machine's time went: on 2 cores the run is CPU-bound, so the sum over
     # processes, per event, is what bounds events/s
     cpu.update({k: v for k, v in r.cpu_s.items() if k in ("backfill", "stream", "sink-mysql", "sink-clickhouse")})
     cpu = {k: round(v, 1) for k, v in cpu.items()}
     total_cpu = sum(cpu.values())
-    say(f"         CPU seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(cpu.items()))
+    say("         CPU seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(cpu.items()))
         + f"; total {total_cpu:.0f} = {1e6 * total_cpu / expected.lines:.0f} µs per event "
           f"({total_cpu / r.seconds:.2f} cores busy of {os.cpu_count()})")
     for note in r.notes:
@@ -569,7 +570,8 @@ def bench_live(b: Bench, scale: Scale) -> dict:
            "live_p50_s": _pct(both, 50), "live_p99_s": _pct(both, 99),
            "live_mysql_p50_s": _pct(my, 50), "live_mysql_p99_s": _pct(my, 99),
            "live_clickhouse_p50_s": _pct(ch, 50), "live_clickhouse_p99_s": _pct(ch, 99)}
-    say(f"live   : {scale.live_rate}/s for {scale.live_seconds:.0f}s, {len(done):,}/{len(lines):,} lines seen; append -> "
+    say(f"live   : {scale.live_rate}/s for {scale.live_seconds:.0f}s, {len(done):,}/{len(lines):,} lines seen; "
+        f"append -> "
         f"MySQL row p50 {out['live_mysql_p50_s']:.2f}s p99 {out['live_mysql_p99_s']:.2f}s; append -> window count "
         f"({via}) p50 {out['live_clickhouse_p50_s']:.2f}s p99 {out['live_clickhouse_p99_s']:.2f}s; both p50 "
         f"{out['live_p50_s']:.2f}s p99 {out['live_p99_s']:.2f}s")
@@ -588,7 +590,7 @@ def _watch(s: Settings, lines: list[LiveLine], stop: threading.Event, via: str) 
 
     from edxstream.core.records import decode_windows
 
-    conn = pipeline.mysql_connect(s)
+    conn = migrate.mysql_connect(s, autocommit=True)
     consumer = None
     if via != "clickhouse":
         from confluent_kafka import OFFSET_BEGINNING, TopicPartition

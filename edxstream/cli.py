@@ -1,30 +1,38 @@
 """The ``edxstream`` command. Each component contributes its own subcommands through a
-``register(subparsers)`` function in its ``cli`` module; this file only lists them, so
-importing the command does not import Faust, Kafka or the databases until needed."""
+``register(subparsers)`` function in its ``cli`` module; this file only lists them. The
+command modules keep Faust, Kafka and the databases out of their imports until a command
+needs them, so the command starts fast."""
 
 from __future__ import annotations
 
 import argparse
 import gc
-import importlib
 import logging
 import sys
 
+from edxstream.analyst import analyze_cli
+from edxstream.analyst import cli as analyst_cli
 from edxstream.core.errors import UserError
+from edxstream.ops import demo_cli, generate_cli, inspect_cli, reconcile_cli, replay_cli, stack_cli
+from producer import cli as producer_cli
+from sinks import cli as sinks_cli
+from stream_app import cli as stream_cli
 
-# module path of each component's CLI; each must define register(subparsers)
+# Each component's CLI module defines register(subparsers). They import only what building
+# their parser needs; Faust, confluent_kafka, chdb and the like are imported inside the
+# command functions, so `edxstream --help` stays fast.
 COMPONENTS = (
-    "edxstream.ops.stack_cli",  # stack up|down|status
-    "edxstream.ops.inspect_cli",  # inspect
-    "producer.cli",  # ship, backfill
-    "stream_app.cli",  # process
-    "sinks.cli",  # sink mysql|clickhouse, db init
-    "edxstream.ops.replay_cli",  # replay
-    "edxstream.ops.reconcile_cli",  # reconcile
-    "edxstream.ops.generate_cli",  # generate
-    "edxstream.ops.demo_cli",  # demo, bench
-    "edxstream.analyst.cli",  # query, export, report
-    "edxstream.analyst.analyze_cli",  # analyze
+    stack_cli,  # stack up|down|status
+    inspect_cli,  # inspect
+    producer_cli,  # ship, backfill
+    stream_cli,  # process
+    sinks_cli,  # sink mysql|clickhouse, db init
+    replay_cli,  # replay
+    reconcile_cli,  # reconcile
+    generate_cli,  # generate
+    demo_cli,  # demo, bench
+    analyst_cli,  # query, export, report
+    analyze_cli,  # analyze
 )
 
 DESCRIPTION = """\
@@ -79,13 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log debug messages too (the Kafka and ClickHouse clients' own among them)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, title="commands")
-    for name in COMPONENTS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name in (name, name.split(".")[0]):  # component not in this checkout
-                continue
-            raise
+    for module in COMPONENTS:
         module.register(sub)
     return parser
 

@@ -35,7 +35,7 @@ from edxstream.core.settings import Settings
 from producer.checkpoint import CheckpointStore, backfill_store_path, shipped_elsewhere
 from producer.fingerprint import FP_MAX_BYTES, fingerprint_path
 from producer.metrics import MetricsReporter
-from producer.sender import Counters, Rewind, Sender
+from producer.sender import Counters, Sender, until_done
 
 log = logging.getLogger(__name__)
 
@@ -157,16 +157,8 @@ def backfill(settings: Settings, paths: list[str | os.PathLike], force: bool = F
             continue
         plan.append((f, fp))
     started = time.monotonic()
-    delay = 1.0
-    while True:
-        try:
-            _ship_plan(settings, plan, store, result, progress, topic, should_stop)
-            break
-        except Rewind as exc:
-            result.counters.rewinds += 1
-            log.warning("restarting the backfill from its checkpoint in %.0fs (%s)", delay, exc)
-            time.sleep(delay)
-            delay = min(delay * 2, 30.0)
+    until_done(lambda: _ship_plan(settings, plan, store, result, progress, topic, should_stop), result.counters,
+               "the backfill", should_stop)
     result.seconds = time.monotonic() - started
     return result
 

@@ -2,7 +2,7 @@
 
 ``offset`` is where reading resumes: the end of the longest run of lines, from the
 file's start, that the broker has acknowledged. The file is replaced atomically
-(write a temporary file, fsync, ``os.replace``), so a crash leaves the old or the new
+(``edxstream.core.jsonfile.write_json``: a temporary file, fsync, ``os.replace``), so a crash leaves the old or the new
 checkpoint, never half of one.
 """
 
@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from edxstream.core.jsonfile import write_json
 
 KEEP_ENTRIES = 2000  # rotated files remembered; older ones are forgotten first
 
@@ -57,13 +58,7 @@ class CheckpointStore:
         if len(self.entries) > KEEP_ENTRIES:
             keep = sorted(self.entries.items(), key=lambda kv: kv[1].updated)[-KEEP_ENTRIES:]
             self.entries = dict(keep)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + f".tmp{os.getpid()}")
-        with open(tmp, "w") as f:
-            json.dump({fp: asdict(e) for fp, e in self.entries.items()}, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        write_json(self.path, {fp: asdict(e) for fp, e in self.entries.items()}, durable=True)
         self._dirty = False
 
 

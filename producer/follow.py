@@ -32,7 +32,7 @@ from edxstream.core.settings import Settings
 from producer.checkpoint import CheckpointStore, ship_store_path
 from producer.fingerprint import fingerprint_fd, fingerprint_path
 from producer.metrics import MetricsReporter
-from producer.sender import Counters, Rewind, Sender, ShipFile, Stop
+from producer.sender import Counters, Sender, ShipFile, Stop, until_done
 
 log = logging.getLogger(__name__)
 
@@ -74,24 +74,11 @@ class Follower:
 
     # -- the outer loop: (re)start from the checkpoint until asked to stop --------------
     def run(self) -> None:
-        delay = 1.0
         log.info("following %s into %s (checkpoints in %s)", self.path, self.settings.raw_topic, self.store.path)
-        while not self.should_stop():
-            try:
-                self._session()
-                return
-            except Rewind as exc:
-                self.counters.rewinds += 1
-                log.warning("restarting from the last checkpoint in %.0fs (%s)", delay, exc)
-                self._sleep(delay)
-                delay = min(delay * 2, 30.0)
-            except Stop:
-                return
-
-    def _sleep(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and not self.should_stop():
-            time.sleep(0.1)
+        try:
+            until_done(self._session, self.counters, f"following {self.path}", self.should_stop)
+        except Stop:
+            return
 
     def _session(self) -> None:
         self.sender = sender = Sender(self.settings, should_stop=self.should_stop, counters=self.counters)
@@ -103,7 +90,8 @@ class Follower:
         finally:
             if clean or not sender.failed:
                 if not sender.flush(self.flush_timeout):
-                    log.warning("stopping with %d records unacknowledged; their lines will be re-sent on the next start",
+                    log.warning("stopping with %d records unacknowledged; "
+                                "their lines will be re-sent on the next start",
                                 sender.in_flight())
             self._checkpoint()
             self._report(force=True)

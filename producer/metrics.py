@@ -3,12 +3,11 @@ which ``edxstream stack status`` prints."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
-from pathlib import Path
 
+from edxstream.core.jsonfile import write_json
 from edxstream.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,10 +35,3 @@ class MetricsReporter:
         if log_due:
             self._last_log = now
             log.info("shipped %s", " ".join(f"{k}={v}" for k, v in data.items()))
-
-
-def write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)

@@ -21,7 +21,6 @@ only duplicate unacknowledged lines, never skip one.
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 from collections import deque
@@ -35,7 +34,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from edxstream.core import frames, kafka_admin
 from edxstream.core.frames import MAX_LINES
 from edxstream.core.logfiles import HEAD_BYTES
-from edxstream.core.records import DeadLetter, encode
+from edxstream.core.records import DeadLetter, dead_letter, encode
 from edxstream.core.settings import Settings
 from producer.keys import learner_key
 
@@ -53,6 +52,26 @@ class Rewind(Exception):
 
 class Stop(Exception):
     """Asked to stop while waiting for the broker."""
+
+
+def until_done(session, counters: Counters, what: str, should_stop=lambda: False) -> None:
+    """Run ``session`` (which ships from the checkpoint) until it returns or a stop is
+    asked for. A :class:`Rewind` (messages the producer could not deliver) restarts it
+    from the checkpoint after a pause that doubles from 1 s up to 30 s: the checkpoint
+    only covers acknowledged lines, so nothing is lost and the broker gets time to come
+    back. ``what`` names the job in the log."""
+    delay = 1.0
+    while not should_stop():
+        try:
+            session()
+            return
+        except Rewind as exc:
+            counters.rewinds += 1
+            log.warning("restarting %s from its checkpoint in %.0fs (%s)", what, delay, exc)
+            deadline = time.monotonic() + delay
+            while time.monotonic() < deadline and not should_stop():
+                time.sleep(0.1)
+            delay = min(delay * 2, 30.0)
 
 
 @dataclass
@@ -112,27 +131,10 @@ def producer_config(settings: Settings) -> dict:
 
 
 def dead_letter_for(line: bytes, reason: str, detail: str, source: str, offset: int, fp: str) -> DeadLetter:
-    head = line[:DEAD_LETTER_RAW_BYTES]
-    raw, enc = None, "utf-8"
-    for cut in range(4):  # the cut may split a multi-byte character
-        try:
-            raw = head[: len(head) - cut].decode("utf-8")
-            break
-        except UnicodeDecodeError:
-            continue
-    if raw is None:
-        raw, enc = base64.b64encode(head).decode("ascii"), "base64"
-    return DeadLetter(
-        dead_letter_id=blake2b(f"ship|{fp}|{offset}".encode(), digest_size=16).hexdigest(),
-        reason=reason,
-        detail=detail,
-        raw=raw,
-        raw_encoding=enc,
-        source=source,
-        offset=offset,
-        stage="ship",
-        seen_at=datetime.now(timezone.utc),
-    )
+    """A line the shipper cannot send (too long): its head, identified by where it sits."""
+    return dead_letter(line, reason, detail, dead_letter_id=blake2b(f"ship|{fp}|{offset}".encode(), digest_size=16)
+                       .hexdigest(), stage="ship", source=source, offset=offset, seen_at=datetime.now(timezone.utc),
+                       max_bytes=DEAD_LETTER_RAW_BYTES)
 
 
 class Sender:
@@ -436,7 +438,8 @@ class Sender:
         if t is None or t.error is not None or len(t.partitions) != self.nparts:
             heads = [d[0] for d in self.pending if d]
             self._fail(min(heads) if heads else 0,
-                       f"topic {self.topic} is missing or changed on the broker with {len(self.producer)} records in flight")
+                       f"topic {self.topic} is missing or changed on the broker "
+                       f"with {len(self.producer)} records in flight")
         else:
             log.warning("no acknowledgements for %.0fs with %d records in flight; waiting for the broker",
                         now - since, len(self.producer))

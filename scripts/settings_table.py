@@ -28,7 +28,8 @@ FALLBACK = {
     "kafka_bootstrap": "Kafka bootstrap servers, host:port[,host:port]",
     "app_id": "Faust app id, also the prefix of the consumer groups",
     "checkpoint_dir": "where the shipper keeps its checkpoints (empty: checkpoints under home)",
-    "sink_batch_rows": "most rows a sink writes in one batch (a batch is also full at this many times 1,500 bytes of messages, since a message may hold many events)",
+    "sink_batch_rows": "most rows a sink writes in one batch (a batch is also full at this many times "
+                       "1,500 bytes of messages, since a message may hold many events)",
     "raw_topic": "tracking-log lines as shipped (bytes unchanged)",
     "enriched_topic": "parsed, classified, enriched events (JSON arrays of one course's EnrichedEvents)",
     "deadletter_topic": "lines that could not be parsed, with the reason (DeadLetter JSON)",

@@ -206,7 +206,8 @@ class SinkLoop:
                         log.info("sink %s: idle for %.0fs, caught up; stopping", self.writer.name, self.max_idle)
                         break
                     if not self.assigned and now - started >= max(60.0, self.max_idle):
-                        log.warning("sink %s: no partitions assigned after %.0fs; stopping", self.writer.name, now - started)
+                        log.warning("sink %s: no partitions assigned after %.0fs; stopping", self.writer.name,
+                                    now - started)
                         break
             if self.pending:  # a stop request: write what we hold, if the database lets us
                 self.flush()
@@ -325,7 +326,8 @@ class SinkLoop:
 
 
 def _describe(partitions) -> str:
-    return ", ".join(f"{p.topic}[{p.partition}]" + (f"@{p.offset}" if p.offset >= 0 else "") for p in partitions) or "none"
+    return ", ".join(f"{p.topic}[{p.partition}]" + (f"@{p.offset}" if p.offset >= 0 else "")
+                     for p in partitions) or "none"
 
 
 def stats_dict(stats: SinkStats) -> dict:

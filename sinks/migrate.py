@@ -112,6 +112,27 @@ def split_statements(sql: str) -> list[str]:
     return statements
 
 
+def apply_pending(engine: str, migrations: list[Migration], applied: dict[int, str], execute,
+                  record) -> list[Migration]:
+    """The ledger's rule, the same for both engines: apply, in order, each migration whose
+    version ``applied`` (version -> checksum, read from ``schema_migrations``) lacks,
+    running its statements through ``execute`` and then ``record``-ing it in the ledger.
+    A migration changed after it was applied is reported, not applied again. Returns
+    the migrations applied now."""
+    done = []
+    for m in migrations:
+        if m.version in applied:
+            if applied[m.version] != m.checksum:
+                log.warning("%s migration %s changed after it was applied; not re-applying it", engine, m)
+            continue
+        log.info("%s: applying migration %s", engine, m)
+        for statement in m.statements:
+            execute(statement)
+        record(m)
+        done.append(m)
+    return done
+
+
 # -- MySQL -------------------------------------------------------------------------------
 
 _MYSQL_LEDGER = """
@@ -124,11 +145,17 @@ CREATE TABLE IF NOT EXISTS `schema_migrations` (
 """
 
 
-def mysql_connect(settings: Settings, **extra) -> pymysql.connections.Connection:
-    """A connection with the session settings the sink's SQL relies on: UTC, strict
-    (bad values fail instead of being truncated) and backslash escapes."""
+def mysql_connect(settings: Settings, *, database: bool = True, autocommit: bool = False,
+                  **extra) -> pymysql.connections.Connection:
+    """The one way to connect to the MySQL database, with the session settings the sinks'
+    SQL relies on: UTC, strict (bad values fail instead of being truncated) and backslash
+    escapes. ``database=False`` connects to the server only (to create or drop the
+    database); ``autocommit`` for readers that poll (each query then sees new rows)."""
+    kw = dict(settings.mysql)
+    if not database:
+        kw.pop("database")
     conn = pymysql.connect(
-        **settings.mysql, charset="utf8mb4", autocommit=False, connect_timeout=5,
+        **kw, charset="utf8mb4", autocommit=autocommit, connect_timeout=5,
         read_timeout=600, write_timeout=600, **extra,
     )
     with conn.cursor() as cur:
@@ -151,22 +178,13 @@ def migrate_mysql(settings: Settings, directory: Path | None = None, conn=None) 
                 cur.execute(_MYSQL_LEDGER)
                 cur.execute("SELECT version, checksum FROM schema_migrations")
                 applied = dict(cur.fetchall())
-                done = []
-                for m in migrations:
-                    if m.version in applied:
-                        if applied[m.version] != m.checksum:
-                            log.warning("MySQL migration %s changed after it was applied; not re-applying it", m)
-                        continue
-                    log.info("MySQL: applying migration %s", m)
-                    for statement in m.statements:
-                        cur.execute(statement)
-                    cur.execute(
-                        "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
-                        (m.version, m.name, m.checksum),
-                    )
+
+                def record(m: Migration) -> None:
+                    cur.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                                (m.version, m.name, m.checksum))
                     conn.commit()
-                    done.append(m)
-                return done
+
+                return apply_pending("MySQL", migrations, applied, cur.execute, record)
             finally:
                 cur.execute("SELECT RELEASE_LOCK(CONCAT(DATABASE(), '.schema_migrations'))")
     finally:
@@ -203,18 +221,12 @@ def migrate_clickhouse(settings: Settings, directory: Path | None = None, client
     client = client or clickhouse.connect(settings)
     client.command(_CH_LEDGER)
     applied = dict(client.query("SELECT version, any(checksum) FROM schema_migrations GROUP BY version").result_rows)
-    done = []
-    for m in migrations:
-        if m.version in applied:
-            if applied[m.version] != m.checksum:
-                log.warning("ClickHouse migration %s changed after it was applied; not re-applying it", m)
-            continue
-        log.info("ClickHouse: applying migration %s", m)
-        for statement in m.statements:
-            client.command(statement)
-        client.insert("schema_migrations", [[m.version, m.name, m.checksum]], column_names=["version", "name", "checksum"])
-        done.append(m)
-    return done
+
+    def record(m: Migration) -> None:
+        client.insert("schema_migrations", [[m.version, m.name, m.checksum]],
+                      column_names=["version", "name", "checksum"])
+
+    return apply_pending("ClickHouse", migrations, applied, client.command, record)
 
 
 def repair_clickhouse(settings: Settings, client=None) -> None:

@@ -357,7 +357,8 @@ class MySQLWriter:
                 try:
                     cur.execute(prefix + lit + suffix)
                 except ROW_ERRORS as exc:
-                    refused.append((rows.poison(msg, "rejected_by_database", f"MySQL refused the row for {table}: {exc}"), msg))
+                    refused.append((rows.poison(msg, "rejected_by_database",
+                                                f"MySQL refused the row for {table}: {exc}"), msg))
         return refused
 
     def reset(self) -> None:

@@ -9,7 +9,6 @@ same poison message produces the same row.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -46,26 +45,15 @@ def from_kafka(m) -> Msg:
     return Msg(m.topic(), m.partition(), m.offset(), m.value(), ts if ts_type and ts > 0 else None)
 
 
-def raw_text(value: bytes | None) -> tuple[str, str]:
-    """The bytes as (text, encoding): UTF-8 text when they are, base64 otherwise."""
-    value = value or b""
-    try:
-        return value.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        return base64.b64encode(value).decode("ascii"), "base64"
-
-
 def poison(msg: Msg, reason: str, detail: str) -> DeadLetter:
-    raw, encoding = raw_text(msg.value)
+    """The dead letter of a message the sink cannot store."""
     digest = hashlib.sha256(f"sink\0{msg.where}\0".encode() + (msg.value or b"")).hexdigest()[:32]
     seen = (
         datetime.fromtimestamp(msg.timestamp_ms / 1000, tz=timezone.utc)
         if msg.timestamp_ms is not None else datetime.now(timezone.utc)
     )
-    return DeadLetter(
-        dead_letter_id=digest, reason=reason, detail=detail[:2000], raw=raw, raw_encoding=encoding,
-        source=msg.where, offset=None, stage="sink", seen_at=seen,
-    )
+    return records.dead_letter(msg.value, reason, detail[:2000], dead_letter_id=digest, stage="sink",
+                               source=msg.where, seen_at=seen)
 
 
 def utc_naive(dt: datetime | None) -> datetime | None:

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         worker.execute_from_commandline()  # leaves through SystemExit when the worker stops
     finally:
-        pipe = app.pipeline
+        pipe = app.worker
         pipe.metrics.write(app.metrics_path, pipe.partition_states())
         log.info("stream: stopped after %s", pipe.metrics.snapshot())
     return 0

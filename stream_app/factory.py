@@ -36,7 +36,7 @@ import msgspec
 
 from edxstream.core import frames
 from edxstream.core.model import parse_line, rejected_course_id, unhandled
-from edxstream.core.records import DeadLetter, EnrichedEvent, encode, enriched_records
+from edxstream.core.records import DeadLetter, EnrichedEvent, dead_letter, encode, enriched_records
 from edxstream.core.settings import Settings
 from stream_app import state as st
 from stream_app import windows as win
@@ -153,48 +153,16 @@ def _cap_fetch_wait(max_wait_ms: int) -> None:
     base.edxstream_cap_ms = max_wait_ms
 
 
-class Pipeline:
-    """The agents' work, holding the tables and the process-local metrics."""
+class GapFollower:
+    """One agent's watch over its source partitions: it keeps the records that follow on
+    from the offsets already processed, and seeks a partition back when the consumer
+    skipped records (see stream_app.positions)."""
 
-    def __init__(self, app: faust.App, settings: Settings, batch_max: int, batch_within: float):
+    def __init__(self, app: faust.App, metrics: Metrics):
         self.app = app
-        self.settings = settings
-        self.batch_max = batch_max
-        self.batch_within = batch_within
-        self.windows = tuple(sorted(set(settings.windows)))
-        self.grace = float(settings.grace_seconds)
-        # how many raw partitions feed each enriched partition (see windows.PartitionState);
-        # read from the broker on the first batch
-        self.raw_partitions: Optional[int] = None
-        self.metrics = Metrics()
-        self.shipped = st.StateTable(
-            app.Table(st.SHIPPED, default=None, partitions=settings.partitions, key_type=str,
-                      value_type=bytes),
-            encode=lambda v: b"%d" % v, decode=int,
-        )
-        self.counts = st.StateTable(
-            app.Table(st.COUNTS, default=None, partitions=settings.partitions, key_type=str,
-                      value_type=bytes),
-            encode=win.encode_state, decode=win.decode_cell,
-        )
-        self.partitions = st.StateTable(
-            app.Table(st.PARTITIONS, default=None, partitions=settings.partitions, key_type=str,
-                      value_type=bytes),
-            encode=win.encode_state, decode=win.decode_partition_state,
-        )
-        # course -> window size -> (latest window start, keys of that window): the web view
-        self.latest: dict[str, dict[int, tuple[int, set[str]]]] = {}
+        self.metrics = metrics
         self._seeking: dict[Any, tuple[int, float]] = {}  # partition -> (offset sought back to, when)
-        self._last_expiry: dict[int, float] = {}
-        # one Output per agent: their batches and acknowledgements must not mix.
-        # Table changelogs stay uncompressed: their batches are often a single small
-        # record, where a codec's fixed cost per batch outweighs what it saves.
-        compress = {t: settings.topic_compression for t in (settings.enriched_topic, settings.aggregates_topic,
-                                                            settings.tally_topic, settings.deadletter_topic)}
-        self.out = Output(app, compress, PRODUCER_BATCH_BYTES)
-        self.out2 = Output(app, compress, PRODUCER_BATCH_BYTES)
 
-    # -- both agents ------------------------------------------------------------------
     async def follow_on(self, events: list, expected: dict[int, int]) -> list:
         """The events that follow on from the offsets in ``expected`` (updated in place);
         partitions whose records jumped ahead are sought back (see stream_app.positions)."""
@@ -241,18 +209,45 @@ class Pipeline:
     def seeking_back(self) -> bool:
         return bool(self._seeking)
 
-    # -- agent 1 ----------------------------------------------------------------------
+
+def _output(app: faust.App, settings: Settings) -> Output:
+    """An agent's own Output (two agents' batches and acknowledgements must not mix).
+    Table changelogs stay uncompressed: their batches are often a single small record,
+    where a codec's fixed cost per batch outweighs what it saves."""
+    compress = {t: settings.topic_compression for t in (settings.enriched_topic, settings.aggregates_topic,
+                                                        settings.tally_topic, settings.deadletter_topic)}
+    return Output(app, compress, PRODUCER_BATCH_BYTES)
+
+
+def _table(app: faust.App, settings: Settings, name: str, encode, decode) -> st.StateTable:
+    return st.StateTable(
+        app.Table(name, default=None, partitions=settings.partitions, key_type=str, value_type=bytes),
+        encode=encode, decode=decode,
+    )
+
+
+class Enricher:
+    """The enrich agent's work: raw lines -> enriched records, dead letters and tally
+    records, with the ``shipped`` table saying how far each file was processed."""
+
+    def __init__(self, app: faust.App, settings: Settings, metrics: Metrics):
+        self.settings = settings
+        self.metrics = metrics
+        self.gaps = GapFollower(app, metrics)
+        self.shipped = _table(app, settings, st.SHIPPED, encode=lambda v: b"%d" % v, decode=int)
+        self.out = _output(app, settings)
+
     async def enrich_batch(self, events: list) -> None:
+        """One batch of raw records, in the order the module docstring tells."""
         t0 = time.perf_counter()
         if self.metrics.first_batch_at is None:
             self.metrics.first_batch_at = time.time()
-        s = self.settings
         expected = {}
         for p in {e.message.partition for e in events}:
             nxt = self.shipped.get(f"{p}|{NEXT_OFFSET}")
             if nxt is not None:
                 expected[p] = nxt
-        events = await self.follow_on(events, expected)
+        events = await self.gaps.follow_on(events, expected)
         out = self.out
         m = self.metrics
         progress: dict[str, tuple[int, int]] = {}
@@ -261,9 +256,9 @@ class Pipeline:
         course_events: dict[bytes, list[bytes]] = {}
         course_ts: dict[bytes, int] = {}
         n_lines = n_enriched = n_dead = n_dup = n_range = n_bad_course = 0
-        enriched_topic = s.enriched_topic
+        enriched_topic = self.settings.enriched_topic
         shipped_get = self.shipped.get
-        skew = s.max_clock_skew_seconds
+        skew = self.settings.max_clock_skew_seconds
         for event in events:
             msg = event.message
             p, o = msg.partition, msg.offset
@@ -321,27 +316,11 @@ class Pipeline:
                     await self._dead_letter(msgspec.structs.replace(record, seen_at=_utcnow()), source, where)
                     n_dead += 1
                     n_range += record.reason == "time_out_of_range"
-        # The events of one course go as JSON arrays (see EnrichedEvent): each record
-        # costs every consumer a fixed amount, more than an event does.
-        for key, encoded in course_events.items():
-            q = await out.partition_for(enriched_topic, key, cache=True)
-            ts = course_ts.get(key)
-            for value in enriched_records(encoded):
-                await out.add(enriched_topic, q, key, value, timestamp_ms=ts)
-        # What counting needs, in a few compact records per enriched partition: the
-        # count agent then receives a handful of records per batch instead of one per
-        # event (see edxstream.core.frames for why the number of records matters).
-        for q, items in tallies.items():
-            for i in range(0, len(items), TALLY_ITEMS):
-                await out.add(s.tally_topic, q, None, win.encode_tally(items[i:i + TALLY_ITEMS]))
+        await self._publish(course_events, course_ts, tallies)
         # outputs durable before "done" is recorded
         t1 = time.perf_counter()
         await out.wait()
-        for skey, (p, off) in progress.items():
-            self.shipped.put(p, skey, off)
-        for p in {e.message.partition for e in events}:
-            self.shipped.put(p, f"{p}|{NEXT_OFFSET}", expected[p])
-        await self.shipped.write(out)
+        await self._mark_done(progress, {e.message.partition for e in events}, expected)
         t2 = time.perf_counter()
         m.enrich_seconds += t2 - t0
         m.ack_wait_seconds += t2 - t1
@@ -355,15 +334,42 @@ class Pipeline:
         m.course_ids_rejected += n_bad_course
         m.touch()
 
+    async def _publish(self, course_events: dict[bytes, list[bytes]], course_ts: dict[bytes, int],
+                       tallies: dict[int, list[win.Item]]) -> None:
+        """A batch's enriched records and tally records to the app's producer."""
+        out = self.out
+        s = self.settings
+        enriched_topic = s.enriched_topic
+        # The events of one course go as JSON arrays (see EnrichedEvent): each record
+        # costs every consumer a fixed amount, more than an event does.
+        for key, encoded in course_events.items():
+            q = await out.partition_for(enriched_topic, key, cache=True)
+            ts = course_ts.get(key)
+            for value in enriched_records(encoded):
+                await out.add(enriched_topic, q, key, value, timestamp_ms=ts)
+        # What counting needs, in a few compact records per enriched partition: the
+        # count agent then receives a handful of records per batch instead of one per
+        # event (see edxstream.core.frames for why the number of records matters).
+        for q, items in tallies.items():
+            for i in range(0, len(items), TALLY_ITEMS):
+                await out.add(s.tally_topic, q, None, win.encode_tally(items[i:i + TALLY_ITEMS]))
+
+    async def _mark_done(self, progress: dict[str, tuple[int, int]], partitions: set[int],
+                         expected: dict[int, int]) -> None:
+        """Record in the ``shipped`` table how far each file and raw partition got (once
+        the batch's outputs are durable)."""
+        for skey, (p, off) in progress.items():
+            self.shipped.put(p, skey, off)
+        for p in partitions:
+            self.shipped.put(p, f"{p}|{NEXT_OFFSET}", expected[p])
+        await self.shipped.write(self.out)
+
     async def _dead_frame(self, msg: Any, source: Optional[str], exc: Exception) -> None:
         """A raw record whose lines cannot be told apart goes whole to the dead letters."""
         value = msg.value or b""
         ident = f"frame|{msg.partition}|{msg.offset}|{hashlib.blake2b(value, digest_size=8).hexdigest()}"
-        dl = DeadLetter(
-            dead_letter_id=hashlib.blake2b(ident.encode(), digest_size=16).hexdigest(),
-            reason="bad_frame", detail=str(exc), raw=value.decode("utf-8", "replace"),
-            source=source, stage="parse", seen_at=_utcnow(),
-        )
+        dl = dead_letter(value, "bad_frame", str(exc), stage="parse", source=source, seen_at=_utcnow(),
+                         dead_letter_id=hashlib.blake2b(ident.encode(), digest_size=16).hexdigest())
         await self._dead_letter(dl, source, (("raw_p", b"%d" % msg.partition), ("raw_o", b"%d" % msg.offset)))
 
     async def _dead_letter(self, dl: DeadLetter, source: Optional[str], where: tuple) -> None:
@@ -372,16 +378,39 @@ class Pipeline:
         key = (source or "").encode()
         await self.out.add(topic, await self.out.partition_for(topic, key, cache=True), key, encode(dl), where)
 
-    # -- agent 2 ----------------------------------------------------------------------
+
+class Counter:
+    """The count agent's work: tally records -> windowed counts in the ``counts`` and
+    ``partitions`` tables, changed windows to the aggregates topic; and the views'
+    reading of those tables."""
+
+    def __init__(self, app: faust.App, settings: Settings, metrics: Metrics):
+        self.settings = settings
+        self.metrics = metrics
+        self.gaps = GapFollower(app, metrics)
+        self.windows = tuple(sorted(set(settings.windows)))
+        self.grace = float(settings.grace_seconds)
+        # how many raw partitions feed each enriched partition (see windows.PartitionState);
+        # read from the broker on the first batch
+        self.raw_partitions: Optional[int] = None
+        self.counts = _table(app, settings, st.COUNTS, encode=win.encode_state, decode=win.decode_cell)
+        self.partitions = _table(app, settings, st.PARTITIONS, encode=win.encode_state,
+                                 decode=win.decode_partition_state)
+        # course -> window size -> (latest window start, keys of that window): the web view
+        self.latest: dict[str, dict[int, tuple[int, set[str]]]] = {}
+        self._last_expiry: dict[int, float] = {}
+        self.out = _output(app, settings)
+
     async def count_batch(self, events: list) -> None:
+        """One batch of tally records, in the order the module docstring tells."""
         t0 = time.perf_counter()
         if self.raw_partitions is None:
-            self.raw_partitions = await self.out2.partition_count(self.settings.raw_topic)
+            self.raw_partitions = await self.out.partition_count(self.settings.raw_topic)
         pstates = {}
         for q in {e.message.partition for e in events}:
             pstates[q] = self.partitions.get(str(q)) or win.PartitionState()
         expected = {q: ps.next_offset for q, ps in pstates.items() if ps.next_offset is not None}
-        events = await self.follow_on(events, expected)
+        events = await self.gaps.follow_on(events, expected)
         by_partition: dict[int, list[win.Item]] = {}
         bad = seen = 0
         for event in events:
@@ -402,10 +431,10 @@ class Pipeline:
             res = win.count_batch(by_partition.get(q, ()), q, self.windows, self.grace, pstate, self.counts.get)
             results.append((q, str(q), res))
         now_us = int(time.time() * 1_000_000)
-        out = self.out2
+        out = self.out
         topic = self.settings.aggregates_topic
         n_emitted = 0
-        for q, pkey, res in results:
+        for _, _, res in results:
             dims = res.dims
             for key, cell in res.changed.items():
                 cell.version = win.next_version(cell, now_us)
@@ -480,8 +509,9 @@ class Pipeline:
         if n:
             self.metrics.windows_expired += n
 
-    # -- views ------------------------------------------------------------------------
+    # -- what the views read ------------------------------------------------------------
     def course_counts(self, course: str) -> dict:
+        """The course's latest window of each size, summed over the partitions that hold it."""
         per = self.latest.get(course)
         if per is None:  # after a restart the index is empty: rebuild it for this course
             for key in list(self.counts.store.keys()):
@@ -515,9 +545,36 @@ class Pipeline:
         return {"course_id": course, "windows": out}
 
     def partition_states(self) -> dict[str, dict]:
+        """Per enriched partition: event-time watermark, events counted and dropped as late."""
         return {k: {"watermark": _iso(v.watermark) if v.watermark else None,
                     "late": v.late, "counted": v.counted}
                 for k, v in self.partitions.items()}
+
+
+class StreamWorker:
+    """One worker's two agents (an :class:`Enricher`, a :class:`Counter`) and the
+    process-local metrics they share; what the views, the CLI and the tests reach as
+    ``app.worker``."""
+
+    def __init__(self, app: faust.App, settings: Settings):
+        self.settings = settings
+        self.metrics = Metrics()
+        self.enricher = Enricher(app, settings, self.metrics)
+        self.counter = Counter(app, settings, self.metrics)
+        self.windows = self.counter.windows
+        self.grace = self.counter.grace
+        self.counts = self.counter.counts
+        self.course_counts = self.counter.course_counts
+        self.partition_states = self.counter.partition_states
+
+    async def reseek(self) -> None:
+        """Follow up both agents' unanswered seeks back."""
+        await self.enricher.gaps.reseek()
+        await self.counter.gaps.reseek()
+
+    @property
+    def seeking_back(self) -> bool:
+        return self.enricher.gaps.seeking_back or self.counter.gaps.seeking_back
 
 
 def _utcnow() -> datetime:
@@ -545,8 +602,8 @@ def create_app(
     conf = faust_config(settings, web_port)
     Path(conf["datadir"]).mkdir(parents=True, exist_ok=True)
     app = faust.App(settings.app_id, **conf)
-    pipe = Pipeline(app, settings, batch_max, batch_within)
-    app.pipeline = pipe  # for views, tests and the CLI
+    pipe = StreamWorker(app, settings)
+    app.worker = pipe  # for views, tests and the CLI
     metrics_path = metrics_path or settings.data_dir / "run" / "stream.metrics.json"
 
     raw_topic = app.topic(settings.raw_topic, key_type=bytes, value_type=bytes,
@@ -557,12 +614,12 @@ def create_app(
     @app.agent(raw_topic, name="enrich")
     async def enrich(stream):
         async for events in stream.take_events(batch_max, within=batch_within):
-            await pipe.enrich_batch(events)
+            await pipe.enricher.enrich_batch(events)
 
     @app.agent(tally_topic, name="count")
     async def count(stream):
         async for events in stream.take_events(batch_max, within=batch_within):
-            await pipe.count_batch(events)
+            await pipe.counter.count_batch(events)
 
     assigned_once = {"v": False}
 
@@ -573,7 +630,7 @@ def create_app(
 
     @app.on_partitions_revoked.connect
     async def _revoked(sender, revoked, **kwargs):
-        pipe.latest.clear()  # the view index may hold keys of partitions given away
+        pipe.counter.latest.clear()  # the view index may hold keys of partitions given away
         pipe.metrics.touch()
 
     @app.timer(log_every)

@@ -111,8 +111,8 @@ def render_page(course: str) -> str:
 
 def register_live_page(app: Any, settings: Settings) -> None:
     """Add the live page and its two JSON views to the app's web server. Call it after
-    the stream app's own views are registered (``create_app``): it reads the pipeline's
-    counts table (``app.pipeline.counts``) and leaves an already registered
+    the stream app's own views are registered (``create_app``): it reads the worker's
+    counts table (``app.worker.counts``) and leaves an already registered
     ``/live/{course_id}/`` route in place (aiohttp refuses a second GET route)."""
     size = min(settings.windows)
     # Every open page polls every few seconds; pages watching the same course share
@@ -131,7 +131,7 @@ def register_live_page(app: Any, settings: Settings) -> None:
         return value
 
     def counts_table():
-        return app.pipeline.counts
+        return app.worker.counts
 
     def course_keys() -> Iterable[str]:
         # No copy: a view runs on the worker's event loop and never awaits while it

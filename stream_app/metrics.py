@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import orjson
+from edxstream.core.jsonfile import write_json
 
 
 @dataclass
@@ -57,10 +57,7 @@ class Metrics:
         return d
 
     def write(self, path: Path, partitions: dict | None = None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         doc = self.snapshot()
         if partitions is not None:
             doc["partitions"] = partitions
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
-        tmp.replace(path)
+        write_json(path, doc)

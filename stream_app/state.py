@@ -23,37 +23,19 @@ from typing import Any, Callable, Generic, Iterator, Optional, TypeVar
 
 import orjson
 
-from edxstream.core.settings import Settings
-
-# Faust table names; the changelog topic of table T is "<app id>-T-changelog".
-SHIPPED = "shipped"  # shipped_key(raw partition, file fingerprint) -> highest byte offset done
-COUNTS = "counts"  # windows.cell_key(partition, course, size, start) -> windows.Cell
-PARTITIONS = "partitions"  # str(enriched partition) -> windows.PartitionState
-TABLES = (SHIPPED, COUNTS, PARTITIONS)
-
-MARKER_KEY = "\x00sync"
-MARKER_KEY_BYTES = orjson.dumps(MARKER_KEY)
-
-
-def shipped_key(partition: int, fp: str) -> str:
-    return f"{partition}|{fp}"
-
-
-def changelog_topic(settings: Settings, table: str) -> str:
-    return f"{settings.app_id}-{table}-changelog"
-
-
-def changelog_topics(settings: Settings) -> list[str]:
-    """The changelog topics holding the stream app's state. Deleting them (with the
-    app stopped) resets the counts and the replay-dedup memory."""
-    return [changelog_topic(settings, t) for t in TABLES]
-
-
-def internal_topics(settings: Settings) -> list[str]:
-    """Every topic the stream app creates for itself (changelogs and Faust's assignor
-    leader topic)."""
-    return changelog_topics(settings) + [f"{settings.app_id}-__assignor-__leader"]
-
+# The tables' names and keys are shared with replay, so they live in the core.
+from edxstream.core.stream_state import (  # noqa: F401  (re-exported for the stream app)
+    COUNTS,
+    MARKER_KEY,
+    MARKER_KEY_BYTES,
+    PARTITIONS,
+    SHIPPED,
+    TABLES,
+    changelog_topic,
+    changelog_topics,
+    internal_topics,
+    shipped_key,
+)
 
 V = TypeVar("V")
 
@@ -136,28 +118,3 @@ class StateTable(Generic[V]):
             await out.add_alone(topic, partition, MARKER_KEY_BYTES, b"")
         await out.wait()
         return n
-
-
-def seed_shipped(settings: Settings, done: dict[int, tuple[str, int]], timeout: float = 30.0) -> None:
-    """Before a worker starts on fresh tables (a replay): record that raw partition p has
-    processed file ``fp`` up to byte offset ``o`` for each ``p: (fp, o)``, exactly as the
-    enrich agent would have, so it skips those lines. A replay uses it to start in the
-    middle of a raw record that holds several lines."""
-    from confluent_kafka import Producer
-
-    from edxstream.core import kafka_admin
-
-    topic = changelog_topic(settings, SHIPPED)
-    kafka_admin.ensure_topics(settings, [topic], config={topic: {"cleanup.policy": "compact"}})
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True,
-                         "logger": kafka_admin.LIBRDKAFKA_LOG})
-
-    def send(partition: int, key: bytes, value: bytes) -> None:
-        producer.produce(topic, key=key, value=value, partition=partition)
-        # flushed alone: the marker must be a batch of its own (see the module doc)
-        if producer.flush(timeout):
-            raise TimeoutError(f"could not write to {topic} within {timeout}s")
-
-    for partition, (fp, offset) in sorted(done.items()):
-        send(partition, orjson.dumps(shipped_key(partition, fp)), b"%d" % offset)
-        send(partition, MARKER_KEY_BYTES, b"")

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 
 import pyarrow.parquet as pq

@@ -22,10 +22,10 @@ OTHER = "course-v1:DemoX+AN102+2024_T1"
 DAY1 = datetime(2024, 3, 4, 9, 0, tzinfo=timezone.utc)
 DAY2 = DAY1 + timedelta(days=1)
 LEARNERS = {"alice_w": (11, "198.51.100.23"), "bob_k": (12, "198.51.100.42"), "carol_z": (13, "2001:db8::beef")}
-V1 = f"block-v1:DemoX+AN101+2024_T1+type@video+block@intro_video"
-V2 = f"block-v1:DemoX+AN101+2024_T1+type@video+block@week2_video"
-P1 = f"block-v1:DemoX+AN101+2024_T1+type@problem+block@quiz1"
-P2 = f"block-v1:DemoX+AN101+2024_T1+type@problem+block@quiz2"
+V1 = "block-v1:DemoX+AN101+2024_T1+type@video+block@intro_video"
+V2 = "block-v1:DemoX+AN101+2024_T1+type@video+block@week2_video"
+P1 = "block-v1:DemoX+AN101+2024_T1+type@problem+block@quiz1"
+P2 = "block-v1:DemoX+AN101+2024_T1+type@problem+block@quiz2"
 
 
 class Builder:
@@ -55,7 +55,8 @@ def build() -> list[EnrichedEvent]:
     t = DAY1
     # enrolments: carol enrols and leaves; alice changes mode
     for who in ("alice_w", "bob_k", "carol_z"):
-        b.add(who, t, "access", "edx.course.enrollment.activated", payload={"user_id": LEARNERS[who][0], "mode": "audit"})
+        b.add(who, t, "access", "edx.course.enrollment.activated",
+              payload={"user_id": LEARNERS[who][0], "mode": "audit"})
     b.add("alice_w", t + timedelta(minutes=1), "access", "edx.course.enrollment.mode_changed")
     b.add("carol_z", t + timedelta(hours=2), "access", "edx.course.enrollment.deactivated")
     # content views
@@ -90,7 +91,8 @@ def build() -> list[EnrichedEvent]:
     f = t + timedelta(hours=1)
     b.add("alice_w", f, "forum", "edx.forum.thread.created",
           payload={"title": "alice_w needs help", "body": "Call alice_w from 198.51.100.23", "id": "t1"})
-    b.add("bob_k", f + timedelta(minutes=1), "forum", "edx.forum.response.created", payload={"body": "hi alice_w", "id": "r1"})
+    b.add("bob_k", f + timedelta(minutes=1), "forum", "edx.forum.response.created",
+          payload={"body": "hi alice_w", "id": "r1"})
     b.add("carol_z", DAY2, "forum", "edx.forum.comment.created", payload={"body": "me too", "id": "c1"})
     b.add("bob_k", DAY2, "forum", "edx.forum.thread.voted", payload={"id": "t1", "vote_value": "up"})
     b.add("alice_w", DAY2, "forum", "edx.forum.searched", payload={"query": "alice_w homework"})
@@ -114,7 +116,7 @@ def load_course(settings, pseudonymize: bool = True) -> list[EnrichedEvent]:
 
 def q(client, sql: str) -> list[dict]:
     result = client.query(sql)
-    return [dict(zip(result.column_names, r)) for r in result.result_rows]
+    return [dict(zip(result.column_names, r, strict=True)) for r in result.result_rows]
 
 
 def test_views_answer_the_course_questions(settings):
@@ -129,7 +131,8 @@ def test_views_answer_the_course_questions(settings):
     assert daily[("2024-03-05", "forum")] == (3, 3)
     assert sum(e for e, _ in daily.values()) == 29  # not the other course, not the profile page
 
-    learners = {str(r["day"]): r["active_learners"] for r in q(client, f"SELECT * FROM course_daily_learners WHERE course_id = '{COURSE}'")}
+    learners = {str(r["day"]): r["active_learners"]
+                for r in q(client, f"SELECT * FROM course_daily_learners WHERE course_id = '{COURSE}'")}
     assert learners == {"2024-03-04": 3, "2024-03-05": 3}
 
     (enr,) = q(client, f"SELECT * FROM course_enrolments WHERE course_id = '{COURSE}'")
@@ -138,7 +141,8 @@ def test_views_answer_the_course_questions(settings):
     assert (enr["org"], enr["course"], enr["run"]) == ("DemoX", "AN101", "2024_T1")
 
     videos = {r["video_id"]: r for r in q(client, "SELECT * FROM video_engagement")}
-    assert (videos[V1]["plays"], videos[V1]["unique_viewers"], videos[V1]["pauses"], videos[V1]["seeks"]) == (5, 3, 2, 1)
+    v1 = videos[V1]
+    assert (v1["plays"], v1["unique_viewers"], v1["pauses"], v1["seeks"]) == (5, 3, 2, 1)
     assert videos[V1]["seconds_watched"] == 70.0  # 30 + 20 (alice) + 20 (carol, capped)
     assert (videos[V2]["plays"], videos[V2]["seconds_watched"]) == (1, 15.0)
 
@@ -149,12 +153,15 @@ def test_views_answer_the_course_questions(settings):
     assert (problems[P2]["first_try_success_rate"], problems[P2]["avg_best_score"]) == (1.0, 1.0)
 
     forum = {str(r["day"]): r for r in q(client, f"SELECT * FROM forum_activity WHERE course_id = '{COURSE}'")}
-    assert (forum["2024-03-04"]["threads"], forum["2024-03-04"]["responses"], forum["2024-03-04"]["posters"]) == (1, 1, 2)
+    day = forum["2024-03-04"]
+    assert (day["threads"], day["responses"], day["posters"]) == (1, 1, 2)
     assert (forum["2024-03-05"]["comments"], forum["2024-03-05"]["votes"], forum["2024-03-05"]["searches"]) == (1, 1, 1)
 
     acts = {r["username"]: r for r in q(client, f"SELECT * FROM learner_activity WHERE course_id = '{COURSE}'")}
     alice = acts[privacy.pseudonym_username("alice_w", settings.pseudonym_key)]
     assert alice["user_id"] == privacy.pseudonym_user_id(11, settings.pseudonym_key)
-    assert (alice["active_days"], alice["videos_watched"], alice["problems_attempted"], alice["problems_solved"]) == (2, 1, 2, 2)
-    assert (alice["video_events"], alice["forum_events"], alice["assessment_events"], alice["access_events"]) == (5, 2, 3, 2)
+    assert ((alice["active_days"], alice["videos_watched"], alice["problems_attempted"], alice["problems_solved"])
+            == (2, 1, 2, 2))
+    assert ((alice["video_events"], alice["forum_events"], alice["assessment_events"], alice["access_events"])
+            == (5, 2, 3, 2))
     assert len(acts) == 3

@@ -39,7 +39,8 @@ def test_every_example_query_runs_and_returns_rows(settings, tmp_path):
 def test_every_table_and_view_is_documented(settings):
     load_course(settings)
     client = clickhouse.connect(settings)
-    names = {r[0] for r in client.query("SELECT name FROM system.tables WHERE database = currentDatabase()").result_rows}
+    names = {r[0] for r in
+             client.query("SELECT name FROM system.tables WHERE database = currentDatabase()").result_rows}
     names.discard("schema_migrations")
     documented = set(re.findall(r"^### `(\w+)`", DOC.read_text(), re.M)) | set(
         re.findall(r"^### `\w+` and `(\w+)`", DOC.read_text(), re.M))

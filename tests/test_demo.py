@@ -38,7 +38,8 @@ def test_settings_reach_a_subprocess_unchanged(settings):
 
 
 def test_table_and_block_names():
-    text = table([{"course": "course-v1:A+B+C", "n": 1234}, {"course": "x", "n": 5}], [("course", "course"), ("n", "n")])
+    text = table([{"course": "course-v1:A+B+C", "n": 1234}, {"course": "x", "n": 5}],
+                 [("course", "course"), ("n", "n")])
     lines = text.splitlines()
     assert lines[0].split() == ["course", "n"]
     assert lines[2].endswith("1,234") and lines[3].endswith("5")

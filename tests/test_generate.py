@@ -13,7 +13,15 @@ from pathlib import Path
 import orjson
 import pytest
 
-from edxstream.ops.generate import MALFORMED_KINDS, GenConfig, generate_days, log_files, read_manifest, write_dir, write_stream
+from edxstream.ops.generate import (
+    MALFORMED_KINDS,
+    GenConfig,
+    generate_days,
+    log_files,
+    read_manifest,
+    write_dir,
+    write_stream,
+)
 from edxstream.core.model import CATEGORIES, parse_line
 from edxstream.core.records import DeadLetter, EnrichedEvent
 from tests.conftest import edxstream_cmd
@@ -80,7 +88,7 @@ def test_every_valid_line_parses_and_every_malformed_line_dead_letters(lines, pa
     assert set(dead) == set(MALFORMED_KINDS)
     assert sum(dead.values()) == pytest.approx(SMALL.events * SMALL.malformed, rel=0.5)
     # logger-prefixed lines are valid and parse like the bare line
-    prefixed = [(line, r) for line, r in zip(lines, parsed) if not line.startswith(b"{")]
+    prefixed = [(line, r) for line, r in zip(lines, parsed, strict=True) if not line.startswith(b"{")]
     valid_prefixed = [(line, r) for line, r in prefixed if isinstance(r, EnrichedEvent)]
     assert len(valid_prefixed) > 10
     for line, r in valid_prefixed:

@@ -53,7 +53,8 @@ def test_jsonl_one_record_per_line_in_order(log):
     assert res.returncode == 0, res.stderr
     out = [orjson.loads(x) for x in res.stdout.splitlines()]
     assert len(out) == len(LINES)
-    assert [o.get("dead_letter") for o in out] == [None, None, "not_json", "empty", None, "not_utf8", "missing_event_type"]
+    assert [o.get("dead_letter") for o in out] == [None, None, "not_json", "empty", None, "not_utf8",
+                                                   "missing_event_type"]
     assert out[0]["category"] == "video" and out[0]["video_position"] == 1.5 and out[0]["user_id"] == 4
     assert out[4]["course_id"] == "course-v1:UniX+CS101+2024_T1" and out[4]["section_id"] == "ch"
     # offsets are byte offsets of each line in the file, the source is the path given

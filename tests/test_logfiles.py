@@ -19,7 +19,7 @@ from edxstream.core import logfiles
 from edxstream.core.records import decode_dead_letter
 from tests.conftest import edxstream_cmd, env_for
 from tests.test_ship_follow import Running, wait_for
-from tests.test_ship_helpers import file_lines, make_line, read_topic, write_lines
+from tests.ship_helpers import file_lines, make_line, read_topic, write_lines
 
 LIMIT = 1_000_000
 

@@ -69,7 +69,8 @@ def test_db_init_creates_both_schemas_and_rerun_applies_nothing(settings):
                     "information_schema.statistics WHERE table_schema = DATABASE() AND table_name = 'events' "
                     "GROUP BY index_name")
         assert dict(cur.fetchall()) == {
-            "PRIMARY": "row_id", "events_event_id": "event_id", "events_course_time": "course_id,time", "events_user_time": "user_id,time",
+            "PRIMARY": "row_id", "events_event_id": "event_id", "events_course_time": "course_id,time",
+            "events_user_time": "user_id,time",
             "events_time": "time", "events_category_time": "category,time",
         }
         cur.execute("SELECT version, name FROM schema_migrations ORDER BY version")
@@ -141,7 +142,7 @@ def test_events_key_migration_keeps_existing_rows_upserts_by_event_id_and_reruns
     running the migration's statements again changes nothing."""
     from sinks import mysql_sink
     from sinks.rows import Msg
-    from tests.test_sink_helpers import make_events, mysql_expected_row, mysql_table
+    from tests.sink_helpers import make_events, mysql_expected_row, mysql_table
 
     shipped, key = mysql_before(settings, tmp_path, "events_sequential_key")
     events = make_events(50, seed=31)
@@ -178,7 +179,7 @@ def test_identity_and_whole_values_migration_keeps_rows_and_takes_long_values(se
     from edxstream.core.model import event_identity, parse_line
     from sinks import mysql_sink
     from sinks.rows import Msg
-    from tests.test_sink_helpers import make_events, mysql_expected_row, mysql_table
+    from tests.sink_helpers import make_events, mysql_expected_row, mysql_table
 
     shipped, target = mysql_before(settings, tmp_path, "line_identity_and_whole_values")
     events = make_events(20, seed=5)

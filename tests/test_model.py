@@ -378,18 +378,22 @@ def test_request_fields():
     rec = ok(line(event_type="seq_next", session="s1", ip="10.0.0.1", agent="UA/1.0", host="lms.example.org",
                   page="https://lms.example.org/x", referer="https://lms.example.org/y"))
     assert (rec.session, rec.ip, rec.agent, rec.host) == ("s1", "10.0.0.1", "UA/1.0", "lms.example.org")
-    assert (rec.page, rec.referer, rec.event_source) == ("https://lms.example.org/x", "https://lms.example.org/y", "server")
+    assert (rec.page, rec.referer, rec.event_source) == ("https://lms.example.org/x", "https://lms.example.org/y",
+                                                         "server")
 
 
 def test_video_play_and_seek_and_speed():
     play = ok(line(event_type="play_video", event_source="browser",
-                   event=orjson.dumps({"id": "i4x-UniX-CS101-video-v1", "code": "yt123", "currentTime": 12.5}).decode()))
+                   event=orjson.dumps({"id": "i4x-UniX-CS101-video-v1", "code": "yt123",
+                                       "currentTime": 12.5}).decode()))
     assert (play.video_id, play.video_code, play.video_position) == ("i4x-UniX-CS101-video-v1", "yt123", 12.5)
     assert play.block_id == "i4x://UniX/CS101/video/v1"
-    seek = ok(line(event_type="seek_video", event={"id": "v", "old_time": 38.9, "new_time": 147, "type": "onSlideSeek"}))
+    seek = ok(line(event_type="seek_video",
+                   event={"id": "v", "old_time": 38.9, "new_time": 147, "type": "onSlideSeek"}))
     assert (seek.video_old_time, seek.video_new_time) == (38.9, 147.0)
     speed = ok(line(event_type="speed_change_video",
-                    event={"id": "aa11bb22cc33dd44ee55ff6677889900", "current_time": 5.1, "old_speed": "1.0", "new_speed": "0.75"}))
+                    event={"id": "aa11bb22cc33dd44ee55ff6677889900", "current_time": 5.1, "old_speed": "1.0",
+                           "new_speed": "0.75"}))
     assert (speed.video_speed, speed.video_position) == (0.75, 5.1)
     assert speed.block_id == VIDEO
     new_style = ok(line(event_type="edx.video.closed_captions.shown", event={"id": "v", "current_time": 3}))
@@ -448,7 +452,8 @@ def test_any_value_in_any_field_never_raises(field):
 
 
 def test_big_integers_and_nan_are_read_not_dead_lettered():
-    raw = b'{"event_type": "problem_check", "time": "2024-01-01T00:00:00Z", "context": {"user_id": 123456789012345678901234},'\
+    raw = b'{"event_type": "problem_check", "time": "2024-01-01T00:00:00Z", '\
+          b'"context": {"user_id": 123456789012345678901234},'\
           b' "event": {"problem_id": "p", "attempts": 99999999999999999999999, "grade": NaN, "max_grade": 2}}'
     rec = ok(raw)
     assert rec.user_id is None and rec.attempts is None  # beyond BIGINT: not a usable id/count

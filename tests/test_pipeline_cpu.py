@@ -34,7 +34,7 @@ def test_cpu_seconds_grows_with_work_and_pid_of_finds_a_process():
 def test_mysql_counts_are_exact_once_the_highest_row_id_allows_the_expected_count(settings):
     from sinks import migrate
 
-    conn = pipeline.mysql_connect(settings)
+    conn = migrate.mysql_connect(settings, autocommit=True)
     try:
         assert pipeline.mysql_counts(conn, 3) == (0, 0)  # no tables yet
         migrate.migrate_mysql(settings)

@@ -24,7 +24,8 @@ def leaks(client) -> list[tuple[str, str, str]]:
     found = []
     for table, column in cols:
         for needle in NEEDLES:
-            n = client.command(f"SELECT count() FROM `{table}` WHERE positionCaseInsensitive(toString(`{column}`), %(n)s) > 0",
+            n = client.command(f"SELECT count() FROM `{table}` "
+                               f"WHERE positionCaseInsensitive(toString(`{column}`), %(n)s) > 0",
                                parameters={"n": needle})
             if int(n):
                 found.append((table, column, needle))

@@ -17,7 +17,7 @@ from producer.checkpoint import CheckpointStore, backfill_store_path
 from producer.fingerprint import fingerprint_of_head, fingerprint_path
 from producer.keys import learner_key
 from tests.conftest import edxstream_cmd, env_for
-from tests.test_ship_helpers import check_order_and_duplicates, file_lines, make_line, read_topic, write_lines
+from tests.ship_helpers import check_order_and_duplicates, file_lines, make_line, read_topic, write_lines
 
 
 def test_learner_key_prefers_username_then_user_id_then_session():

@@ -23,13 +23,13 @@ T0 = datetime(2024, 5, 1, 0, 0, tzinfo=UTC)
 
 # -- pure -----------------------------------------------------------------------------------
 
-def test_parse_time():
-    assert replay.parse_time("beginning") is None
-    assert replay.parse_time("2024-05-01T12:00:00Z") == datetime(2024, 5, 1, 12, tzinfo=UTC)
-    assert replay.parse_time("2024-05-01T14:00:00+02:00") == datetime(2024, 5, 1, 12, tzinfo=UTC)
-    assert replay.parse_time("2024-05-01 12:00") == datetime(2024, 5, 1, 12, tzinfo=UTC)  # naive = UTC
+def test_parse_time_argument():
+    assert replay.parse_time_argument("beginning") is None
+    assert replay.parse_time_argument("2024-05-01T12:00:00Z") == datetime(2024, 5, 1, 12, tzinfo=UTC)
+    assert replay.parse_time_argument("2024-05-01T14:00:00+02:00") == datetime(2024, 5, 1, 12, tzinfo=UTC)
+    assert replay.parse_time_argument("2024-05-01 12:00") == datetime(2024, 5, 1, 12, tzinfo=UTC)  # naive = UTC
     with pytest.raises(UserError, match="BEGINNING or an ISO-8601"):
-        replay.parse_time("yesterday")
+        replay.parse_time_argument("yesterday")
 
 
 def test_align_down_to_the_boundary_of_every_window():
@@ -228,7 +228,7 @@ def test_cli_dry_run_prints_the_plan(settings, raw):
                          env=env_for(settings), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "effective from: 2024-05-01T01:00:00+00:00" in out.stdout
-    rows = {(r[0], r[2]): r for r in (l.split() for l in out.stdout.splitlines())
+    rows = {(r[0], r[2]): r for r in (row.split() for row in out.stdout.splitlines())
             if r and r[0] == settings.stream_group and r[1] == settings.raw_topic}
     assert rows[(settings.stream_group, "0")][3:7] == ["180", "60", "180", "120"]
     assert rows[(settings.stream_group, "1")][3:7] == ["90", "30", "90", "60"]

@@ -38,7 +38,7 @@ def screenshot(index: Path, png: Path, tmp: Path) -> Image.Image:
 def colour_share(img: Image.Image, rgb: tuple[int, int, int], tol: int = 12) -> float:
     small = img.resize((img.width // 4, img.height // 4), Image.NEAREST)
     px = list(small.get_flattened_data()) if hasattr(small, "get_flattened_data") else list(small.getdata())
-    hits = sum(1 for p in px if all(abs(a - b) <= tol for a, b in zip(p, rgb)))
+    hits = sum(1 for p in px if all(abs(a - b) <= tol for a, b in zip(p[:3], rgb, strict=True)))
     return hits / len(px)
 
 

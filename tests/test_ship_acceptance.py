@@ -16,7 +16,7 @@ import pytest
 from producer.fingerprint import fingerprint_path
 from tests.conftest import edxstream_cmd, env_for
 from tests.test_ship_follow import checkpoint, wait_for
-from tests.test_ship_helpers import check_order_and_duplicates, file_lines, make_line, read_topic, write_lines
+from tests.ship_helpers import check_order_and_duplicates, file_lines, make_line, read_topic, write_lines
 
 
 @pytest.mark.slow

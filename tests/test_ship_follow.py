@@ -17,7 +17,7 @@ from producer.checkpoint import ship_store_path
 from producer.fingerprint import fingerprint_path
 from producer.follow import Follower
 from tests.conftest import Broker, edxstream_cmd, env_for
-from tests.test_ship_helpers import check_order_and_duplicates, make_line, read_topic, write_lines
+from tests.ship_helpers import check_order_and_duplicates, make_line, read_topic, write_lines
 
 
 class Running:

@@ -19,7 +19,7 @@ from confluent_kafka import Consumer
 from edxstream.core import clickhouse, privacy, records
 from sinks import clickhouse_sink
 from tests.conftest import edxstream_cmd, env_for
-from tests.test_sink_helpers import (
+from tests.sink_helpers import (
     committed, end_offsets, expected_windows, make_events, produce, produce_events, produce_windows, reset_group,
     window_emissions,
 )
@@ -126,7 +126,8 @@ _READ_BACK = """
 import json, sys
 from edxstream.core import clickhouse, settings
 c = clickhouse.connect(settings.load())
-w = c.query("SELECT kind, course_id, dimension, window_seconds, toString(window_start), count FROM window_counts_final").result_rows
+w = c.query("SELECT kind, course_id, dimension, window_seconds, toString(window_start), count "
+            "FROM window_counts_final").result_rows
 e = c.query("SELECT event_id, count() FROM events FINAL GROUP BY event_id").result_rows
 json.dump({"windows": [list(r) for r in w], "events": [list(r) for r in e]}, sys.stdout)
 """

@@ -19,7 +19,7 @@ from edxstream.core.records import DeadLetter
 from sinks import mysql_sink, rows
 from sinks.rows import Msg
 from tests.conftest import edxstream_cmd, env_for
-from tests.test_sink_helpers import (
+from tests.sink_helpers import (
     committed, end_offsets, make_events, mysql_expected_row, mysql_table, produce, produce_events, reset_group,
 )
 
@@ -85,7 +85,7 @@ def test_one_row_per_event_poison_to_dead_letters_and_replay_changes_nothing(set
     after = mysql_table(settings, "events", "event_id")
     want = sorted(mysql_expected_row(e) for e in changed + events[3:])
     assert after == want
-    assert len([a for a, b in zip(after, before_events) if a != b]) == 3
+    assert len([a for a, b in zip(after, before_events, strict=True) if a != b]) == 3
 
 
 @pytest.mark.parametrize("load_data", [None, False], ids=["load_data_path", "insert_path"])
@@ -217,7 +217,8 @@ def test_batches_of_new_events_load_straight_into_events_until_one_meets_stored_
         # The next batch (through the staging table) holds only new ids: straight again.
         writer.write(writer.prepare(_msgs(settings, events[60:])))
         assert writer.direct
-        assert mysql_table(settings, "events", "event_id") == sorted(want + [mysql_expected_row(e) for e in events[60:]])
+        assert mysql_table(settings, "events", "event_id") == sorted(
+            want + [mysql_expected_row(e) for e in events[60:]])
     finally:
         writer.close()
 
@@ -287,8 +288,9 @@ TRICKY = ["plain", "tab\there", "new\nline", "back\\slash", "\\N", "\\", "", "  
 def test_tsv_rows_read_back_by_load_data_as_the_same_values(settings):
     base = make_events(len(TRICKY), seed=25)
     events = [msgspec.structs.replace(e, username=t, page=t if i % 2 else None, payload=t + t)
-              for i, (e, t) in enumerate(zip(base, TRICKY))]
-    events.append(msgspec.structs.replace(base[0], event_id="zero-micro", time=datetime(2024, 1, 1, tzinfo=timezone.utc),
+              for i, (e, t) in enumerate(zip(base, TRICKY, strict=True))]
+    events.append(msgspec.structs.replace(base[0], event_id="zero-micro",
+                                          time=datetime(2024, 1, 1, tzinfo=timezone.utc),
                                           success=False, grade=0.1 + 0.2, user_id=-(2**63)))
     writer = mysql_sink.MySQLWriter(settings)
     try:

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import threading
-import time
 
 import pymysql
 import pytest
@@ -20,7 +19,7 @@ from sinks.consumer import Stuck
 from tests.conftest import edxstream_cmd, env_for
 from tests.test_ship_follow import wait_for
 from tests.test_sink_clickhouse import final_windows, read_dead_letter_topic
-from tests.test_sink_helpers import (
+from tests.sink_helpers import (
     expected_windows, make_events, mysql_table, produce_events, produce_windows, window_emissions,
 )
 

@@ -11,7 +11,6 @@ and action of each event type are written out literally below.
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -90,7 +89,8 @@ def make_log(n: int, seed: int) -> list[Line]:
     old (beyond grace whatever else happens: same learner, so same raw partition, so
     it is processed after the one that moved the watermark)."""
     rnd = random.Random(seed)
-    files = {"A": ["/var/log/tracking.log", "fpA-" + str(seed), 0], "B": ["/var/log/tracking.log.1", "fpB-" + str(seed), 0]}
+    files = {"A": ["/var/log/tracking.log", "fpA-" + str(seed), 0],
+             "B": ["/var/log/tracking.log.1", "fpB-" + str(seed), 0]}
     lines: list[Line] = []
 
     def add(raw: bytes, key: bytes, **kw) -> None:
@@ -279,7 +279,7 @@ def wait_exit(proc: subprocess.Popen, timeout: float, log: Optional[Path] = None
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-        raise AssertionError(f"worker did not stop; log: {log.read_text()[-3000:] if log else ''}")
+        raise AssertionError(f"worker did not stop; log: {log.read_text()[-3000:] if log else ''}") from None
     assert rc == 0, log.read_text()[-3000:] if log else rc
 
 

@@ -8,18 +8,35 @@ pipeline runs (then through the ClickHouse sink's query endpoint, see
 
 from __future__ import annotations
 
-import argparse
 import io
 import sys
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import BinaryIO
-
-from clickhouse_connect.driver.binding import format_query_value
+from typing import TYPE_CHECKING, BinaryIO
 
 from edxstream.core import settings as settings_mod
-from edxstream.core.chdb_server import Runner, open_runner
 from edxstream.core.errors import UserError
+
+if TYPE_CHECKING:
+    from edxstream.core.chdb_server import Runner
+
+# clickhouse_connect takes about half of the command's start-up to import, so it (and the
+# query path built on it) is imported when a command runs, not for `edxstream --help`.
+
+
+def format_query_value(value) -> str:
+    """ClickHouse's literal of a value."""
+    from clickhouse_connect.driver.binding import format_query_value as literal
+
+    return literal(value)
+
+
+def open_runner(settings) -> Runner:
+    """The query path to the configured ClickHouse (see edxstream.core.chdb_server)."""
+    from edxstream.core import chdb_server
+
+    return chdb_server.open_runner(settings)
+
 
 QUERY_FORMATS = {"table": "PrettyCompactMonoBlock", "csv": "CSVWithNames", "tsv": "TabSeparatedWithNames",
                  "json": "JSONEachRow"}
@@ -148,7 +165,8 @@ def export_events(runner: Runner, course: str, start: datetime | None, end: date
     def sql(first: date | None, last: date | None) -> str:
         cond = where
         if first is not None:
-            cond += f" AND toDate(time) BETWEEN {format_query_value(first.isoformat())} AND {format_query_value(last.isoformat())}"
+            cond += (f" AND toDate(time) BETWEEN {format_query_value(first.isoformat())}"
+                     f" AND {format_query_value(last.isoformat())}")
         return f"SELECT * FROM events FINAL WHERE {cond} ORDER BY time, event_id"
 
     if fmt == "csv":
@@ -189,7 +207,8 @@ def run_export(args) -> int:
         tmp.replace(args.out)
     print(f"exported {rows} events of {args.course} ({runner.where})", file=sys.stderr)
     if rows == 0:
-        print("no events matched: check the course id (edxstream query \"SELECT DISTINCT course_id FROM course_events\")",
+        print("no events matched: check the course id "
+              "(edxstream query \"SELECT DISTINCT course_id FROM course_events\")",
               file=sys.stderr)
     return 0
 

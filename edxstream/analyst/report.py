@@ -88,7 +88,8 @@ def figures(data: dict) -> list[tuple[str, "object"]]:
 
     learners = go.Figure(layout=dict(title="Active learners per day", xaxis_title="day (UTC)",
                                      yaxis_title="learners", **layout))
-    learners.add_scatter(x=[r["day"] for r in data["learners"]], y=[int(r["active_learners"]) for r in data["learners"]],
+    learners.add_scatter(x=[r["day"] for r in data["learners"]],
+                         y=[int(r["active_learners"]) for r in data["learners"]],
                          mode="lines+markers", line=dict(color="#4c78a8", width=3), name="active learners")
     learners.update_yaxes(rangemode="tozero")
     days = sorted({r["day"] for r in data["learners"]})
@@ -104,7 +105,8 @@ def figures(data: dict) -> list[tuple[str, "object"]]:
     videos.add_bar(y=[short_block(r["video_id"]) for r in vids], x=[int(r["unique_viewers"]) for r in vids],
                    orientation="h", marker_color="#e45756", name="unique viewers",
                    customdata=[[r["plays"], r["seconds_watched"]] for r in vids],
-                   hovertemplate="%{y}: %{x} viewers, %{customdata[0]} plays, %{customdata[1]} s watched<extra></extra>")
+                   hovertemplate="%{y}: %{x} viewers, %{customdata[0]} plays, %{customdata[1]} s watched"
+                                 "<extra></extra>")
     figs.append(("videos", videos))
 
     problems = go.Figure(layout=dict(title="Top problems: learners and first-try successes", barmode="group",
@@ -174,7 +176,9 @@ def analysis_html(data: dict) -> str:
 def render(data: dict, pseudonymized: bool = True) -> str:
     figs = figures(data)
     charts = "\n".join(
-        f"<div class='chart'>{fig.to_html(full_html=False, include_plotlyjs=False, div_id=name, config={'displaylogo': False})}</div>"
+        "<div class='chart'>"
+        + fig.to_html(full_html=False, include_plotlyjs=False, div_id=name, config={"displaylogo": False})
+        + "</div>"
         for name, fig in figs
     )
     s, e, f = data["summary"], data["enrolments"], data["forum"]
@@ -182,10 +186,12 @@ def render(data: dict, pseudonymized: bool = True) -> str:
         f"<div class='card'><b>{html.escape(str(v if v is not None else 0))}</b>{html.escape(k)}</div>"
         for k, v in [
             ("events", s.get("events")), ("learners active", s.get("learners")), ("days with activity", s.get("days")),
-            ("enrolled now", e.get("enrolled_now")), ("forum posts", sum(int(f.get(k) or 0) for k in ("threads", "responses", "comments"))),
+            ("enrolled now", e.get("enrolled_now")),
+            ("forum posts", sum(int(f.get(k) or 0) for k in ("threads", "responses", "comments"))),
         ]
     )
-    period = f"{(s.get('first_event') or '?')[:10]} to {(s.get('last_event') or '?')[:10]}" if s.get("events") else "no events yet"
+    period = (f"{(s.get('first_event') or '?')[:10]} to {(s.get('last_event') or '?')[:10]}" if s.get("events")
+              else "no events yet")
     return PAGE.format(
         title=html.escape(f"Course report: {data['course']}"),
         course=html.escape(data["course"]),
@@ -195,8 +201,10 @@ def render(data: dict, pseudonymized: bool = True) -> str:
         cards=cards,
         charts=charts,
         videos=_table(data["videos"], [("video_id", "video"), ("unique_viewers", "unique viewers"), ("plays", "plays"),
-                                        ("seconds_watched", "seconds watched"), ("pauses", "pauses"), ("seeks", "seeks")]),
-        problems=_table(data["problems"], [("problem_id", "problem"), ("learners", "learners"), ("attempts", "attempts"),
+                                        ("seconds_watched", "seconds watched"), ("pauses", "pauses"),
+                                        ("seeks", "seeks")]),
+        problems=_table(data["problems"], [("problem_id", "problem"), ("learners", "learners"),
+                                            ("attempts", "attempts"),
                                             ("first_try_successes", "right first try"),
                                             ("first_try_success_rate", "first-try rate"),
                                             ("learners_solved", "solved")]),

@@ -23,6 +23,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from http import HTTPStatus
+from itertools import pairwise
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator, Protocol
@@ -32,6 +33,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from edxstream.core import clickhouse
 from edxstream.core.errors import UserError
+from edxstream.core.jsonfile import write_json
 from edxstream.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ MAX_SQL_BYTES = 1_000_000
 
 
 def endpoint_file(settings: Settings) -> Path:
+    """The file where the process holding the chdb folder publishes its query endpoint."""
     return settings.data_dir / "run" / "clickhouse.endpoint"
 
 
@@ -104,13 +107,15 @@ def check_read_only(sql: str) -> None:
     if several:
         raise UserError("one statement per query, please")
     if words[0] not in READ_KEYWORDS:
-        raise UserError(f"only read-only statements are allowed here ({', '.join(sorted(READ_KEYWORDS))}), not {words[0]}")
-    for a, b in zip(words, words[1:]):
+        raise UserError(f"only read-only statements are allowed here ({', '.join(sorted(READ_KEYWORDS))}), "
+                        f"not {words[0]}")
+    for a, b in pairwise(words):
         if (a, b) == ("INTO", "OUTFILE"):
             raise UserError("INTO OUTFILE is not allowed: the endpoint returns results, it does not write files")
 
 
 def strip_semicolons(sql: str) -> str:
+    """The statement without surrounding blanks and trailing semicolons."""
     return sql.strip().rstrip(";").rstrip()
 
 
@@ -132,6 +137,7 @@ def engine_message(exc: Exception, fmt: str) -> str:
 
 
 class EndpointServer(ThreadingHTTPServer):
+    """The HTTP query endpoint on a chdb folder (see :func:`serve`)."""
     daemon_threads = True
 
     def __init__(self, address, client, database: str, token: str, allow_write: bool, path_file: Path):
@@ -147,6 +153,7 @@ class EndpointServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET server's address is (str, int)
         return f"http://{host}:{port}/"
 
     def stop(self) -> None:
@@ -216,12 +223,7 @@ def serve(client, settings: Settings, allow_write: bool = False, host: str = "12
     target = endpoint_file(settings)
     token = secrets.token_hex(16)
     server = EndpointServer((host, 0), own, settings.clickhouse_database, token, allow_write, target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"url": server.url, "token": token, "pid": os.getpid(), "path": str(path)}, f)
-    os.replace(tmp, target)
+    write_json(target, {"url": server.url, "token": token, "pid": os.getpid(), "path": str(path)}, private=True)
     server.thread = threading.Thread(target=server.serve_forever, name="chdb-endpoint", daemon=True)
     server.thread.start()
     log.info("ClickHouse query endpoint on %s (for edxstream query/export/report)", server.url)
@@ -242,6 +244,7 @@ class Runner(Protocol):
 
 
 class ClientRunner:
+    """Runs queries through a ClickHouse client this process holds."""
     def __init__(self, client, where: str):
         self.client = client
         self.where = where
@@ -265,6 +268,7 @@ class ClientRunner:
 
 
 class EndpointRunner:
+    """Runs queries through the endpoint of the process that holds the chdb folder."""
     def __init__(self, url: str, token: str, database: str, where: str):
         self.url = url
         self.token = token

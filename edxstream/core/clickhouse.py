@@ -48,22 +48,22 @@ def connect(settings: Settings, database: str | None = None) -> Client:
         return client
     key = str(path)
     with _lock:
-        client = _embedded.get(key)
-        if client is None:
+        embedded = _embedded.get(key)
+        if embedded is None:
             path.mkdir(parents=True, exist_ok=True)
             try:
                 with native_output_to_debug_log():
-                    client = clickhouse_connect.get_client(interface="chdb", path=key)
+                    embedded = clickhouse_connect.get_client(interface="chdb", path=key)
             except Exception as exc:  # chdb raises a generic error when the folder is held
                 raise UserError(
                     f"cannot open the embedded ClickHouse folder {key}: another edxstream "
                     f"process (the ClickHouse sink) holds it. Stop that process, or query "
                     f"through it. ({exc})"
                 ) from exc
-            _embedded[key] = client
-    client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
-    client.database = database
-    return client
+            _embedded[key] = embedded
+    embedded.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+    embedded.database = database
+    return embedded
 
 
 @contextlib.contextmanager
@@ -105,6 +105,7 @@ def connection_problem(exc: BaseException) -> str:
 
 
 def describe(settings: Settings) -> str:
+    """Where the configured ClickHouse is, for messages (no password)."""
     path = settings.clickhouse_embedded_path
     if path is None:
         u = urlparse(settings.clickhouse_url)

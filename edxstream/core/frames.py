@@ -20,6 +20,7 @@ shippers write; the stream app reads both.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Optional
 
 OFFSETS = "offsets"
@@ -36,7 +37,7 @@ class FrameError(ValueError):
 
 def offsets_header(offsets: list[int]) -> bytes:
     """The ``offsets`` header for lines starting at these byte offsets (two or more)."""
-    return b",".join([b"%d" % (b - a) for a, b in zip(offsets, offsets[1:])])
+    return b",".join([b"%d" % (b - a) for a, b in pairwise(offsets)])
 
 
 def split(value: bytes, offset: Optional[int], more: Optional[bytes]) -> list[tuple[Optional[int], bytes]]:
@@ -49,10 +50,10 @@ def split(value: bytes, offset: Optional[int], more: Optional[bytes]) -> list[tu
     if len(steps) != len(lines) - 1 or offset is None:
         raise FrameError(f"a record of {len(lines)} lines has {len(steps)} offset steps"
                          + ("" if offset is not None else " and no offset header"))
-    out = [(offset, lines[0])]
+    out: list[tuple[Optional[int], bytes]] = [(offset, lines[0])]
     o = offset
     try:
-        for step, line in zip(steps, lines[1:]):
+        for step, line in zip(steps, lines[1:], strict=True):  # lengths checked above
             o += int(step)
             out.append((o, line))
     except ValueError as exc:
@@ -61,4 +62,5 @@ def split(value: bytes, offset: Optional[int], more: Optional[bytes]) -> list[tu
 
 
 def position(kafka_offset: int, index: int) -> int:
+    """A line's position: its record's Kafka offset and its index in the record, as one growing integer."""
     return (kafka_offset << LINE_BITS) | index

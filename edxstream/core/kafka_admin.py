@@ -30,10 +30,12 @@ LIBRDKAFKA_LOG = _LibrdkafkaLog()
 
 
 def admin(settings: Settings) -> AdminClient:
+    """An admin client of the configured brokers."""
     return AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "logger": LIBRDKAFKA_LOG})
 
 
 def broker_answers(settings: Settings, timeout: float = 2.0) -> bool:
+    """Whether a broker answers a metadata request within ``timeout`` seconds."""
     try:
         admin(settings).list_topics(timeout=timeout)
         return True

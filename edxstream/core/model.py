@@ -12,7 +12,6 @@ with a short reason code, so nothing is dropped silently.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from math import isfinite
@@ -37,7 +36,7 @@ from edxstream.core.events.courses import (
     find_usage_key,
     normalize_course_id,
 )
-from edxstream.core.records import DeadLetter, EnrichedEvent
+from edxstream.core.records import DeadLetter, EnrichedEvent, dead_letter
 
 _find_usage_key_uncached = find_usage_key.__wrapped__
 
@@ -106,24 +105,13 @@ def event_identity(fingerprint: str, offset: int) -> str:
 
 
 def _dead(reason: str, detail: str, line: bytes, source, offset, ident: str | None = None) -> DeadLetter:
-    try:
-        raw, enc = line.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        raw, enc = base64.b64encode(line).decode("ascii"), "base64"
-    return DeadLetter(
-        dead_letter_id=ident or line_id(line),
-        reason=reason,
-        detail=detail,
-        raw=raw,
-        raw_encoding=enc,
-        source=source,
-        offset=offset,
-        stage="parse",
-    )
+    return dead_letter(line, reason, detail, dead_letter_id=ident or line_id(line), stage="parse", source=source,
+                       offset=offset)
 
 
-def dead_letter(reason: str, detail: str, line: bytes, source=None, offset=None) -> DeadLetter:
-    """The dead letter of ``line`` (the model's builder, for the readers of logs)."""
+def line_dead_letter(reason: str, detail: str, line: bytes, source=None, offset=None) -> DeadLetter:
+    """The dead letter of ``line`` as the model makes it (for the readers of logs: a line
+    cut off as too long, the unreadable rest of a file)."""
     return _dead(reason, detail, line, source, offset)
 
 
@@ -161,6 +149,12 @@ def _float(value) -> float | None:
             return None
         return f if isfinite(f) else None
     return None
+
+
+def _float_of(pd: dict, key: str, other: str) -> float | None:
+    """The number under ``key``, else under ``other`` (older and newer spellings)."""
+    f = _float(pd.get(key))
+    return _float(pd.get(other)) if f is None else f
 
 
 def _int(value) -> int | None:
@@ -254,16 +248,16 @@ def decode_payload(event) -> tuple[object, str | None]:
         if "=" in s and " " not in s and "\n" not in s:
             pairs = parse_qsl(s, keep_blank_values=True)
             if pairs:
-                value: dict = {}
+                query: dict = {}
                 for k, v in pairs:
-                    old = value.get(k)
+                    old = query.get(k)
                     if old is None:
-                        value[k] = v
+                        query[k] = v
                     elif old.__class__ is list:
                         old.append(v)
                     else:
-                        value[k] = [old, v]
-                return value, orjson.dumps(value).decode()
+                        query[k] = [old, v]
+                return query, orjson.dumps(query).decode()
         return text, text
     if event is None:
         return None, ""
@@ -390,24 +384,16 @@ def rejected_course_id(raw: bytes) -> str | None:
     return None
 
 
-# --- the entry point ----------------------------------------------------------------
+# --- the sections of a line, each a pure function ------------------------------------
 
 
-def parse_line(raw: bytes, source: str | None = None, offset: int | None = None, fingerprint: str | None = None,
-               latest: datetime | None = None) -> EnrichedEvent | DeadLetter:
-    """Parse, classify and enrich one tracking-log line.
-
-    ``source``/``offset`` (file and byte offset) are copied into the record. With the
-    file's ``fingerprint`` and the offset, the record's id is :func:`event_identity`;
-    without them (a line from another shipper) it is a hash of the line's content.
-    A time before :data:`EARLIEST_TIME`, or after ``latest`` (the caller's clock plus
-    the allowed skew), makes a ``time_out_of_range`` dead letter: such a time would
-    move the stream's event-time watermark. Returns an EnrichedEvent, or a DeadLetter
-    saying why the line could not be one."""
+def _read_object(raw: bytes, source, offset, ident: str | None) -> tuple[dict, bytes, bytes] | DeadLetter:
+    """The line's JSON object, the bytes it was read from (the line without a logger
+    prefix: what ``event_id`` hashes) and the whole stripped line; or the dead letter of a
+    line that is empty, not UTF-8, not JSON or not an object."""
     if raw.__class__ is not bytes:
         raw = bytes(raw) if not isinstance(raw, str) else raw.encode("utf-8", "surrogateescape")
     line = raw.strip(_WS)
-    ident = event_identity(fingerprint, offset) if fingerprint is not None and offset is not None else None
     if not line:
         return _dead("empty", "empty line", line, source, offset, ident)
     body = line
@@ -432,63 +418,41 @@ def parse_line(raw: bytes, source: str | None = None, offset: int | None = None,
             return _dead("not_json", f"invalid JSON: {exc}", line, source, offset, ident)
     if doc.__class__ is not dict:
         return _dead("not_object", f"JSON {type(doc).__name__}, not an object", line, source, offset, ident)
+    return doc, body, line
 
-    name = doc.get("name")
-    event_type = doc.get("event_type")
-    if event_type.__class__ is not str or not event_type:
-        event_type = name if name.__class__ is str and name else None
-        if event_type is None:
-            hint = " (Segment-shaped event)" if "messageId" in doc or "anonymousId" in doc else ""
-            return _dead("missing_event_type", f"no event_type or name{hint}", line, source, offset, ident)
-    raw_time = doc.get("time")
-    if raw_time is None:
-        # Documentation samples and some exporters omit "time" (a few carry "timestamp").
-        # The event is still worth keeping; UNKNOWN_TIME marks it so a consumer can
-        # substitute the time it received the line.
-        raw_time = doc.get("timestamp")
-        when = UNKNOWN_TIME if raw_time is None else parse_time(raw_time)
-    else:
-        when = parse_time(raw_time)
-    if when is None:
-        return _dead("bad_time", f"unreadable time {str(raw_time)[:80]!r}", line, source, offset, ident)
-    if (when < EARLIEST_TIME and when is not UNKNOWN_TIME) or (latest is not None and when > latest):
-        bound = f"before {EARLIEST_TIME:%Y-%m-%d}" if when < EARLIEST_TIME else f"after {latest.isoformat()}"
-        return _dead("time_out_of_range", f"time {when.isoformat()} is {bound}", line, source, offset, ident)
 
-    # action: the canonical name, URL event types reduced to their route template
+def _time_without_time(doc: dict) -> datetime | None:
+    """The time of an event that has no ``time``. Documentation samples and some
+    exporters omit it (a few carry ``timestamp``). The event is still worth keeping;
+    UNKNOWN_TIME marks it so a consumer can substitute the time it received the line."""
+    raw_time = doc.get("timestamp")
+    return UNKNOWN_TIME if raw_time is None else parse_time(raw_time)
+
+
+def _action(name, event_type: str) -> str:
+    """The canonical name of what happened: ``name`` when it is one, else the event type;
+    URL event types reduced to their route template."""
     base = name if name.__class__ is str and name and name[0] != "/" else event_type
     if base[0] == "/" or base.startswith("http"):
-        action = route_template(base)
-    else:
-        action = base.strip()
-    category = classify(action)
+        return route_template(base)
+    return base.strip()
 
-    ctx = doc.get("context")
-    if ctx.__class__ is not dict:
-        if ctx.__class__ is str and ctx[:1] == "{":
-            try:
-                ctx = orjson.loads(ctx)
-            except orjson.JSONDecodeError:
-                ctx = None
-        if ctx.__class__ is not dict:
-            ctx = {}
 
-    event = doc.get("event")
-    if event is None:  # newer server events (edx.grades.*) carry "data" instead
-        event = doc.get("data")
-    value, payload = decode_payload(event)
-    if payload is None:
-        return _dead("unwritable", "the event payload is nested too deep to store", line, source, offset)
-    pd = value if value.__class__ is dict else None
+def _context_of(ctx) -> dict:
+    """A ``context`` that is not an object: some exporters write it as a JSON string;
+    anything else counts as an empty context."""
+    if ctx.__class__ is str and ctx[:1] == "{":
+        try:
+            ctx = orjson.loads(ctx)
+        except orjson.JSONDecodeError:
+            return {}
+    return ctx if ctx.__class__ is dict else {}
 
-    page = _str(doc.get("page"))
-    referer = _str(doc.get("referer")) or _str(ctx.get("referer"))
-    path = _str(ctx.get("path"))
-    url_type = event_type if event_type[0] == "/" else None
-    module = ctx.get("module")
-    module_key = _str(module.get("usage_key")) if module.__class__ is dict else None
 
-    # block / usage id
+def _block_and_problem(category: str, value, pd: dict | None, module_key: str | None,
+                       url_type: str | None, path: str | None) -> tuple[str | None, str | None]:
+    """(block usage id, problem usage id): the context's module first, then the payload's
+    many spellings, then the URLs of the request."""
     block_id = module_key
     problem_id = None
     if pd is not None:
@@ -519,79 +483,152 @@ def parse_line(raw: bytes, source: str | None = None, offset: int | None = None,
     if problem_id is None and category == ASSESSMENT and block_id is not None:
         if "type@problem+" in block_id or "/problem/" in block_id:
             problem_id = block_id
+    return block_id, problem_id
 
-    # course id: context first (authoritative), then the payload, then URLs and keys
-    course_id = None
+
+def _course_id(ctx: dict, pd: dict | None, url_type: str | None, path: str | None, block_id: str | None,
+               page: str | None, referer: str | None) -> str | None:
+    """The course id: the context first (authoritative), then the payload, then URLs and keys."""
     ctx_course = ctx.get("course_id")
     if ctx_course.__class__ is str and ctx_course:
         course_id = normalize_course_id(ctx_course)  # a malformed id is no course
-    if course_id is None and pd is not None:
+        if course_id is not None:
+            return course_id
+    if pd is not None:
         c = pd.get("course_id")
         if c.__class__ is str and c:
             course_id = normalize_course_id(c)
-    if course_id is None:
-        course_id = (
-            course_from_path(url_type)
-            or course_from_path(path)
-            or _course_from_usage(block_id)
-            or course_from_path(page)
-            or course_from_path(referer)
-        )
+            if course_id is not None:
+                return course_id
+    return (
+        course_from_path(url_type)
+        or course_from_path(path)
+        or _course_from_usage(block_id)
+        or course_from_path(page)
+        or course_from_path(referer)
+    )
+
+
+def _courseware(url_type: str | None, path: str | None, page: str | None,
+                referer: str | None) -> tuple[str | None, str | None]:
+    """(section id, subsection id) of the courseware page the event happened on: the
+    request itself, else the page the browser was showing, else where an AJAX call came
+    from."""
+    for url in (url_type, path, page, referer):
+        if url is not None and "/courseware/" in url:
+            return courseware_location(url)
+    return None, None
+
+
+def _video(pd: dict, block_id: str | None, course_id: str | None) -> tuple:
+    """(video id, code, position, old time, new time, speed, block id) of a video event;
+    the block id is rebuilt from the course when the player logged only its hash."""
+    video_id = _str(pd.get("id"))
+    position = _float_of(pd, "currentTime", "current_time")
+    speed = _float_of(pd, "new_speed", "speed")
+    if block_id is None and video_id is not None and course_id is not None and video_id.isalnum():
+        # newer players log only the block hash as "id": rebuild the usage key
+        if course_id.startswith("course-v1:"):
+            block_id = f"block-v1:{course_id[10:]}+type@video+block@{video_id}"
+    return (video_id, _str(pd.get("code")), position, _float(pd.get("old_time")), _float(pd.get("new_time")),
+            speed, block_id)
+
+
+def _problem(pd: dict) -> tuple:
+    """(attempts, success, grade, max grade) of a problem event (grades of newer server
+    events are ``weighted_earned`` / ``weighted_possible``)."""
+    return (_int(pd.get("attempts")), _success(pd.get("success")), _float_of(pd, "grade", "weighted_earned"),
+            _float_of(pd, "max_grade", "weighted_possible"))
+
+
+def _agent_of(agent, ctx: dict) -> str | None:
+    """A user agent that is not a string: missing (then the context's), or an object
+    (some mobile exporters), kept as its JSON."""
+    return _str(ctx.get("agent")) if agent is None else (json_text(agent) if agent else None)
+
+
+# --- the entry point ----------------------------------------------------------------
+
+
+def parse_line(raw: bytes, source: str | None = None, offset: int | None = None, fingerprint: str | None = None,
+               latest: datetime | None = None) -> EnrichedEvent | DeadLetter:
+    """Parse, classify and enrich one tracking-log line.
+
+    ``source``/``offset`` (file and byte offset) are copied into the record. With the
+    file's ``fingerprint`` and the offset, the record's id is :func:`event_identity`;
+    without them (a line from another shipper) it is a hash of the line's content.
+    A time before :data:`EARLIEST_TIME`, or after ``latest`` (the caller's clock plus
+    the allowed skew), makes a ``time_out_of_range`` dead letter: such a time would
+    move the stream's event-time watermark. Returns an EnrichedEvent, or a DeadLetter
+    saying why the line could not be one. The steps, each
+    a function above: read the JSON object, its event type and time, the action and its
+    category, the context and the payload, then the block and problem, the course, the
+    courseware page, the learner, and the video or problem fields."""
+    ident = event_identity(fingerprint, offset) if fingerprint is not None and offset is not None else None
+    read = _read_object(raw, source, offset, ident)
+    if isinstance(read, DeadLetter):
+        return read
+    doc, body, line = read
+
+    name = doc.get("name")
+    event_type = doc.get("event_type")
+    if event_type.__class__ is not str or not event_type:
+        event_type = name if name.__class__ is str and name else None
+        if event_type is None:
+            hint = " (Segment-shaped event)" if "messageId" in doc or "anonymousId" in doc else ""
+            return _dead("missing_event_type", f"no event_type or name{hint}", line, source, offset, ident)
+    raw_time = doc.get("time")
+    when = parse_time(raw_time) if raw_time is not None else _time_without_time(doc)
+    if when is None:
+        if raw_time is None:
+            raw_time = doc.get("timestamp")
+        return _dead("bad_time", f"unreadable time {str(raw_time)[:80]!r}", line, source, offset, ident)
+
+    if (when < EARLIEST_TIME and when is not UNKNOWN_TIME) or (latest is not None and when > latest):
+        bound = f"before {EARLIEST_TIME:%Y-%m-%d}" if when < EARLIEST_TIME else f"after {latest.isoformat()}"
+        return _dead("time_out_of_range", f"time {when.isoformat()} is {bound}", line, source, offset, ident)
+
+    action = _action(name, event_type)
+    category = classify(action)
+    ctx = doc.get("context")
+    if ctx.__class__ is not dict:
+        ctx = _context_of(ctx)
+    event = doc.get("event")
+    if event is None:  # newer server events (edx.grades.*) carry "data" instead
+        event = doc.get("data")
+    value, payload = decode_payload(event)
+    if payload is None:
+        return _dead("unwritable", "the event payload is nested too deep to store", line, source, offset, ident)
+    pd = value if value.__class__ is dict else None
+
+    page = _str(doc.get("page"))
+    referer = _str(doc.get("referer")) or _str(ctx.get("referer"))
+    path = _str(ctx.get("path"))
+    url_type = event_type if event_type[0] == "/" else None
+    module = ctx.get("module")
+    module_key = _str(module.get("usage_key")) if module.__class__ is dict else None
+
+    block_id, problem_id = _block_and_problem(category, value, pd, module_key, url_type, path)
+    course_id = _course_id(ctx, pd, url_type, path, block_id, page, referer)
     org, course, run = course_key_parts(course_id) if course_id else (None, None, None)
     if org is None:
         org = _str(ctx.get("org_id"))
+    section_id, subsection_id = _courseware(url_type, path, page, referer)
 
-    # the courseware page the event happened on: the request itself, else the page
-    # the browser was showing, else where an AJAX call came from
-    section_id = subsection_id = None
-    for url in (url_type, path, page, referer):
-        if url is not None and "/courseware/" in url:
-            section_id, subsection_id = courseware_location(url)
-            break
-
-    # user
     user_id = _int(ctx.get("user_id"))
     if user_id is None and pd is not None and category != VIDEO:
         user_id = _int(pd.get("user_id"))
-    username = _str(doc.get("username")) or _str(ctx.get("username"))
 
-    # video
-    video_id = video_code = None
-    position = old_time = new_time = speed = None
-    if category == VIDEO and pd is not None:
-        video_id = _str(pd.get("id"))
-        video_code = _str(pd.get("code"))
-        position = _float(pd.get("currentTime"))
-        if position is None:
-            position = _float(pd.get("current_time"))
-        old_time = _float(pd.get("old_time"))
-        new_time = _float(pd.get("new_time"))
-        speed = _float(pd.get("new_speed"))
-        if speed is None:
-            speed = _float(pd.get("speed"))
-        if block_id is None and video_id is not None and course_id is not None and video_id.isalnum():
-            # newer players log only the block hash as "id": rebuild the usage key
-            if course_id.startswith("course-v1:"):
-                block_id = f"block-v1:{course_id[10:]}+type@video+block@{video_id}"
-
-    # problem
+    video_id = video_code = position = old_time = new_time = speed = None
     attempts = success = grade = max_grade = None
-    if category == ASSESSMENT and pd is not None:
-        attempts = _int(pd.get("attempts"))
-        success = _success(pd.get("success"))
-        grade = _float(pd.get("grade"))
-        max_grade = _float(pd.get("max_grade"))
-        if grade is None:
-            grade = _float(pd.get("weighted_earned"))
-        if max_grade is None:
-            max_grade = _float(pd.get("weighted_possible"))
-
-    ip = _str(doc.get("ip")) or _str(ctx.get("ip"))
-    host = _str(doc.get("host")) or _str(ctx.get("host"))
     agent = doc.get("agent")
     if agent.__class__ is not str:
-        agent = _str(ctx.get("agent")) if agent is None else (json_text(agent) if agent else None)
-    agent = agent or None
+        agent = _agent_of(agent, ctx)
+    if pd is not None:
+        if category == VIDEO:
+            video_id, video_code, position, old_time, new_time, speed, block_id = _video(pd, block_id, course_id)
+        elif category == ASSESSMENT:
+            attempts, success, grade, max_grade = _problem(pd)
 
     return EnrichedEvent(
         event_id=ident or line_id(body),
@@ -608,11 +645,11 @@ def parse_line(raw: bytes, source: str | None = None, offset: int | None = None,
         section_id=section_id,
         subsection_id=subsection_id,
         user_id=user_id,
-        username=username,
+        username=_str(doc.get("username")) or _str(ctx.get("username")),
         session=_str(doc.get("session")) or _str(ctx.get("session")),
-        ip=ip,
-        agent=agent,
-        host=host,
+        ip=_str(doc.get("ip")) or _str(ctx.get("ip")),
+        agent=agent or None,
+        host=_str(doc.get("host")) or _str(ctx.get("host")),
         page=page,
         referer=referer,
         video_id=video_id,

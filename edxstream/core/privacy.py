@@ -26,7 +26,7 @@ import ipaddress
 import logging
 import re
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import quote
 
 import msgspec
@@ -83,11 +83,13 @@ def pseudonym_user_id(user_id: int, key: str) -> int:
 
 
 def pseudonym_username(username: str, key: str) -> str:
+    """The keyed pseudonym of a username (``u_`` and hex)."""
     # Case-folded: edX treats usernames case-insensitively, so "Ann" and "ann" are one learner.
     return "u_" + _digest(key, b"edxstream-user", username.casefold()).hex()
 
 
 def pseudonym_session(session: str, key: str) -> str:
+    """The keyed pseudonym of a session id (``s_`` and hex)."""
     return "s_" + _digest(key, b"edxstream-sess", session).hex()
 
 
@@ -175,7 +177,7 @@ class _Scrubber:
 
     def json(self, node: Any, ip: str | None) -> Any:
         if isinstance(node, dict):
-            out = {}
+            out: dict[Any, Any] = {}
             for k, v in node.items():
                 name = k.lower() if isinstance(k, str) else k
                 if self.forum and name in FORUM_TEXT_KEYS:
@@ -239,9 +241,9 @@ def for_analysts(event: EnrichedEvent, settings: Settings) -> EnrichedEvent:
     global _warned_default_key
     if not settings.pseudonymize:
         return event
-    ip_mode = settings.pseudonym_ip
-    if ip_mode not in ("drop", "truncate"):
-        raise UserError(f"EDXSTREAM_PSEUDONYM_IP must be drop or truncate, got {ip_mode!r}")
+    if settings.pseudonym_ip not in ("drop", "truncate"):
+        raise UserError(f"EDXSTREAM_PSEUDONYM_IP must be drop or truncate, got {settings.pseudonym_ip!r}")
+    ip_mode = cast(IpMode, settings.pseudonym_ip)
     if settings.pseudonym_key == DEFAULT_KEY and not _warned_default_key:
         _warned_default_key = True
         log.warning(

@@ -8,6 +8,7 @@ order is the column order of the sink tables.
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
 from typing import Optional, Union
 
@@ -60,6 +61,7 @@ class EnrichedEvent(msgspec.Struct, kw_only=True, omit_defaults=False):
 
 
 class DeadLetter(msgspec.Struct, kw_only=True):
+    """What a stage could not use, with the reason and the raw bytes (make one with :func:`dead_letter`)."""
     dead_letter_id: str  # deterministic, like event_id
     reason: str  # short machine-readable code, e.g. "invalid_json"
     detail: str  # human-readable explanation
@@ -69,6 +71,38 @@ class DeadLetter(msgspec.Struct, kw_only=True):
     offset: Optional[int] = None
     stage: str = "parse"  # which component rejected it: ship | parse | sink
     seen_at: Optional[datetime] = None  # when it was rejected (not part of its identity)
+
+
+def raw_text(value: bytes | None, max_bytes: int | None = None) -> tuple[str, str]:
+    """(text, encoding) of a dead letter's raw bytes: the UTF-8 text when they are UTF-8,
+    else base64, so the exact bytes are kept either way. ``max_bytes`` keeps only the
+    head of an oversized value; a cut that splits a multi-byte character moves back to
+    the character's start rather than turning the whole head into base64."""
+    value = value or b""
+    if max_bytes is not None and len(value) > max_bytes:
+        head = value[:max_bytes]
+        for cut in range(4):
+            try:
+                return head[: len(head) - cut].decode("utf-8"), "utf-8"
+            except UnicodeDecodeError:
+                continue
+        return base64.b64encode(head).decode("ascii"), "base64"
+    try:
+        return value.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(value).decode("ascii"), "base64"
+
+
+def dead_letter(raw: bytes | None, reason: str, detail: str, *, dead_letter_id: str, stage: str,
+                source: Optional[str] = None, offset: Optional[int] = None, seen_at: Optional[datetime] = None,
+                max_bytes: int | None = None) -> DeadLetter:
+    """The one way to make a DeadLetter: the raw bytes are kept exactly (see
+    :func:`raw_text`), whichever stage (ship, parse, sink) rejected them. Each stage
+    derives ``dead_letter_id`` from what identifies the rejected bytes there, so a
+    re-delivery makes the same letter."""
+    text, encoding = raw_text(raw, max_bytes)
+    return DeadLetter(dead_letter_id=dead_letter_id, reason=reason, detail=detail, raw=text,
+                      raw_encoding=encoding, source=source, offset=offset, stage=stage, seen_at=seen_at)
 
 
 class WindowCount(msgspec.Struct, kw_only=True):
@@ -99,10 +133,12 @@ _windows_decoder = msgspec.json.Decoder(Union[list[WindowCount], WindowCount])
 
 
 def encode(record: EnrichedEvent | DeadLetter | WindowCount | list[WindowCount]) -> bytes:
+    """JSON bytes of a record (or of a list of window counts)."""
     return _encoder.encode(record)
 
 
 def decode_enriched(data: bytes) -> EnrichedEvent:
+    """One EnrichedEvent from its JSON."""
     return _enriched_decoder.decode(data)
 
 
@@ -135,6 +171,7 @@ def enriched_records(encoded: list[bytes], max_bytes: int = ENRICHED_RECORD_BYTE
 
 
 def decode_dead_letter(data: bytes) -> DeadLetter:
+    """One DeadLetter from its JSON."""
     return _dead_decoder.decode(data)
 
 

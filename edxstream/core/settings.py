@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
+    """Every setting of every component, read from ``EDXSTREAM_*`` environment variables."""
     model_config = SettingsConfigDict(env_prefix="EDXSTREAM_", frozen=True, extra="ignore")
 
     # Where the local stack keeps its data, logs, pid files and checkpoints.
@@ -40,6 +41,10 @@ class Settings(BaseSettings):
 
     # MySQL / MariaDB: mysql://user:password@host:port/database
     mysql_dsn: str = "mysql://edxstream:edxstream@127.0.0.1:3306/edxstream"
+    # The MySQL account `edxstream stack up` logs in with to create the database and user.
+    mysql_admin_user: str = "root"
+    # Password of that account (empty: none).
+    mysql_admin_password: str = ""
 
     # ClickHouse: http(s)://user:password@host:port for a server, or chdb:///path (or a
     # bare path) for the embedded engine. Empty means chdb under ``home``.
@@ -58,8 +63,8 @@ class Settings(BaseSettings):
     # moving the event-time watermark.
     max_clock_skew_seconds: int = 24 * 3600
     web_port: int = 6066
-    # Learners' identities are replaced by keyed hashes before anything leaves the stream
-    # app for the analyst tables (see docs/privacy.md).
+    # Learners' identities are replaced by keyed hashes before the ClickHouse sink writes
+    # the analyst tables.
     pseudonymize: bool = True
     pseudonym_key: str = "change-me"
     pseudonym_ip: str = "drop"  # drop | truncate (/24 IPv4, /48 IPv6)

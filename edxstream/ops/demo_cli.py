@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 from edxstream.core.errors import UserError
+from edxstream.core.events.courses import short_block
 
 REPO = Path(__file__).resolve().parents[2]
 PLAIN_PROGRESS_SECONDS = 10.0  # progress off a terminal: one line this often
@@ -251,7 +252,7 @@ def table(rows: list[dict], columns: list[tuple[str, str]], indent: str = "  ") 
 
     def fmt(values: list[str]) -> str:
         return indent + "  ".join(v.rjust(w) if num else v.ljust(w)
-                                  for v, w, num in zip(values, widths, numeric)).rstrip()
+                                  for v, w, num in zip(values, widths, numeric, strict=True)).rstrip()
 
     return "\n".join([fmt(heads), indent + "  ".join("-" * w for w in widths)] + [fmt(c) for c in cells])
 
@@ -276,16 +277,6 @@ def _cell(v) -> str:
     if isinstance(v, int) or (isinstance(v, str) and v.isdigit()):
         return f"{int(v):,}"
     return str(v)
-
-
-def short_block(key: str | None) -> str:
-    """The readable end of a usage key: ``type@video+block@abc...`` -> ``video abc12345``."""
-    if not key:
-        return "-"
-    if "+type@" in key and "+block@" in key:
-        kind = key.split("+type@", 1)[1].split("+", 1)[0]
-        return f"{kind} {key.rsplit('@', 1)[1][:8]}"
-    return key[-40:]
 
 
 def summary(s) -> str:

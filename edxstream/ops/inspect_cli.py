@@ -19,7 +19,7 @@ import orjson
 
 from edxstream.core import logfiles
 from edxstream.core import settings as settings_mod
-from edxstream.core.model import CATEGORIES, dead_letter, parse_line
+from edxstream.core.model import CATEGORIES, line_dead_letter, parse_line
 from edxstream.core.records import DeadLetter, encode
 
 @dataclass
@@ -161,7 +161,7 @@ def _expand(paths: list[str], pattern: str) -> list[str]:
 def too_long(piece: logfiles.LongLine, path: str) -> DeadLetter:
     """What the shipper makes of a line longer than the limit: a dead letter with its head."""
     detail = f"line of {piece.length} bytes is longer than the limit; raw holds its first {len(piece.head)} bytes"
-    return dead_letter("too_large", detail, piece.head, path, piece.offset)
+    return line_dead_letter("too_large", detail, piece.head, path, piece.offset)
 
 
 def register(subparsers) -> None:

@@ -40,6 +40,7 @@ import pymysql
 from edxstream.core import kafka_admin, logfiles
 from edxstream.core.errors import UserError
 from edxstream.core.settings import Settings
+from sinks.migrate import mysql_connect
 
 
 # -- settings to subprocesses ---------------------------------------------------------------
@@ -295,17 +296,10 @@ def load_clickhouse_events(settings: Settings, lines: Iterable[bytes], client=No
 # -- stores --------------------------------------------------------------------------------
 
 
-def mysql_connect(settings: Settings, database: bool = True):
-    kw = dict(settings.mysql)
-    if not database:
-        kw.pop("database")
-    return pymysql.connect(**kw, autocommit=True, connect_timeout=5)
-
-
 def reset_mysql(settings: Settings) -> None:
     """Drop and re-create the configured MySQL database (only for databases a run owns)."""
     db = settings.mysql["database"]
-    conn = mysql_connect(settings, database=False)
+    conn = mysql_connect(settings, database=False, autocommit=True)
     try:
         with conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
@@ -338,7 +332,7 @@ def mysql_counts(conn, expect_events: int | None = None) -> tuple[int, int]:
 
 
 def mysql_rows(settings: Settings, sql: str) -> list[dict]:
-    conn = mysql_connect(settings)
+    conn = mysql_connect(settings, autocommit=True)
     try:
         with conn.cursor(pymysql.cursors.DictCursor) as cur:
             cur.execute(sql)
@@ -488,7 +482,7 @@ def backfill_until_written(
     pipe.start("backfill", "backfill", "--force", "--no-progress", *map(str, paths))
     deadline = t0 + timeout
     ship_s = mysql_s = None
-    conn = mysql_connect(s)
+    conn = mysql_connect(s, autocommit=True)
     total = expected.events + expected.dead_letters
     last_counts, still_since = None, time.monotonic()
     try:

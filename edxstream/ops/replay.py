@@ -38,7 +38,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from edxstream.core import frames, kafka_admin
+from edxstream.core import frames, kafka_admin, stream_state
 from edxstream.core.errors import UserError
 from edxstream.core.settings import Settings
 
@@ -53,7 +53,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 # -- pure: times -------------------------------------------------------------------------
 
-def parse_time(text: str) -> datetime | None:
+def parse_time_argument(text: str) -> datetime | None:
     """``BEGINNING`` -> None; an ISO-8601 time -> an aware UTC datetime (naive = UTC)."""
     if text.strip().upper() == BEGINNING:
         return None
@@ -666,7 +666,7 @@ def delete_topics(settings: Settings, topics: list[str], timeout: float = 30.0) 
     if not topics:
         return
     client = kafka_admin.admin(settings)
-    for topic, future in client.delete_topics(topics, operation_timeout=timeout).items():
+    for future in client.delete_topics(topics, operation_timeout=timeout).values():
         try:
             future.result(timeout=timeout)
         except KafkaException as exc:
@@ -685,16 +685,9 @@ def delete_topics(settings: Settings, topics: list[str], timeout: float = 30.0) 
 def stream_state_topics(settings: Settings) -> list[str]:
     """The stream app's table changelog topics that exist on the broker.
 
-    The stream app names them (stream_app.state.changelog_topics); Faust's naming rule
+    The core names them (edxstream.core.stream_state.changelog_topics); Faust's naming rule
     (``<app id>-<table>-changelog``) also finds tables added later."""
-    names: set[str] = set()
-    try:
-        from stream_app import state  # the stream app owns the names of its tables
-
-        names.update(state.changelog_topics(settings))
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith("stream_app"):
-            raise
+    names: set[str] = set(stream_state.changelog_topics(settings))
     existing = set(kafka_admin.admin(settings).list_topics(timeout=10).topics)
     prefix = f"{settings.app_id}-"
     names.update(t for t in existing if t.startswith(prefix) and t.endswith("-changelog"))
@@ -769,10 +762,8 @@ def replay(settings: Settings, target: str, from_time: datetime | None,
         skips = {p.partition: p.skip_through for p in plan.partitions
                  if p.topic == settings.raw_topic and p.skip_through is not None}
         if skips:
-            from stream_app import state  # the stream app owns its tables' format
-
             progress(f"marking the lines before the start time in {len(skips)} raw records as done")
-            state.seed_shipped(settings, skips)
+            stream_state.seed_shipped(settings, skips)
     if scope.delete_windows:
         progress("deleting the replayed window rows in ClickHouse")
         delete_windows(settings, plan.effective)

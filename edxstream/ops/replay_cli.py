@@ -50,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
 
     s = settings_mod.load()
     kafka_admin.require_broker(s)
-    from_time = replay.parse_time(args.from_)
-    to_time = replay.parse_time(args.to) if args.to else None
+    from_time = replay.parse_time_argument(args.from_)
+    to_time = replay.parse_time_argument(args.to) if args.to else None
     if args.to and to_time is None:
         from edxstream.core.errors import UserError
 

@@ -207,7 +207,7 @@ class ObjectStore:
         if path.exists():
             return cls(folder, json.loads(path.read_text()))
         folder.mkdir(parents=True, exist_ok=True)
-        ports = dict(zip(_WEED_PORTS, _free_ports(len(_WEED_PORTS))))
+        ports = dict(zip(_WEED_PORTS, _free_ports(len(_WEED_PORTS)), strict=True))
         path.write_text(json.dumps(ports))
         return cls(folder, ports)
 
@@ -342,8 +342,8 @@ def broker_storage(settings: Settings) -> tuple[str, dict[str, str] | None]:
 
 def _mysql_root(settings: Settings) -> dict:
     m = settings.mysql
-    return {"host": m["host"], "port": m["port"], "user": os.environ.get("EDXSTREAM_MYSQL_ADMIN_USER", "root"),
-            "password": os.environ.get("EDXSTREAM_MYSQL_ADMIN_PASSWORD", "")}
+    return {"host": m["host"], "port": m["port"], "user": settings.mysql_admin_user,
+            "password": settings.mysql_admin_password}
 
 
 def mysql_up(settings: Settings) -> str:
@@ -437,7 +437,7 @@ def ensure_mysql_database(settings: Settings) -> None:
                 cur.execute("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (m["user"], host, m["password"]))
                 cur.execute(f"GRANT ALL PRIVILEGES ON `{m['database']}`.* TO %s@%s", (m["user"], host))
                 # LOAD DATA LOCAL and per-test databases need a little more than one schema.
-                cur.execute(f"GRANT ALL PRIVILEGES ON `edxstream\\_%%`.* TO %s@%s", (m["user"], host))
+                cur.execute("GRANT ALL PRIVILEGES ON `edxstream\\_%%`.* TO %s@%s", (m["user"], host))
         conn.commit()
 
 

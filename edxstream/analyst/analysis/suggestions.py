@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from edxstream.ops.demo_cli import short_block as short  # "video 0123abcd": a block key as people read it
+from edxstream.core.events.courses import short_block as short  # "video 0123abcd": a block key as people read it
 
 
 def for_teachers(difficulty: pd.DataFrame | None, profiles: pd.DataFrame | None,

@@ -263,8 +263,7 @@ def route_template(url: str) -> str:
             continue
         if seg in _REST_AFTER and k + 1 < n and any(segs[k + 1:]):
             out.append(seg)
-            holders = _ID_AFTER.get(seg, ("{path}",))
-            out.append(holders[0])
+            out.append(_ID_AFTER.get(seg, ("{path}",))[0])
             if seg == "resource" and k + 2 < n:
                 out.append("{path}")
             break

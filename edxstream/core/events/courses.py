@@ -170,3 +170,13 @@ def courseware_location(path: str | None) -> tuple[str | None, str | None]:
     chapter = unquote(segs[0]) if segs else None
     seq = unquote(segs[1]) if len(segs) > 1 else None
     return (chapter, seq)
+
+
+def short_block(key: str | None) -> str:
+    """The readable end of a usage key: ``type@video+block@abc...`` -> ``video abc12345``."""
+    if not key:
+        return "-"
+    if "+type@" in key and "+block@" in key:
+        kind = key.split("+type@", 1)[1].split("+", 1)[0]
+        return f"{kind} {key.rsplit('@', 1)[1][:8]}"
+    return key[-40:]
