@@ -35,6 +35,7 @@ import faust
 import msgspec
 
 from edxstream.core import frames
+from edxstream.core.events.classification import LEARNER
 from edxstream.core.model import UNKNOWN_TIME, parse_line
 from edxstream.core.records import DeadLetter, EnrichedEvent, encode, enriched_records
 from edxstream.core.settings import Settings
@@ -66,7 +67,10 @@ def item_of(ev: EnrichedEvent, raw_partition: int, position: int, received: Opti
     if t == _UNKNOWN_TS and received is not None:
         t = received
     learner = str(ev.user_id) if ev.user_id is not None else (ev.username or None)
-    return win.Item(t, ev.course_id or "", ev.category, ev.action, learner, raw_partition, position)
+    # the category counts learner interactions; other kinds (echo, plumbing, authoring,
+    # ...) are counted under the kind's name (docs/taxonomy.md)
+    dimension = ev.category if ev.kind == LEARNER else ev.kind
+    return win.Item(t, ev.course_id or "", dimension, ev.action, learner, raw_partition, position)
 
 
 def _headers(message: Any) -> dict[str, bytes]:
