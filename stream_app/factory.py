@@ -35,7 +35,7 @@ import faust
 import msgspec
 
 from edxstream.core import frames
-from edxstream.core.events.classification import LEARNER
+from edxstream.core.events.classification import CATEGORIES, LEARNER
 from edxstream.core.model import UNKNOWN_TIME, parse_line
 from edxstream.core.records import DeadLetter, EnrichedEvent, encode, enriched_records
 from edxstream.core.settings import Settings
@@ -68,8 +68,9 @@ def item_of(ev: EnrichedEvent, raw_partition: int, position: int, received: Opti
         t = received
     learner = str(ev.user_id) if ev.user_id is not None else (ev.username or None)
     # the category counts learner interactions; other kinds (echo, plumbing, authoring,
-    # ...) are counted under the kind's name (docs/taxonomy.md)
-    dimension = ev.category if ev.kind == LEARNER else ev.kind
+    # ...) are counted under the kind's name (docs/taxonomy.md). An event without a kind
+    # was made before the taxonomy: its category stands.
+    dimension = ev.category if ev.kind == LEARNER or not ev.kind else ev.kind
     return win.Item(t, ev.course_id or "", dimension, ev.action, learner, raw_partition, position)
 
 
@@ -486,13 +487,17 @@ class Pipeline:
                 for act, n in cell.actions.items():
                     acts[act] = acts.get(act, 0) + n
                 learners = max(learners, len(cell.learners))
+            # learner interactions per category; every other event under its kind
+            kinds = {k: cats.pop(k) for k in [c for c in cats if c not in CATEGORIES]}
             out[str(size)] = {
                 "window_start": _iso(start),
                 "window_end": _iso(start + size),
                 "categories": dict(sorted(cats.items())),
+                "kinds": dict(sorted(kinds.items())),
+                "interactions": sum(cats.values()),
                 "actions": dict(sorted(acts.items(), key=lambda kv: (-kv[1], kv[0]))),
                 "active_learners": learners,
-                "events": sum(cats.values()),
+                "events": sum(cats.values()) + sum(kinds.values()),
             }
         return {"course_id": course, "windows": out}
 
