@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 import orjson
 
 from edxstream.core import clickhouse, privacy
+from edxstream.core.events.classification import describe
 from edxstream.core.records import ENRICHED_FIELDS, EnrichedEvent
 from sinks import migrate, rows
 
@@ -36,9 +37,14 @@ class Builder:
             **fields) -> EnrichedEvent:
         uid, ip = LEARNERS[who] if who else (None, None)
         n = len(self.events)
+        action, source = fields.pop("action", event_type), fields.pop("event_source", "server")
+        # kind and interaction as the event model gives them (docs/taxonomy.md)
+        taxon = describe(action, source)
+        if taxon.kind != "other":
+            category = taxon.category
         ev = EnrichedEvent(
-            event_id=f"ev{n:04d}", time=at, category=category, action=fields.pop("action", event_type),
-            event_type=event_type, event_source=fields.pop("event_source", "server"), course_id=course,
+            event_id=f"ev{n:04d}", time=at, category=category, action=action, kind=taxon.kind,
+            interaction=taxon.interaction, event_type=event_type, event_source=source, course_id=course,
             org="DemoX" if course else None, course=course.split("+")[1] if course else None,
             run=course.split("+")[2] if course else None, user_id=uid, username=who,
             session=f"sess-{who}-{at:%d}" if who else None, ip=ip, agent="Mozilla/5.0", host="lms.example.org",
@@ -156,5 +162,6 @@ def test_views_answer_the_course_questions(settings):
     alice = acts[privacy.pseudonym_username("alice_w", settings.pseudonym_key)]
     assert alice["user_id"] == privacy.pseudonym_user_id(11, settings.pseudonym_key)
     assert (alice["active_days"], alice["videos_watched"], alice["problems_attempted"], alice["problems_solved"]) == (2, 1, 2, 2)
-    assert (alice["video_events"], alice["forum_events"], alice["assessment_events"], alice["access_events"]) == (5, 2, 3, 2)
+    assert (alice["video_events"], alice["forum_events"], alice["assessment_events"], alice["access_events"]) == (5, 2, 3, 0)
+    assert (alice["enrollment_events"], alice["interactions"]) == (2, 14)
     assert len(acts) == 3

@@ -133,8 +133,10 @@ def test_events_key_migration_keeps_existing_rows_upserts_by_event_id_and_reruns
     key = next(m for m in shipped if m.name == "events_sequential_key")
     old = tmp_path / "mysql"
     old.mkdir()
+    # the old table, with the columns today's writer writes (added at its end by 0020)
+    kinds = next(m for m in shipped if m.name == "events_kind_interaction")
     for m in shipped:
-        if m.version < key.version:
+        if m.version < key.version or m is kinds:
             shutil.copy(m.path, old / m.path.name)
     migrate.migrate_mysql(settings, old)
     events = make_events(50, seed=31)
@@ -145,7 +147,8 @@ def test_events_key_migration_keeps_existing_rows_upserts_by_event_id_and_reruns
     finally:
         writer.close()
 
-    assert [str(m) for m in migrate.migrate_mysql(settings)] == [str(m) for m in shipped if m.version >= key.version]
+    assert [str(m) for m in migrate.migrate_mysql(settings)] == [str(m) for m in shipped
+                                                                 if m.version >= key.version and m is not kinds]
     conn = migrate.mysql_connect(settings)
     with conn, conn.cursor() as cur:
         for statement in key.statements:  # as after an interruption before the ledger row
