@@ -21,6 +21,7 @@ COMPONENTS = (
     "sinks.cli",  # sink mysql|clickhouse, db init
     "edxstream.ops.replay_cli",  # replay
     "edxstream.ops.generate_cli",  # generate
+    "edxstream.ops.course_cli",  # course import
     "edxstream.ops.demo_cli",  # demo, bench
     "edxstream.analyst.cli",  # query, export, report
 )
