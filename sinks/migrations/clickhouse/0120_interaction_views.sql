@@ -24,12 +24,13 @@ SELECT
 FROM course_blocks
 GROUP BY course_id, block_key;
 
--- Graded blocks with a due date (usually subsections): the dates the timeline marks.
+-- Graded subsections with a due date (the assignments; their units and problems share
+-- the date): the dates the timeline marks.
 CREATE OR REPLACE VIEW course_due_dates AS
 SELECT course_id, block_id, block_type, display_name, assignment_type, assumeNotNull(due) AS due,
        toDate(assumeNotNull(due)) AS day
 FROM course_blocks FINAL
-WHERE graded AND due IS NOT NULL;
+WHERE graded AND due IS NOT NULL AND block_type = 'sequential';
 
 -- Learner interactions per course, day and category: the course history chart. `due`
 -- lists the graded items due that day.
@@ -69,12 +70,14 @@ SELECT
     p.course_id AS course_id,
     p.video_id  AS video_id,
     b.display_name AS display_name,
-    if(b.video_duration > 0, b.video_duration, round(p.furthest, 1)) AS duration,
-    toUInt8(NOT (b.video_duration > 0)) AS duration_estimated
+    if(ifNull(b.video_duration, 0) > 0, assumeNotNull(b.video_duration), round(p.furthest, 1)) AS duration,
+    toUInt8(ifNull(b.video_duration, 0) <= 0) AS duration_estimated
 FROM
 (
     SELECT course_id, video_id,
-           if(startsWith(video_id, 'i4x-'), arrayElement(splitByString('-video-', video_id), -1), video_id) AS block_key,
+           -- a block hash, an i4x-Org-Course-video-KEY id or a usage key
+           if(startsWith(video_id, 'i4x-'), arrayElement(splitByString('-video-', video_id), -1),
+              arrayElement(splitByRegexp('[@/]', video_id), -1)) AS block_key,
            max(greatest(ifNull(video_position, 0), ifNull(video_old_time, 0), ifNull(video_new_time, 0))) AS furthest
     FROM course_events
     WHERE video_id IS NOT NULL
