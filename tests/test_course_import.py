@@ -19,51 +19,10 @@ from edxstream.ops import course_import
 from edxstream.ops.generate import GenConfig, _Generator, course_export, write_course_exports, write_stream
 from sinks import migrate, rows
 from tests.conftest import edxstream_cmd, env_for
-from tests.test_analyst_data import COURSE, P1, V1, V2, build, q
+from tests.test_analyst_data import COURSE, P1, V1, V2, blocks_api_response, build, q
 
 UTC = timezone.utc
 CFG = GenConfig(events=3_000, courses=2, learners=80, days=6, seed=5)
-
-
-def blocks_api_response() -> dict:
-    """A response of GET /api/courses/v2/blocks/?course_id=...&all_blocks=true&depth=all
-    &requested_fields=graded,format,due,weight,student_view_data,children, in the shape
-    edx-platform's Course Blocks API documents: "root" is the course's usage key and
-    "blocks" maps every usage key to its fields (id, block_id, type, display_name,
-    lms_web_url, student_view_url, graded, format, due, children, ...)."""
-    base = "block-v1:DemoX+AN101+2024_T1+type@"
-
-    def block(kind: str, key: str, name: str, children=(), **extra) -> tuple[str, dict]:
-        usage = f"{base}{kind}+block@{key}"
-        return usage, {"id": usage, "block_id": key, "type": kind, "display_name": name,
-                       "lms_web_url": f"https://lms.example.org/courses/course-v1:DemoX+AN101+2024_T1/jump_to/{usage}",
-                       "student_view_url": f"https://lms.example.org/xblock/{usage}",
-                       "graded": extra.pop("graded", False), "format": extra.pop("format", None),
-                       "due": extra.pop("due", None),
-                       "children": [f"{base}{k}+block@{c}" for k, c in children], **extra}
-
-    items = dict([
-        block("course", "course", "Analytics 101", [("chapter", "week1")]),
-        block("chapter", "week1", "Week 1: Getting started", [("sequential", "lesson1"), ("sequential", "hw1")]),
-        block("sequential", "lesson1", "Lesson 1", [("vertical", "u1")]),
-        block("vertical", "u1", "Welcome", [("video", "intro_video"), ("video", "week2_video")]),
-        block("video", "intro_video", "Welcome to the course",
-              student_view_data={"only_on_web": False, "duration": 95.0, "transcripts": {},
-                                 "encoded_videos": {"youtube": {"url": "https://www.youtube.com/watch?v=abc",
-                                                                "file_size": 0}}}),
-        block("video", "week2_video", "How the data flows",
-              student_view_data={"only_on_web": False, "duration": None, "transcripts": {},
-                                 "encoded_videos": {}}),
-        block("sequential", "hw1", "Homework 1", [("vertical", "u2")], graded=True, format="Homework",
-              due="2024-03-05T23:59:00Z"),
-        block("vertical", "u2", "Quiz", [("problem", "quiz1"), ("problem", "quiz2")], graded=True,
-              format="Homework", due="2024-03-05T23:59:00Z"),
-        block("problem", "quiz1", "Quiz 1: Averages", graded=True, format="Homework", due="2024-03-05T23:59:00Z",
-              weight=1.0),
-        block("problem", "quiz2", "Quiz 2: Medians", graded=True, format="Homework", due="2024-03-05T23:59:00Z",
-              weight=2.0),
-    ])
-    return {"root": f"{base}course+block@course", "blocks": items}
 
 
 def test_blocks_api_response_gives_the_outline_in_order():
