@@ -20,6 +20,7 @@ from typing import BinaryIO
 import orjson
 
 from edxstream.core.errors import UserError
+from edxstream.core.events.classification import KINDS
 from edxstream.core.model import CATEGORIES, parse_line
 from edxstream.core.records import DeadLetter, encode
 
@@ -69,6 +70,7 @@ class Summary:
     categories: Counter = field(default_factory=Counter)
     actions: Counter = field(default_factory=Counter)
     course_id_found: int = 0
+    kinds: Counter = field(default_factory=Counter)  # learner, echo, plumbing, ... (docs/taxonomy.md)
 
     def add(self, record) -> None:
         self.lines += 1
@@ -78,6 +80,7 @@ class Summary:
         else:
             self.parsed += 1
             self.categories[record.category] += 1
+            self.kinds[record.kind] += 1
             self.actions[record.action] += 1
             if record.course_id is not None:
                 self.course_id_found += 1
@@ -92,6 +95,7 @@ class Summary:
             "categories": {c: self.categories.get(c, 0) for c in CATEGORIES},
             "actions": dict(self.actions.most_common()),
             "course_id_found": self.course_id_found,
+            "kinds": {k: self.kinds.get(k, 0) for k in KINDS},
         }
 
 
@@ -118,6 +122,10 @@ def format_table(s: Summary, top: int) -> str:
     out.append("category            events")
     for c in CATEGORIES:
         out.append(f"  {c:<18}{s.categories.get(c, 0):>8,}")
+    out.append("")
+    out.append("kind                events")
+    for k in KINDS:
+        out.append(f"  {k:<18}{s.kinds.get(k, 0):>8,}")
     out.append("")
     shown = s.actions.most_common(top if top > 0 else None)
     out.append(f"action (top {len(shown)} of {len(s.actions)})")
