@@ -35,7 +35,7 @@ import faust
 import msgspec
 
 from edxstream.core import frames
-from edxstream.core.events.classification import CATEGORIES, LEARNER
+from edxstream.core.events.classification import CATEGORIES, counted_as
 from edxstream.core.model import UNKNOWN_TIME, parse_line
 from edxstream.core.records import DeadLetter, EnrichedEvent, encode, enriched_records
 from edxstream.core.settings import Settings
@@ -67,11 +67,9 @@ def item_of(ev: EnrichedEvent, raw_partition: int, position: int, received: Opti
     if t == _UNKNOWN_TS and received is not None:
         t = received
     learner = str(ev.user_id) if ev.user_id is not None else (ev.username or None)
-    # the category counts learner interactions; other kinds (echo, plumbing, authoring,
-    # ...) are counted under the kind's name (docs/taxonomy.md). An event without a kind
-    # was made before the taxonomy: its category stands.
-    dimension = ev.category if ev.kind == LEARNER or not ev.kind else ev.kind
-    return win.Item(t, ev.course_id or "", dimension, ev.action, learner, raw_partition, position)
+    # the category counts learner interactions, other kinds count under their own name
+    return win.Item(t, ev.course_id or "", counted_as(ev.kind, ev.category), ev.action, learner, raw_partition,
+                    position)
 
 
 def _headers(message: Any) -> dict[str, bytes]:

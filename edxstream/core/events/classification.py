@@ -339,6 +339,13 @@ def describe(action: str, source: Optional[str] = None) -> Taxon:
     return Taxon(rule.kind, rule.category, name)
 
 
+def counted_as(kind: str, category: str) -> str:
+    """What the window counts count an event under: a learner interaction under its
+    category, any other event under its kind (an event without a kind, made before the
+    taxonomy, under its category)."""
+    return category if kind == LEARNER or not kind else kind
+
+
 def classify(action: str) -> str:
     """The category of a normalised action name."""
     return describe(action, None).category
