@@ -13,7 +13,8 @@ def register(subparsers) -> None:
         help="course structure: names, sections, due dates and video lengths for the block ids in the logs",
         description="Read a course's structure so reports and views show names instead of block ids.",
     )
-    sub = p.add_subparsers(dest="course_command", metavar="SUBCOMMAND", required=True)
+    sub = p.add_subparsers(dest="course_command", metavar="SUBCOMMAND", required=True,
+                           help="import: store a course's structure from an export or an API response")
     imp = sub.add_parser(
         "import",
         help="import an OLX export (.tar.gz) or a saved Course Blocks API response (JSON)",
