@@ -44,6 +44,7 @@ import pymysql
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from edxstream.core.events.classification import counted_as  # noqa: E402
 from edxstream.core.model import parse_line  # noqa: E402
 from edxstream.core.records import DeadLetter  # noqa: E402
 from edxstream.core.settings import load  # noqa: E402
@@ -295,7 +296,7 @@ class Chaos:
                 continue
             events[r.event_id] = r
             start = int(r.time.timestamp()) // 3600 * 3600
-            windows[(r.course_id, r.category, start)] += 1
+            windows[(r.course_id, counted_as(r.kind, r.category), start)] += 1
         # MySQL: every row, waited for while the supervisor keeps things running
         conn = migrate.mysql_connect(self.settings, autocommit=True)
         deadline = time.monotonic() + a.timeout

@@ -54,6 +54,7 @@ from edxstream.ops import pipeline, stack  # noqa: E402
 from sinks import migrate  # noqa: E402
 from edxstream.core.chdb_server import endpoint_file  # noqa: E402
 from edxstream.ops.generate import GenConfig, generate_lines, log_files, write_dir  # noqa: E402
+from edxstream.core.events.classification import counted_as  # noqa: E402
 from edxstream.core.model import parse_line  # noqa: E402
 from edxstream.core.records import EnrichedEvent, encode, enriched_records  # noqa: E402
 from edxstream.core.settings import Settings, load  # noqa: E402
@@ -449,7 +450,7 @@ def bench_e2e(b: Bench, scale: Scale) -> dict:
 class LiveLine:
     appended: float
     event_id: str
-    key: tuple[str, str, int]  # course, category, 60 s window start (epoch)
+    key: tuple[str, str, int]  # course, what it counts as (its category or kind), 60 s window start (epoch)
     ordinal: int  # how many lines of this key up to and including this one
     mysql: float | None = None
     clickhouse: float | None = None
@@ -489,7 +490,7 @@ def bench_live(b: Bench, scale: Scale) -> dict:
             doc["time"] = datetime.fromtimestamp(now, timezone.utc).isoformat()
             raw = orjson.dumps(doc)
             ev = parse_line(raw)
-            key = (ev.course_id or "", ev.category, int(now // 60) * 60)
+            key = (ev.course_id or "", counted_as(ev.kind, ev.category), int(now // 60) * 60)
             per_key[key] = per_key.get(key, 0) + 1
             into.append(LiveLine(time.monotonic(), ev.event_id, key, per_key[key]))
             f.write(raw + b"\n")

@@ -35,6 +35,7 @@ import faust
 import msgspec
 
 from edxstream.core import frames
+from edxstream.core.events.classification import CATEGORIES, counted_as
 from edxstream.core.model import parse_line, rejected_course_id, unhandled
 from edxstream.core.records import DeadLetter, EnrichedEvent, dead_letter, encode, enriched_records
 from edxstream.core.settings import Settings
@@ -64,7 +65,9 @@ def item_of(ev: EnrichedEvent, raw_partition: int, position: int) -> win.Item:
     same window, and the windows agree with the stored events."""
     t = ev.time.timestamp()
     learner = str(ev.user_id) if ev.user_id is not None else (ev.username or None)
-    return win.Item(t, ev.course_id or "", ev.category, ev.action, learner, raw_partition, position)
+    # the category counts learner interactions, other kinds count under their own name
+    return win.Item(t, ev.course_id or "", counted_as(ev.kind, ev.category), ev.action, learner, raw_partition,
+                    position)
 
 
 def _headers(message: Any) -> dict[str, bytes]:
@@ -534,13 +537,17 @@ class Counter:
                 for act, n in cell.actions.items():
                     acts[act] = acts.get(act, 0) + n
                 learners = max(learners, len(cell.learners))
+            # learner interactions per category; every other event under its kind
+            kinds = {k: cats.pop(k) for k in [c for c in cats if c not in CATEGORIES]}
             out[str(size)] = {
                 "window_start": _iso(start),
                 "window_end": _iso(start + size),
                 "categories": dict(sorted(cats.items())),
+                "kinds": dict(sorted(kinds.items())),
+                "interactions": sum(cats.values()),
                 "actions": dict(sorted(acts.items(), key=lambda kv: (-kv[1], kv[0]))),
                 "active_learners": learners,
-                "events": sum(cats.values()),
+                "events": sum(cats.values()) + sum(kinds.values()),
             }
         return {"course_id": course, "windows": out}
 

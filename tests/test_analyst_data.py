@@ -14,7 +14,9 @@ from datetime import datetime, timedelta, timezone
 import orjson
 
 from edxstream.core import clickhouse, privacy
+from edxstream.core.events.classification import describe
 from edxstream.core.records import ENRICHED_FIELDS, EnrichedEvent
+from edxstream.ops import course_import
 from sinks import migrate, rows
 
 COURSE = "course-v1:DemoX+AN101+2024_T1"
@@ -36,9 +38,14 @@ class Builder:
             **fields) -> EnrichedEvent:
         uid, ip = LEARNERS[who] if who else (None, None)
         n = len(self.events)
+        action, source = fields.pop("action", event_type), fields.pop("event_source", "server")
+        # kind and interaction as the event model gives them (docs/taxonomy.md)
+        taxon = describe(action, source)
+        if taxon.kind != "other":
+            category = taxon.category
         ev = EnrichedEvent(
-            event_id=f"ev{n:04d}", time=at, category=category, action=fields.pop("action", event_type),
-            event_type=event_type, event_source=fields.pop("event_source", "server"), course_id=course,
+            event_id=f"ev{n:04d}", time=at, category=category, action=action, kind=taxon.kind,
+            interaction=taxon.interaction, event_type=event_type, event_source=source, course_id=course,
             org="DemoX" if course else None, course=course.split("+")[1] if course else None,
             run=course.split("+")[2] if course else None, user_id=uid, username=who,
             session=f"sess-{who}-{at:%d}" if who else None, ip=ip, agent="Mozilla/5.0", host="lms.example.org",
@@ -102,11 +109,56 @@ def build() -> list[EnrichedEvent]:
     return b.events
 
 
-def load_course(settings, pseudonymize: bool = True) -> list[EnrichedEvent]:
+def blocks_api_response() -> dict:
+    """A response of GET /api/courses/v2/blocks/?course_id=...&all_blocks=true&depth=all
+    &requested_fields=graded,format,due,weight,student_view_data,children, in the shape
+    edx-platform's Course Blocks API documents: "root" is the course's usage key and
+    "blocks" maps every usage key to its fields (id, block_id, type, display_name,
+    lms_web_url, student_view_url, graded, format, due, children, ...)."""
+    base = "block-v1:DemoX+AN101+2024_T1+type@"
+
+    def block(kind: str, key: str, name: str, children=(), **extra) -> tuple[str, dict]:
+        usage = f"{base}{kind}+block@{key}"
+        return usage, {"id": usage, "block_id": key, "type": kind, "display_name": name,
+                       "lms_web_url": f"https://lms.example.org/courses/course-v1:DemoX+AN101+2024_T1/jump_to/{usage}",
+                       "student_view_url": f"https://lms.example.org/xblock/{usage}",
+                       "graded": extra.pop("graded", False), "format": extra.pop("format", None),
+                       "due": extra.pop("due", None),
+                       "children": [f"{base}{k}+block@{c}" for k, c in children], **extra}
+
+    items = dict([
+        block("course", "course", "Analytics 101", [("chapter", "week1")]),
+        block("chapter", "week1", "Week 1: Getting started", [("sequential", "lesson1"), ("sequential", "hw1")]),
+        block("sequential", "lesson1", "Lesson 1", [("vertical", "u1")]),
+        block("vertical", "u1", "Welcome", [("video", "intro_video"), ("video", "week2_video")]),
+        block("video", "intro_video", "Welcome to the course",
+              student_view_data={"only_on_web": False, "duration": 95.0, "transcripts": {},
+                                 "encoded_videos": {"youtube": {"url": "https://www.youtube.com/watch?v=abc",
+                                                                "file_size": 0}}}),
+        block("video", "week2_video", "How the data flows",
+              student_view_data={"only_on_web": False, "duration": None, "transcripts": {},
+                                 "encoded_videos": {}}),
+        block("sequential", "hw1", "Homework 1", [("vertical", "u2")], graded=True, format="Homework",
+              due="2024-03-05T23:59:00Z"),
+        block("vertical", "u2", "Quiz", [("problem", "quiz1"), ("problem", "quiz2")], graded=True,
+              format="Homework", due="2024-03-05T23:59:00Z"),
+        block("problem", "quiz1", "Quiz 1: Averages", graded=True, format="Homework", due="2024-03-05T23:59:00Z",
+              weight=1.0),
+        block("problem", "quiz2", "Quiz 2: Medians", graded=True, format="Homework", due="2024-03-05T23:59:00Z",
+              weight=2.0),
+    ])
+    return {"root": f"{base}course+block@course", "blocks": items}
+
+
+
+def load_course(settings, pseudonymize: bool = True, structure: bool = True) -> list[EnrichedEvent]:
     """Create the schema (``db init``'s migrations) and insert the course like the sink
-    does; returns the events as inserted."""
+    does, and its structure like ``edxstream course import`` (unless ``structure`` is
+    false); returns the events as inserted."""
     client = clickhouse.connect(settings)
     migrate.migrate_clickhouse(settings, client=client)
+    if structure:
+        course_import.store(client, course_import.read_blocks_api(blocks_api_response()))
     events = [privacy.for_analysts(e, settings) if pseudonymize else e for e in build()]
     client.insert("events", [rows.clickhouse_event_row(e) for e in events], column_names=list(ENRICHED_FIELDS))
     # a re-delivered event (same row again, in a later insert): views must not count it twice
@@ -163,5 +215,6 @@ def test_views_answer_the_course_questions(settings):
     assert ((alice["active_days"], alice["videos_watched"], alice["problems_attempted"], alice["problems_solved"])
             == (2, 1, 2, 2))
     assert ((alice["video_events"], alice["forum_events"], alice["assessment_events"], alice["access_events"])
-            == (5, 2, 3, 2))
+            == (5, 2, 3, 0))
+    assert (alice["enrollment_events"], alice["interactions"]) == (2, 14)
     assert len(acts) == 3

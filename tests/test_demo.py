@@ -4,6 +4,7 @@ and the pure helpers it prints with."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -79,6 +80,11 @@ def test_demo_runs_the_pipeline_and_prints_the_summary(settings, tmp_path):
             assert cur.fetchone()[0] == sum(m["malformed"].values())
         conn.close()
         assert f"ClickHouse holds {m['valid']:,} events" in out
+        # the generator's course exports were imported: videos and problems by name
+        assert "course structure: 2 OLX exports imported" in out
+        top = out[out.index("Top videos"):out.index("Dead letters by reason")]
+        assert "Video " in top and "Quiz " in top
+        assert not re.search(r"\b(video|problem) [0-9a-f]{8}\b", top), top  # no block hashes
         # it ends with reconcile, which found the windows equal to the events
         assert f"reconcile: {m['valid']:,} events" in out and "the windows agree with what was shipped" in out
         # every number is explained: the events the per-course table leaves out, the live counts

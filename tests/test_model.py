@@ -60,7 +60,8 @@ def test_plain_line_parses_into_typed_record():
                   event={"course_id": COURSE, "user_id": 42, "mode": "audit"}),
              source="/var/log/tracking.log", offset=1234)
     assert rec.time == datetime(2024, 3, 1, 10, 0, 0, 123456, tzinfo=UTC)
-    assert rec.category == "access"
+    assert rec.category == "enrollment"
+    assert (rec.kind, rec.interaction) == ("learner", "enrolled")
     assert rec.action == "edx.course.enrollment.activated"
     assert rec.course_id == COURSE and (rec.org, rec.course, rec.run) == ("UniX", "CS101", "2024_T1")
     assert rec.user_id == 42 and rec.username == "ada"
@@ -417,7 +418,7 @@ def test_video_fields_stay_empty_on_other_categories():
 
 
 def test_categories_constant():
-    assert CATEGORIES == ("access", "content", "video", "forum", "assessment", "other")
+    assert CATEGORIES == ("access", "content", "video", "forum", "assessment", "enrollment", "other")
 
 
 # --- robustness: any value in any field -----------------------------------------------------

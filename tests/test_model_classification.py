@@ -1,69 +1,113 @@
-"""The category table and the route templates."""
+"""The taxonomy table (kind, category, interaction) and the route templates."""
 
 from __future__ import annotations
 
 import pytest
 
 from edxstream.core.events.classification import (
+    ALL_RULES,
     CATEGORIES,
-    EXACT,
-    PREFIXES,
+    KINDS,
+    NAMES,
+    PAGES,
     ROUTES,
     classify,
+    describe,
+    match_rule,
     route_template,
 )
 
 
-def test_every_table_row_names_a_known_category():
-    for table in (EXACT, PREFIXES, dict(ROUTES)):
-        assert set(table.values()) <= set(CATEGORIES) - {"other"}
+def test_every_row_names_a_known_kind_and_category():
+    for rule in ALL_RULES:
+        assert rule.kind in KINDS and rule.kind != "other", rule
+        assert rule.category in CATEGORIES, rule
+        assert rule.interaction, rule
+        assert rule.ref, rule
 
 
-@pytest.mark.parametrize("name, category", sorted(EXACT.items()))
-def test_exact_rows(name, category):
-    assert classify(name) == category
+@pytest.mark.parametrize("rule", [r for r in NAMES if not r.pattern.endswith("*")], ids=str)
+def test_name_rows(rule):
+    assert match_rule(rule.pattern, rule.source)[0] == rule
 
 
-@pytest.mark.parametrize("prefix, category", sorted(PREFIXES.items()))
-def test_prefix_rows(prefix, category):
-    assert classify(prefix + "something_new") == category
+@pytest.mark.parametrize("rule", [r for r in NAMES if r.pattern.endswith("*")], ids=str)
+def test_prefix_rows(rule):
+    got = describe(rule.pattern[:-1] + "something_new")
+    assert (got.kind, got.category) == (rule.kind, rule.category)
+    assert got.interaction == rule.interaction.replace("*", "something_new")
 
 
-@pytest.mark.parametrize("needle, category", ROUTES)
-def test_route_rows(needle, category):
-    # a route containing the needle and nothing an earlier row would catch
-    assert classify(needle if needle.startswith("/") else "/" + needle) == category
+@pytest.mark.parametrize("rule", PAGES, ids=str)
+def test_page_rows(rule):
+    assert match_rule(rule.pattern)[0] == rule
+
+
+@pytest.mark.parametrize("rule", ROUTES, ids=str)
+def test_route_rows_are_reachable(rule):
+    # a route that is the row's pattern alone (plus a tail) reaches this row or an
+    # earlier row whose pattern it contains: no row is hidden behind an unrelated one
+    got, _ = match_rule(rule.pattern + "x")
+    assert got == rule or got.pattern in rule.pattern + "x"
 
 
 @pytest.mark.parametrize(
-    "action, category",
+    "action, source, kind, category, interaction",
     [
-        ("edx.course.enrollment.mode_changed", "access"),
-        ("edx.course.enrollment.upgrade.clicked", "access"),
-        ("edx.user.login", "access"),
-        ("/dashboard", "access"),
-        ("/courses/{course_id}/course/", "access"),
-        ("/courses/{course_id}/courseware/{chapter}/{sequential}/", "content"),
-        ("edx.ui.lms.sequence.next_selected", "content"),
-        ("edx.ui.lms.outline.selected", "content"),
-        ("textbook.pdf.page.scrolled", "content"),
-        ("edx.bookmark.listed", "content"),
-        ("edx.video.transcript.shown", "video"),
-        ("/courses/{course_id}/xblock/{usage_id}/handler/transcript/translation/en", "video"),
-        ("edx.forum.response.voted", "forum"),
-        ("/courses/{course_id}/discussion/forum/{discussion_id}/inline", "forum"),
-        ("edx.grades.subsection.grade_calculated", "assessment"),
-        ("openassessmentblock.peer_assess", "assessment"),
-        ("edx.special_exam.timed.attempt.created", "assessment"),
-        ("edx.problem.hint.demandhint_displayed", "assessment"),
-        ("/courses/{course_id}/xblock/{usage_id}/handler/xmodule_handler/problem_check", "assessment"),
-        ("/courses/{course_id}/instructor/api/list_forum_members", "other"),
-        ("/jsi18n/", "other"),
-        ("edx.team.created", "other"),
-        ("", "other"),
+        # one problem submission: five records, one interaction, counted once
+        ("problem_check", "server", "learner", "assessment", "problem.submitted"),
+        ("problem_check", "browser", "echo", "assessment", "problem.submitted"),
+        ("problem_graded", "browser", "echo", "assessment", "problem.submitted"),
+        ("edx.grades.problem.submitted", "server", "echo", "assessment", "problem.submitted"),
+        ("/courses/{course_id}/xblock/{usage_id}/handler/xmodule_handler/problem_check", "server",
+         "echo", "assessment", "problem.submitted"),
+        ("/courses/{course_id}/modx/{usage_id}/problem_check", "server", "echo", "assessment", "problem.submitted"),
+        # navigation: the browser's seq_goto counts, the server's goto_position echoes it
+        ("seq_goto", "browser", "learner", "content", "unit.selected"),
+        ("/courses/{course_id}/xblock/{usage_id}/handler/xmodule_handler/goto_position", "server",
+         "echo", "content", "unit.selected"),
+        # the progress page is a page view, not an assessment
+        ("/courses/{course_id}/progress", "server", "learner", "access", "progress.viewed"),
+        # video requests the page makes while it loads
+        ("/courses/{course_id}/xblock/{usage_id}/handler/transcript/translation/en", "server",
+         "plumbing", "video", "transcript.fetched"),
+        ("/courses/{course_id}/xblock/{usage_id}/handler/xmodule_handler/save_user_state", "server",
+         "plumbing", "video", "video.state_saved"),
+        ("load_video", "browser", "plumbing", "video", "video.loaded"),
+        ("play_video", "browser", "learner", "video", "video.played"),
+        ("edx.video.played", "mobile", "learner", "video", "video.played"),
+        # Studio
+        ("/xblock/{usage_id}", "server", "authoring", "other", "studio.xblock"),
+        ("/preview/xblock/{usage_id}/handler/xmodule_handler/problem_get", "server", "authoring", "other",
+         "studio.preview"),
+        ("/transcripts/check", "server", "authoring", "other", "studio.transcripts"),
+        ("/course/{course_id}", "server", "authoring", "other", "studio.outline"),
+        ("edx.course.index.published", "server", "authoring", "other", "course.published"),
+        # enrollment
+        ("edx.course.enrollment.activated", "server", "learner", "enrollment", "enrolled"),
+        ("/change_enrollment", "server", "echo", "enrollment", "enrollment.changed"),
+        ("edx.course.enrollment.upgrade.clicked", "server", "learner", "enrollment", "enrollment.upgrade.clicked"),
+        # forum: the post request echoes the server's edx.forum event
+        ("edx.forum.thread.created", "server", "learner", "forum", "forum.thread.created"),
+        ("/courses/{course_id}/discussion/{id}/threads/create", "server", "echo", "forum", "forum.thread.created"),
+        ("/courses/{course_id}/discussion/forum/{discussion_id}/inline", "server", "plumbing", "forum",
+         "forum.loaded"),
+        ("/courses/{course_id}/instructor/api/list_forum_members", "server", "authoring", "other",
+         "instructor_dashboard"),
+        ("/jsi18n/", "server", "plumbing", "other", "static"),
+        ("/heartbeat", "server", "system", "other", "heartbeat"),
+        ("/api/courses/v1/blocks/", "server", "api", "other", "api"),
+        ("edx.grades.subsection.grade_calculated", "server", "system", "assessment",
+         "grade.subsection.grade_calculated"),
+        ("/courses/{course_id}/courseware/{chapter}/{sequential}/", "server", "learner", "content",
+         "courseware.viewed"),
+        ("/dashboard", "server", "learner", "access", "dashboard.viewed"),
+        ("something.nobody.logs", "server", "other", "other", ""),
+        ("", None, "other", "other", ""),
     ],
 )
-def test_classify_examples(action, category):
+def test_taxonomy_examples(action, source, kind, category, interaction):
+    assert tuple(describe(action, source)) == (kind, category, interaction)
     assert classify(action) == category
 
 

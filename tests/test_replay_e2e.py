@@ -21,6 +21,7 @@ import pymysql
 import pytest
 
 from edxstream.core import clickhouse
+from edxstream.core.records import ENRICHED_FIELDS
 
 from edxstream.ops import replay
 from tests.conftest import edxstream_cmd, env_for, wait_inactive
@@ -36,7 +37,8 @@ TYPES = ["play_video", "problem_check", "seq_goto", "show_transcript", "edx.foru
 CHANGED_ACTION = "show_transcript"
 RULE_CHANGE = (
     "from edxstream.core.events import classification as c; "
-    f"c.EXACT[{CHANGED_ACTION!r}] = c.CONTENT; c.classify.cache_clear(); "
+    f"k = ({CHANGED_ACTION!r}, None); c._EXACT[k] = c._EXACT[k]._replace(category=c.CONTENT); "
+    "c.describe.cache_clear(); "
 )
 
 
@@ -158,10 +160,14 @@ def as_utc(dt: datetime) -> datetime:
 
 
 def categories_by_window(events, size: int) -> dict[tuple, int]:
-    """course_category counts computed from MySQL's events: the independent check."""
+    """course_category counts computed from MySQL's events: the independent check. A
+    learner interaction counts under its category, any other event under its kind."""
     out: Counter = Counter()
+    kind_at = ENRICHED_FIELDS.index("kind")
     for row in events:
         event_time, category, course = row[1], row[2], row[6]
+        if row[kind_at] != "learner":
+            category = row[kind_at]
         start = int(event_time.replace(tzinfo=UTC).timestamp()) // size * size
         out[(course, category, start)] += 1
     return dict(out)

@@ -59,6 +59,13 @@ def test_report_renders_charts_without_a_server(settings, tmp_path):
     assert data["summary"]["events"] == 29 and data["summary"]["learners"] == 3
     assert {r["video_id"].rsplit("@", 1)[1] for r in data["videos"]} == {"intro_video", "week2_video"}
     assert not any(name in page for name in LEARNERS)  # pseudonymized at the source
+    # names from the imported structure instead of block ids, the length of each video
+    # (the structure's, or estimated from what learners played), the due date on the chart
+    assert "<td>Welcome to the course</td><td>95 s</td>" in page
+    assert "<td>How the data flows</td><td>25 s (estimated)</td>" in page
+    assert "<td>Quiz 1: Averages</td><td>Homework 1</td>" in page
+    assert data["due"] == [{"day": "2024-03-05", "display_name": "Homework 1", "assignment_type": "Homework"}]
+    assert data["summary"]["events"] == 29 and sum(int(r["events"]) for r in data["daily"]) == 29
 
     png = tmp_path / "report.png"
     img = screenshot(index, png, tmp_path)
@@ -71,6 +78,7 @@ def test_report_renders_charts_without_a_server(settings, tmp_path):
     for name in ("video", "content", "assessment", "forum"):
         assert colour_share(img, hex_rgb(report.CATEGORY_COLOURS[name])) > 0.0005, f"no {name} bars"
     assert colour_share(img, hex_rgb("#9ecae9")) > 0.0005, "no problem bars"
+    assert colour_share(img, hex_rgb(report.DUE_COLOUR)) > 0, "no due date line"
     non_white = sum(n for n, c in colours if sum(c) < 720)
     assert non_white / sum(n for n, _ in colours) > 0.05
 

@@ -35,15 +35,18 @@ from tests.conftest import edxstream_cmd, env_for, free_port, wait_inactive
 UTC = timezone.utc
 BASE = datetime(2024, 3, 4, 0, 0, tzinfo=UTC)
 COURSES = ["course-v1:Org+C1+2024", "course-v1:Org+C2+2024", "course-v1:Other+X+2025"]
-# (event_type, event_source, category, action): the expected classification, literally
+# (event_type, event_source, category, action, counted as): the expected classification,
+# literally; the window counts count a learner interaction under its category and any
+# other event under its kind (docs/taxonomy.md)
 EVENT_TYPES = [
-    ("play_video", "browser", "video", "play_video"),
-    ("edx.video.paused", "mobile", "video", "edx.video.paused"),
-    ("problem_check", "server", "assessment", "problem_check"),
-    ("edx.forum.thread.created", "server", "forum", "edx.forum.thread.created"),
-    ("seq_goto", "browser", "content", "seq_goto"),
-    ("page_close", "browser", "content", "page_close"),
-    ("edx.course.enrollment.activated", "server", "access", "edx.course.enrollment.activated"),
+    ("play_video", "browser", "video", "play_video", "video"),
+    ("edx.video.paused", "mobile", "video", "edx.video.paused", "video"),
+    ("problem_check", "server", "assessment", "problem_check", "assessment"),
+    ("problem_check", "browser", "assessment", "problem_check", "echo"),
+    ("edx.forum.thread.created", "server", "forum", "edx.forum.thread.created", "forum"),
+    ("seq_goto", "browser", "content", "seq_goto", "content"),
+    ("page_close", "browser", "content", "page_close", "plumbing"),
+    ("edx.course.enrollment.activated", "server", "enrollment", "edx.course.enrollment.activated", "enrollment"),
 ]
 MALFORMED = [b"this is not json {", b'{"event_type": "play_video", "time": "not a time"}',
              b'{"time": "2024-03-04T00:00:00+00:00"}', b"\xff\xfe\x00 not utf-8", b"[1, 2, 3]"]
@@ -65,6 +68,7 @@ class Line:
     action: Optional[str] = None
     learner: Optional[str] = None
     too_late: bool = False
+    counted_as: Optional[str] = None  # the course_category dimension that counts it
 
 
 def _event(t: datetime, learner: int, course: Optional[str], etype: tuple) -> tuple[bytes, bytes, Optional[str]]:
@@ -110,15 +114,17 @@ def make_log(n: int, seed: int) -> list[Line]:
         course = None if rnd.random() < 0.02 else rnd.choice(COURSES)
         et = rnd.choice(EVENT_TYPES)
         raw, key, lid = _event(t, learner, course, et)
-        add(raw, key, time=t.timestamp(), course=course, category=et[2], action=et[3], learner=lid)
+        add(raw, key, time=t.timestamp(), course=course, category=et[2], action=et[3], learner=lid,
+            counted_as=et[4])
         if i == n // 2:
             ahead = BASE + timedelta(seconds=span)
             raw, key, lid = _event(ahead, 3, COURSES[0], EVENT_TYPES[0])
-            add(raw, key, time=ahead.timestamp(), course=COURSES[0], category="video", action="play_video", learner=lid)
+            add(raw, key, time=ahead.timestamp(), course=COURSES[0], category="video", action="play_video", learner=lid,
+                counted_as="video")
             old = BASE - timedelta(days=5)
             raw, key, lid = _event(old, 3, COURSES[0], EVENT_TYPES[0])
             add(raw, key, time=old.timestamp(), course=COURSES[0], category="video", action="play_video",
-                learner=lid, too_late=True)
+                learner=lid, too_late=True, counted_as="video")
     return lines
 
 
@@ -168,7 +174,7 @@ def expected_counts(lines: list[Line]) -> dict[str, int]:
             continue
         for size in WINDOWS:
             start = int(ln.time // size) * size
-            cnt[f"course_category|{ln.course}|{ln.category}|{size}|{start}"] += 1
+            cnt[f"course_category|{ln.course}|{ln.counted_as}|{size}|{start}"] += 1
             cnt[f"course_action|{ln.course}|{ln.action}|{size}|{start}"] += 1
             if ln.learner is not None:
                 learners[f"course_learners|{ln.course}||{size}|{start}"].add(ln.learner)

@@ -3,8 +3,11 @@
 ``write_report`` queries the analyst views (docs/analysts.md) and writes ``index.html``
 plus ``plotly.min.js`` (the charting library, copied from the plotly package) into a
 folder. The data is embedded in the page, so it opens from the file system, with no
-server and no internet. Charts: interactions per day by category, active learners per
-day, top videos, top problems; tables with the figures behind the last two.
+server and no internet. Charts: learner interactions per day by category (each action
+once, docs/taxonomy.md) with the graded subsections' due dates marked, active learners
+per day, top videos, top problems; tables with the figures behind the last two. Blocks
+are shown by name when the course's structure was imported (``edxstream course
+import``), else by the end of their id.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from edxstream.core.chdb_server import Runner
 
 CATEGORY_COLOURS = {
     "access": "#4c78a8", "content": "#f58518", "video": "#e45756", "forum": "#72b7b2",
-    "assessment": "#54a24b", "other": "#b279a2",
+    "assessment": "#54a24b", "enrollment": "#eeca3b", "other": "#b279a2",
 }
+DUE_COLOUR = "#c0392b"
 
 
 def json_rows(runner: Runner, sql: str) -> list[dict]:
@@ -45,11 +49,16 @@ def gather(runner: Runner, course: str, top: int = 10) -> dict:
         "learners": json_rows(runner, f"""
             SELECT toString(day) AS day, active_learners FROM course_daily_learners
             WHERE course_id = {c} ORDER BY day"""),
+        "due": json_rows(runner, f"""
+            SELECT toString(day) AS day, display_name, assignment_type FROM course_due_dates
+            WHERE course_id = {c} ORDER BY due, display_name"""),
         "videos": json_rows(runner, f"""
-            SELECT video_id, plays, unique_viewers, seconds_watched, pauses, seeks FROM video_engagement
+            SELECT video_id, ifNull(display_name, '') AS display_name, plays, unique_viewers, seconds_watched,
+                   pauses, seeks, duration, duration_estimated FROM video_engagement
             WHERE course_id = {c} ORDER BY unique_viewers DESC, plays DESC, video_id LIMIT {int(top)}"""),
         "problems": json_rows(runner, f"""
-            SELECT problem_id, attempts, learners, first_try_successes, first_try_success_rate,
+            SELECT problem_id, ifNull(display_name, '') AS display_name, ifNull(sequential_name, '') AS sequential_name,
+                   attempts, learners, first_try_successes, first_try_success_rate,
                    learners_solved FROM problem_outcomes
             WHERE course_id = {c} ORDER BY learners DESC, attempts DESC, problem_id LIMIT {int(top)}"""),
         "forum": (json_rows(runner, f"""
@@ -71,6 +80,21 @@ def short_block(block_id: str) -> str:
     return block_id.rsplit("@", 1)[-1][:40] if block_id else "?"
 
 
+def block_label(row: dict, key: str) -> str:
+    """A block's name from the imported structure, else the tail of its id."""
+    return row.get("display_name") or short_block(row.get(key, ""))
+
+
+def _label_rows(data: dict) -> None:
+    """Each video and problem row gets its ``name`` (what the charts and tables show)."""
+    for r in data["videos"]:
+        r["name"] = block_label(r, "video_id")
+        if r.get("duration") is not None:
+            r["length"] = f"{float(r['duration']):,.0f} s" + (" (estimated)" if r.get("duration_estimated") else "")
+    for r in data["problems"]:
+        r["name"] = block_label(r, "problem_id")
+
+
 def figures(data: dict) -> list[tuple[str, "object"]]:
     import plotly.graph_objects as go
 
@@ -78,12 +102,18 @@ def figures(data: dict) -> list[tuple[str, "object"]]:
                   font=dict(family="Helvetica, Arial, sans-serif", size=13))
     figs = []
 
-    daily = go.Figure(layout=dict(title="Interactions per day, by category", barmode="stack",
-                                  xaxis_title="day (UTC)", yaxis_title="events", **layout))
+    daily = go.Figure(layout=dict(title="Learner interactions per day, by category (dashed: due dates)",
+                                  barmode="stack", xaxis_title="day (UTC)", yaxis_title="interactions", **layout))
     for category in sorted({r["category"] for r in data["daily"]}):
         rows = [r for r in data["daily"] if r["category"] == category]
         daily.add_bar(x=[r["day"] for r in rows], y=[int(r["events"]) for r in rows], name=category,
                       marker_color=CATEGORY_COLOURS.get(category))
+    # due dates: a dashed line through the due day's bar, named on top
+    for r in data.get("due", []):
+        daily.add_shape(type="line", x0=r["day"], x1=r["day"], y0=0, y1=1, yref="paper",
+                        line=dict(color=DUE_COLOUR, width=3, dash="dash"))
+        daily.add_annotation(x=r["day"], y=1, yref="paper", text=html.escape(r["display_name"]), showarrow=False,
+                             yanchor="bottom", font=dict(color=DUE_COLOUR, size=11))
     figs.append(("daily", daily))
 
     learners = go.Figure(layout=dict(title="Active learners per day", xaxis_title="day (UTC)",
@@ -102,7 +132,7 @@ def figures(data: dict) -> list[tuple[str, "object"]]:
 
     videos = go.Figure(layout=dict(title="Top videos: unique viewers", xaxis_title="learners", **layout))
     vids = list(reversed(data["videos"]))
-    videos.add_bar(y=[short_block(r["video_id"]) for r in vids], x=[int(r["unique_viewers"]) for r in vids],
+    videos.add_bar(y=[r["name"] for r in vids], x=[int(r["unique_viewers"]) for r in vids],
                    orientation="h", marker_color="#e45756", name="unique viewers",
                    customdata=[[r["plays"], r["seconds_watched"]] for r in vids],
                    hovertemplate="%{y}: %{x} viewers, %{customdata[0]} plays, %{customdata[1]} s watched"
@@ -112,7 +142,7 @@ def figures(data: dict) -> list[tuple[str, "object"]]:
     problems = go.Figure(layout=dict(title="Top problems: learners and first-try successes", barmode="group",
                                      xaxis_title="learners", **layout))
     probs = list(reversed(data["problems"]))
-    names = [short_block(r["problem_id"]) for r in probs]
+    names = [r["name"] for r in probs]
     problems.add_bar(y=names, x=[int(r["learners"]) for r in probs], orientation="h", name="learners who tried",
                      marker_color="#9ecae9")
     problems.add_bar(y=names, x=[int(r["first_try_successes"]) for r in probs], orientation="h",
@@ -174,6 +204,7 @@ def analysis_html(data: dict) -> str:
 
 
 def render(data: dict, pseudonymized: bool = True) -> str:
+    _label_rows(data)
     figs = figures(data)
     charts = "\n".join(
         "<div class='chart'>"
@@ -200,11 +231,12 @@ def render(data: dict, pseudonymized: bool = True) -> str:
         privacy="pseudonymized (keyed hashes)" if pseudonymized else "shown as stored",
         cards=cards,
         charts=charts,
-        videos=_table(data["videos"], [("video_id", "video"), ("unique_viewers", "unique viewers"), ("plays", "plays"),
-                                        ("seconds_watched", "seconds watched"), ("pauses", "pauses"),
-                                        ("seeks", "seeks")]),
-        problems=_table(data["problems"], [("problem_id", "problem"), ("learners", "learners"),
-                                            ("attempts", "attempts"),
+        videos=_table(data["videos"], [("name", "video"), ("length", "length"),
+                                       ("unique_viewers", "unique viewers"), ("plays", "plays"),
+                                       ("seconds_watched", "seconds watched"), ("pauses", "pauses"),
+                                       ("seeks", "seeks")]),
+        problems=_table(data["problems"], [("name", "problem"), ("sequential_name", "subsection"),
+                                            ("learners", "learners"), ("attempts", "attempts"),
                                             ("first_try_successes", "right first try"),
                                             ("first_try_success_rate", "first-try rate"),
                                             ("learners_solved", "solved")]),

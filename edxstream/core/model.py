@@ -26,6 +26,7 @@ from edxstream.core.events.classification import (
     CATEGORIES,
     VIDEO,
     classify,
+    describe,
     route_template,
 )
 from edxstream.core.events.courses import (
@@ -589,7 +590,9 @@ def parse_line(raw: bytes, source: str | None = None, offset: int | None = None,
         return _dead("time_out_of_range", f"time {when.isoformat()} is {bound}", line, source, offset, ident)
 
     action = _action(name, event_type)
-    category = classify(action)
+    event_source = _str(doc.get("event_source"))
+    taxon = describe(action, event_source)  # cached per (action, event_source)
+    category = taxon.category
     ctx = doc.get("context")
     if ctx.__class__ is not dict:
         ctx = _context_of(ctx)
@@ -636,7 +639,7 @@ def parse_line(raw: bytes, source: str | None = None, offset: int | None = None,
         category=category,
         action=action,
         event_type=event_type,
-        event_source=_str(doc.get("event_source")),
+        event_source=event_source,
         course_id=course_id,
         org=org,
         course=course,
@@ -666,4 +669,6 @@ def parse_line(raw: bytes, source: str | None = None, offset: int | None = None,
         payload=payload,
         source=source,
         offset=offset,
+        kind=taxon.kind,
+        interaction=taxon.interaction,
     )

@@ -25,7 +25,7 @@ class EnrichedEvent(msgspec.Struct, kw_only=True, omit_defaults=False):
     # Deterministic: the same raw line always gets the same id, so replays deduplicate.
     event_id: str
     time: datetime  # UTC, microsecond precision
-    category: str  # access | content | video | forum | assessment | other (enrolment is access)
+    category: str  # access | content | video | forum | assessment | enrollment | other
     action: str  # normalised event name; URL event types reduced to route templates
     event_type: str
     event_source: Optional[str] = None  # server | browser | mobile | task
@@ -58,6 +58,10 @@ class EnrichedEvent(msgspec.Struct, kw_only=True, omit_defaults=False):
     payload: str = ""  # the decoded event payload as JSON text (or the raw text)
     source: Optional[str] = None  # file the line came from
     offset: Optional[int] = None  # byte offset of the line in that file
+    # What the event is (edxstream.core.events.classification, docs/taxonomy.md): learner
+    # (a learner interaction, counted) | echo | plumbing | authoring | system | api | other
+    kind: str = ""
+    interaction: str = ""  # shared by every record of one action, e.g. problem.submitted
 
 
 class DeadLetter(msgspec.Struct, kw_only=True):

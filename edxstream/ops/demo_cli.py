@@ -156,11 +156,12 @@ def run_demo(args: argparse.Namespace) -> int:
 
     print(f"      {'clickhouse':<11} {clickhouse.describe(s)}")
 
+    exports: list[Path] = []
     if args.log:
         paths = _log_paths(args.log)
         _step(2, f"sample: {len(paths)} file(s) given")
     else:
-        from edxstream.ops.generate import GenConfig, log_files, write_dir
+        from edxstream.ops.generate import GenConfig, log_files, write_course_exports, write_dir
 
         out = s.data_dir / "demo" / "sample"
         cfg = GenConfig(events=args.events, courses=args.courses, learners=args.learners, days=args.days,
@@ -169,6 +170,8 @@ def run_demo(args: argparse.Namespace) -> int:
                  f"{cfg.learners:,} learners over {cfg.days} days into {out}/")
         write_dir(cfg, out)
         paths = log_files(out)
+        # what Studio would export for each course: the names behind the logs' block ids
+        exports = write_course_exports(cfg, out / "courses")
     expected = pipeline.expected_counts(paths, s.max_clock_skew_seconds)
     print(f"      {len(paths)} files, {expected.lines:,} lines: {expected.events:,} events and "
           f"{expected.dead_letters:,} malformed lines expected", flush=True)
@@ -177,6 +180,9 @@ def run_demo(args: argparse.Namespace) -> int:
     log_dir = s.log_dir / "demo" / run_id
     with pipeline.Pipeline(s, log_dir=log_dir) as pipe:
         pipeline.prepare(pipe, reset=True)
+        if exports:  # before the ClickHouse sink starts and holds the embedded folder
+            pipe.run("course-import", "course", "import", *map(str, exports))
+            print(f"      course structure: {len(exports)} OLX exports imported from {exports[0].parent}/")
         _step(4, f"pipeline: backfill -> stream app -> MySQL and ClickHouse sinks (logs in {log_dir}/)")
         pipeline.start_workers(pipe, web_port=s.web_port)
         total = expected.events + expected.dead_letters
@@ -228,9 +234,14 @@ CH_QUERIES = {
     "all_events": "SELECT count() AS n FROM events FINAL",
     "windows": "SELECT sum(count) AS n FROM window_counts_final "
                "WHERE kind = 'course_category' AND window_seconds = 3600",
-    "top_videos": "SELECT course_id, block_id, count() AS plays, uniqExact(username) AS learners "
-                  "FROM events FINAL WHERE action = 'play_video' AND block_id IS NOT NULL "
+    "top_videos": "SELECT e.course_id AS course_id, e.block_id AS block_id, any(b.display_name) AS name, "
+                  "count() AS plays, uniqExact(e.username) AS learners "
+                  "FROM events AS e FINAL LEFT JOIN block_names AS b ON e.course_id = b.course_id "
+                  "AND arrayElement(splitByRegexp('[@/]', assumeNotNull(e.block_id)), -1) = b.block_key "
+                  "WHERE e.action = 'play_video' AND e.block_id IS NOT NULL "
                   "GROUP BY course_id, block_id ORDER BY plays DESC, block_id LIMIT 5",
+    # names of the problems the MySQL query below finds (from `edxstream course import`)
+    "problem_names": "SELECT block_id, display_name FROM block_names WHERE block_type = 'problem'",
 }
 MYSQL_TOP_PROBLEMS = (
     "SELECT problem_id, COUNT(*) AS submissions, COUNT(DISTINCT username) AS learners, "
@@ -307,13 +318,14 @@ def summary(s) -> str:
     out.append(table(ch["busiest_days"], [("day", "day"), ("events", "events"), ("learners", "learners")]))
 
     for r in ch["top_videos"]:
-        r["video"] = short_block(r["block_id"])
+        r["video"] = r.get("name") or short_block(r["block_id"])
     out.append("\nTop videos by plays (ClickHouse events):")
     out.append(table(ch["top_videos"], [("course_id", "course"), ("video", "video"), ("plays", "plays"),
                                         ("learners", "learners")]))
 
+    problem_names = {r["block_id"]: r["display_name"] for r in ch["problem_names"]}
     for r in problems:
-        r["problem"] = short_block(r["problem_id"])
+        r["problem"] = problem_names.get(r["problem_id"]) or short_block(r["problem_id"])
         r["pct_correct"] = float(r["pct_correct"]) if r["pct_correct"] is not None else None
     out.append("\nTop problems by submissions (MySQL events):")
     out.append(table(problems, [("problem", "problem"), ("submissions", "submissions"), ("learners", "learners"),

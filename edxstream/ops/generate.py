@@ -30,6 +30,7 @@ from __future__ import annotations
 import gzip
 import io
 import random
+import tarfile
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -979,3 +980,107 @@ def log_files(out: Path) -> list[Path]:
     live = out / "tracking.log"
     return rotated + ([live] if live.exists() else [])
 
+
+
+# --- the courses' structure, as OLX exports --------------------------------------------
+# What Studio's export of each generated course would hold, so that `edxstream course
+# import` gives the generated logs' block ids their names. Names and due dates come from
+# the blocks' places in the outline, not from the random generator, so writing exports
+# changes nothing in the logs.
+
+def _olx_names(course: Course) -> dict[str, str]:
+    """A display name per block key (usage keys and hashes), from its place in the outline."""
+    names: dict[str, str] = {}
+    counters: Counter = Counter()
+    for ci, ch in enumerate(course.chapters, 1):
+        names[ch.hash] = f"Week {ci}: {course.name}"
+        for si, sq in enumerate(ch.sequentials, 1):
+            names[sq.key] = f"{ci}.{si} " + ("Homework" if _olx_graded(ch, sq) else "Lesson")
+            for vi, v in enumerate(sq.verticals, 1):
+                names[v.key] = f"Unit {ci}.{si}.{vi}"
+                for b in v.blocks:
+                    counters[b.kind] += 1
+                    label = {"video": "Video", "problem": "Quiz", "html": "Reading"}[b.kind]
+                    names[b.key] = f"{label} {counters[b.kind]}: {course.name} {ci}.{si}"
+    return names
+
+
+def _olx_graded(ch: Chapter, sq: Sequential) -> bool:
+    """The last subsection of each week is its graded homework."""
+    return sq is ch.sequentials[-1]
+
+
+def _olx_due(cfg: GenConfig, course: Course, week: int) -> datetime:
+    """Week ``week``'s homework is due at the end of its share of the course's days."""
+    span = max(1, cfg.days - course.start_day)
+    day = course.start_day + max(0, min(span - 1, (week + 1) * span // len(course.chapters) - 1))
+    first = datetime.combine(cfg.first_day, datetime.min.time(), UTC)
+    return first + timedelta(days=day, hours=23, minutes=59)
+
+
+def course_export(cfg: GenConfig, course: Course) -> bytes:
+    """The ``.tar.gz`` Studio would export for the course (OLX, one file per block;
+    the same bytes for the same arguments)."""
+    from xml.sax.saxutils import quoteattr
+
+    names = _olx_names(course)
+    files: dict[str, str] = {}
+
+    def el(tag: str, attrs: dict[str, str], children: list[str] = ()) -> str:
+        a = "".join(f" {k}={quoteattr(v)}" for k, v in attrs.items())
+        if not children:
+            return f"<{tag}{a}/>\n"
+        return f"<{tag}{a}>\n" + "".join(f"  {c}" for c in children) + f"</{tag}>\n"
+
+    def ptr(tag: str, name: str) -> str:
+        return f'<{tag} url_name="{name}"/>\n'
+
+    files["course.xml"] = el("course", {"url_name": course.run, "org": course.org, "course": course.code})
+    chapters = []
+    for wi, ch in enumerate(course.chapters):
+        seqs = []
+        for sq in ch.sequentials:
+            verts = []
+            for v in sq.verticals:
+                comps = []
+                for b in v.blocks:
+                    attrs = {"display_name": names[b.key]}
+                    if b.kind == "video":
+                        attrs["youtube_id_1_0"] = "" if b.code == "hls" else b.code
+                    elif b.kind == "problem":
+                        attrs["weight"] = str(b.max_grade)
+                    files[f"{b.kind}/{b.hash}.xml"] = el(b.kind, attrs)
+                    comps.append(ptr(b.kind, b.hash))
+                vh = v.key.rsplit("@", 1)[1]
+                files[f"vertical/{vh}.xml"] = el("vertical", {"display_name": names[v.key]}, comps)
+                verts.append(ptr("vertical", vh))
+            attrs = {"display_name": names[sq.key]}
+            if _olx_graded(ch, sq):
+                attrs.update(graded="true", format="Homework",
+                             due=_olx_due(cfg, course, wi).strftime("%Y-%m-%dT%H:%M:%SZ"))
+            files[f"sequential/{sq.hash}.xml"] = el("sequential", attrs, verts)
+            seqs.append(ptr("sequential", sq.hash))
+        files[f"chapter/{ch.hash}.xml"] = el("chapter", {"display_name": names[ch.hash]}, seqs)
+        chapters.append(ptr("chapter", ch.hash))
+    files[f"course/{course.run}.xml"] = el("course", {"display_name": course.name}, chapters)
+
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, filename="") as gz:
+        with tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+            for path in sorted(files):
+                data = files[path].encode("utf-8")
+                info = tarfile.TarInfo(f"course/{path}")
+                info.size, info.mtime, info.mode = len(data), 0, 0o644
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def write_course_exports(cfg: GenConfig, out: Path) -> list[Path]:
+    """One OLX export per generated course, ``<org>-<course>-<run>.tar.gz`` in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for course in _Generator(cfg).courses:
+        path = out / f"{course.org}-{course.code}-{course.run}.tar.gz"
+        path.write_bytes(course_export(cfg, course))
+        paths.append(path)
+    return paths

@@ -19,6 +19,7 @@ import orjson
 
 from edxstream.core import logfiles
 from edxstream.core import settings as settings_mod
+from edxstream.core.events.classification import KINDS
 from edxstream.core.model import CATEGORIES, line_dead_letter, parse_line
 from edxstream.core.records import DeadLetter, encode
 
@@ -33,6 +34,7 @@ class Summary:
     actions: Counter = field(default_factory=Counter)
     course_id_found: int = 0
     unreadable: int = 0  # files whose end could not be read (a truncated .gz)
+    kinds: Counter = field(default_factory=Counter)  # learner, echo, plumbing, ... (docs/taxonomy.md)
 
     def add(self, record) -> None:
         self.lines += 1
@@ -42,6 +44,7 @@ class Summary:
         else:
             self.parsed += 1
             self.categories[record.category] += 1
+            self.kinds[record.kind] += 1
             self.actions[record.action] += 1
             if record.course_id is not None:
                 self.course_id_found += 1
@@ -56,6 +59,7 @@ class Summary:
             "categories": {c: self.categories.get(c, 0) for c in CATEGORIES},
             "actions": dict(self.actions.most_common()),
             "course_id_found": self.course_id_found,
+            "kinds": {k: self.kinds.get(k, 0) for k in KINDS},
         }
 
 
@@ -82,6 +86,10 @@ def format_table(s: Summary, top: int) -> str:
     out.append("category            events")
     for c in CATEGORIES:
         out.append(f"  {c:<18}{s.categories.get(c, 0):>8,}")
+    out.append("")
+    out.append("kind                events")
+    for k in KINDS:
+        out.append(f"  {k:<18}{s.kinds.get(k, 0):>8,}")
     out.append("")
     shown = s.actions.most_common(top if top > 0 else None)
     out.append(f"action (top {len(shown)} of {len(s.actions)})")

@@ -52,7 +52,9 @@ FROM
     (
         SELECT
             assumeNotNull(course_id) AS course_id,
-            toString(category) AS category,
+            -- what the stream counts an event under (classification.counted_as): a
+            -- learner interaction under its category, any other event under its kind
+            toString(if(kind = 'learner' OR kind = '', category, kind)) AS category,
             toString(action) AS action,
             if(user_id IS NOT NULL, toString(user_id), username) AS learner,
             arrayJoin((SELECT groupUniqArray(window_seconds) FROM window_counts WHERE kind = 'recount')) AS window_seconds,
