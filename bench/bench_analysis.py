@@ -97,7 +97,7 @@ def bench_quality(work: Path, cfg: GenConfig) -> dict:
     summary = analysis.run(runner, client)
     run_seconds = time.monotonic() - t
     runs = latest(client, "analysis_runs")
-    quality = {(c, st): json.loads(q) for c, st, q in zip(runs["course_id"], runs["step"], runs["quality"])}
+    quality = {(c, st): json.loads(q) for c, st, q in zip(runs["course_id"], runs["step"], runs["quality"], strict=False)}
 
     # segments vs planted profiles, and the raw-count baseline with the same k
     seg = latest(client, "learner_segments").merge(truth, on=["course_id", "user_id"])
@@ -166,7 +166,7 @@ def synthetic_course(learners: int, events: int, seed: int = 0, blocks: int = 30
         e = np.maximum(1, (ev * fraction).astype(np.int64))
         shares = np.stack([video * 0.6, problem * 0.5, forum * 0.2, np.full(learners, 0.3)], 1)
         shares /= shares.sum(1, keepdims=True)
-        cats = np.array([rng.multinomial(n, s) for n, s in zip(e, shares)])
+        cats = np.array([rng.multinomial(n, s) for n, s in zip(e, shares, strict=False)])
         attempted = rng.binomial(np.maximum(1, cats[:, 1] // 5), 0.9)
         first_ok = rng.binomial(attempted, ability)
         sp = np.minimum(span, window_days) if window_days else span

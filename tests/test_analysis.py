@@ -96,8 +96,8 @@ def test_recommendations_never_repeat_what_a_learner_used():
     rows = [(u, f"b{(u + i) % 30}", i) for u in range(90) for i in range(5)]
     inter = pd.DataFrame(rows, columns=["user_id", "block_id", "first_used"])
     recs = recommendations.recommend(inter)
-    used = set(zip(inter["user_id"], inter["block_id"]))
-    assert len(recs) > 0 and not any((u, b) in used for u, b in zip(recs["user_id"], recs["block_id"]))
+    used = set(zip(inter["user_id"], inter["block_id"], strict=False))
+    assert len(recs) > 0 and not any((u, b) in used for u, b in zip(recs["user_id"], recs["block_id"], strict=False))
     # learners walk the blocks in order: the next block is what similar learners used next
     hit, base = recommendations.hit_rate(inter, k=2)
     assert hit == 1.0 and base < 0.5
@@ -114,7 +114,7 @@ def test_analyze_writes_every_table_with_run_and_quality(settings, tmp_path, mon
     assert set(runs["step"]) == {"segments", "prediction", "correlations", "problems", "recommendations",
                                  "suggestions"}
     assert (runs["status"] == analysis.OK).all(), runs[["step", "message"]]
-    quality = {s: json.loads(q) for s, q in zip(runs["step"], runs["quality"])}
+    quality = {s: json.loads(q) for s, q in zip(runs["step"], runs["quality"], strict=False)}
     assert 0.5 < quality["prediction"]["auc"] <= 1 and quality["prediction"]["trained_on"] >= 30
     assert quality["recommendations"]["hit_rate_at_10"] > quality["recommendations"]["baseline_hit_rate_at_10"]
     assert runs["run_id"].iloc[0] in out
@@ -128,7 +128,7 @@ def test_analyze_writes_every_table_with_run_and_quality(settings, tmp_path, mon
     recs = latest(client, "recommendations")
     used = set(map(tuple, client.query("SELECT DISTINCT user_id, block_id FROM course_events "
                                        "WHERE category IN ('video', 'assessment') AND block_id IS NOT NULL").result_rows))
-    assert len(recs) and not any((u, b) in used for u, b in zip(recs["user_id"], recs["block_id"]))
+    assert len(recs) and not any((u, b) in used for u, b in zip(recs["user_id"], recs["block_id"], strict=False))
     teacher = latest(client, "suggestions").query("audience == 'teacher'")["text"]
     assert teacher.str.contains("fail the first try").any() and teacher.str.startswith("Segments:").any()
     # the course report shows them

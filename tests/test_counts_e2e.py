@@ -186,7 +186,7 @@ def test_counts_equal_the_events_in_any_order_and_shape(settings, tmp_path):
     parts = [events(rnd, NEW + timedelta(days=d), 5 / 3, 300) for d in (0, 5 / 3, 10 / 3)]
     parts[1] = parts[1][:150] + special_lines(parts[1][150][1]["time"]) + parts[1][150:]
     names = ["part-z.log.gz", "part-a.log", "part-m.log"]
-    for n, (name, part) in enumerate(zip(names, parts)):
+    for n, (name, part) in enumerate(zip(names, parts, strict=False)):
         write(new_dir / name, [raw for raw, _ in part], 1.7e9 - 86400 * n)
     # the overlong line's category and action: what the event model makes of its URL
     long = next(raw for raw, what in parts[1] if what and what["category"] is None)

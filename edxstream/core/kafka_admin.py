@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -31,7 +32,8 @@ LIBRDKAFKA_LOG = _LibrdkafkaLog()
 
 def admin(settings: Settings) -> AdminClient:
     """An admin client of the configured brokers."""
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "logger": LIBRDKAFKA_LOG})
+    conf: dict[str, Any] = {"bootstrap.servers": settings.kafka_bootstrap, "logger": LIBRDKAFKA_LOG}
+    return AdminClient(conf)
 
 
 def broker_answers(settings: Settings, timeout: float = 2.0) -> bool:

@@ -31,7 +31,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from edxstream.core.errors import UserError
 
@@ -50,6 +50,7 @@ class BrokenLog(Exception):
 
 
 def is_gzip(head: bytes) -> bool:
+    """Whether a file's first bytes are gzip's magic number."""
     return head[:2] == GZIP_MAGIC
 
 
@@ -68,7 +69,7 @@ def open_log(path: str | os.PathLike) -> BinaryIO:
     if str(path) == "-":
         stream: BinaryIO = sys.stdin.buffer
         head = stream.peek(2)[:2] if hasattr(stream, "peek") else b""
-        return gzip.GzipFile(fileobj=stream, mode="rb") if is_gzip(head) else stream
+        return cast(BinaryIO, gzip.GzipFile(fileobj=stream, mode="rb")) if is_gzip(head) else stream
     try:
         f = open(path, "rb")
         head = f.read(2)
@@ -81,7 +82,7 @@ def open_log(path: str | os.PathLike) -> BinaryIO:
     except OSError as exc:
         raise UnreadableLog(f"{path}: cannot read: {exc.strerror or exc}") from None
     f.seek(0)
-    return gzip.GzipFile(fileobj=f, mode="rb") if is_gzip(head) else f
+    return cast(BinaryIO, gzip.GzipFile(fileobj=f, mode="rb") if is_gzip(head) else f)
 
 
 def raw_file(stream: BinaryIO) -> BinaryIO:
@@ -270,7 +271,7 @@ def iter_lines(stream: BinaryIO, limit: int) -> Iterator[tuple[int, bytes] | Lon
 
 
 def _split(piece: tuple[int, bytes] | LongLine) -> Iterator[tuple[int, bytes] | LongLine]:
-    if piece.__class__ is LongLine:
+    if isinstance(piece, LongLine):
         yield piece
         return
     offset, block = piece

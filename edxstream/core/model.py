@@ -586,7 +586,8 @@ def parse_line(raw: bytes, source: str | None = None, offset: int | None = None,
         return _dead("bad_time", f"unreadable time {str(raw_time)[:80]!r}", line, source, offset, ident)
 
     if (when < EARLIEST_TIME and when is not UNKNOWN_TIME) or (latest is not None and when > latest):
-        bound = f"before {EARLIEST_TIME:%Y-%m-%d}" if when < EARLIEST_TIME else f"after {latest.isoformat()}"
+        bound = (f"before {EARLIEST_TIME:%Y-%m-%d}" if when < EARLIEST_TIME or latest is None
+                 else f"after {latest.isoformat()}")
         return _dead("time_out_of_range", f"time {when.isoformat()} is {bound}", line, source, offset, ident)
 
     action = _action(name, event_type)

@@ -39,7 +39,7 @@ def run_import(args: argparse.Namespace) -> int:
     settings = load()
     client = clickhouse.connect(settings)
     migrate.migrate_clickhouse(settings, client=client)
-    for path, s in zip(args.path, structures):
+    for path, s in zip(args.path, structures, strict=False):
         n = store(client, s)
         graded = sum(1 for b in s.blocks if b.graded and b.due is not None and b.block_type == "sequential")
         print(f"{s.course_id}: {n} blocks from {path} ({s.count('chapter')} sections, "

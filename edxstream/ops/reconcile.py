@@ -217,7 +217,7 @@ def format_report(figures: Figures, diffs: list[Difference], limit: int = 50) ->
         rows.append((d.course or "(no course)", d.day.isoformat() if d.day else "", f"{d.shipped:,}",
                      f"{d.mysql:,}", show(d.clickhouse), show(d.windows)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=False)))
              for r in rows]
     if len(diffs) > limit:
         lines.append(f"... and {len(diffs) - limit:,} more")

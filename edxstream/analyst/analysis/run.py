@@ -131,8 +131,8 @@ def remediate(recs: pd.DataFrame, interactions: pd.DataFrame, difficulty: pd.Dat
     failed = interactions[interactions["first_ok"].notna() & ~interactions["first_ok"].astype(bool)]
     failed = failed.merge(helpful[["problem_id", "helpful_block", "helpful_lift"]], left_on="block_id",
                           right_on="problem_id")
-    used = set(zip(interactions["user_id"], interactions["block_id"]))
-    failed = failed[[(u, b) not in used for u, b in zip(failed["user_id"], failed["helpful_block"])]]
+    used = set(zip(interactions["user_id"], interactions["block_id"], strict=False))
+    failed = failed[[(u, b) not in used for u, b in zip(failed["user_id"], failed["helpful_block"], strict=False)]]
     if failed.empty:
         return recs
     first = failed.sort_values("helpful_lift", ascending=False).drop_duplicates("user_id")
@@ -140,7 +140,7 @@ def remediate(recs: pd.DataFrame, interactions: pd.DataFrame, difficulty: pd.Dat
                           "score": first["helpful_lift"].astype(float),
                           "reason": [f"learners who used it before {suggestions.short(p)} passed it "
                                      f"{lift:.1f} times as often" for p, lift in zip(first["problem_id"],
-                                                                                      first["helpful_lift"])]})
+                                                                                      first["helpful_lift"], strict=False)]})
     merged = pd.concat([extra, recs], ignore_index=True)
     merged = merged.drop_duplicates(["user_id", "block_id"]).sort_values(["user_id", "rank"], kind="stable")
     merged["rank"] = merged.groupby("user_id").cumcount() + 1

@@ -76,7 +76,7 @@ def match_previous(centres: np.ndarray, previous: np.ndarray | None) -> list[int
     cost = np.linalg.norm(centres[:, None, :] - previous[None, :, :], axis=2)
     rows, cols = linear_sum_assignment(cost)
     numbers = [-1] * k
-    for r, c in zip(rows, cols):
+    for r, c in zip(rows, cols, strict=False):
         numbers[r] = int(c)
     nxt = len(previous)
     for i in range(k):

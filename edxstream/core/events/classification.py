@@ -61,6 +61,8 @@ KINDS: tuple[str, ...] = (LEARNER, ECHO, PLUMBING, AUTHORING, SYSTEM, API, OTHER
 
 
 class Rule(NamedTuple):
+    """One row of the taxonomy: an event pattern and the kind and category it gives."""
+
     pattern: str
     kind: str
     category: str
