@@ -19,6 +19,9 @@ from edxstream.core.settings import Settings
 
 _lock = threading.Lock()
 _embedded: dict[str, Client] = {}
+_read_only: dict[str, Client] = {}
+# The engine's own guard on analyst sessions (see connect_read_only).
+READ_ONLY_SETTINGS = {"readonly": 1}
 
 
 def connect(settings: Settings, database: str | None = None) -> Client:
@@ -54,6 +57,38 @@ def connect(settings: Settings, database: str | None = None) -> Client:
                 ) from exc
             _embedded[key] = client
     client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+    client.database = database
+    return client
+
+
+def connect_read_only(settings: Settings) -> Client:
+    """A client for analyst statements: its session runs with the engine's ``readonly=1``
+    (no writes, no DDL, no setting changes, no table functions outside the engine's safe
+    set) in the analyst database. On chdb it is a second handle on the engine this
+    process holds (chdb keeps session settings per handle), so the process's writing
+    client is unaffected. On a server, connect with the read-only analyst user (see
+    infra/README.md); the session setting holds for any user."""
+    database = settings.clickhouse_database
+    path = settings.clickhouse_embedded_path
+    if path is None:
+        u = urlparse(settings.clickhouse_url)
+        return clickhouse_connect.get_client(
+            host=u.hostname or "127.0.0.1",
+            port=u.port or (8443 if u.scheme == "https" else 8123),
+            username=unquote(u.username or "default"),
+            password=unquote(u.password or ""),
+            secure=u.scheme == "https",
+            database=database,
+            settings=READ_ONLY_SETTINGS,
+        )
+    connect(settings)  # opens the engine (or says who holds the folder) and the database
+    key = str(path)
+    with _lock:
+        client = _read_only.get(key)
+        if client is None:
+            client = clickhouse_connect.get_client(interface="chdb", path=key, settings=READ_ONLY_SETTINGS,
+                                                   database=database)
+            _read_only[key] = client
     client.database = database
     return client
 
