@@ -166,6 +166,7 @@ class ClickHouseWriter:
 def run(settings: Settings, stop: threading.Event | None = None, max_idle_seconds: float | None = None) -> SinkStats:
     """Consume the aggregates and enriched topics into ClickHouse until ``stop`` is set
     (or, with ``max_idle_seconds``, until nothing arrived for that long: caught up)."""
+    privacy.check_key(settings)  # before anything is read: no event is written under a public key
     writer = ClickHouseWriter(settings)
     loop = SinkLoop(settings, writer, settings.clickhouse_sink_group,
                     [settings.aggregates_topic, settings.enriched_topic],

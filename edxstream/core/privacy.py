@@ -362,22 +362,24 @@ def pseudonymize(event: EnrichedEvent, key: str, ip_mode: IpMode = "drop") -> En
     )
 
 
-_warned_default_key = False
+def check_key(settings: Settings) -> None:
+    """Refuse (UserError) to pseudonymize with the default key: it is public, so anyone
+    could recompute a learner's pseudonym from a username. The sinks call this before
+    they start; the demo sets a key of its own."""
+    if settings.pseudonymize and settings.pseudonym_key == DEFAULT_KEY:
+        raise UserError(
+            "EDXSTREAM_PSEUDONYM_KEY is the default key, which anyone can use to recompute a learner's "
+            "pseudonym: set it to a long random secret, e.g. "
+            "`python -c \"import secrets; print(secrets.token_hex(32))\"` (see docs/privacy.md)"
+        )
 
 
 def for_analysts(event: EnrichedEvent, settings: Settings) -> EnrichedEvent:
     """What the analyst tables may hold: pseudonymized when ``settings.pseudonymize``
     (IP handling from ``settings.pseudonym_ip``)."""
-    global _warned_default_key
     if not settings.pseudonymize:
         return event
     ip_mode = settings.pseudonym_ip
     if ip_mode not in ("drop", "truncate"):
         raise UserError(f"EDXSTREAM_PSEUDONYM_IP must be drop or truncate, got {ip_mode!r}")
-    if settings.pseudonym_key == DEFAULT_KEY and not _warned_default_key:
-        _warned_default_key = True
-        log.warning(
-            "pseudonymizing with the default key: anyone can recompute the pseudonym of a "
-            "known username. Set EDXSTREAM_PSEUDONYM_KEY to a secret (see docs/privacy.md)."
-        )
     return pseudonymize(event, settings.pseudonym_key, ip_mode)

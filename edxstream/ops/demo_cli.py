@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import runpy
+import secrets
 import socket
 import sys
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 from edxstream.core.errors import UserError
+from edxstream.core.settings import redact
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -91,9 +93,14 @@ def _with_database(dsn: str, database: str) -> str:
 def demo_settings(base, database: str, run_id: str):
     """The demo's own topics, consumer groups and databases, so it never mixes with (or
     skips because of) earlier runs or real data."""
+    from edxstream.core.privacy import DEFAULT_KEY
     from edxstream.core.settings import load
 
+    # The sinks refuse the default pseudonym key; the demo's throwaway databases get a
+    # random key of their own unless one is set.
+    key = base.pseudonym_key if base.pseudonym_key != DEFAULT_KEY else secrets.token_hex(32)
     return load(
+        pseudonym_key=key,
         raw_topic=f"demo.{run_id}.raw",
         enriched_topic=f"demo.{run_id}.enriched",
         deadletter_topic=f"demo.{run_id}.deadletter",
@@ -313,7 +320,8 @@ def summary(s) -> str:
 
 
 def how_to_query(s, database: str) -> str:
-    env = f"EDXSTREAM_MYSQL_DSN='{s.mysql_dsn}' EDXSTREAM_CLICKHOUSE_DATABASE={database}"
+    # never the password: *** stands for the one in your EDXSTREAM_MYSQL_DSN
+    env = f"EDXSTREAM_MYSQL_DSN='{redact(s.mysql_dsn)}' EDXSTREAM_CLICKHOUSE_DATABASE={database}"
     m = s.mysql
     course = "course-v1:..."
     try:
@@ -325,7 +333,7 @@ def how_to_query(s, database: str) -> str:
     except Exception:  # noqa: BLE001 - only an example in the help text
         pass
     return f"""
-Query further (the demo's data is in the `{database}` databases):
+Query further (the demo's data is in the `{database}` databases; *** is your MySQL password):
   {env} \\
     edxstream query "SELECT * FROM course_daily_interactions LIMIT 10"
   {env} \\
