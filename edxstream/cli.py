@@ -20,6 +20,7 @@ COMPONENTS = (
     "stream_app.cli",  # process
     "sinks.cli",  # sink mysql|clickhouse, db init
     "edxstream.ops.replay_cli",  # replay
+    "edxstream.ops.forget_cli",  # forget
     "edxstream.ops.generate_cli",  # generate
     "edxstream.ops.demo_cli",  # demo, bench
     "edxstream.analyst.cli",  # query, export, report

@@ -24,7 +24,9 @@ from edxstream.core.errors import UserError
 from edxstream.core.records import DeadLetter, EnrichedEvent, WindowCount
 from edxstream.core.settings import Settings
 from sinks import migrate, rows
+from sinks import retired as retired_mod
 from sinks.consumer import SinkLoop, SinkStats
+from sinks.retired import RetiredList
 from sinks.rows import Msg
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ class Prepared:
     windows: list[WindowCount] = field(default_factory=list)
     window_json: list[bytes] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    retired: int = 0  # events of retired learners left out (edxstream forget)
 
 
 class ClickHouseWriter:
@@ -60,10 +63,13 @@ class ClickHouseWriter:
         self.client = None
         self.producer: Producer | None = None
         self.endpoint = None  # query endpoint for the chdb folder this process holds
+        self.retired = RetiredList(settings)
+        self.retired_applied: frozenset[str] = frozenset()  # keys whose rows this writer deleted
 
     def prepare(self, msgs: list[Msg]) -> Prepared:
         p = Prepared()
         s = self.settings
+        retired = self.retired.current()
         for msg in msgs:
             if msg.topic == s.enriched_topic:
                 for rec, index in rows.decode_events(msg):
@@ -77,6 +83,8 @@ class ClickHouseWriter:
                                               f"{type(exc).__name__}: {exc}")
                     if rec.__class__ is DeadLetter:
                         p.dead_letters.append(rec)
+                    elif retired and self.retired.is_retired(rec, retired, s.pseudonymize):
+                        p.retired += 1
                     else:
                         p.events.append(rec)
                         p.event_json.append(records.encode(rec))
@@ -107,6 +115,11 @@ class ClickHouseWriter:
     def write(self, p: Prepared) -> dict[str, int]:
         if self.client is None:
             self._connect()
+        new = self.retired.keys - self.retired_applied
+        if new:  # learners retired since this writer last looked: their stored rows go
+            n = retired_mod.delete_from_clickhouse(self.client, set(new))
+            log.info("ClickHouse: deleted %d events of %d newly retired learner keys", n, len(new))
+            self.retired_applied |= new
         if p.events:
             self._insert("events", p.event_json, lambda: [rows.clickhouse_event_row(e) for e in p.events],
                          EVENT_COLUMNS)
@@ -115,7 +128,10 @@ class ClickHouseWriter:
                          lambda: [rows.clickhouse_window_row(w) for w in p.windows], WINDOW_COLUMNS)
         if p.dead_letters:
             self._publish(p.dead_letters)
-        return {"events": len(p.events), "windows": len(p.windows), "dead_letters": len(p.dead_letters)}
+        done = {"events": len(p.events), "windows": len(p.windows), "dead_letters": len(p.dead_letters)}
+        if p.retired:
+            done["retired"] = p.retired
+        return done
 
     def _insert(self, table: str, json_docs: list[bytes], make_rows, columns: list[str]) -> None:
         try:

@@ -494,7 +494,7 @@ def parse_line(raw: bytes, source: str | None = None, offset: int | None = None)
         if max_grade is None:
             max_grade = _float(pd.get("weighted_possible"))
 
-    if username is not None and action[0] == "/" and username in action:
+    if username is not None and action[:1] == "/" and username in action:
         action = _without_username(action, username)
 
     ip = _str(doc.get("ip")) or _str(ctx.get("ip"))
