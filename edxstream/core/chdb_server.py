@@ -27,7 +27,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator, Protocol
 
-import clickhouse_connect
 import sqlglot
 import sqlglot.errors
 from sqlglot import exp

@@ -24,6 +24,19 @@ _read_only: dict[str, Client] = {}
 READ_ONLY_SETTINGS = {"readonly": 1}
 
 
+def _server_client(settings: Settings, **extra) -> Client:
+    """A client of the ClickHouse server in ``settings.clickhouse_url``."""
+    u = urlparse(settings.clickhouse_url)
+    return clickhouse_connect.get_client(
+        host=u.hostname or "127.0.0.1",
+        port=u.port or (8443 if u.scheme == "https" else 8123),
+        username=unquote(u.username or "default"),
+        password=unquote(u.password or ""),
+        secure=u.scheme == "https",
+        **extra,
+    )
+
+
 def connect(settings: Settings, database: str | None = None) -> Client:
     """A client for the configured ClickHouse; ``database`` defaults to the settings'.
 
@@ -31,14 +44,7 @@ def connect(settings: Settings, database: str | None = None) -> Client:
     database = database or settings.clickhouse_database
     path = settings.clickhouse_embedded_path
     if path is None:
-        u = urlparse(settings.clickhouse_url)
-        client = clickhouse_connect.get_client(
-            host=u.hostname or "127.0.0.1",
-            port=u.port or (8443 if u.scheme == "https" else 8123),
-            username=unquote(u.username or "default"),
-            password=unquote(u.password or ""),
-            secure=u.scheme == "https",
-        )
+        client = _server_client(settings)
         client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
         client.database = database
         return client
@@ -71,16 +77,7 @@ def connect_read_only(settings: Settings) -> Client:
     database = settings.clickhouse_database
     path = settings.clickhouse_embedded_path
     if path is None:
-        u = urlparse(settings.clickhouse_url)
-        return clickhouse_connect.get_client(
-            host=u.hostname or "127.0.0.1",
-            port=u.port or (8443 if u.scheme == "https" else 8123),
-            username=unquote(u.username or "default"),
-            password=unquote(u.password or ""),
-            secure=u.scheme == "https",
-            database=database,
-            settings=READ_ONLY_SETTINGS,
-        )
+        return _server_client(settings, database=database, settings=READ_ONLY_SETTINGS)
     connect(settings)  # opens the engine (or says who holds the folder) and the database
     key = str(path)
     with _lock:
