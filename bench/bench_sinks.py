@@ -261,9 +261,9 @@ def main() -> int:
     args = ap.parse_args()
     use_server(args.mysql)
     logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("edxstream.core.privacy").setLevel(logging.ERROR)  # the default-key warning
     tmp = Path(tempfile.mkdtemp(prefix="bench_sinks_"))
-    base = settings_mod.load(home=tmp / "home", app_id=f"bench-{uuid.uuid4().hex[:6]}")
+    base = settings_mod.load(home=tmp / "home", app_id=f"bench-{uuid.uuid4().hex[:6]}",
+                             pseudonym_key="bench-pseudonym-key")
     try:
         print(f"generating {args.rows:,} events ...", flush=True)
         events = generate(args.rows)

@@ -111,7 +111,7 @@ class Bench:
             raw_topic=f"{part}.raw", enriched_topic=f"{part}.enriched", deadletter_topic=f"{part}.deadletter",
             aggregates_topic=f"{part}.aggregates", app_id=f"bench-{part}", web_port=free_port(),
             mysql_dsn=_dsn(load().mysql_dsn, f"edxstream_bench_{part}"), clickhouse_url=f"chdb://{home / 'clickhouse'}",
-            clickhouse_database="bench", **extra,
+            clickhouse_database="bench", pseudonym_key="bench-pseudonym-key", **extra,
         )
 
     def close(self, keep: bool = False) -> None:

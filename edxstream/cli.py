@@ -13,7 +13,8 @@ import sys
 from edxstream.analyst import analyze_cli
 from edxstream.analyst import cli as analyst_cli
 from edxstream.core.errors import UserError
-from edxstream.ops import course_cli, demo_cli, generate_cli, inspect_cli, reconcile_cli, replay_cli, stack_cli
+from edxstream.ops import (course_cli, demo_cli, forget_cli, generate_cli, inspect_cli, reconcile_cli, replay_cli,
+                           stack_cli)
 from producer import cli as producer_cli
 from sinks import cli as sinks_cli
 from stream_app import cli as stream_cli
@@ -28,6 +29,7 @@ COMPONENTS = (
     stream_cli,  # process
     sinks_cli,  # sink mysql|clickhouse, db init
     replay_cli,  # replay
+    forget_cli,  # forget
     reconcile_cli,  # reconcile
     generate_cli,  # generate
     course_cli,  # course import

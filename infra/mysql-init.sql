@@ -4,3 +4,6 @@
 -- and the edxstream_* databases a replay or a test run may create.
 ALTER DATABASE edxstream CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
 GRANT ALL PRIVILEGES ON `edxstream\_%`.* TO 'edxstream'@'%';
+-- The read-only account (EDXSTREAM_MYSQL_ANALYST_DSN): SELECT on the edxstream database only.
+CREATE USER IF NOT EXISTS 'edxstream_analyst'@'%' IDENTIFIED BY 'edxstream_analyst';
+GRANT SELECT ON edxstream.* TO 'edxstream_analyst'@'%';

@@ -24,7 +24,9 @@ from edxstream.core.errors import UserError
 from edxstream.core.records import DeadLetter, EnrichedEvent, WindowCount
 from edxstream.core.settings import Settings
 from sinks import migrate, rows
+from sinks import retired as retired_mod
 from sinks.consumer import SinkLoop, SinkStats, Stuck
+from sinks.retired import RetiredList
 from sinks.rows import Msg
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ class Prepared:
     window_json: list[bytes] = field(default_factory=list)
     window_from: list[Msg] = field(default_factory=list)  # the message of each window
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    retired: int = 0  # events of retired learners left out (edxstream forget)
 
 
 class ClickHouseWriter:
@@ -72,10 +75,13 @@ class ClickHouseWriter:
         self.client = None
         self.producer: Producer | None = None
         self.endpoint = None  # query endpoint for the chdb folder this process holds
+        self.retired = RetiredList(settings)
+        self.retired_applied: frozenset[str] = frozenset()  # keys whose rows this writer deleted
 
     def prepare(self, msgs: list[Msg]) -> Prepared:
         p = Prepared()
         s = self.settings
+        retired = self.retired.current()
         for msg in msgs:
             if msg.topic == s.enriched_topic:
                 for rec, index in rows.decode_events(msg):
@@ -89,6 +95,8 @@ class ClickHouseWriter:
                                               f"{type(exc).__name__}: {exc}")
                     if rec.__class__ is DeadLetter:
                         p.dead_letters.append(rec)
+                    elif retired and self.retired.is_retired(rec, retired, s.pseudonymize):
+                        p.retired += 1
                     else:
                         p.events.append(rec)
                         p.event_json.append(records.encode(rec))
@@ -125,6 +133,11 @@ class ClickHouseWriter:
         values are found by halving and become dead letters, and the rest is stored."""
         if self.client is None:
             self._connect()
+        new = self.retired.keys - self.retired_applied
+        if new:  # learners retired since this writer last looked: their stored rows go
+            n = retired_mod.delete_from_clickhouse(self.client, set(new))
+            log.info("ClickHouse: deleted %d events of %d newly retired learner keys", n, len(new))
+            self.retired_applied |= new
         refused: list[DeadLetter] = []
         if p.window_json:
             refused += self._store("window_counts", p.window_json, WINDOW_COLUMNS,
@@ -136,8 +149,11 @@ class ClickHouseWriter:
                                    lambda i: rows.part_of(p.event_from[i][0], p.event_from[i][1], p.events[i]))
         if p.dead_letters or refused:
             self._publish(p.dead_letters + refused)
-        return {"events": len(p.events), "windows": len(p.windows),
+        done = {"events": len(p.events), "windows": len(p.windows),
                 "dead_letters": len(p.dead_letters) + len(refused)}
+        if p.retired:
+            done["retired"] = p.retired
+        return done
 
     def _store(self, table: str, docs: list[bytes], columns: list[str], row, n_rows: int,
                source) -> list[DeadLetter]:
@@ -228,6 +244,7 @@ class ClickHouseWriter:
 def run(settings: Settings, stop: threading.Event | None = None, max_idle_seconds: float | None = None) -> SinkStats:
     """Consume the aggregates and enriched topics into ClickHouse until ``stop`` is set
     (or, with ``max_idle_seconds``, until nothing arrived for that long: caught up)."""
+    privacy.check_key(settings)  # before anything is read: no event is written under a public key
     writer = ClickHouseWriter(settings)
     loop = SinkLoop(settings, writer, settings.clickhouse_sink_group,
                     [settings.aggregates_topic, settings.enriched_topic],

@@ -45,6 +45,7 @@ from edxstream.core.records import DeadLetter, EnrichedEvent
 from edxstream.core.settings import Settings
 from sinks import migrate, rows
 from sinks.consumer import SinkLoop, SinkStats, Stuck
+from sinks.retired import RetiredList
 from sinks.rows import Msg
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,7 @@ class Prepared:
     # The events as LOAD DATA text, the last of each id only (so the batch's order needs
     # no keeping in the staging table); None when the writer takes the insert path.
     events_tsv: bytes | None = None
+    retired: int = 0  # events of retired learners left out (edxstream forget)
 
 
 class MySQLWriter:
@@ -186,6 +188,7 @@ class MySQLWriter:
         # Whether the next batch tries LOAD DATA straight into events: until a batch
         # meets ids already stored (a replay), then again once one is all new.
         self.direct = True
+        self.retired = RetiredList(settings)
 
     def _connect(self) -> None:
         conn = migrate.mysql_connect(self.settings, local_infile=self._client_local_infile)
@@ -216,11 +219,14 @@ class MySQLWriter:
         p = Prepared()
         enriched, dead = self.settings.enriched_topic, self.settings.deadletter_topic
         events = p.events
+        retired = self.retired.current()
         for msg in msgs:
             if msg.topic == enriched:
                 for rec, index in rows.decode_events(msg):
                     if rec.__class__ is DeadLetter:
                         p.dead_letters.append((row_literal(rows.mysql_dead_letter_row(rec)), msg))
+                    elif retired and self.retired.is_retired(rec, retired, pseudonymized=False):
+                        p.retired += 1
                     else:
                         events.append((rec, msg, index))
                 continue
@@ -278,8 +284,11 @@ class MySQLWriter:
             except Exception:
                 pass
             raise
-        return {"events": len(p.events) - len(bad_events),
+        done = {"events": len(p.events) - len(bad_events),
                 "dead_letters": len(p.dead_letters) - len(bad_dead) + len(refused)}
+        if p.retired:
+            done["retired"] = p.retired
+        return done
 
     def _load_events(self, cur, tsv: bytes) -> list | None:
         """Upsert the batch, straight or through the staging table. Returns [] when every

@@ -44,6 +44,7 @@ from stream_app import windows as win
 from stream_app.metrics import Metrics
 from stream_app.output import Output
 from stream_app.positions import split_gaps
+from stream_app.views import check_bind, guard
 
 log = logging.getLogger("stream_app")
 
@@ -127,8 +128,14 @@ def faust_config(settings: Settings, web_port: Optional[int] = None) -> dict[str
         producer_linger=0.002,
         web_enabled=True,
         web_port=web_port or settings.web_port,
-        web_bind="127.0.0.1",
-        web_host="127.0.0.1",
+        web_bind=settings.web_bind,
+        web_host=settings.web_bind,
+        # Faust's table views (/table/...) hand out raw cells (learner ids among them) and
+        # the graph view the app's internals: the worker serves only its own views.
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        # every view: Host header check and the access token (stream_app.views.guard)
+        web_application_options={"middlewares": [guard(settings)]},
         datadir=str(settings.data_dir / "faust"),
         autodiscover=False,
     )
@@ -401,6 +408,9 @@ class Counter:
                                  decode=win.decode_partition_state)
         # course -> window size -> (latest window start, keys of that window): the web view
         self.latest: dict[str, dict[int, tuple[int, set[str]]]] = {}
+        # whether `latest` holds every key of the table (rebuilt once after a restart or a
+        # rebalance, so an unknown course is answered without a table scan per request)
+        self.latest_complete = False
         self._last_expiry: dict[int, float] = {}
         self.out = _output(app, settings)
 
@@ -516,11 +526,16 @@ class Counter:
     def course_counts(self, course: str) -> dict:
         """The course's latest window of each size, summed over the partitions that hold it."""
         per = self.latest.get(course)
-        if per is None:  # after a restart the index is empty: rebuild it for this course
+        if per is None and not self.latest_complete:
+            # after a restart or a rebalance the index is empty: one scan rebuilds it for
+            # every course (counting keeps it up to date from then on); while the tables
+            # are still recovering, the next request scans again
             for key in list(self.counts.store.keys()):
-                if win.is_cell_key(key) and win.split_key(key)[1] == course:
+                if win.is_cell_key(key):
                     self._index(key)
-            per = self.latest.get(course, {})
+            self.latest_complete = not self.app.tables.recovery.in_recovery
+            per = self.latest.get(course)
+        per = per or {}
         out = {}
         for size in self.windows:
             entry = per.get(size)
@@ -606,6 +621,7 @@ def create_app(
     itself, the normal shutdown path) once it has been assigned partitions and has seen
     no event and no rebalance for that many seconds."""
     _cap_fetch_wait(settings.fetch_max_wait_ms)
+    check_bind(settings)
     conf = faust_config(settings, web_port)
     Path(conf["datadir"]).mkdir(parents=True, exist_ok=True)
     app = faust.App(settings.app_id, **conf)
@@ -633,11 +649,13 @@ def create_app(
     @app.on_partitions_assigned.connect
     async def _assigned(sender, assigned, **kwargs):
         assigned_once["v"] = True
+        pipe.counter.latest_complete = False  # the new partitions' keys are not in the index yet
         pipe.metrics.touch()
 
     @app.on_partitions_revoked.connect
     async def _revoked(sender, revoked, **kwargs):
         pipe.counter.latest.clear()  # the view index may hold keys of partitions given away
+        pipe.counter.latest_complete = False
         pipe.metrics.touch()
 
     @app.timer(log_every)

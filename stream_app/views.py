@@ -8,14 +8,81 @@
   event-time watermark, counted and late (restart-proof, from the tables).
 
 The live HTML page and its views are in :mod:`stream_app.live_page`.
+
+Every view goes through :func:`guard` (an aiohttp middleware): the Host header must name
+this machine (an IP address, localhost or its own host name), so a web page cannot reach
+the worker through DNS rebinding; with ``settings.web_token`` set, a request must carry
+it (``Authorization: Bearer``, ``?token=`` or the cookie a ``?token=`` visit sets, so the
+live page's own requests carry it too).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import secrets
+import socket
 from typing import Any
 from urllib.parse import unquote
 
+from aiohttp import web
 from faust.types import TP
+
+from edxstream.core.errors import UserError
+from edxstream.core.settings import Settings
+
+TOKEN_COOKIE = "edxstream_token"
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def _host_allowed(host: str, names: frozenset[str]) -> bool:
+    """An IP literal (DNS rebinding needs a name), or a name of this machine."""
+    if host.startswith("["):  # [::1]:6066
+        host = host[1:host.find("]")] if "]" in host else host
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    host = host.rstrip(".").lower()
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return host in names
+
+
+def check_bind(settings: Settings) -> None:
+    """Refuse to serve the views beyond loopback without an access token."""
+    try:
+        loopback = ipaddress.ip_address(settings.web_bind).is_loopback
+    except ValueError:
+        loopback = settings.web_bind.lower() in LOOPBACK_NAMES
+    if not loopback and not settings.web_token:
+        raise UserError(f"EDXSTREAM_WEB_BIND={settings.web_bind} serves the worker's web views beyond this "
+                        f"machine: set EDXSTREAM_WEB_TOKEN to a secret too (see docs/privacy.md)")
+
+
+def guard(settings: Settings):
+    """The aiohttp middleware that checks the Host header and the access token."""
+    names = frozenset(LOOPBACK_NAMES | {socket.gethostname().lower(), socket.getfqdn().lower()})
+    token = settings.web_token
+
+    @web.middleware
+    async def middleware(request, handler):
+        if not _host_allowed(request.headers.get("Host", ""), names):
+            return web.Response(status=421, text="unknown Host: open the page by this machine's name or address\n")
+        if not token:
+            return await handler(request)
+        given = request.query.get("token") or request.cookies.get(TOKEN_COOKIE, "")
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            given = auth[len("Bearer "):]
+        if not secrets.compare_digest(given.encode(), token.encode()):
+            return web.Response(status=401, text="access token required (EDXSTREAM_WEB_TOKEN)\n",
+                                headers={"WWW-Authenticate": "Bearer"})
+        response = await handler(request)
+        if request.query.get("token"):  # the page's own requests then carry it
+            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict", path="/")
+        return response
+
+    return middleware
 
 
 def _owner(app: Any, pipe: Any, course: str) -> dict:

@@ -151,6 +151,7 @@ def settings(broker, mariadb, chdb_path, tmp_path) -> settings_mod.Settings:
         clickhouse_url=f"chdb://{chdb_path}",
         clickhouse_database=f"t{tid}",
         web_port=free_port(),
+        pseudonym_key=f"test-pseudonym-key-{tid}",  # the sinks refuse the default key
     )
     yield s
     with conn.cursor() as cur:

@@ -146,11 +146,70 @@ def test_export_helpers():
 
 
 def test_read_only_guard():
+    db = "edxstream"
     for ok in ["SELECT 1", "  with x as (select 1) select * from x;", "SHOW TABLES", "select ';drop' as s",
-               "-- comment\nSELECT 1", "DESCRIBE events"]:
-        chdb_server.check_read_only(ok)
+               "-- comment\nSELECT 1", "DESCRIBE events", "SELECT * FROM edxstream.events FINAL",
+               "SELECT number FROM numbers(3)", "SELECT quantile(0.5)(x) FROM events", "SHOW CREATE TABLE events",
+               "SELECT 1 UNION ALL SELECT 2"]:
+        chdb_server.check_read_only(ok, db)
     for bad in ["DROP TABLE events", "INSERT INTO events SELECT * FROM events", "SELECT 1; DROP TABLE x",
                 "SELECT 1 INTO OUTFILE 'x.csv'", "", "/* hi */ ALTER TABLE events DELETE WHERE 1",
-                "OPTIMIZE TABLE events FINAL", "SYSTEM SHUTDOWN"]:
+                "OPTIMIZE TABLE events FINAL", "SYSTEM SHUTDOWN", *ATTACKS, "SELECT * FROM system.tables",
+                "SHOW TABLES FROM other", "SELECT * FROM (SELECT * FROM url('http://127.0.0.1:3306/'))",
+                "SELECT * FROM events WHERE event_id IN (SELECT toString(x) FROM remote('h', db.t))",
+                "SET readonly = 0", "SELECT * FROM merge('system', '.*')", "EXPLAIN SELECT 1"]:
         with pytest.raises(UserError):
-            chdb_server.check_read_only(bad)
+            chdb_server.check_read_only(bad, db)
+
+
+# What a curious or hostile analyst tried: writing, several statements, reading local
+# files, other services and other databases around the pseudonymisation.
+ATTACKS = [
+    "SELECT $$';$$ ; DROP TABLE events",
+    "DROP TABLE events",
+    "SELECT * FROM file('/etc/passwd', 'LineAsString')",
+    "SELECT file('/etc/hostname')",
+    "SELECT * FROM url('http://127.0.0.1:9/', 'LineAsString')",
+    "SELECT * FROM mysql('127.0.0.1:3306', 'mysql', 'user', 'root', '')",
+    "SELECT * FROM edxstream_other.events",
+    "SELECT count() FROM events SETTINGS readonly = 0",
+]
+
+
+@pytest.mark.parametrize("through", ["endpoint", "free folder"])
+def test_attacks_are_refused_and_change_nothing(through, holder, settings, tmp_path):
+    if through == "endpoint":
+        env = holder
+    else:
+        folder = tmp_path / "free-chdb"
+        env = env_for(settings, EDXSTREAM_CLICKHOUSE_URL=f"chdb://{folder}")
+        run_cli(env, "db", "init")
+    before = [run_cli(env, "query", q, "--format", "tsv").stdout for q in ("SHOW TABLES", "SELECT count() FROM window_counts")]
+    for sql in ATTACKS + ["SELECT 1 INTO OUTFILE '" + str(tmp_path / "out.txt") + "'"]:
+        p = run_cli(env, "query", sql, ok=False)
+        err = p.stderr.decode()
+        assert p.returncode == 2, (sql, err)
+        # (chdb itself may print a line first when the folder is held: that is the engine's)
+        assert err.strip().splitlines()[-1].startswith("edxstream:") and "Traceback" not in err, (sql, err)
+        assert "root" not in p.stdout.decode() and not p.stdout.strip(), sql
+    assert not (tmp_path / "out.txt").exists()
+    after = [run_cli(env, "query", q, "--format", "tsv").stdout for q in ("SHOW TABLES", "SELECT count() FROM window_counts")]
+    assert after == before and b"events" in after[0]
+
+
+def test_the_engine_refuses_writes_on_the_analyst_session(settings):
+    """Behind the parser, the engine's own readonly setting: a statement that reached the
+    analyst session unchecked still cannot write, change settings or read a file."""
+    from edxstream.core import clickhouse
+
+    writer = clickhouse.connect(settings)
+    writer.command("CREATE TABLE t_rw (x Int8) ENGINE = MergeTree ORDER BY x")
+    client = clickhouse.connect_read_only(settings)
+    for sql in ["CREATE TABLE t_attack (x Int8) ENGINE = Memory", "DROP TABLE t_rw", "INSERT INTO t_rw VALUES (1)",
+                "SELECT * FROM file('/etc/passwd', 'LineAsString')", "SELECT 1 SETTINGS readonly = 0"]:
+        with pytest.raises(Exception, match="readonly"):
+            client.raw_query(sql, fmt="TSV")
+    assert client.raw_query("SELECT count() FROM t_rw", fmt="TSV") == b"0\n"
+    # and the process's writing client is not read-only
+    writer.command("INSERT INTO t_rw VALUES (1)")
+    assert client.raw_query("SELECT count() FROM t_rw", fmt="TSV") == b"1\n"

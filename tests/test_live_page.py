@@ -231,6 +231,16 @@ def test_live_page_shows_the_counts_of_a_running_worker(settings, tmp_path):
             assert (w["categories"], w["kinds"], w["interactions"]) == (
                 want_a[size]["categories"], want_a[size]["kinds"], want_a[size]["interactions"])
 
+        # the worker's own guard: a foreign Host (DNS rebinding) is refused, and Faust's
+        # table views, which served raw window cells (learner ids), are not served
+        for url, headers, status in [(f"{base}/counts/{quote(COURSE_A, safe='')}/", {"Host": "rebind.example.com"}, 421),
+                                     (f"{base}/table/counts/", {}, 404)]:
+            try:
+                urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10)
+                raise AssertionError(f"{url} answered")
+            except urllib.error.HTTPError as exc:
+                assert exc.code == status, (url, exc.code)
+
         # the JSON views of the page
         try:
             courses = get_json(f"{base}/live/api/courses/")

@@ -177,3 +177,74 @@ def test_mask_ip():
     assert privacy.mask_ip("10.1.2.3") is None
     assert privacy.mask_ip("not-an-ip", "truncate") is None
     assert privacy.mask_ip(None, "truncate") is None
+
+
+def _line(**doc) -> bytes:
+    base = {"username": "bob", "event_source": "server", "time": "2017-09-20T10:00:00+00:00",
+            "context": {"user_id": 7, "course_id": COURSE}, "event": "{}"}
+    return orjson.dumps({**base, **doc})
+
+
+def test_identities_in_urls_forms_and_text_are_scrubbed_in_every_field():
+    """The shapes that leaked on a real log: profile and account URLs in event_type,
+    action, page and referer; query-string identities; e-mail addresses in login and
+    registration forms (logged before login, so not the event's own username) and in
+    free text."""
+    from edxstream.core.model import parse_line
+
+    lines = [
+        _line(event_type="/u/bob", referer="https://lms.example.org/u/bob"),
+        _line(event_type="/api/user/v1/accounts/bob", page="https://lms.example.org/api/user/v1/preferences/bob/"),
+        _line(event_type="/courses/x/discussion/forum/users/4242?username=carol_x&user_id=4242"),
+        _line(username="", event_type="/user_api/v1/account/login_session/",
+              event={"POST": {"email": ["carol@example.org"], "password": "secret-pw", "remember": ["false"]}}),
+        _line(username="", event_type="/create_account",
+              event={"POST": {"username": ["dave_q"], "name": ["Dave Quincy"], "email": ["dave@example.com"],
+                              "password": "********", "goals": ["get a job"]}, "GET": {}}),
+        _line(event_type="problem_check", event_source="browser",
+              event="input_abc=write%20to%20erin%40example.net&input_def=2",
+              page="https://lms.example.org/courses/x/?next=%2Fu%2Fbob&email=bob%40example.org"),
+        _line(event_type="edx.forum.comment.created",
+              event=orjson.dumps({"body": "mail me at frank@example.org", "id": "c1"}).decode()),
+        _line(event_type="edx.bi.user.frank@example.org.signed_in"),
+    ]
+    secrets = ["bob", "carol_x", "4242", "carol@example.org", "secret-pw", "dave_q", "Dave Quincy", "dave@example.com",
+               "get a job", "erin%40example.net", "erin@example.net", "bob%40example.org", "frank@example.org"]
+    for line in lines:
+        event = parse_line(line)
+        out = privacy.pseudonymize(event, KEY)
+        blob = encode(out).decode()
+        for secret in secrets:
+            assert secret not in blob, (secret, blob)
+        # what analysts need stays: the route, a pseudonym where a learner was named
+        assert out.action == event.action  # the model already left the learner out of the action
+    profile = privacy.pseudonymize(parse_line(lines[0]), KEY)
+    assert profile.event_type == f"/u/{privacy.pseudonym_username('bob', KEY)}" and profile.action == "/u/{username}"
+    assert profile.referer == f"https://lms.example.org/u/{privacy.pseudonym_username('bob', KEY)}"
+    forum_users = privacy.pseudonymize(parse_line(lines[2]), KEY)
+    assert str(privacy.pseudonym_user_id(4242, KEY)) in forum_users.event_type
+    login = privacy.pseudonymize(parse_line(lines[3]), KEY)
+    assert orjson.loads(login.payload) == {"POST": {"remember": ["false"]}}
+    signup = orjson.loads(privacy.pseudonymize(parse_line(lines[4]), KEY).payload)
+    assert signup["POST"] == {"username": [privacy.pseudonym_username("dave_q", KEY)]}
+
+
+def test_model_actions_name_no_learner():
+    """The action is what the stream app's windows count and what the sink stores: the
+    model derives it without the learner, so both hold the same identity-free value."""
+    from edxstream.core.model import parse_line
+
+    assert parse_line(_line(event_type="/u/bob")).action == "/u/{username}"
+    assert parse_line(_line(event_type="/api/user/v1/accounts/bob/image")).action == \
+        "/api/user/v1/accounts/{username}/image"
+    assert parse_line(_line(event_type="/api/profile_images/v1/bob/upload")).action == \
+        "/api/profile_images/v1/{username}/upload"
+    assert parse_line(_line(event_type="/password_reset/erin@example.net/")).action == "/password_reset/{email}/"
+    assert parse_line(_line(event_type="/user_api/v1/preferences/email_opt_in/")).action == \
+        "/user_api/v1/preferences/email_opt_in/"
+
+
+def test_emails_are_found_and_usage_keys_are_not_emails():
+    assert privacy.scrub_emails("mail a.b+c@sub.example.co.uk, or x%40y.org.") == "mail [email], or [email]."
+    key = "block-v1:edX+DemoX+Demo_Course+type@problem+block@0b9e39477cf34507a7a48f74be381fdd"
+    assert privacy.scrub_emails(key) == key

@@ -23,13 +23,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from http import HTTPStatus
-from itertools import pairwise
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator, Protocol
 
-import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError
+import sqlglot
+import sqlglot.errors
+from sqlglot import exp
 
 from edxstream.core import clickhouse
 from edxstream.core.errors import UserError
@@ -38,13 +39,30 @@ from edxstream.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Statements that only read. Anything else needs allow_write=True on the server side.
-READ_KEYWORDS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN"})
 # The only query settings a client may pass along: how results are written (the CSV that
 # `query --format csv` and `export` write: empty for NULL, ISO times). Others could lift
 # the endpoint's limits, so they are not forwarded.
 OUTPUT_SETTINGS = frozenset({"format_csv_null_representation", "date_time_output_format"})
 MAX_SQL_BYTES = 1_000_000
+
+# Table functions an analyst statement may use: they make rows out of nothing and reach
+# nothing outside the analyst database.
+SAFE_TABLE_FUNCTIONS = frozenset({"numbers", "numbers_mt", "zeros", "zeros_mt", "values", "generate_series"})
+# Functions that read or reach something outside the analyst database (files, URLs,
+# other databases and servers, programs), refused wherever they stand: most are table
+# functions, but ``file`` is also a scalar function. Table functions not in
+# SAFE_TABLE_FUNCTIONS are refused anyway; this list catches them in other positions.
+OUTSIDE_FUNCTIONS = frozenset({
+    "file", "filecluster", "url", "urlcluster", "mysql", "postgresql", "sqlite", "mongodb", "redis",
+    "remote", "remotesecure", "cluster", "clusterallreplicas", "s3", "s3cluster", "gcs", "oss", "cos",
+    "hdfs", "hdfscluster", "azureblobstorage", "azureblobstoragecluster", "iceberg", "icebergs3",
+    "icebergazure", "iceberghdfs", "deltalake", "hudi", "jdbc", "odbc", "executable", "input", "merge",
+    "dictionary", "loop", "ytsaurus", "arrowflight", "fuzzjson", "fuzzquery",
+})
+_SHOW = re.compile(
+    r"(?is)\s*(?:TABLES(?:\s+(?:NOT\s+)?I?LIKE\s+'[^'\\]*')?|"
+    r"(?:CREATE\s+(?:TABLE\s+|VIEW\s+)?|COLUMNS\s+FROM\s+)(?:`\w+`|\w+))\s*"
+)
 
 
 def endpoint_file(settings: Settings) -> Path:
@@ -52,66 +70,58 @@ def endpoint_file(settings: Settings) -> Path:
     return settings.data_dir / "run" / "clickhouse.endpoint"
 
 
-def _code_tokens(sql: str) -> tuple[list[str], bool]:
-    """The words of ``sql`` outside quotes and comments, and whether a ``;`` is followed
-    by more code (several statements)."""
-    words: list[str] = []
-    word: list[str] = []
-    i, n = 0, len(sql)
-    after_semicolon = False
-    several = False
+def check_read_only(sql: str, database: str) -> str:
+    """The statement to run, if ``sql`` is one statement that only reads the analyst
+    ``database``; else UserError saying why.
 
-    def flush() -> None:
-        if word:
-            words.append("".join(word).upper())
-            word.clear()
-
-    while i < n:
-        c = sql[i]
-        if c in "'\"`":
-            flush()
-            j = i + 1
-            while j < n and sql[j] != c:
-                j += 2 if sql[j] == "\\" else 1
-            several |= after_semicolon
-            i = j + 1
-        elif sql.startswith("--", i) or c == "#":
-            flush()
-            j = sql.find("\n", i)
-            i = n if j < 0 else j
-        elif sql.startswith("/*", i):
-            flush()
-            j = sql.find("*/", i + 2)
-            i = n if j < 0 else j + 2
-        elif c == ";":
-            flush()
-            after_semicolon = True
-            i += 1
-        elif c.isalnum() or c == "_":
-            word.append(c)
-            several |= after_semicolon
-            i += 1
-        else:
-            flush()
-            several |= after_semicolon and not c.isspace()
-            i += 1
-    flush()
-    return words, several
-
-
-def check_read_only(sql: str) -> None:
-    """Raise UserError unless ``sql`` is one statement that only reads."""
-    words, several = _code_tokens(sql)
-    if not words:
+    The statement is parsed (sqlglot, ClickHouse dialect), never matched by keyword: one
+    statement, a SELECT (WITH, UNION...), DESCRIBE or SHOW TABLES/CREATE/COLUMNS; every
+    table in ``database`` (no other database, not ``system``); no table function but
+    SAFE_TABLE_FUNCTIONS; no function in OUTSIDE_FUNCTIONS anywhere; no INTO OUTFILE and no
+    SETTINGS clause. A
+    statement the parser cannot read is refused: refusing a valid but unusual query is
+    the price of never running one that escapes."""
+    text = strip_semicolons(sql)
+    if not text:
         raise UserError("empty query")
-    if several:
+    try:
+        statements = [st for st in sqlglot.parse(text, read="clickhouse") if st is not None]
+    except sqlglot.errors.SqlglotError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"cannot read this statement as ClickHouse SQL, so it is not run: {first}") from None
+    if len(statements) != 1:
         raise UserError("one statement per query, please")
-    if words[0] not in READ_KEYWORDS:
-        raise UserError(f"only read-only statements are allowed here ({', '.join(sorted(READ_KEYWORDS))}), "
-                        f"not {words[0]}")
-    for a, b in pairwise(words):
-        if (a, b) == ("INTO", "OUTFILE"):
-            raise UserError("INTO OUTFILE is not allowed: the endpoint returns results, it does not write files")
+    root = statements[0]
+    if isinstance(root, exp.Command):
+        if root.name.upper() == "SHOW" and _SHOW.fullmatch(root.expression.name if root.expression else ""):
+            return text
+        raise UserError(f"analyst queries are read-only: SELECT, WITH, DESCRIBE or SHOW TABLES, not {root.name.upper()}")
+    if not isinstance(root, (exp.Query, exp.Describe)):
+        raise UserError(f"analyst queries are read-only: SELECT, WITH, DESCRIBE or SHOW TABLES, "
+                        f"not {root.key.upper()}")
+    for node in root.walk():
+        if isinstance(node, exp.Into):
+            raise UserError("INTO is not allowed: queries return results, they do not write")
+        if node.args.get("settings"):
+            raise UserError("a SETTINGS clause is not allowed here: analyst queries run with the engine's "
+                            "read-only settings")
+        if isinstance(node, exp.Table):
+            if isinstance(node.this, exp.Func):
+                fn = _function_name(node.this)
+                if fn not in SAFE_TABLE_FUNCTIONS:
+                    raise UserError(f"the table function {fn}() is not allowed here: analyst queries read the "
+                                    f"analyst database only (allowed: {', '.join(sorted(SAFE_TABLE_FUNCTIONS))})")
+            elif node.catalog or (node.db and node.db.lower() != database.lower()):
+                raise UserError(f"{node.sql(dialect='clickhouse')}: analyst queries read the database "
+                                f"{database} only")
+        elif isinstance(node, exp.Func) and _function_name(node) in OUTSIDE_FUNCTIONS:
+            raise UserError(f"the function {_function_name(node)}() is not allowed here: it reaches outside the "
+                            f"analyst database")
+    return text
+
+
+def _function_name(node: exp.Func) -> str:
+    return (node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
 
 
 def strip_semicolons(sql: str) -> str:
@@ -140,12 +150,11 @@ class EndpointServer(ThreadingHTTPServer):
     """The HTTP query endpoint on a chdb folder (see :func:`serve`)."""
     daemon_threads = True
 
-    def __init__(self, address, client, database: str, token: str, allow_write: bool, path_file: Path):
+    def __init__(self, address, client, database: str, token: str, path_file: Path):
         super().__init__(address, _Handler)
         self.client = client
         self.database = database
         self.token = token
-        self.allow_write = allow_write
         self.path_file = path_file
         self.lock = threading.Lock()  # one query at a time on our handle; the engine serialises anyway
         self.thread: threading.Thread | None = None
@@ -192,16 +201,14 @@ class _Handler(BaseHTTPRequestHandler):
         if length > MAX_SQL_BYTES:
             self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"query too long\n")
             return
-        sql = strip_semicolons(self.rfile.read(length).decode("utf-8", "replace"))
+        sql = self.rfile.read(length).decode("utf-8", "replace")
         params = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query, keep_blank_values=True)
         fmt = params.get("format", ["TabSeparatedWithNames"])[0]
-        database = params.get("database", [self.server.database])[0]
         settings = {k: v[0] for k, v in params.items() if k in OUTPUT_SETTINGS}
         try:
-            if not self.server.allow_write:
-                check_read_only(sql)
+            # Checked here too: the endpoint is the guard, whatever client sent the statement.
+            sql = check_read_only(sql, self.server.database)
             with self.server.lock:
-                self.server.client.database = database
                 body = self.server.client.raw_query(sql, fmt=fmt, settings=settings or None)
         except UserError as exc:
             self._reply(HTTPStatus.FORBIDDEN, f"{exc}\n".encode())
@@ -212,17 +219,18 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(HTTPStatus.OK, body, "application/octet-stream")
 
 
-def serve(client, settings: Settings, allow_write: bool = False, host: str = "127.0.0.1") -> EndpointServer:
-    """Answer queries on ``client``'s chdb folder from other processes, in a background
-    thread, until ``.stop()``. Writes the endpoint file other processes look for.
+def serve(client, settings: Settings, host: str = "127.0.0.1") -> EndpointServer:
+    """Answer analyst queries on ``client``'s chdb folder from other processes, in a
+    background thread, until ``.stop()``. Writes the endpoint file other processes look for.
 
-    The endpoint gets its own handle on the engine (chdb allows several per folder inside
-    one process), so its USE/database state never disturbs the caller's client."""
+    The endpoint gets its own read-only handle on the engine (chdb allows several per
+    folder inside one process): its session runs with clickhouse.READ_ONLY_SETTINGS in the
+    analyst database, and never disturbs the caller's client, which keeps writing."""
     path = settings.clickhouse_embedded_path
-    own = clickhouse_connect.get_client(interface="chdb", path=str(path)) if path is not None else client
+    own = clickhouse.connect_read_only(settings) if path is not None else client
     target = endpoint_file(settings)
     token = secrets.token_hex(16)
-    server = EndpointServer((host, 0), own, settings.clickhouse_database, token, allow_write, target)
+    server = EndpointServer((host, 0), own, settings.clickhouse_database, token, target)
     write_json(target, {"url": server.url, "token": token, "pid": os.getpid(), "path": str(path)}, private=True)
     server.thread = threading.Thread(target=server.serve_forever, name="chdb-endpoint", daemon=True)
     server.thread.start()
@@ -244,20 +252,22 @@ class Runner(Protocol):
 
 
 class ClientRunner:
-    """Runs queries through a ClickHouse client this process holds."""
-    def __init__(self, client, where: str):
+    """Runs analyst statements on a read-only client (see clickhouse.connect_read_only)."""
+
+    def __init__(self, client, database: str, where: str):
         self.client = client
+        self.database = database
         self.where = where
 
     def raw(self, sql: str, fmt: str, settings: dict[str, str] | None = None) -> bytes:
         try:
-            return self.client.raw_query(strip_semicolons(sql), fmt=fmt, settings=settings)
+            return self.client.raw_query(check_read_only(sql, self.database), fmt=fmt, settings=settings)
         except ClickHouseError as exc:
             raise UserError(f"ClickHouse ({self.where}): {engine_message(exc, fmt)}") from None
 
     def stream(self, sql: str, fmt: str, settings: dict[str, str] | None = None) -> Iterator[bytes]:
         try:
-            stream = self.client.raw_stream(strip_semicolons(sql), fmt=fmt, settings=settings)
+            stream = self.client.raw_stream(check_read_only(sql, self.database), fmt=fmt, settings=settings)
             try:
                 while chunk := stream.read(1 << 20):
                     yield chunk
@@ -276,7 +286,8 @@ class EndpointRunner:
         self.where = where
 
     def _open(self, sql: str, fmt: str, settings: dict[str, str] | None):
-        query = urllib.parse.urlencode({"format": fmt, "database": self.database, **(settings or {})})
+        sql = check_read_only(sql, self.database)  # refused here already, with the same words
+        query = urllib.parse.urlencode({"format": fmt, **(settings or {})})
         req = urllib.request.Request(
             f"{self.url}?{query}", data=sql.encode(), method="POST",
             headers={"X-Edxstream-Token": self.token, "Content-Type": "text/plain; charset=utf-8"},
@@ -334,7 +345,7 @@ def open_runner(settings: Settings) -> Runner:
                               f"chdb:{path} via pid {info['pid']}")
     where = clickhouse.describe(settings)
     try:
-        return ClientRunner(clickhouse.connect(settings), where)
+        return ClientRunner(clickhouse.connect_read_only(settings), settings.clickhouse_database, where)
     except ClickHouseError as exc:  # a server that does not answer, or refuses us
         raise UserError(f"ClickHouse at {where} does not answer ({clickhouse.connection_problem(exc)}): start it, "
                         f"or check EDXSTREAM_CLICKHOUSE_URL") from None

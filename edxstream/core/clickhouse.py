@@ -26,6 +26,22 @@ from edxstream.core.settings import Settings
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _embedded: dict[str, Client] = {}
+_read_only: dict[str, Client] = {}
+# The engine's own guard on analyst sessions (see connect_read_only).
+READ_ONLY_SETTINGS = {"readonly": 1}
+
+
+def _server_client(settings: Settings, **extra) -> Client:
+    """A client of the ClickHouse server in ``settings.clickhouse_url``."""
+    u = urlparse(settings.clickhouse_url)
+    return clickhouse_connect.get_client(
+        host=u.hostname or "127.0.0.1",
+        port=u.port or (8443 if u.scheme == "https" else 8123),
+        username=unquote(u.username or "default"),
+        password=unquote(u.password or ""),
+        secure=u.scheme == "https",
+        **extra,
+    )
 
 
 def connect(settings: Settings, database: str | None = None) -> Client:
@@ -35,14 +51,7 @@ def connect(settings: Settings, database: str | None = None) -> Client:
     database = database or settings.clickhouse_database
     path = settings.clickhouse_embedded_path
     if path is None:
-        u = urlparse(settings.clickhouse_url)
-        client = clickhouse_connect.get_client(
-            host=u.hostname or "127.0.0.1",
-            port=u.port or (8443 if u.scheme == "https" else 8123),
-            username=unquote(u.username or "default"),
-            password=unquote(u.password or ""),
-            secure=u.scheme == "https",
-        )
+        client = _server_client(settings)
         client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
         client.database = database
         return client
@@ -102,6 +111,29 @@ def connection_problem(exc: BaseException) -> str:
         if cue in text:
             return short
     return text
+
+
+def connect_read_only(settings: Settings) -> Client:
+    """A client for analyst statements: its session runs with the engine's ``readonly=1``
+    (no writes, no DDL, no setting changes, no table functions outside the engine's safe
+    set) in the analyst database. On chdb it is a second handle on the engine this
+    process holds (chdb keeps session settings per handle), so the process's writing
+    client is unaffected. On a server, connect with the read-only analyst user (see
+    infra/README.md); the session setting holds for any user."""
+    database = settings.clickhouse_database
+    path = settings.clickhouse_embedded_path
+    if path is None:
+        return _server_client(settings, database=database, settings=READ_ONLY_SETTINGS)
+    connect(settings)  # opens the engine (or says who holds the folder) and the database
+    key = str(path)
+    with _lock:
+        client = _read_only.get(key)
+        if client is None:
+            client = clickhouse_connect.get_client(interface="chdb", path=key, settings=READ_ONLY_SETTINGS,
+                                                   database=database)
+            _read_only[key] = client
+    client.database = database
+    return client
 
 
 def describe(settings: Settings) -> str:

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     mysql_admin_user: str = "root"
     # Password of that account (empty: none).
     mysql_admin_password: str = ""
+    # A MySQL account that may only read (SELECT) the database, for people who query the
+    # operational tables; `stack up` creates it (infra/mysql-init.sql on docker-compose).
+    mysql_analyst_dsn: str = "mysql://edxstream_analyst:edxstream_analyst@127.0.0.1:3306/edxstream"
 
     # ClickHouse: http(s)://user:password@host:port for a server, or chdb:///path (or a
     # bare path) for the embedded engine. Empty means chdb under ``home``.
@@ -63,9 +66,17 @@ class Settings(BaseSettings):
     # moving the event-time watermark.
     max_clock_skew_seconds: int = 24 * 3600
     web_port: int = 6066
+    # Address the stream app's web views listen on; anything but loopback also needs
+    # `web_token`.
+    web_bind: str = "127.0.0.1"
+    # Access token of the web views (live page, counts, metrics): asked for as
+    # `Authorization: Bearer <token>` or `?token=<token>`. Empty: loopback only, no token.
+    web_token: str = ""
     # Learners' identities are replaced by keyed hashes before the ClickHouse sink writes
     # the analyst tables.
     pseudonymize: bool = True
+    # Secret key of the pseudonym hashes: set your own (the sinks refuse this default;
+    # see docs/privacy.md to set and rotate it).
     pseudonym_key: str = "change-me"
     pseudonym_ip: str = "drop"  # drop | truncate (/24 IPv4, /48 IPv6)
 
@@ -129,16 +140,12 @@ class Settings(BaseSettings):
     @property
     def mysql(self) -> dict:
         """pymysql.connect() keyword arguments parsed from ``mysql_dsn``."""
-        u = urlparse(self.mysql_dsn)
-        if u.scheme not in ("mysql", "mariadb"):
-            raise ValueError(f"EDXSTREAM_MYSQL_DSN must start with mysql://, got {self.mysql_dsn!r}")
-        return {
-            "host": u.hostname or "127.0.0.1",
-            "port": u.port or 3306,
-            "user": unquote(u.username or "root"),
-            "password": unquote(u.password or ""),
-            "database": u.path.lstrip("/") or "edxstream",
-        }
+        return _mysql_kwargs(self.mysql_dsn, "EDXSTREAM_MYSQL_DSN")
+
+    @property
+    def mysql_analyst(self) -> dict:
+        """pymysql.connect() keyword arguments of the read-only account (``mysql_analyst_dsn``)."""
+        return _mysql_kwargs(self.mysql_analyst_dsn, "EDXSTREAM_MYSQL_ANALYST_DSN")
 
     # Consumer groups. Faust uses the app id as its group id.
     @property
@@ -163,6 +170,31 @@ class Settings(BaseSettings):
     def topics(self) -> list[str]:
         return [self.raw_topic, self.enriched_topic, self.deadletter_topic, self.aggregates_topic,
                 self.tally_topic]
+
+
+def redact(url: str) -> str:
+    """``url`` with its password replaced by ``***``: how a DSN may appear in messages."""
+    u = urlparse(url)
+    if u.password is None:
+        return url
+    host = u.hostname or ""
+    netloc = f"{u.username or ''}:***@{host}" + (f":{u.port}" if u.port else "")
+    return u._replace(netloc=netloc).geturl()
+
+
+def _mysql_kwargs(dsn: str, variable: str) -> dict:
+    u = urlparse(dsn)
+    if u.scheme not in ("mysql", "mariadb"):
+        from edxstream.core.errors import UserError
+
+        raise UserError(f"{variable} must start with mysql://, got {redact(dsn)!r}")
+    return {
+        "host": u.hostname or "127.0.0.1",
+        "port": u.port or 3306,
+        "user": unquote(u.username or "root"),
+        "password": unquote(u.password or ""),
+        "database": u.path.lstrip("/") or "edxstream",
+    }
 
 
 def load(**overrides) -> Settings:

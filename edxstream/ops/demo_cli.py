@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import runpy
+import secrets
 import shlex
 import socket
 import subprocess
@@ -97,9 +98,14 @@ def _with_database(dsn: str, database: str) -> str:
 def demo_settings(base, database: str, run_id: str):
     """The demo's own topics, consumer groups and databases, so it never mixes with (or
     skips because of) earlier runs or real data."""
+    from edxstream.core.privacy import DEFAULT_KEY
     from edxstream.core.settings import load
 
+    # The sinks refuse the default pseudonym key; the demo's throwaway databases get a
+    # random key of their own unless one is set.
+    key = base.pseudonym_key if base.pseudonym_key != DEFAULT_KEY else secrets.token_hex(32)
     return load(
+        pseudonym_key=key,
         raw_topic=f"demo.{run_id}.raw",
         enriched_topic=f"demo.{run_id}.enriched",
         deadletter_topic=f"demo.{run_id}.deadletter",

@@ -438,6 +438,12 @@ def ensure_mysql_database(settings: Settings) -> None:
                 cur.execute(f"GRANT ALL PRIVILEGES ON `{m['database']}`.* TO %s@%s", (m["user"], host))
                 # LOAD DATA LOCAL and per-test databases need a little more than one schema.
                 cur.execute("GRANT ALL PRIVILEGES ON `edxstream\\_%%`.* TO %s@%s", (m["user"], host))
+        # The read-only account for people who query the operational tables: SELECT only.
+        a = settings.mysql_analyst
+        if a["user"] not in ("root", m["user"]):
+            for host in ("localhost", "127.0.0.1", "%"):
+                cur.execute("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (a["user"], host, a["password"]))
+                cur.execute(f"GRANT SELECT ON `{m['database']}`.* TO %s@%s", (a["user"], host))
         conn.commit()
 
 

@@ -378,12 +378,17 @@ _ID_AFTER: dict[str, tuple[str, ...]] = {
     "wiki": ("{path}",),
     "asset": ("{path}",),
     "users": ("{user}",),
+    # a learner's profile and account APIs: the action must not name the learner
+    "u": ("{username}",),
+    "accounts": ("{username}",),
+    "preferences": ("{username}",),
     "resource": ("{block_type}",),
     "submission_history": ("{student}", "{usage_id}"),
     "password_reset_confirm": ("{token}",),
 }
 # words that follow an id-taking segment without being an id
-_VERBS: frozenset[str] = frozenset({"create", "reply", "search", "inline", "upvote", "follow"})
+_VERBS: frozenset[str] = frozenset({"create", "reply", "search", "inline", "upvote", "follow",
+                                    "email_opt_in", "time_zones"})
 # segments that swallow the rest of the path
 _REST_AFTER: frozenset[str] = frozenset({"wiki", "resource", "c4x", "asset", "static"})
 
@@ -465,7 +470,7 @@ def route_template(url: str) -> str:
             k += 1
             for holder in holders:
                 if k < n and segs[k] and segs[k] not in _VERBS:
-                    out.append(holder)
+                    out.append("{id}" if holder == "{username}" and _looks_like_id(segs[k]) else holder)
                     k += 1
                 else:
                     break
@@ -474,6 +479,8 @@ def route_template(url: str) -> str:
             out.append("{course_id}" if seg.startswith(("course-v1:", "ccx-v1:")) else "{usage_id}")
         elif _looks_like_id(seg):
             out.append("{id}")
+        elif "@" in seg or "%40" in seg:  # an e-mail address in a path (a usage key was matched above)
+            out.append("{email}")
         else:
             out.append(seg)
         k += 1
