@@ -18,6 +18,9 @@ Parts (each prints its figures and a baseline measured in the same run):
           the time from a line's append to its row in MySQL and its window count in
           ClickHouse (through the ClickHouse sink's query endpoint when it serves one,
           else - said so in the output - the window's update on the aggregates topic).
+- analysis: ``bench/bench_analysis.py`` (its own process and ClickHouse folder): quality
+          of ``edxstream analyze`` against the generator's planted profiles and outcomes
+          next to baselines, and the time and memory of a fit for 100,000 learners.
 
 Everything runs against a broker this script starts (Tansu, memory store, free port),
 MySQL database ``edxstream_bench`` and a fresh embedded ClickHouse folder, all its own.
@@ -608,7 +611,16 @@ def _watch(s: Settings, lines: list[LiveLine], stop: threading.Event, via: str) 
 
 # -- main ---------------------------------------------------------------------------------------------
 
-PARTS = {"ship": bench_ship, "stream": bench_stream, "sinks": bench_sinks, "e2e": bench_e2e, "live": bench_live}
+def bench_analysis(b: Bench, scale: Scale) -> dict:
+    out = b.work / "analysis.json"
+    name = "small" if scale is SCALES["small"] else "full"
+    subprocess.run([sys.executable, str(REPO / "bench" / "bench_analysis.py"), "--scale", name, "--json", str(out)],
+                   check=True)
+    return json.loads(out.read_text())
+
+
+PARTS = {"ship": bench_ship, "stream": bench_stream, "sinks": bench_sinks, "e2e": bench_e2e, "live": bench_live,
+         "analysis": bench_analysis}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -660,6 +672,13 @@ def table(results: dict) -> str:
         ("e2e_events_per_s", "end to end: events/s", "{:,.0f}"),
         ("live_p50_s", "live: append -> MySQL and window, p50 s", "{:.2f}"),
         ("live_p99_s", "live: append -> MySQL and window, p99 s", "{:.2f}"),
+        ("ari", "analysis: segments ARI vs planted", "{:.3f}"),
+        ("auc_at_risk_week2", "analysis: at-risk AUC at week 2", "{:.3f}"),
+        ("r2_grade_week2", "analysis: grade R² at week 2", "{:.3f}"),
+        ("hit_rate_at_10", "analysis: recommendation hit rate at 10", "{:.3f}"),
+        ("hit_rate_baseline_most_popular", "analysis: most-popular hit rate at 10", "{:.3f}"),
+        ("fit_seconds", "analysis: fit seconds, every step", "{:.1f}"),
+        ("fit_peak_mb", "analysis: fit peak MB", "{:,.0f}"),
     ]
     out = [f"{'figure':<44} {'value':>14}  target", "-" * 70]
     for key, title, fmt in rows:

@@ -24,6 +24,7 @@ COMPONENTS = (
     "edxstream.ops.course_cli",  # course import
     "edxstream.ops.demo_cli",  # demo, bench
     "edxstream.analyst.cli",  # query, export, report
+    "edxstream.analyst.analyze_cli",  # analyze
 )
 
 # Cyclic-GC thresholds for every command (the workers are what they are for). With

@@ -160,6 +160,10 @@ class Learner:
     busy_until: float = 0.0  # end of the learner's latest session so far
     # where the learner was in each course: index into course.sequentials, vertical
     position: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # hidden behaviour (see "Hidden profiles" below): what edxstream analyze is scored against
+    profile: "Profile | None" = None
+    ability: float = 0.6
+    stop_after_days: float | None = None  # stops coming back this long after enrolling
 
 
 AGENTS = (
@@ -269,6 +273,85 @@ def _build_learners(rng: random.Random, cfg: GenConfig, courses: list[Course]) -
     for c in courses:
         c.learner_cw = list(accumulate(learners[li].activity for li in c.learners))
     return learners
+
+
+# --- hidden profiles and outcomes --------------------------------------------------------
+#
+# Every learner gets one behaviour profile, an ability and maybe a day they stop coming
+# back, drawn from their own random stream (so the rest of the log's randomness is not
+# reordered by them). The stated model, with its noise:
+# - profile: drawn with probability ``share``. In a session the learner watches a video
+#   block they meet with probability ``video``, attempts a problem block with
+#   probability ``problem``, and opens the forum after a unit with probability ``forum``.
+# - ability = profile.ability + N(0, ABILITY_SD), kept in [0.05, 0.95]: each input of a
+#   problem is right with probability ability + U(-0.1, 0.1) on the first try, 0.15 more
+#   on each further try.
+# - stopping: a ``stops`` learner's sessions in a course end STOP_MEAN_DAYS (exponential)
+#   after they enrol; any other learner stops, with probability LATE_STOP, some time in
+#   the course (noise).
+# - outcome of a (learner, course): final grade = ability + N(0, GRADE_SD) in [0, 1];
+#   at risk = they stopped, or the final grade is under PASS_GRADE.
+# ``truth`` returns these per learner and course; ``write_dir`` saves them next to the
+# manifest (``truth.json``) for the analysis bench.
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    share: float
+    video: float
+    problem: float
+    forum: float
+    ability: float
+    stops: bool
+
+
+PROFILES: tuple[Profile, ...] = (
+    Profile("watcher", 0.30, video=0.95, problem=0.05, forum=0.03, ability=0.60, stops=False),
+    Profile("solver", 0.25, video=0.05, problem=0.95, forum=0.05, ability=0.72, stops=False),
+    Profile("engaged", 0.20, video=0.90, problem=0.90, forum=0.35, ability=0.85, stops=False),
+    Profile("dropout", 0.25, video=0.50, problem=0.40, forum=0.02, ability=0.35, stops=True),
+)
+ABILITY_SD = 0.07
+STOP_MEAN_DAYS = 5.0
+LATE_STOP = 0.05
+GRADE_SD = 0.05
+PASS_GRADE = 0.5
+
+
+def _assign_profiles(seed: int, learners: list[Learner], days: int) -> None:
+    """Give each learner a hidden profile, ability and stopping time (stated model above)."""
+    rng = random.Random(f"profiles-{seed}")
+    weights = [p.share for p in PROFILES]
+    for lr in learners:
+        p = rng.choices(PROFILES, weights)[0]
+        lr.profile = p
+        lr.ability = min(0.95, max(0.05, rng.gauss(p.ability, ABILITY_SD)))
+        if p.stops:
+            lr.stop_after_days = rng.expovariate(1 / STOP_MEAN_DAYS)
+        elif rng.random() < LATE_STOP:
+            lr.stop_after_days = rng.uniform(7, max(8, days))
+
+
+def _stopped(lr: Learner, ci: int, at: float) -> bool:
+    enrolled = lr.enrolled_at.get(ci)
+    return lr.stop_after_days is not None and enrolled is not None and at > enrolled + lr.stop_after_days * 86400
+
+
+def truth(learners: list[Learner], courses: list[Course], seed: int) -> list[dict]:
+    """The planted truth per learner and course run they enrolled in: profile, ability,
+    whether they stop, and the outcome drawn from the stated model."""
+    rng = random.Random(f"outcomes-{seed}")
+    rows = []
+    for lr in learners:
+        for ci in sorted(lr.enrolled_at):
+            grade = min(1.0, max(0.0, rng.gauss(lr.ability, GRADE_SD)))
+            stops = lr.stop_after_days is not None
+            rows.append({"user_id": lr.user_id, "username": lr.username, "course_id": courses[ci].course_id,
+                         "profile": lr.profile.name if lr.profile else None, "ability": round(lr.ability, 4),
+                         "stops": stops, "final_grade": round(grade, 4),
+                         "at_risk": stops or grade < PASS_GRADE})
+    return rows
 
 
 # --- one session's events ---------------------------------------------------------------
@@ -438,14 +521,14 @@ class _Session:
         if rng.random() < 0.1:
             self.browser("problem_show", _dumps({"problem": b.key}).decode())
             self.tick(10)
-        ability = 0.35 + 0.5 * rng.random()
+        ability = self.learner.ability + 0.2 * (rng.random() - 0.5)
         attempts = 0
         module = {"display_name": f"Problem {b.hash[:4]}", "usage_key": b.key}
         while self.open and attempts < 4:
             attempts += 1
             self.tick(60)  # reading and answering
             answers = {f"{b.hash}_{i + 2}_1": f"choice_{rng.randint(0, 3)}" for i in range(b.inputs)}
-            correct = {k: rng.random() < ability + 0.15 * attempts for k in answers}
+            correct = {k: rng.random() < ability + 0.15 * (attempts - 1) for k in answers}
             query = "&".join(f"input_{k}={v}" for k, v in answers.items())
             self.browser("problem_check", query)
             self.tick(0.3, floor=0.05)
@@ -550,21 +633,22 @@ class _Session:
         ch, sq = seqs[si]
         self.courseware_page(ch, sq, vi)
         self.tick(5)
+        prof = lr.profile or PROFILES[0]
         while self.open:
             vert = sq.verticals[vi]
             for b in vert.blocks:
                 if not self.open:
                     break
-                if b.kind == "video" and rng.random() < 0.55:
+                if b.kind == "video" and rng.random() < prof.video:
                     self.video(b)
-                elif b.kind == "problem" and rng.random() < 0.5:
+                elif b.kind == "problem" and rng.random() < prof.problem:
                     self.problem(b)
                 else:
                     self.tick(40)  # reading
             r = rng.random()
-            if r < 0.1:
+            if r < prof.forum:
                 self.forum()
-            elif r < 0.13:
+            elif 0.1 <= r < 0.13:
                 self.browser("edx.ui.lms.link_clicked", _dumps({
                     "target_url": f"https://{host}/courses/{c.course_id}/progress",
                     "current_url": self.page}).decode())
@@ -632,6 +716,7 @@ class _Generator:
         self.rng = random.Random(cfg.seed)
         self.courses = [_build_course(self.rng, i, cfg.days) for i in range(cfg.courses)]
         self.learners = _build_learners(self.rng, cfg, self.courses)
+        _assign_profiles(cfg.seed, self.learners, cfg.days)
         # The most popular run with learners is open from the first day, so every day
         # has a course to be busy in.
         first = next(c for c in self.courses if c.learners)
@@ -687,6 +772,12 @@ class _Generator:
                 start = t0 + hour * 3600 + rng.random() * 3600
                 if start > t_end - 600:
                     start = t_end - 600 - rng.random() * 3600
+                # a learner who stopped (hidden profile) does not come back: someone else
+                # of the course has the session (after a few tries, they do: noise)
+                for _ in range(3):
+                    if not _stopped(self.learners[li], ci, start):
+                        break
+                    li = rng.choices(c.learners, cum_weights=c.learner_cw)[0]
                 budget = min(n - made - planned, 3 + int(rng.expovariate(1 / 35)))
                 plan.append((start, li, ci, budget))
                 planned += budget
@@ -854,6 +945,7 @@ def write_dir(
         files=files,
     )
     (out / "manifest.json").write_bytes(manifest.to_json() + b"\n")
+    (out / TRUTH_FILE).write_bytes(orjson.dumps(truth(gen.learners, gen.courses, cfg.seed)) + b"\n")
     return manifest
 
 
@@ -867,6 +959,9 @@ def write_stream(cfg: GenConfig, fp: BinaryIO, progress: Callable[[int], None] |
             progress(len(day.lines))
     fp.flush()
     return malformed
+
+
+TRUTH_FILE = "truth.json"  # the planted profiles and outcomes, next to manifest.json
 
 
 def read_manifest(out: Path) -> dict:

@@ -266,6 +266,35 @@ def expected_counts(paths: Iterable[Path]) -> Expected:
     return Expected(n, len(events), len(dead))
 
 
+def load_clickhouse_events(settings: Settings, lines: Iterable[bytes], client=None, batch: int = 50_000) -> int:
+    """Parse ``lines`` and insert their events into ClickHouse's ``events`` as the stream
+    app and the ClickHouse sink would (pseudonymized when the settings say so), without
+    Kafka: for the analysis bench and tests. Returns the events inserted."""
+    from edxstream.core import clickhouse, privacy
+    from edxstream.core.model import parse_line
+    from edxstream.core.records import ENRICHED_FIELDS, DeadLetter
+    from sinks import migrate, rows
+
+    client = client or clickhouse.connect(settings)
+    migrate.migrate_clickhouse(settings, client=client)
+    columns = list(ENRICHED_FIELDS)
+    pending: list[list] = []
+    n = 0
+    for line in lines:
+        r = parse_line(line)
+        if r.__class__ is DeadLetter:
+            continue
+        pending.append(rows.clickhouse_event_row(privacy.for_analysts(r, settings)))
+        if len(pending) >= batch:
+            client.insert("events", pending, column_names=columns)
+            n += len(pending)
+            pending = []
+    if pending:
+        client.insert("events", pending, column_names=columns)
+        n += len(pending)
+    return n
+
+
 # -- stores --------------------------------------------------------------------------------
 
 

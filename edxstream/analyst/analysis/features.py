@@ -1,0 +1,196 @@
+"""Learner features per course, as of a time, read from the events in ClickHouse.
+
+One SQL query (``features_sql``) builds one row per course and learner from
+``course_events``: activity days, sessions, interactions per category, video plays,
+completions and seconds watched, problems attempted, the first-try rate and the grade so
+far (each problem's score as the latest check left it, ``grade / max_grade``, as the
+LMS keeps it, averaged over the problems the learner tried), forum posts, days since the last activity and progress (share of the course's
+known video and problem blocks the learner used). With ``first_days`` it only looks at
+each learner's first days in the course: what is known "after two weeks", the input of
+the predictions. Reading goes through the analyst query path (a ``Runner``); the rest of
+this module is pure.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from clickhouse_connect.driver.binding import format_query_value
+
+from edxstream.core.chdb_server import Runner
+
+PLAYS = "('play_video', 'edx.video.played')"
+ENDS = "('stop_video', 'complete_video', 'edx.video.completed', 'edx.video.stopped')"
+
+# The numeric behaviour features (columns of ``load_features``) the models use.
+BEHAVIOUR = ("active_days", "sessions", "events", "video_events", "assessment_events", "content_events",
+             "forum_events", "videos_watched", "video_completions", "video_seconds", "problems_attempted",
+             "first_try_rate", "forum_posts", "days_since_last", "progress", "span_days")
+
+
+def _ts(dt: datetime) -> str:
+    return f"toDateTime64({format_query_value(dt.strftime('%Y-%m-%d %H:%M:%S.%f'))}, 6, 'UTC')"
+
+
+def features_sql(as_of: datetime, first_days: int | None = None, course: str | None = None) -> str:
+    """One row per (course, learner) with events up to ``as_of`` (and, with
+    ``first_days``, only in the learner's first that many days in the course)."""
+    until = _ts(as_of)
+    where = f"user_id IS NOT NULL AND time <= {until}"
+    if course is not None:
+        where += f" AND course_id = {format_query_value(course)}"
+    window = f"time < t0 + INTERVAL {int(first_days)} DAY" if first_days else "1"
+    # the window's end: days since the last activity are counted from it
+    end = f"least({until}, t0 + INTERVAL {int(first_days)} DAY)" if first_days else until
+    return f"""
+WITH ev AS (
+    SELECT e.* , f.t0 AS t0
+    FROM (SELECT course_id, assumeNotNull(user_id) AS user_id, time, category, event_type, session,
+                 video_id, problem_id, block_id, success, grade, max_grade, video_position
+          FROM course_events WHERE {where}) AS e
+    INNER JOIN (SELECT course_id, assumeNotNull(user_id) AS user_id, min(time) AS t0
+                FROM course_events WHERE {where} GROUP BY course_id, user_id) AS f
+    USING (course_id, user_id)
+    WHERE {window}
+),
+problems AS (
+    SELECT course_id, user_id, problem_id,
+           argMin(success, time) = 1 AS first_ok,
+           argMax(if(max_grade > 0, grade / max_grade, toFloat64(success = 1)), time) AS latest
+    FROM ev WHERE problem_id IS NOT NULL AND success IS NOT NULL
+    GROUP BY course_id, user_id, problem_id
+),
+per_problem AS (
+    SELECT course_id, user_id, avg(first_ok) AS first_try_rate, avg(latest) AS grade_so_far
+    FROM problems GROUP BY course_id, user_id
+),
+blocks AS (
+    SELECT course_id, uniqExact(block_id) AS course_blocks
+    FROM course_events
+    WHERE block_id IS NOT NULL AND category IN ('video', 'assessment') AND time <= {until}
+    GROUP BY course_id
+),
+videos AS (
+    SELECT course_id, user_id,
+           sum(greatest(0, least(ifNull(next_pos, video_position) - video_position,
+                                 2 * dateDiff('millisecond', time, next_time) / 1000.0))) AS video_seconds
+    FROM (
+        SELECT course_id, user_id, time, event_type, video_position,
+               leadInFrame(time) OVER w AS next_time,
+               leadInFrame(video_position) OVER w AS next_pos,
+               leadInFrame(event_type) OVER w AS next_type
+        FROM ev WHERE video_id IS NOT NULL
+        WINDOW w AS (PARTITION BY course_id, user_id, session, video_id ORDER BY time
+                     ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING))
+    WHERE event_type IN {PLAYS} AND next_type != '' AND video_position IS NOT NULL
+    GROUP BY course_id, user_id
+)
+SELECT
+    a.course_id AS course_id,
+    a.user_id AS user_id,
+    a.first_seen AS first_seen,
+    a.last_seen AS last_seen,
+    a.active_days AS active_days,
+    a.sessions AS sessions,
+    a.events AS events,
+    a.video_events AS video_events,
+    a.assessment_events AS assessment_events,
+    a.content_events AS content_events,
+    a.forum_events AS forum_events,
+    a.videos_watched AS videos_watched,
+    a.video_completions AS video_completions,
+    ifNull(v.video_seconds, 0) AS video_seconds,
+    a.problems_attempted AS problems_attempted,
+    if(a.problems_attempted > 0, p.first_try_rate, NULL) AS first_try_rate,
+    if(a.problems_attempted > 0, p.grade_so_far, NULL) AS grade_so_far,
+    a.forum_posts AS forum_posts,
+    dateDiff('second', a.last_seen, a.window_end) / 86400.0 AS days_since_last,
+    a.blocks_used / greatest(b.course_blocks, 1) AS progress,
+    dateDiff('second', a.first_seen, a.last_seen) / 86400.0 AS span_days,
+    greatest(dateDiff('second', a.first_seen, a.window_end) / 86400.0, 1.0) AS present_days
+FROM (
+    SELECT course_id, user_id,
+           min(time) AS first_seen, max(time) AS last_seen, any({end}) AS window_end,
+           uniqExact(toDate(time)) AS active_days,
+           uniqExactIf(session, session IS NOT NULL) AS sessions,
+           count() AS events,
+           countIf(category = 'video') AS video_events,
+           countIf(category = 'assessment') AS assessment_events,
+           countIf(category = 'content') AS content_events,
+           countIf(category = 'forum') AS forum_events,
+           uniqExactIf(video_id, event_type IN {PLAYS}) AS videos_watched,
+           countIf(event_type IN {ENDS}) AS video_completions,
+           uniqExactIf(problem_id, problem_id IS NOT NULL AND success IS NOT NULL) AS problems_attempted,
+           countIf(event_type LIKE 'edx.forum.%.created') AS forum_posts,
+           uniqExactIf(block_id, block_id IS NOT NULL AND category IN ('video', 'assessment')) AS blocks_used
+    FROM ev GROUP BY course_id, user_id
+) AS a
+LEFT JOIN per_problem AS p ON a.course_id = p.course_id AND a.user_id = p.user_id
+LEFT JOIN videos AS v ON a.course_id = v.course_id AND a.user_id = v.user_id
+LEFT JOIN blocks AS b ON a.course_id = b.course_id
+ORDER BY course_id, user_id
+SETTINGS join_use_nulls = 1
+"""
+
+
+def interactions_sql(as_of: datetime, course: str | None = None) -> str:
+    """One row per (course, learner, content block used): the video and problem blocks,
+    when the learner first used each, and for problems whether the first try passed."""
+    where = f"user_id IS NOT NULL AND block_id IS NOT NULL AND category IN ('video', 'assessment') AND time <= {_ts(as_of)}"
+    if course is not None:
+        where += f" AND course_id = {format_query_value(course)}"
+    return f"""
+SELECT course_id, assumeNotNull(user_id) AS user_id, assumeNotNull(block_id) AS block_id,
+       min(time) AS first_used,
+       anyIf(category, category = 'assessment') = 'assessment' AS is_problem,
+       minIf(time, success IS NOT NULL) AS first_try_at,
+       argMinIf(success, time, success IS NOT NULL) AS first_ok
+FROM course_events
+WHERE {where}
+GROUP BY course_id, user_id, block_id
+ORDER BY course_id, user_id, first_used
+"""
+
+
+def read_frame(runner: Runner, sql: str) -> pd.DataFrame:
+    """Run ``sql`` through the analyst query path and return it as a DataFrame."""
+    return pq.read_table(io.BytesIO(runner.raw(sql, "Parquet"))).to_pandas()
+
+
+def load_features(runner: Runner, as_of: datetime, first_days: int | None = None,
+                  course: str | None = None) -> pd.DataFrame:
+    return read_frame(runner, features_sql(as_of, first_days, course))
+
+
+def load_interactions(runner: Runner, as_of: datetime, course: str | None = None) -> pd.DataFrame:
+    df = read_frame(runner, interactions_sql(as_of, course))
+    # a block with no graded check has no first try: a default of the aggregate, not a time
+    df["first_ok"] = df["first_ok"].astype(float)
+    df.loc[~df["is_problem"].astype(bool), ["first_try_at", "first_ok"]] = None
+    return df
+
+
+def behaviour_shares(df: pd.DataFrame) -> pd.DataFrame:
+    """Scale-free descriptions of how a learner works (what segments are made of): the
+    share of each kind of interaction, of videos among the blocks they used, the first-try
+    rate, progress, and persistence (the share of their time since they started in which
+    they were still coming: first to last activity). Counts alone would mostly separate
+    the busy from the quiet."""
+    events = df["events"].clip(lower=1)
+    out = pd.DataFrame({
+        "video_share": df["video_events"] / events,
+        "problem_share": df["assessment_events"] / events,
+        "forum_share": df["forum_events"] / events,
+        "first_try_rate": df["first_try_rate"].astype(float),
+        "progress": df["progress"].astype(float),
+        "persistence": df["span_days"] / df["present_days"],
+        "video_block_share": df["videos_watched"] / (df["videos_watched"] + df["problems_attempted"]).clip(lower=1),
+    }, index=df.index)
+    # a learner who tried no problem has no first-try rate: the course's typical one
+    # keeps them from being a segment of their own for a missing value
+    out["first_try_rate"] = out["first_try_rate"].fillna(out["first_try_rate"].median()).fillna(0.0)
+    return out.replace([np.inf, -np.inf], np.nan).fillna(0.0)

@@ -1,0 +1,125 @@
+"""Performance prediction from what is known early: a GLM for the grade, a logistic model
+for "at risk".
+
+The inputs are each learner's features over their first ``EARLY_DAYS`` days in the course;
+the targets come from the same learners' features now: the grade so far, and at risk =
+stopped (silent for ``STOP_DAYS`` days and three times their usual gap) or a grade so far
+under ``PASS_GRADE``. Only
+learners who have been in the course for ``MATURE_DAYS`` days have a known outcome. They
+are ordered by when they started: the earlier ``1 - VALIDATE_SHARE`` train, the later ones
+validate (so the figures say how the model does on learners it has not seen, who came
+later), then the models are refitted on all of them and predict every learner. Each
+prediction comes with the features that pushed its risk most (coefficient x standardised
+value). Pure functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression, TweedieRegressor
+from sklearn.metrics import r2_score, roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+EARLY_DAYS = 14
+MATURE_DAYS = 28
+STOP_DAYS = 14
+PASS_GRADE = 0.6
+VALIDATE_SHARE = 0.3
+MIN_TRAIN = 30  # learners with a known outcome needed to fit ("not enough data" below)
+INPUTS = ("active_days", "sessions", "events", "video_events", "assessment_events", "content_events",
+          "forum_events", "videos_watched", "video_completions", "video_seconds", "problems_attempted",
+          "first_try_rate", "grade_so_far", "forum_posts", "days_since_last", "progress", "span_days")
+
+
+@dataclass
+class Prediction:
+    frame: pd.DataFrame  # user_id, predicted_grade, risk, at_risk, drivers
+    auc: float  # on the later learners held out
+    r2: float
+    trained_on: int
+    validated_on: int
+
+
+def inputs(early: pd.DataFrame) -> pd.DataFrame:
+    """The model inputs: counts on a log scale (a few learners click far more), rates as
+    they are. A learner who tried no problem yet has no rate and no grade: they get the
+    course's median, and ``tried_none`` says so (a 0 would read as failing everything)."""
+    x = early[list(INPUTS)].astype(float).copy()
+    for c in ("sessions", "events", "video_events", "assessment_events", "content_events", "forum_events",
+              "videos_watched", "video_completions", "video_seconds", "problems_attempted", "forum_posts"):
+        x[c] = np.log1p(x[c])
+    x["tried_none"] = x["grade_so_far"].isna().astype(float)
+    for c in ("first_try_rate", "grade_so_far"):
+        x[c] = x[c].fillna(x[c].median())
+    return x.fillna(0.0)
+
+
+def outcomes(now: pd.DataFrame) -> pd.DataFrame:
+    """Grade so far and at risk (stopped, or failing) per learner, from their features now."""
+    grade = now["grade_so_far"].astype(float)
+    # stopped: silent for STOP_DAYS and for three times their usual gap between active
+    # days (someone who comes once a month has not stopped after two quiet weeks)
+    gap = now["span_days"].astype(float) / (now["active_days"].astype(float) - 1).clip(lower=1)
+    stopped = now["days_since_last"].astype(float) >= np.maximum(STOP_DAYS, 3 * gap)
+    return pd.DataFrame({"user_id": now["user_id"], "grade": grade,
+                         "at_risk": stopped | (grade.fillna(1.0) < PASS_GRADE)})
+
+
+def mature(now: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
+    return now["first_seen"] <= as_of - pd.Timedelta(days=MATURE_DAYS)
+
+
+def _models():
+    risk = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, C=0.5))
+    grade = make_pipeline(StandardScaler(), TweedieRegressor(power=0, link="identity", alpha=1e-3, max_iter=1000))
+    return risk, grade
+
+
+def drivers(model, x: pd.DataFrame, top: int = 3) -> list[str]:
+    """The features that pushed each learner's risk most: coefficient x standardised value."""
+    scaler, logit = model[0], model[-1]
+    contrib = scaler.transform(x) * logit.coef_[0]
+    names = np.asarray(x.columns)
+    order = np.argsort(-np.abs(contrib), axis=1)[:, :top]
+    return [", ".join(f"{names[j]} {contrib[i, j]:+.2f}" for j in row) for i, row in enumerate(order)]
+
+
+def predict(early: pd.DataFrame, now: pd.DataFrame, as_of: pd.Timestamp) -> Prediction:
+    """Fit, validate on later learners, refit and predict every learner in ``early``.
+    Raises ValueError when too few learners have a known outcome."""
+    known = now[mature(now, as_of)]
+    target = outcomes(known).set_index("user_id")
+    data = early.set_index("user_id").join(target, how="inner").sort_values("first_seen")
+    if len(data) < MIN_TRAIN or data["at_risk"].nunique() < 2:
+        raise ValueError(f"{len(data)} learners with a known outcome (in the course for {MATURE_DAYS} days); "
+                         f"the models need at least {MIN_TRAIN}, some at risk and some not")
+    x = inputs(data)
+    y_risk = data["at_risk"].astype(int).to_numpy()
+    graded = data["grade"].notna().to_numpy()
+    cut = int(len(data) * (1 - VALIDATE_SHARE))
+    risk_m, grade_m = _models()
+    auc = r2 = float("nan")
+    train, test = slice(0, cut), slice(cut, None)
+    if len(set(y_risk[train])) == 2 and len(set(y_risk[test])) == 2:
+        risk_m.fit(x.iloc[train], y_risk[train])
+        auc = float(roc_auc_score(y_risk[test], risk_m.predict_proba(x.iloc[test])[:, 1]))
+    g_train, g_test = graded[train], graded[test]
+    if g_train.sum() >= MIN_TRAIN // 2 and g_test.sum() >= 5:
+        grade_m.fit(x.iloc[train][g_train], data["grade"].iloc[train][g_train])
+        r2 = float(r2_score(data["grade"].iloc[test][g_test], grade_m.predict(x.iloc[test][g_test])))
+    risk_m, grade_m = _models()
+    risk_m.fit(x, y_risk)
+    everyone = inputs(early)
+    risk = risk_m.predict_proba(everyone)[:, 1]
+    if graded.sum() >= MIN_TRAIN // 2:
+        grade_m.fit(x[graded], data["grade"][graded])
+        grade = np.clip(grade_m.predict(everyone), 0.0, 1.0)
+    else:
+        grade = np.full(len(everyone), np.nan)
+    frame = pd.DataFrame({"user_id": early["user_id"].to_numpy(), "predicted_grade": grade, "risk": risk,
+                          "at_risk": risk >= 0.5, "drivers": drivers(risk_m, everyone)})
+    return Prediction(frame, auc, r2, len(data), len(data) - cut)

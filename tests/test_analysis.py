@@ -1,0 +1,170 @@
+"""``edxstream analyze``: the generator's planted truth, the pure steps, and whole runs on
+ClickHouse (a generated course with hidden profiles, a course too small to fit, and the
+real public corpus).
+
+Other tests import ``load_generated`` from here: it writes a generated log, loads its
+events into the test's ClickHouse database the way the pipeline stores them, and
+returns the planted truth (user ids pseudonymized like the events)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from edxstream import cli
+from edxstream.analyst.analysis import recommendations, segments
+from edxstream.analyst.analysis import run as analysis
+from edxstream.core import clickhouse, privacy
+from edxstream.core.chdb_server import open_runner
+from edxstream.ops import generate
+from edxstream.ops.generate import GenConfig, write_dir
+from edxstream.ops.pipeline import load_clickhouse_events, open_log
+from tests.conftest import CORPUS
+from tests.test_analyst_data import load_course
+
+SMALL = GenConfig(events=60_000, courses=1, learners=250, days=60, end=date(2026, 6, 1), seed=11,
+                  malformed=0, prefixed=0)
+
+
+def load_generated(settings, tmp: Path, cfg: GenConfig = SMALL) -> pd.DataFrame:
+    out = tmp / "gen"
+    write_dir(cfg, out, rotate="none")
+    with open_log(out / "tracking.log") as f:
+        assert load_clickhouse_events(settings, f) > 0.99 * cfg.events
+    truth = pd.DataFrame(json.loads((out / generate.TRUTH_FILE).read_bytes()))
+    if settings.pseudonymize:
+        truth["user_id"] = [privacy.pseudonym_user_id(u, settings.pseudonym_key) for u in truth["user_id"]]
+    return truth
+
+
+def analyze(settings, monkeypatch, capsys, *args: str):
+    """``edxstream analyze`` in this process (it holds the test's chdb folder); its
+    captured output (.out, .err)."""
+    monkeypatch.setenv("EDXSTREAM_CLICKHOUSE_URL", settings.clickhouse_url)
+    monkeypatch.setenv("EDXSTREAM_CLICKHOUSE_DATABASE", settings.clickhouse_database)
+    monkeypatch.setenv("EDXSTREAM_HOME", str(settings.home))
+    assert cli.main(["analyze", *args]) == 0
+    return capsys.readouterr()
+
+
+def latest(client, table: str, columns: str = "*") -> pd.DataFrame:
+    return client.query_df(f"SELECT {columns} FROM {table} "
+                           f"WHERE (course_id, run_id) IN (SELECT course_id, run_id FROM latest_analysis_runs)")
+
+
+# -- pure ----------------------------------------------------------------------------------
+
+
+def test_generator_plants_profiles_and_outcomes(tmp_path):
+    cfg = GenConfig(events=20_000, courses=2, learners=150, days=30, seed=3)
+    write_dir(cfg, tmp_path / "a", rotate="none")
+    write_dir(cfg, tmp_path / "b", rotate="none")
+    a = (tmp_path / "a" / generate.TRUTH_FILE).read_bytes()
+    assert a == (tmp_path / "b" / generate.TRUTH_FILE).read_bytes()  # deterministic, like the log
+    truth = pd.DataFrame(json.loads(a))
+    names = {p.name for p in generate.PROFILES}
+    assert set(truth["profile"]) == names
+    assert truth["at_risk"].equals(truth["stops"] | (truth["final_grade"] < generate.PASS_GRADE))
+    assert truth.groupby("profile")["stops"].mean()["dropout"] == 1.0
+    # the planted abilities show in the events: engaged learners answer better than dropouts
+    assert truth.groupby("profile")["ability"].mean()["engaged"] > truth.groupby("profile")["ability"].mean()["dropout"] + 0.3
+
+
+def test_segments_keep_their_numbers_across_runs():
+    rng = np.random.default_rng(1)
+    centres = np.array([[0.8, 0.1, 0.9], [0.1, 0.8, 0.9], [0.4, 0.4, 0.1]])
+    data = np.vstack([c + rng.normal(0, 0.05, (60, 3)) for c in centres])
+    frame = pd.DataFrame(data, columns=["video_share", "problem_share", "persistence"])
+    first = segments.segment(frame)
+    assert first.k == 3
+    # the next run sees the learners in another order; each keeps its segment number
+    order = rng.permutation(len(frame))
+    second = segments.segment(frame.iloc[order].reset_index(drop=True), previous_centres=first.centres)
+    assert (second.labels == first.labels[order]).all()
+    assert first.descriptions == second.descriptions
+    assert "stopped coming early" in first.descriptions[int(first.labels[-1])]
+
+
+def test_recommendations_never_repeat_what_a_learner_used():
+    rows = [(u, f"b{(u + i) % 30}", i) for u in range(90) for i in range(5)]
+    inter = pd.DataFrame(rows, columns=["user_id", "block_id", "first_used"])
+    recs = recommendations.recommend(inter)
+    used = set(zip(inter["user_id"], inter["block_id"]))
+    assert len(recs) > 0 and not any((u, b) in used for u, b in zip(recs["user_id"], recs["block_id"]))
+    # learners walk the blocks in order: the next block is what similar learners used next
+    hit, base = recommendations.hit_rate(inter, k=2)
+    assert hit == 1.0 and base < 0.5
+
+
+# -- whole runs on ClickHouse ---------------------------------------------------------------
+
+
+def test_analyze_writes_every_table_with_run_and_quality(settings, tmp_path, monkeypatch, capsys):
+    truth = load_generated(settings, tmp_path)
+    out = analyze(settings, monkeypatch, capsys).out
+    client = clickhouse.connect(settings)
+    runs = latest(client, "analysis_runs")
+    assert set(runs["step"]) == {"segments", "prediction", "correlations", "problems", "recommendations",
+                                 "suggestions"}
+    assert (runs["status"] == analysis.OK).all(), runs[["step", "message"]]
+    quality = {s: json.loads(q) for s, q in zip(runs["step"], runs["quality"])}
+    assert 0.5 < quality["prediction"]["auc"] <= 1 and quality["prediction"]["trained_on"] >= 30
+    assert quality["recommendations"]["hit_rate_at_10"] > quality["recommendations"]["baseline_hit_rate_at_10"]
+    assert runs["run_id"].iloc[0] in out
+
+    seg = latest(client, "learner_segments")
+    placed = seg[seg["segment"] != segments.UNPLACED].merge(truth, on="user_id")
+    assert len(placed) > 100
+    assert adjusted_rand_score(placed["profile"], placed["segment"]) > 0.4
+    pred = latest(client, "learner_predictions")
+    assert pred["risk"].between(0, 1).all() and (pred["drivers"].str.count(",") == 2).all()
+    recs = latest(client, "recommendations")
+    used = set(map(tuple, client.query("SELECT DISTINCT user_id, block_id FROM course_events "
+                                       "WHERE category IN ('video', 'assessment') AND block_id IS NOT NULL").result_rows))
+    assert len(recs) and not any((u, b) in used for u, b in zip(recs["user_id"], recs["block_id"]))
+    teacher = latest(client, "suggestions").query("audience == 'teacher'")["text"]
+    assert teacher.str.contains("fail the first try").any() and teacher.str.startswith("Segments:").any()
+
+    # a second run on the same events: a new run id, and every learner keeps their segment
+    analyze(settings, monkeypatch, capsys)
+    again = latest(client, "learner_segments")
+    assert again["run_id"].iloc[0] != seg["run_id"].iloc[0]
+    merged = seg.merge(again, on="user_id")
+    assert (merged["segment_x"] == merged["segment_y"]).mean() > 0.95
+
+
+def test_too_few_learners_get_not_enough_data(settings, monkeypatch, capsys):
+    load_course(settings)  # three learners
+    out = analyze(settings, monkeypatch, capsys).out
+    runs = latest(clickhouse.connect(settings), "analysis_runs")
+    assert len(runs) == 12  # two courses, six steps each
+    assert (runs["status"] == analysis.NOT_ENOUGH).all()
+    assert runs.query("step == 'segments'")["message"].str.contains("need at least").all()
+    assert out.count("not enough data") == 12
+
+
+def test_analyze_on_an_empty_database_says_so(settings, monkeypatch, capsys):
+    load_course(settings)
+    clickhouse.connect(settings).command("TRUNCATE TABLE events")
+    assert "no course events" in analyze(settings, monkeypatch, capsys).err
+    assert clickhouse.connect(settings).command("SELECT count() FROM analysis_runs") == 0
+
+
+def test_analyze_runs_on_the_public_corpus(settings, monkeypatch, capsys):
+    corpus = CORPUS / "public-tracking.log"
+    if not corpus.exists():
+        pytest.skip("shared corpus not present")
+    with open_log(corpus) as f:
+        assert load_clickhouse_events(settings, f) > 0
+    out = analyze(settings, monkeypatch, capsys).out
+    runs = latest(clickhouse.connect(settings), "analysis_runs")
+    assert len(runs) and set(runs["status"]) <= {analysis.OK, analysis.NOT_ENOUGH}
+    # every step reports, and a step without enough learners says why instead of fitting
+    assert (runs.query("status != 'ok'")["message"] != "").all()
+    assert len(out.splitlines()) == 1 + len(runs) + runs["course_id"].nunique()
