@@ -25,6 +25,7 @@ COMPONENTS = (
     "edxstream.ops.demo_cli",  # demo, bench
     "edxstream.analyst.cli",  # query, export, report
     "edxstream.analyst.analyze_cli",  # analyze
+    "edxstream.analyst.web_cli",  # serve, user
 )
 
 # Cyclic-GC thresholds for every command (the workers are what they are for). With

@@ -38,6 +38,7 @@ from typing import Callable, Iterable
 
 import pymysql
 
+from edxstream.core import kafka_admin
 from edxstream.core.errors import UserError
 from edxstream.core.settings import Settings
 
@@ -392,25 +393,8 @@ def reset_clickhouse(settings: Settings) -> None:
 
 def group_lag(settings: Settings, group: str, topics: list[str]) -> int | None:
     """Messages not yet committed by ``group`` on ``topics`` (None if unknown)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        md = c.list_topics(timeout=5)
-        parts = [TopicPartition(t, p) for t in topics if t in md.topics for p in md.topics[t].partitions]
-        if not parts:
-            return None
-        committed = c.committed(parts, timeout=5)
-        lag = 0
-        for tp in committed:
-            _low, high = c.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=5)
-            done = tp.offset if tp.offset >= 0 else 0
-            lag += max(0, high - done)
-        return lag
-    except Exception:  # noqa: BLE001 - a broker hiccup: the caller asks again
-        return None
-    finally:
-        c.close()
+    parts = kafka_admin.partition_lags(settings, group, topics)
+    return sum(p["lag"] for p in parts) if parts else None
 
 
 def wait_joined(pipe: Pipeline, groups: list[str], timeout: float = 120) -> float:
