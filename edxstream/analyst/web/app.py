@@ -135,9 +135,19 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
     app.jinja_env.globals.update(change=change, figure=figure, current_account=auth.current_account,
                                  csv_tables=CSV_TABLES)
 
+    # The embedded engine opened in this process takes one query at a time; a server
+    # and the sink's endpoint take them concurrently.
+    one_at_a_time = threading.Lock() if settings.clickhouse_embedded_path else None
+
     def rows(fn, *args):
         """Run a data function on the runner; a store that stopped answering gets one
         fresh runner before the page gives up."""
+        if one_at_a_time is not None:
+            with one_at_a_time:
+                return _rows(fn, *args)
+        return _rows(fn, *args)
+
+    def _rows(fn, *args):
         try:
             return fn(holder.get(), *args)
         except UserError:
@@ -273,7 +283,7 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
         window = min(settings.windows)
         series = rows(data.live_series, course_id, window)
         return {"charts": charts.live(series), "top": rows(data.live_top_actions, course_id, window),
-                "last": series[-1]["window_start"] if series else None}
+                "last": series[-1]["at"] if series else None}
 
     @app.get("/csv/<name>/<path:course_id>")
     @auth.login_required

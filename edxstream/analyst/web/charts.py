@@ -72,7 +72,7 @@ def forum(rows: list[dict]) -> dict:
 
 def live(rows: list[dict]) -> list[dict]:
     """Two charts, events and active learners, each on its own axis."""
-    x = [r["window_start"] for r in rows]
+    x = [r["at"] for r in rows]
     return [
         {"data": [{"type": "bar", "name": "events", "x": x, "y": [r["events"] for r in rows]}],
          "layout": _layout(height=220, yaxis={"title": "events per window", "tickformat": ","})},

@@ -245,13 +245,13 @@ def live_series(runner: Runner, course: str, window: int, points: int = 60) -> l
     return json_rows(runner, f"""
         WITH (SELECT max(window_start) FROM window_counts_final
               WHERE course_id = {q(course)} AND window_seconds = {int(window)}) AS last
-        SELECT toString(window_start) AS window_start,
+        SELECT toString(window_start) AS at,
                sumIf(count, kind = 'course_category') AS events,
                sumIf(count, kind = 'course_learners') AS learners
         FROM window_counts_final
         WHERE course_id = {q(course)} AND window_seconds = {int(window)}
           AND window_start > last - INTERVAL {int(window) * int(points)} SECOND
-        GROUP BY window_start ORDER BY window_start""")
+        GROUP BY at ORDER BY at""")
 
 
 def live_top_actions(runner: Runner, course: str, window: int) -> list[dict]:
