@@ -245,6 +245,12 @@ def test_operator_sees_every_page_with_the_query_figures(web, browser, shots):
         prow = page.locator("#problems tbody tr").first.locator("td").all_inner_texts()
         assert prow[0] == p[0]["display_name"]
         assert prow[4] == f"{100 * p[0]['first_try_success_rate']:.1f}%"  # a percentage, not 0.4597
+        # sections and subsections by name (the imported structure), answers as submitted
+        sections = {r["chapter_name"] for r in json_rows(runner, f"SELECT chapter_name FROM block_names WHERE "
+                                                                  f"course_id = '{SMALL_COURSE}' AND chapter_name != ''")}
+        assert set(page.locator("#sections tbody tr td:first-child").all_inner_texts()) <= sections
+        assert page.locator("#sections tbody tr").count() > 0
+        assert "42" in page.locator("table.answers").first.inner_text()
         check_layout(page, shots, "content-small")
         page.goto(f"{url}/content/{c(course)}")
         check_layout(page, shots, "content")

@@ -125,14 +125,15 @@ def grade_distribution(runner: Runner, course: str) -> list[dict]:
 
 
 def answer_distribution(runner: Runner, course: str, limit: int = 8) -> list[dict]:
-    """The most submitted answers of each of the busiest problems."""
+    """The most submitted answers of each problem, from the server's problem_check
+    events (``answers``: one value per input, joined with " / ")."""
     return json_rows(runner, f"""
         SELECT problem_id, answer, n, correct FROM (
             SELECT problem_id, answer, count() AS n, max(success) AS correct,
                    row_number() OVER (PARTITION BY problem_id ORDER BY count() DESC, answer) AS r
             FROM (SELECT problem_id, success,
-                         arrayStringConcat(arrayMap(x -> JSONExtractRaw(x.2),
-                             JSONExtractKeysAndValuesRaw(payload, 'submission')), ' / ') AS answer
+                         arrayStringConcat(arrayMap(x -> replaceRegexpAll(x.2, '^"|"$', ''),
+                             JSONExtractKeysAndValuesRaw(payload, 'answers')), ' / ') AS answer
                   FROM course_events
                   WHERE course_id = {q(course)} AND kind = 'learner' AND problem_id IS NOT NULL
                     AND success IS NOT NULL)
@@ -144,20 +145,22 @@ def answer_distribution(runner: Runner, course: str, limit: int = 8) -> list[dic
 def time_on_sections(runner: Runner, course: str) -> list[dict]:
     """Time spent per section and subsection: the gap to the learner's next event in the
     session, capped at 30 minutes (a longer gap is a break), credited to the block the
-    event names."""
+    event names (its block, video or problem). Events that name no block (page views
+    of the courseware) are not counted: the logs do not say where they were."""
     return json_rows(runner, f"""
         SELECT ifNull(nullIf(b.chapter_name, ''), '(no section)') AS section,
                ifNull(nullIf(b.sequential_name, ''), '(no subsection)') AS subsection,
                round(sum(gap) / 60, 1) AS minutes, uniqExact(t.user_id) AS learners
         FROM (
-            SELECT user_id, arrayElement(splitByRegexp('[@/]', ifNull(block_id, '')), -1) AS key,
+            SELECT user_id, arrayElement(splitByRegexp('[@/]', coalesce(block_id, video_id, problem_id, '')), -1) AS key,
                    least(dateDiff('second', time, leadInFrame(time) OVER w), 1800) AS gap
             FROM course_events
             WHERE course_id = {q(course)} AND kind = 'learner' AND user_id IS NOT NULL
             WINDOW w AS (PARTITION BY user_id, session ORDER BY time
                          ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING)
         ) AS t
-        INNER JOIN block_names AS b ON b.course_id = {q(course)} AND b.block_key = t.key
+        INNER JOIN (SELECT block_key, chapter_name, sequential_name FROM block_names
+                    WHERE course_id = {q(course)}) AS b ON b.block_key = t.key
         WHERE t.gap > 0
         GROUP BY section, subsection ORDER BY minutes DESC LIMIT 50""")
 
