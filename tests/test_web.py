@@ -341,3 +341,23 @@ def test_learner_link_opens_only_that_learners_page(web, browser, shots):
         # and the link opens nothing else
         assert me.goto(f"{url}/learners/{c(course)}").url.startswith(url + "/login")
         learner.close()
+
+
+def test_stack_up_starts_the_web_app_and_down_stops_it(settings):
+    import subprocess
+
+    from edxstream.ops import stack
+
+    port = conftest.free_port()
+    env = conftest.env_for(settings, EDXSTREAM_WEB_APP_PORT=str(port))
+    # with the default key the app refuses to start, and says what to set
+    up = subprocess.run(conftest.edxstream_cmd("stack", "up"), env=env, capture_output=True, text=True, timeout=120)
+    assert up.returncode == 0, up.stderr
+    assert "EDXSTREAM_WEB_SECRET_KEY" in next(line for line in up.stdout.splitlines() if line.startswith("web"))
+    env["EDXSTREAM_WEB_SECRET_KEY"] = "another-test-key-long-enough-0123456789"
+    up = subprocess.run(conftest.edxstream_cmd("stack", "up"), env=env, capture_output=True, text=True, timeout=120)
+    assert f"started at http://127.0.0.1:{port}/" in up.stdout, up.stdout + up.stderr
+    assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).json() == {"status": "ok"}
+    down = subprocess.run(conftest.edxstream_cmd("stack", "down"), env=env, capture_output=True, text=True, timeout=60)
+    assert "web" in down.stdout and "stopped" in down.stdout
+    assert not stack.port_open("127.0.0.1", port)

@@ -143,6 +143,7 @@ def run_demo(args: argparse.Namespace) -> int:
     # not stack.up(): its ClickHouse check would open the chdb folder in this process,
     # and the ClickHouse sink needs it; the schema step below checks ClickHouse instead
     s.data_dir.mkdir(parents=True, exist_ok=True)
+    stack.web_down(s)  # a previous demo's web app: it may hold the chdb folder the sink needs
     print(f"      {'kafka':<11} {stack.broker_up(s)} ({s.kafka_bootstrap})")
     print(f"      {'mysql':<11} {stack.mysql_up(s)}")
     from edxstream.core import clickhouse
@@ -197,8 +198,26 @@ def run_demo(args: argparse.Namespace) -> int:
     _step(5, "what a course team wants to see first")
     print(summary(s))
     print(how_to_query(s, args.database))
+    print(open_the_web_app(s))
     print(f"(demo finished in {time.monotonic() - t_start:.0f}s)")
     return 0
+
+
+def open_the_web_app(s) -> str:
+    """Start the web app on the demo's data with an operator account for this run."""
+    import secrets
+
+    from edxstream.analyst.web.accounts import Accounts, accounts_file
+    from edxstream.ops import stack
+
+    password = secrets.token_urlsafe(9)
+    Accounts(accounts_file(s)).add("demo", "operator", password)
+    try:
+        started = stack.web_up(s, demo=True)
+    except UserError as exc:
+        return f"\nWeb app: not started ({exc})"
+    return (f"\nWeb app: {started}\n  open {s.web_url}/ and log in as demo / {password}"
+            f"\n  (`edxstream stack down` stops it; `edxstream user add NAME --role staff --course ID` adds accounts)")
 
 
 # -- the summary --------------------------------------------------------------------------------
