@@ -216,7 +216,7 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
     @auth.login_required
     def overview(course_id):
         course_or_404(course_id)
-        summary = rows(report_mod.gather, course_id)
+        summary = rows(report_mod.gather, course_id, 10, ("summary", "enrolments", "daily", "learners", "due"))
         week = rows(data.week_change, course_id)
         modes = rows(data.enrolments_by_mode, course_id)
         return render_template(
@@ -231,9 +231,11 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
     def content(course_id):
         course_or_404(course_id)
         videos = rows(data.videos, course_id)
+        curves: dict[str, list[dict]] = {}
+        for r in rows(data.video_dropoff, course_id, [v["video_id"] for v in videos[:5]]):
+            curves.setdefault(r["video_id"], []).append(r)
         for v in videos[:5]:
-            drop = rows(data.video_dropoff, course_id, v["video_id"])
-            v["dropoff"] = charts.dropoff(drop) if drop else None
+            v["dropoff"] = charts.dropoff(curves[v["video_id"]]) if v["video_id"] in curves else None
         answers: dict[str, list[dict]] = {}
         for a in rows(data.answer_distribution, course_id):
             answers.setdefault(a["problem_id"], []).append(a)

@@ -88,20 +88,25 @@ def videos(runner: Runner, course: str) -> list[dict]:
         ORDER BY unique_viewers DESC, plays DESC, video_id""")
 
 
-def video_dropoff(runner: Runner, course: str, video_id: str, buckets: int = 20) -> list[dict]:
-    """Share of the video's viewers who watched each twentieth of it (from the watched
-    segments): the drop-off curve."""
+def video_dropoff(runner: Runner, course: str, video_ids: list[str], buckets: int = 20) -> list[dict]:
+    """Per video, the share of its viewers who watched each twentieth of it (from the
+    watched segments): the drop-off curves, all in one pass over the segments."""
+    if not video_ids:
+        return []
+    ids = ", ".join(q(v) for v in video_ids)
     return json_rows(runner, f"""
-        WITH (SELECT max(duration) FROM video_durations
-              WHERE course_id = {q(course)} AND video_id = {q(video_id)}) AS len,
-             (SELECT uniqExact(user_id) FROM video_segments
-              WHERE course_id = {q(course)} AND video_id = {q(video_id)}) AS viewers
-        SELECT b AS bucket, round(100 * b / {buckets}) AS percent_of_video,
-               if(viewers > 0, uniqExactIf(user_id, start_position <= (b + 0.5) * len / {buckets}
-                                                  AND end_position >= (b + 0.5) * len / {buckets}) / viewers, 0) AS share
-        FROM video_segments ARRAY JOIN range({buckets}) AS b
-        WHERE course_id = {q(course)} AND video_id = {q(video_id)} AND len > 0
-        GROUP BY b ORDER BY b""")
+        SELECT s.video_id AS video_id, b AS bucket, round(100 * b / {buckets}) AS percent_of_video,
+               uniqExactIf(s.user_id, s.start_position <= (b + 0.5) * d.duration / {buckets}
+                                  AND s.end_position >= (b + 0.5) * d.duration / {buckets})
+                   / uniqExact(s.user_id) AS share
+        FROM (SELECT video_id, user_id, start_position, end_position FROM video_segments
+              WHERE course_id = {q(course)} AND video_id IN ({ids})) AS s
+        INNER JOIN (SELECT video_id, max(duration) AS duration FROM video_durations
+                    WHERE course_id = {q(course)} AND video_id IN ({ids}) GROUP BY video_id) AS d
+            ON s.video_id = d.video_id
+        ARRAY JOIN range({buckets}) AS b
+        WHERE d.duration > 0
+        GROUP BY video_id, b ORDER BY video_id, b""")
 
 
 def problems(runner: Runner, course: str) -> list[dict]:
