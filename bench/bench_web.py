@@ -37,7 +37,7 @@ PAGES = ("/overview/{c}", "/content/{c}", "/learners/{c}", "/learner/{u}/{c}", "
 PASSWORD = "bench-password-123"
 
 
-def load(folder: Path, events: int, courses: int, learners: int, days: int, analyse: bool):
+def load(folder: Path, name: str, events: int, courses: int, learners: int, days: int, analyse: bool):
     from edxstream.analyst.analysis import run as analysis
     from edxstream.core import clickhouse
     from edxstream.core import settings as settings_mod
@@ -46,14 +46,15 @@ def load(folder: Path, events: int, courses: int, learners: int, days: int, anal
     from edxstream.ops.generate import GenConfig, write_course_exports, write_dir
     from edxstream.ops.pipeline import load_clickhouse_events, open_log
 
-    s = settings_mod.load(home=folder / "home", clickhouse_url=f"chdb://{folder / 'chdb'}",
-                          clickhouse_database="bench_web", web_secret_key="bench-" + "k" * 32)
+    # one chdb folder per process (the engine opens one path), a database per data set
+    s = settings_mod.load(home=folder / name, clickhouse_url=f"chdb://{folder / 'chdb'}",
+                          clickhouse_database=f"bench_web_{name}", web_secret_key="bench-" + "k" * 32)
     cfg = GenConfig(events=events, courses=courses, learners=learners, days=days, seed=2026)
     t = time.monotonic()
-    write_dir(cfg, folder / "log", rotate="none")
-    exports = write_course_exports(cfg, folder / "courses")
+    write_dir(cfg, folder / name / "log", rotate="none")
+    exports = write_course_exports(cfg, folder / name / "courses")
     client = clickhouse.connect(s)
-    with open_log(folder / "log" / "tracking.log") as f:
+    with open_log(folder / name / "log" / "tracking.log") as f:
         n = load_clickhouse_events(s, f, client=client)
     for path in exports:
         course_import.store(client, course_import.read_structure(path))
@@ -105,6 +106,7 @@ def time_pages(s, runner, repeat: int) -> dict:
         path = page.format(c=quote(course, safe=":+"), u=user, token=token)
         out[page] = median_ms(path)
         print(f"  {page:<22} {out[page]:8.0f} ms", file=sys.stderr, flush=True)
+    session.close()
     server.close()
     return out
 
@@ -119,13 +121,12 @@ def main() -> int:
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-web-") as tmp:
         print(f"demo-sized: {args.events:,} events, 4 course runs", file=sys.stderr)
-        s, runner, n = load(Path(tmp) / "demo", args.events, 4, 1_500, 14, analyse=True)
+        s, runner, n = load(Path(tmp), "demo", args.events, 4, 1_500, 14, analyse=True)
         results["demo"] = {"events": n, **time_pages(s, runner, args.repeat)}
-    if args.big:
-        with tempfile.TemporaryDirectory(prefix="bench-web-big-") as tmp:
+        if args.big:
             print(f"one big course: {args.big:,} events", file=sys.stderr)
             learners = max(1_500, args.big // 200)
-            s, runner, n = load(Path(tmp) / "big", args.big, 1, learners, 60, analyse=False)
+            s, runner, n = load(Path(tmp), "big", args.big, 1, learners, 60, analyse=False)
             results["big"] = {"events": n, **time_pages(s, runner, args.repeat)}
     print(f"{'page':<22} " + " ".join(f"{k + ' (' + format(v['events'], ',') + ' events)':>28}" for k, v in results.items()))
     for key in ("healthz_ms", *PAGES):

@@ -77,6 +77,13 @@ def web(broker, mariadb, chdb_path, tmp_path_factory):
              USING course_id
         WHERE time > last - INTERVAL 1 HOUR
         GROUP BY course_id, toStartOfMinute(time)""")
+    client.command("""
+        INSERT INTO window_counts
+        SELECT 'course_action', course_id, action, 60, toStartOfMinute(time), count(), 1
+        FROM course_events INNER JOIN (SELECT course_id, max(time) AS last FROM course_events GROUP BY course_id) AS m
+             USING course_id
+        WHERE time > last - INTERVAL 1 HOUR
+        GROUP BY course_id, action, toStartOfMinute(time)""")
     courses = [r["course_id"] for r in json_rows(runner, "SELECT course_id, count() AS n FROM course_events "
                                                          "GROUP BY course_id ORDER BY n DESC")]
     accounts = Accounts(accounts_file(s))
@@ -272,6 +279,12 @@ def test_operator_sees_every_page_with_the_query_figures(web, browser, shots):
                            f"WHERE course_id = {q} AND window_seconds = 60")["t"]
         assert page.inner_text("#live-last") == last
         assert page.locator("#live-charts .main-svg").count() >= 2  # events and learners, each its own chart
+        top = one(runner, f"SELECT dimension, sum(count) AS n FROM window_counts_final WHERE course_id = {q} "
+                          f"AND kind = 'course_action' AND window_seconds = 60 AND window_start > "
+                          f"toDateTime('{last}', 'UTC') - INTERVAL 600 SECOND GROUP BY dimension "
+                          f"ORDER BY n DESC, dimension LIMIT 1")
+        assert page.locator("#live-top tbody tr").first.locator("td").all_inner_texts() == [top["dimension"],
+                                                                                            num(top["n"])]
         check_layout(page, shots, "live")
 
         page.goto(f"{url}/operators")

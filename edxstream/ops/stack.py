@@ -285,16 +285,20 @@ def object_store_up(settings: Settings) -> ObjectStore:
     return store
 
 
-def object_store_down(settings: Settings) -> str:
-    pidfile = _store_pidfile(settings)
+def stop_by_pidfile(pidfile: Path, timeout: float = 20) -> str:
+    """Stop the process a pid file names (see stop_process) and remove the file."""
     if not pidfile.exists():
         return "not started by edxstream"
     pid = int(pidfile.read_text())
-    # SeaweedFS's filer waits 15 s on SIGTERM for the S3 gateway's metadata stream, which
-    # never ends by itself; its files are written through, so a kill after 5 s loses nothing
-    stop_process(pid, timeout=5)
+    stop_process(pid, timeout=timeout)
     pidfile.unlink()
     return f"stopped (pid {pid})"
+
+
+def object_store_down(settings: Settings) -> str:
+    # SeaweedFS's filer waits 15 s on SIGTERM for the S3 gateway's metadata stream, which
+    # never ends by itself; its files are written through, so a kill after 5 s loses nothing
+    return stop_by_pidfile(_store_pidfile(settings), timeout=5)
 
 
 def object_store_status(settings: Settings) -> ServiceStatus:
@@ -492,13 +496,7 @@ def web_up(settings: Settings, demo: bool = False) -> str:
 
 
 def web_down(settings: Settings) -> str:
-    pidfile = _web_pidfile(settings)
-    if not pidfile.exists():
-        return "not started by edxstream"
-    pid = int(pidfile.read_text())
-    stop_process(pid)
-    pidfile.unlink()
-    return f"stopped (pid {pid})"
+    return stop_by_pidfile(_web_pidfile(settings))
 
 
 # -- the stack ------------------------------------------------------------------------
