@@ -374,3 +374,37 @@ def test_stack_up_starts_the_web_app_and_down_stops_it(settings):
     down = subprocess.run(conftest.edxstream_cmd("stack", "down"), env=env, capture_output=True, text=True, timeout=60)
     assert "web" in down.stdout and "stopped" in down.stdout
     assert not stack.port_open("127.0.0.1", port)
+
+
+def test_user_command_and_serve_refusing_the_default_key(settings):
+    import subprocess
+
+    env = conftest.env_for(settings, EDXSTREAM_WEB_PASSWORD="long enough password")
+
+    def run(*args, **extra):
+        return subprocess.run(conftest.edxstream_cmd(*args), env={**env, **extra}, capture_output=True, text=True,
+                              timeout=60, stdin=subprocess.DEVNULL)
+
+    assert run("user", "add", "carol", "--role", "staff", "--course", "course-v1:A+B+C").returncode == 0
+    assert run("user", "add", "dave", "--role", "operator").returncode == 0
+    listed = run("user", "list").stdout.splitlines()
+    assert listed == ["carol\tstaff\tcourse-v1:A+B+C", "dave\toperator\t(every course)"]
+    stored = Accounts(accounts_file(settings))
+    assert stored.verify("carol", "long enough password").courses == ["course-v1:A+B+C"]
+    assert stored.verify("carol", "wrong password") is None
+    assert "long enough password" not in accounts_file(settings).read_text()  # only the argon2 hash
+    assert oct(accounts_file(settings).stat().st_mode & 0o777) == "0o600"
+    for args, extra, message in [
+        (("user", "add", "erin", "--role", "staff"), {}, "needs at least one --course"),
+        (("user", "add", "erin", "--role", "operator"), {"EDXSTREAM_WEB_PASSWORD": "short"}, "at least 8"),
+        (("user", "remove", "nobody"), {}, "no account"),
+        (("serve",), {}, "EDXSTREAM_WEB_SECRET_KEY is the default"),
+    ]:
+        r = run(*args, **extra)
+        assert r.returncode == 2 and r.stderr.startswith("edxstream: ") and message in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+    assert run("user", "remove", "carol").returncode == 0
+    assert [line.split("\t")[0] for line in run("user", "list").stdout.splitlines()] == ["dave"]
+    link = run("user", "link", "--course", "course-v1:A+B+C", "--user-id", "7",
+               EDXSTREAM_WEB_SECRET_KEY="link-key-long-enough-0123456789").stdout.strip()
+    assert link.startswith(f"http://127.0.0.1:{settings.web_app_port}/me/")

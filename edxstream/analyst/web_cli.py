@@ -36,9 +36,7 @@ def run_serve(args) -> int:
     from edxstream.analyst.web.app import serve
     from edxstream.core.settings import load
 
-    settings = load()
-    print(f"edxstream web app on {settings.web_url}/ (Ctrl-C stops it)", file=sys.stderr, flush=True)
-    serve(settings, demo=args.demo)
+    serve(load(), demo=args.demo)
     return 0
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import sys
 import threading
 from importlib import resources
 
@@ -348,5 +349,6 @@ def serve(settings: Settings, demo: bool = False) -> None:
     from waitress import serve as waitress_serve
 
     app = create_app(settings, demo=demo)
+    print(f"edxstream web app on {settings.web_url}/ (Ctrl-C stops it)", file=sys.stderr, flush=True)
     waitress_serve(app, host=settings.web_host, port=settings.web_app_port, threads=4, ident="edxstream")
 
