@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from clickhouse_connect.driver.binding import format_query_value
 
-from edxstream.analyst.report import gather, json_rows
+from edxstream.analyst.report import json_rows
 from edxstream.core.chdb_server import Runner
 
-__all__ = ["gather", "json_rows"]
 
 # the learner's figures the learner page compares with the course's peers
 PEER_MEASURES = (
