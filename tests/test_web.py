@@ -265,6 +265,7 @@ def test_operator_sees_every_page_with_the_query_figures(web, browser, shots):
         page.goto(f"{url}/learners/{c(course)}")
         n = one(runner, f"SELECT count() AS n FROM learner_activity WHERE course_id = {q}")["n"]
         assert page.locator("#roster tbody tr").count() == n
+        assert page.inner_text("#roster-count") == f"{n:,} learners."
         risks = page.locator("#roster tbody tr td:nth-child(7)").all_inner_texts()
         assert all(re.fullmatch(r"\d+%", r) for r in risks)  # the analysis run gave every learner a risk
         check_layout(page, shots, "learners")

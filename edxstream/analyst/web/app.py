@@ -48,6 +48,8 @@ from edxstream.core.settings import Settings
 log = logging.getLogger(__name__)
 
 DEFAULT_SECRET = "change-me"
+# learners listed on the roster page (the most recently seen); its CSV has them all
+ROSTER_ROWS = 500
 
 # tables a course page offers as CSV: name -> (title, rows)
 CSV_TABLES = {
@@ -253,9 +255,10 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
     @auth.login_required
     def learners(course_id):
         course_or_404(course_id)
-        roster = rows(data.roster, course_id)
+        roster = rows(data.roster, course_id, ROSTER_ROWS)
+        total = rows(data.learner_count, course_id)
         analysed = any(r.get("segment") is not None or r.get("risk") is not None for r in roster)
-        return render_template("learners.html", course=course_id, roster=roster, analysed=analysed)
+        return render_template("learners.html", course=course_id, roster=roster, analysed=analysed, total=total)
 
     @app.get("/learner/<int:user_id>/<path:course_id>")
     @auth.login_required

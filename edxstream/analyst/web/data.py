@@ -180,9 +180,10 @@ def _latest(table: str, course: str) -> str:
             f"(SELECT run_id FROM latest_analysis_runs WHERE course_id = {q(course)}))")
 
 
-def roster(runner: Runner, course: str) -> list[dict]:
-    """One row per learner: activity, segment, risk, last seen and the suggestion for
-    them from the latest analysis run (empty when none ran)."""
+def roster(runner: Runner, course: str, limit: int = 0) -> list[dict]:
+    """One row per learner (the ``limit`` most recently seen, 0: all): activity, segment,
+    risk, last seen and the suggestion for them from the latest analysis run (empty
+    when none ran)."""
     return json_rows(runner, f"""
         SELECT a.user_id AS user_id, a.username AS username, a.interactions AS interactions,
                a.active_days AS active_days, a.videos_watched AS videos_watched,
@@ -195,7 +196,14 @@ def roster(runner: Runner, course: str) -> list[dict]:
                    FROM {_latest('suggestions', course)} WHERE audience = 'learner' AND user_id IS NOT NULL
                    GROUP BY user_id) AS g ON a.user_id = g.user_id
         ORDER BY a.last_seen DESC, a.user_id
+        {f"LIMIT {int(limit)}" if limit else ""}
         SETTINGS join_use_nulls = 1""")
+
+
+def learner_count(runner: Runner, course: str) -> int:
+    rows = json_rows(runner, f"SELECT uniqExact(user_id) AS n FROM course_events "
+                             f"WHERE course_id = {q(course)} AND user_id IS NOT NULL")
+    return int(rows[0]["n"]) if rows else 0
 
 
 def learner(runner: Runner, course: str, user_id: int) -> dict | None:
