@@ -116,15 +116,9 @@ def rate(n: int, seconds: float) -> str:
 
 
 def server_settings() -> str:
-    conn = pymysql.connect(**ROOT)
-    with conn, conn.cursor() as cur:
-        cur.execute("SELECT @@version, @@innodb_buffer_pool_size, @@innodb_log_file_size, "
-                    "@@innodb_flush_log_at_trx_commit, @@innodb_doublewrite, @@local_infile, @@log_bin")
-        version, pool, redo, flush, dw, infile, log_bin = cur.fetchone()
-    return (f"server {version} at {ROOT['host']}:{ROOT['port']}: innodb_buffer_pool_size={int(pool) // 2**20} MiB, "
-            f"innodb_log_file_size={int(redo) // 2**20} MiB, "
-            f"innodb_flush_log_at_trx_commit={flush} (1: durable at every COMMIT), innodb_doublewrite={dw}, "
-            f"local_infile={infile}, log_bin={log_bin}")
+    from run_all import describe_mysql, mysql_server  # one reading of the server's settings
+
+    return f"server at {ROOT['host']}:{ROOT['port']}: " + describe_mysql(mysql_server(ROOT))
 
 
 def loadavg() -> str:

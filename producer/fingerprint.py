@@ -10,14 +10,12 @@ for one file. A file whose first line is not complete yet has no fingerprint yet
 
 from __future__ import annotations
 
-import gzip
 import os
 from hashlib import blake2b
-from pathlib import Path
+
+from edxstream.core.logfiles import BrokenLog, chunks, close_log, open_log
 
 FP_MAX_BYTES = 64 * 1024
-
-COMPRESSED_SUFFIXES = (".gz",)
 
 
 def fingerprint_of_head(head: bytes, complete: bool = False) -> str | None:
@@ -41,15 +39,18 @@ def fingerprint_fd(fd: int, complete: bool = False) -> str | None:
     return fingerprint_of_head(os.pread(fd, FP_MAX_BYTES, 0), complete)
 
 
-def is_compressed(path: str | os.PathLike) -> bool:
-    return str(path).endswith(COMPRESSED_SUFFIXES)
-
-
-def open_lines_file(path: str | os.PathLike):
-    """A binary reader of the file's (decompressed) bytes."""
-    return gzip.open(path, "rb") if is_compressed(path) else open(path, "rb")
-
-
 def fingerprint_path(path: str | os.PathLike, complete: bool = False) -> str | None:
-    with open_lines_file(Path(path)) as f:
-        return fingerprint_of_head(f.read(FP_MAX_BYTES), complete)
+    """Fingerprint of a file on disk, plain or compressed (see edxstream.core.logfiles);
+    a file whose rest cannot be read is complete at what could be."""
+    f = open_log(path)
+    head = b""
+    try:
+        for data in chunks(f, FP_MAX_BYTES):
+            head += data
+            if len(head) >= FP_MAX_BYTES or b"\n" in data:
+                break
+    except BrokenLog:
+        complete = True  # nothing more will come of it
+    finally:
+        close_log(f)
+    return fingerprint_of_head(head[:FP_MAX_BYTES], complete)

@@ -27,15 +27,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edxstream.core.logfiles import CHUNK, LongLine, Lines, UnreadableLog, is_gzip_file
 from edxstream.core.settings import Settings
 from producer.checkpoint import CheckpointStore, ship_store_path
-from producer.fingerprint import fingerprint_fd, fingerprint_path, is_compressed
+from producer.fingerprint import fingerprint_fd, fingerprint_path
 from producer.metrics import MetricsReporter
 from producer.sender import Counters, Rewind, Sender, ShipFile, Stop
 
 log = logging.getLogger(__name__)
-
-CHUNK = 1 << 20
 
 
 @dataclass
@@ -43,9 +42,8 @@ class Tail:
     fd: int
     path: str
     ident: tuple[int, int]  # (st_dev, st_ino) of the open file
+    lines: Lines  # the end of the lines handed over, and a partial line waiting for its newline
     fp: str | None = None
-    pos: int = 0  # offset of ``buf``'s first byte: the end of the lines handed over
-    buf: bytes = b""  # a partial line waiting for its newline
     ship: ShipFile | None = None
     last_data: float = field(default_factory=time.monotonic)
 
@@ -53,7 +51,7 @@ class Tail:
         try:
             return os.fstat(self.fd).st_size
         except OSError:
-            return self.pos + len(self.buf)
+            return self.lines.read_to
 
 
 class Follower:
@@ -151,7 +149,7 @@ class Follower:
         out = []
         for name in names:
             p = os.path.join(folder, name)
-            if name != base and name.startswith(base) and not is_compressed(name) and os.path.isfile(p):
+            if name != base and name.startswith(base) and os.path.isfile(p) and not is_gzip_file(p):
                 out.append(p)
         return out
 
@@ -171,7 +169,7 @@ class Follower:
             if t is None:
                 continue
             log.info("finishing rotated %s from byte %d", p, offset)
-            t.fp, t.pos = fp, offset
+            t.fp, t.lines = fp, self._lines(offset)
             t.ship = self.sender.open_file(fp, self.store.get(fp).path, offset, t.size())
             self.draining.append(t)
         self._open_live()
@@ -181,8 +179,16 @@ class Follower:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            if path == self.path:
+                raise UnreadableLog(f"{path}: cannot read: {exc.strerror or exc}") from None
+            log.warning("%s: cannot read (%s); skipped", path, exc.strerror or exc)
+            return None
         st = os.fstat(fd)
-        return Tail(fd, path, (st.st_dev, st.st_ino))
+        return Tail(fd, path, (st.st_dev, st.st_ino), self._lines())
+
+    def _lines(self, start: int = 0) -> Lines:
+        return Lines(self.settings.max_message_bytes, start)
 
     def _open_live(self) -> None:
         t = self._open_tail(self.path)
@@ -204,21 +210,34 @@ class Follower:
             else:
                 log.warning("%s is shorter (%d bytes) than its checkpoint (%d): reading it from the start",
                             t.path, size, e.offset)
-        t.fp, t.pos, t.buf = fp, start, b""
+        t.fp, t.lines = fp, self._lines(start)
         t.ship = self.sender.open_file(fp, t.path, start, size)
         if start:
             log.info("resuming %s at byte %d of %d", t.path, start, size)
 
     def _pump(self, t: Tail) -> int:
-        data = os.pread(t.fd, CHUNK, t.pos + len(t.buf))
+        try:
+            data = os.pread(t.fd, CHUNK, t.lines.read_to)
+        except OSError as exc:  # an I/O error: the file's rest is lost, the others go on
+            log.error("%s: read error at byte %d (%s); the rest of it is recorded as a dead letter", t.path,
+                      t.lines.read_to, exc.strerror or exc)
+            self.sender.unreadable_rest(t.ship, t.lines.pos, t.lines.rest(), f"read error ({exc.strerror or exc})")
+            t.ship.closed = True
+            return 0
         if not data:
             return 0
         t.last_data = time.monotonic()
-        buf = t.buf + data if t.buf else data
-        consumed = self.sender.ship_lines(t.ship, buf, t.pos)
-        t.pos += consumed
-        t.buf = buf[consumed:]
+        for piece in t.lines.feed(data):
+            self._hand_over(t, piece)
         return len(data)
+
+    def _hand_over(self, t: Tail, piece, final: bool = False) -> None:
+        """Whole lines to the sender, or an overlong line (cut off) to the dead letters."""
+        if piece.__class__ is LongLine:
+            self.sender.long_line(t.ship, piece.offset, piece.head, piece.length)
+        else:
+            offset, block = piece
+            self.sender.ship_lines(t.ship, block, offset, final=final)
 
     def _check_live(self, t: Tail) -> None:
         try:
@@ -237,26 +256,26 @@ class Follower:
             self.live = None
             return
         size = os.fstat(t.fd).st_size
-        if size < t.pos + len(t.buf) or (t.fp is not None and fingerprint_fd(t.fd) != t.fp):
+        if size < t.lines.read_to or (t.fp is not None and fingerprint_fd(t.fd) != t.fp):
             self._truncated(t)
 
     def _truncated(self, t: Tail) -> None:
-        read_to = t.pos + len(t.buf)
+        read_to = t.lines.read_to
         log.warning("%s was truncated (copytruncate?) after %d bytes had been read", self.path, read_to)
         if t.ship is not None:
             copy = self._find_copy(t.fp, read_to)
             if copy is not None:
                 log.info("reading the rest of the old content from logrotate's copy %s", copy.path)
-                copy.fp, copy.pos, copy.buf, copy.ship = t.fp, t.pos, t.buf, t.ship
+                copy.fp, copy.lines, copy.ship = t.fp, t.lines, t.ship
                 self.draining.append(copy)
             else:
                 log.warning("no rotated copy of %s (fingerprint %s) found: lines written after byte %d and before "
                             "the truncation could not be read", self.path, t.fp, read_to)
-                if t.buf:
-                    self.sender.ship_lines(t.ship, t.buf, t.pos, final=True)
+                for piece in t.lines.finish():
+                    self._hand_over(t, piece, final=True)
                 t.ship.closed = True
         # the same descriptor now reads the new content from its start
-        self.live = Tail(t.fd, self.path, t.ident)
+        self.live = Tail(t.fd, self.path, t.ident, self._lines())
 
     def _find_copy(self, fp: str, min_size: int) -> Tail | None:
         for p in self._siblings():
@@ -270,15 +289,13 @@ class Follower:
     def _finish(self, t: Tail) -> None:
         """A rotated file that stopped growing: ship its last partial line and close it."""
         if t.ship is not None:
-            while self._pump(t):
+            while not t.ship.closed and self._pump(t):
                 pass
-            if t.buf:
-                consumed = self.sender.ship_lines(t.ship, t.buf, t.pos, final=True)
-                t.pos += consumed
-                t.buf = b""
+            for piece in t.lines.finish():
+                self._hand_over(t, piece, final=True)
             t.ship.closed = True
-            t.ship.size = t.pos
-            log.info("finished %s at byte %d", t.path, t.pos)
+            t.ship.size = t.lines.pos
+            log.info("finished %s at byte %d", t.path, t.lines.pos)
         os.close(t.fd)
 
     def _close_all(self) -> None:
@@ -313,7 +330,7 @@ class Follower:
             return {"lines": c.lines, "bytes": c.bytes, "lag_bytes": self._lag(),
                     "in_flight": self.sender.in_flight() if self.sender else 0, "errors": c.errors,
                     "dead_letters": c.dead_letters, "empty_lines": c.empty_lines, "restarts": c.rewinds,
-                    "file": self.path, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                    "file": self.path, "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
         self.metrics.maybe_report(snapshot, force=force)
 

@@ -34,6 +34,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from edxstream.core import frames, kafka_admin
 from edxstream.core.frames import MAX_LINES
+from edxstream.core.logfiles import HEAD_BYTES
 from edxstream.core.records import DeadLetter, encode
 from edxstream.core.settings import Settings
 from producer.keys import learner_key
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 
 GEN_SHIFT = 48
 OFFSET_MASK = (1 << GEN_SHIFT) - 1
-DEAD_LETTER_RAW_BYTES = 64 * 1024  # how much of an oversized line the dead letter keeps
+DEAD_LETTER_RAW_BYTES = HEAD_BYTES  # how much of an oversized line the dead letter keeps
 POLL_EVERY = 200  # records between two polls of delivery reports
 
 
@@ -89,6 +90,7 @@ def producer_config(settings: Settings) -> dict:
     return {
         "bootstrap.servers": settings.kafka_bootstrap,
         "client.id": "edxstream-shipper",
+        "logger": kafka_admin.LIBRDKAFKA_LOG,
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 25,
@@ -248,8 +250,11 @@ class Sender:
             self._put(self.topic, value, key, partition=p, headers=headers)
         except KafkaException as exc:
             if exc.args and exc.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                # refused before it left: its lines go now, before any later frame of
+                # this partition, so they stay in file order (the stream app drops a
+                # line that comes after a later line of its file as a replay)
                 self._dl_pending.add(entry)
-                self._dl_retry.append((entry, p, value, dict(headers)))
+                self._resend_refused(entry, p, value, dict(headers))
                 return
             raise
         self.pending[p].append(entry)
@@ -289,13 +294,27 @@ class Sender:
                             len(self.producer), self.settings.kafka_bootstrap)
 
     def _too_large(self, f: ShipFile, line: bytes, off: int) -> None:
-        """A line the broker cannot take goes to the dead-letter topic instead, with its
-        source, offset, length and first bytes, so it never vanishes silently."""
-        detail = (f"line of {len(line)} bytes is larger than max_message_bytes="
-                  f"{self.settings.max_message_bytes}; raw holds its first {min(len(line), DEAD_LETTER_RAW_BYTES)} bytes")
+        self.long_line(f, off, line[:DEAD_LETTER_RAW_BYTES], len(line))
+
+    def long_line(self, f: ShipFile, off: int, head: bytes, length: int) -> None:
+        """A line the broker cannot take (``length`` bytes from ``off``, of which ``head``
+        is the start) goes to the dead-letter topic instead, with its source, offset,
+        length and first bytes, so it never vanishes silently."""
+        detail = (f"line of {length} bytes is larger than max_message_bytes="
+                  f"{self.settings.max_message_bytes}; raw holds its first {min(length, DEAD_LETTER_RAW_BYTES)} bytes")
         log.warning("%s at offset %d: %s; sent to %s", f.path, off, detail, self.settings.deadletter_topic)
-        self._send_dead_letter(f.gen << GEN_SHIFT | off, dead_letter_for(line, "too_large", detail, f.path, off, f.fp),
+        self._send_dead_letter(f.gen << GEN_SHIFT | off, dead_letter_for(head, "too_large", detail, f.path, off, f.fp),
                                f.source_header, f.fp_header)
+        f.produced_end = max(f.produced_end, off + length + 1)
+
+    def unreadable_rest(self, f: ShipFile, off: int, held: bytes, why: str) -> None:
+        """The rest of a file from ``off`` cannot be read (a truncated ``.gz``): one dead
+        letter says so, holding the partial line read before the break (``held``)."""
+        detail = f"the rest of the file cannot be read: {why}"
+        self._send_dead_letter(f.gen << GEN_SHIFT | off,
+                               dead_letter_for(held, "truncated_file", detail, f.path, off, f.fp),
+                               f.source_header, f.fp_header)
+        f.produced_end = max(f.produced_end, off + len(held))
 
     def _send_dead_letter(self, entry: int, dl: DeadLetter, src: bytes, fph: bytes) -> None:
         self._dl_pending.add(entry)

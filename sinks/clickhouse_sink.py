@@ -19,15 +19,25 @@ from dataclasses import dataclass, field
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from confluent_kafka import Producer
 
-from edxstream.core import chdb_server, clickhouse, privacy, records
+from edxstream.core import chdb_server, clickhouse, kafka_admin, privacy, records
 from edxstream.core.errors import UserError
 from edxstream.core.records import DeadLetter, EnrichedEvent, WindowCount
 from edxstream.core.settings import Settings
 from sinks import migrate, rows
-from sinks.consumer import SinkLoop, SinkStats
+from sinks.consumer import SinkLoop, SinkStats, Stuck
 from sinks.rows import Msg
 
 log = logging.getLogger(__name__)
+
+# ClickHouse's codes for a table or database that is not there (dropped by hand, or a
+# data folder replaced)
+MISSING_CODES = ("(UNKNOWN_TABLE)", "(UNKNOWN_DATABASE)")
+
+
+def _missing(exc: Exception) -> bool:
+    text = str(exc)
+    return any(code in text for code in MISSING_CODES)
+
 
 EVENT_COLUMNS = list(records.ENRICHED_FIELDS)
 WINDOW_COLUMNS = list(records.WINDOW_FIELDS)
@@ -46,8 +56,10 @@ class Prepared:
 
     events: list[EnrichedEvent] = field(default_factory=list)
     event_json: list[bytes] = field(default_factory=list)
+    event_from: list[tuple[Msg, int | None]] = field(default_factory=list)  # message and place of each event
     windows: list[WindowCount] = field(default_factory=list)
     window_json: list[bytes] = field(default_factory=list)
+    window_from: list[Msg] = field(default_factory=list)  # the message of each window
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
@@ -80,6 +92,7 @@ class ClickHouseWriter:
                     else:
                         p.events.append(rec)
                         p.event_json.append(records.encode(rec))
+                        p.event_from.append((msg, index))
                 continue
             if msg.topic == s.aggregates_topic:
                 rec = rows.decode_windows(msg)
@@ -87,6 +100,7 @@ class ClickHouseWriter:
                     # as received: it decoded and its values were checked
                     p.windows.extend(rec)
                     p.window_json.append(msg.value)
+                    p.window_from.extend([msg] * len(rec))
             else:
                 rec = rows.poison(msg, "unexpected_topic", f"the ClickHouse sink does not read {msg.topic}")
             if isinstance(rec, DeadLetter):
@@ -105,35 +119,83 @@ class ClickHouseWriter:
             self.endpoint = chdb_server.serve(client, self.settings)
 
     def write(self, p: Prepared) -> dict[str, int]:
+        """Windows, then events, then dead letters. A connection error goes up (the loop
+        retries the batch with backoff); a missing table is made again by the
+        migrations, once, else the sink is stuck; rows ClickHouse refuses for their
+        values are found by halving and become dead letters, and the rest is stored."""
         if self.client is None:
             self._connect()
-        if p.events:
-            self._insert("events", p.event_json, lambda: [rows.clickhouse_event_row(e) for e in p.events],
-                         EVENT_COLUMNS)
-        if p.windows:
-            self._insert("window_counts", p.window_json,
-                         lambda: [rows.clickhouse_window_row(w) for w in p.windows], WINDOW_COLUMNS)
-        if p.dead_letters:
-            self._publish(p.dead_letters)
-        return {"events": len(p.events), "windows": len(p.windows), "dead_letters": len(p.dead_letters)}
+        refused: list[DeadLetter] = []
+        if p.window_json:
+            refused += self._store("window_counts", p.window_json, WINDOW_COLUMNS,
+                                   lambda i: rows.clickhouse_window_row(p.windows[i]), len(p.windows),
+                                   p.window_from.__getitem__)
+        if p.event_json:
+            refused += self._store("events", p.event_json, EVENT_COLUMNS,
+                                   lambda i: rows.clickhouse_event_row(p.events[i]), len(p.events),
+                                   lambda i: rows.part_of(p.event_from[i][0], p.event_from[i][1], p.events[i]))
+        if p.dead_letters or refused:
+            self._publish(p.dead_letters + refused)
+        return {"events": len(p.events), "windows": len(p.windows),
+                "dead_letters": len(p.dead_letters) + len(refused)}
 
-    def _insert(self, table: str, json_docs: list[bytes], make_rows, columns: list[str]) -> None:
+    def _store(self, table: str, docs: list[bytes], columns: list[str], row, n_rows: int,
+               source) -> list[DeadLetter]:
         try:
-            self.client.raw_insert(table, None, rows.json_rows(json_docs), settings=JSON_INSERT_SETTINGS,
+            return self._insert(table, docs, columns, row, n_rows, source)
+        except DatabaseError as exc:
+            if not _missing(exc):
+                raise
+            log.warning("ClickHouse: %s (%s); running the migrations again to make it", table,
+                        str(exc).splitlines()[0][:200])
+            migrate.repair_clickhouse(self.settings, self.client)
+        try:
+            return self._insert(table, docs, columns, row, n_rows, source)
+        except DatabaseError as exc:
+            if _missing(exc):
+                raise Stuck(f"ClickHouse table {self.settings.clickhouse_database}.{table} is missing and the "
+                            f"migrations did not make it again ({str(exc).splitlines()[0][:200]})") from None
+            raise
+
+    def _insert(self, table: str, docs: list[bytes], columns: list[str], row, n_rows: int,
+                source) -> list[DeadLetter]:
+        try:
+            self.client.raw_insert(table, None, rows.json_rows(docs), settings=JSON_INSERT_SETTINGS,
                                    fmt="JSONEachRow")
+            return []
         except OperationalError:
             raise  # not the rows: the connection
         except DatabaseError as exc:
+            if _missing(exc):
+                raise
             # A server that reads some value differently from msgspec: the rows then go
-            # as column blocks, which is slower but takes whatever decoded.
+            # as column blocks, which is slower but takes whatever decoded; rows that
+            # even so cannot be stored are found by halving.
             log.warning("ClickHouse: %s refused the JSON rows (%s); inserting them as columns",
                         table, str(exc).splitlines()[0][:300])
-            self.client.insert(table, make_rows(), column_names=columns)
+        return self._columns(table, columns, row, 0, n_rows, source)
+
+    def _columns(self, table: str, columns: list[str], row, lo: int, hi: int, source) -> list[DeadLetter]:
+        try:
+            self.client.insert(table, [row(i) for i in range(lo, hi)], column_names=columns)
+            return []
+        except OperationalError:
+            raise
+        except (DatabaseError, ValueError, TypeError, OverflowError) as exc:
+            if isinstance(exc, DatabaseError) and _missing(exc):
+                raise
+            if hi - lo == 1:
+                why = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
+                log.warning("ClickHouse refused a row for %s: %s; it goes to the dead letters", table, why)
+                return [rows.poison(source(lo), "rejected_by_database", f"ClickHouse refused the row for {table}: {why}")]
+        mid = (lo + hi) // 2
+        return self._columns(table, columns, row, lo, mid, source) + self._columns(table, columns, row, mid, hi, source)
 
     def _publish(self, dead_letters: list[DeadLetter]) -> None:
         """Send the dead letters to their topic and wait for the broker to have them all."""
         if self.producer is None:
             self.producer = Producer({"bootstrap.servers": self.settings.kafka_bootstrap,
+                                      "logger": kafka_admin.LIBRDKAFKA_LOG,
                                       "enable.idempotence": True, "linger.ms": 5})
         failures: list[str] = []
 

@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 ROW_BYTES = 1500
 
 
+class Stuck(Exception):
+    """A write that retrying cannot fix (a table that is missing and cannot be made
+    again): the sink stops, and says why, instead of retrying for ever."""
+
+
 class Writer(Protocol):
     name: str
 
@@ -62,6 +67,10 @@ class SinkStats:
     started: float = field(default_factory=time.time)
     first_message: float | None = None  # wall-clock times, for throughput figures
     last_commit: float | None = None
+    # ok | retrying: why | stuck: why -- what `stack status` shows about the sink
+    state: str = "starting"
+    last_error: str | None = None
+    last_write: float | None = None  # wall-clock time of the last batch stored
 
     def add(self, counts: dict[str, int]) -> None:
         for k, v in counts.items():
@@ -120,6 +129,7 @@ class SinkLoop:
             # group meanwhile (the batch is re-delivered anyway if we drop out).
             "max.poll.interval.ms": 600_000,
             "client.id": f"edxstream-sink-{writer.name}",
+            "logger": kafka_admin.LIBRDKAFKA_LOG,
             "fetch.wait.max.ms": settings.fetch_max_wait_ms,
         }
         config.update(consumer_config or {})
@@ -147,13 +157,16 @@ class SinkLoop:
             kafka_admin.ensure_topics(self.settings, self.topics)
         except Exception as exc:  # the consumer keeps retrying the broker on its own
             log.warning("sink %s: could not check topics %s: %s", self.writer.name, self.topics, exc)
-        self.consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
-        log.info("sink %s: consuming %s as group %s", self.writer.name, ", ".join(self.topics), self.group)
         batch_rows = max(1, self.batch_rows)
         batch_bytes = batch_rows * ROW_BYTES
         batch_seconds = max(0.0, self.settings.sink_batch_seconds)
-        started = time.monotonic()
         try:
+            # Reach the database before taking partitions: a sink that cannot write says
+            # so (state "retrying: ...") at once, not when the first data arrives.
+            if self._write(self.writer.prepare([]), 0) is not None:
+                self.consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+                log.info("sink %s: consuming %s as group %s", self.writer.name, ", ".join(self.topics), self.group)
+            started = time.monotonic()
             while not self.stop.is_set():
                 if self.pending:
                     timeout = max(0.0, min(0.5, self.pending_since + batch_seconds - time.monotonic()))
@@ -241,18 +254,30 @@ class SinkLoop:
     def _write(self, prepared, n: int) -> dict[str, int] | None:
         """Write a batch, retrying with backoff until it is stored (or a stop request)."""
         delays = backoff_delays()
+        st = self.stats
         while True:
             try:
-                return self.writer.write(prepared)
+                counts = self.writer.write(prepared)
+            except Stuck as exc:
+                st.state, st.last_error = f"stuck: {exc}", str(exc)
+                log.error("sink %s: %s; stopping", self.writer.name, exc)
+                self._write_metrics()
+                raise
             except Exception as exc:
                 self.writer.reset()
                 if self.stop.is_set():
                     return None
                 delay = next(delays)
-                self.stats.retries += 1
-                log.warning("sink %s: cannot write a batch of %d messages (%s: %s); offsets not committed, "
-                            "retrying in %.1fs", self.writer.name, n, type(exc).__name__, exc, delay)
+                st.retries += 1
+                why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+                st.state, st.last_error = f"retrying: {why}", why
+                log.warning("sink %s: cannot write a batch of %d messages (%s); offsets not committed, "
+                            "retrying in %.1fs", self.writer.name, n, why, delay)
+                self._write_metrics()
                 self.stop.wait(delay)
+                continue
+            st.state, st.last_write = "ok", time.time()
+            return counts
 
     def commit(self, msgs: list[Msg]) -> None:
         last: dict[tuple[str, int], int] = {}
@@ -281,12 +306,18 @@ class SinkLoop:
             log.info("sink %s: %d messages in %d batches (%s), %.0f msg/s", self.writer.name,
                      self.stats.messages, self.stats.batches, written, rate)
         self._last_report, self._reported_messages = now, self.stats.messages
+        self._write_metrics()
+
+    def _write_metrics(self) -> None:
+        """The sink's counts and state to its metrics file (read by `stack status`);
+        from the loop and from the writer thread, each through its own temporary file."""
         try:
             self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
             data = {"pid": os.getpid(), "messages": self.stats.messages, "batches": self.stats.batches,
                     "retries": self.stats.retries, **self.stats.written,
-                    "last_commit": self.stats.last_commit}
-            tmp = self.metrics_path.with_suffix(".tmp")
+                    "last_commit": self.stats.last_commit, "state": self.stats.state,
+                    "last_error": self.stats.last_error, "last_write": self.stats.last_write}
+            tmp = self.metrics_path.with_suffix(f".{threading.get_ident()}.tmp")
             tmp.write_text(json.dumps(data))
             tmp.replace(self.metrics_path)
         except OSError as exc:

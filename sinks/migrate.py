@@ -217,6 +217,17 @@ def migrate_clickhouse(settings: Settings, directory: Path | None = None, client
     return done
 
 
+def repair_clickhouse(settings: Settings, client=None) -> None:
+    """Run every ClickHouse migration's statements again, applied or not: they are
+    written re-runnable (``IF NOT EXISTS``), so this makes again a table that was dropped
+    after its migration was recorded, and leaves the others as they are."""
+    client = client or clickhouse.connect(settings)
+    for m in discover(MIGRATIONS / "clickhouse"):
+        for statement in m.statements:
+            client.command(statement)
+    migrate_clickhouse(settings, client=client)
+
+
 def clickhouse_applied(settings: Settings) -> list[tuple[int, str]]:
     client = clickhouse.connect(settings)
     client.command(_CH_LEDGER)

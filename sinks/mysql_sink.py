@@ -44,13 +44,14 @@ from edxstream.core import records
 from edxstream.core.records import DeadLetter, EnrichedEvent
 from edxstream.core.settings import Settings
 from sinks import migrate, rows
-from sinks.consumer import SinkLoop, SinkStats
+from sinks.consumer import SinkLoop, SinkStats, Stuck
 from sinks.rows import Msg
 
 log = logging.getLogger(__name__)
 
 # Errors about a value, not about the database being reachable: the row is at fault.
 ROW_ERRORS = (pymysql.err.DataError, pymysql.err.IntegrityError)
+NO_SUCH_TABLE = 1146  # ER_NO_SUCH_TABLE
 
 # The server will not take LOAD DATA LOCAL: ER_NOT_ALLOWED_COMMAND (old MySQL and MariaDB),
 # ER_CLIENT_LOCAL_FILES_DISABLED (MySQL 8 with local_infile off),
@@ -234,6 +235,24 @@ class MySQLWriter:
         return p
 
     def write(self, p: Prepared) -> dict[str, int]:
+        """Store a batch. A missing table is made by the migrations (on a new
+        connection), once; if it is still missing the sink is stuck and says so."""
+        try:
+            return self._write(p)
+        except pymysql.err.ProgrammingError as exc:
+            if exc.args[0] != NO_SUCH_TABLE:
+                raise
+            log.warning("MySQL: %s; running the migrations to make it", exc.args[-1])
+        self.reset()  # the next connection runs the migrations
+        try:
+            return self._write(p)
+        except pymysql.err.ProgrammingError as exc:
+            if exc.args[0] != NO_SUCH_TABLE:
+                raise
+            raise Stuck(f"MySQL: {exc.args[-1]}, and the migrations did not make it (its migration is recorded "
+                        f"as applied in schema_migrations)") from None
+
+    def _write(self, p: Prepared) -> dict[str, int]:
         if self.conn is None:
             self._connect()
         conn = self.conn

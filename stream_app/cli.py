@@ -15,21 +15,25 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "process",
         help="run the stream app (enrich, dead-letter, windowed counts)",
-        description="Run a Faust worker of the stream app: raw topic -> enriched, dead-letter "
-        "and aggregates topics. Start several (with different --web-port) to share the work.",
+        description="Run a worker of the stream app (Faust): it reads the raw topic, parses, classifies, "
+        "enriches and pseudonymizes each line, and writes the enriched, dead-letter and aggregates (windowed "
+        "counts) topics. Start several (with different --web-port) to share the partitions.",
     )
     p.add_argument("--until-idle", type=float, default=None, metavar="SECONDS",
-                   help="stop once no event has arrived for this long (demo, tests)")
-    p.add_argument("--web-port", type=int, default=None, help="monitoring web port (default: settings.web_port)")
+                   help="stop once no event has arrived for this long (default: run until stopped)")
+    p.add_argument("--web-port", type=int, default=None,
+                   help="port of the live page and monitoring views (default: EDXSTREAM_WEB_PORT, 6066)")
     p.add_argument("--batch", type=int, default=256,
                    help="max records per batch (default 256; a raw record holds up to "
                         "EDXSTREAM_SHIP_FRAME_BYTES of lines)")
     p.add_argument("--batch-within", type=float, default=0.05, metavar="SECONDS",
                    help="max wait to fill a batch (default 0.05; a backfill fills batches at once, "
                    "a live trickle waits no longer than this)")
-    p.add_argument("--log-every", type=float, default=5.0, metavar="SECONDS", help="progress log interval")
+    p.add_argument("--log-every", type=float, default=5.0, metavar="SECONDS",
+                   help="seconds between progress lines in the log (default 5)")
     p.add_argument("--metrics-file", type=Path, default=None,
-                   help="where to write the metrics JSON (default: <home>/run/stream.metrics.json)")
+                   help="where to write the progress figures as JSON (default: EDXSTREAM_HOME/run/stream.metrics.json, "
+                        "which `edxstream stack status` shows)")
     p.add_argument("--loglevel", default="info", help="Faust worker log level (default info)")
     p.set_defaults(func=run)
 
@@ -41,8 +45,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load()
     if args.batch < 1:
         raise UserError("--batch must be at least 1")
-    if not kafka_admin.broker_answers(settings, timeout=5.0):
-        raise UserError(f"no Kafka broker answers at {settings.kafka_bootstrap}; start one with `edxstream stack up`")
+    kafka_admin.require_broker(settings)
     kafka_admin.ensure_topics(settings)
 
     import faust

@@ -35,8 +35,8 @@ import faust
 import msgspec
 
 from edxstream.core import frames
-from edxstream.core.events.classification import CATEGORIES, LEARNER
-from edxstream.core.model import UNKNOWN_TIME, parse_line
+from edxstream.core.events.classification import CATEGORIES, counted_as
+from edxstream.core.model import parse_line, rejected_course_id, unhandled
 from edxstream.core.records import DeadLetter, EnrichedEvent, encode, enriched_records
 from edxstream.core.settings import Settings
 from stream_app import state as st
@@ -52,26 +52,22 @@ log = logging.getLogger("stream_app")
 NEXT_OFFSET = "\x00next"
 
 
-_UNKNOWN_TS = UNKNOWN_TIME.timestamp()
 # largest batch the app's producer builds (per topic partition)
 PRODUCER_BATCH_BYTES = 512 * 1024
 # items per tally record: keeps a record far below any broker's message size limit
 TALLY_ITEMS = 2000
 
 
-def item_of(ev: EnrichedEvent, raw_partition: int, position: int, received: Optional[float] = None) -> win.Item:
-    """What the count agent needs of an enriched event. ``received``: the raw record's
-    Kafka timestamp (seconds), counted as the event time of a line that carried none
-    (the event model marks those with UNKNOWN_TIME)."""
+def item_of(ev: EnrichedEvent, raw_partition: int, position: int) -> win.Item:
+    """What the count agent needs of an enriched event. An event whose line carried no
+    time is counted at the time the stores hold for it (the event model's
+    UNKNOWN_TIME), not when it arrived: a replay or a re-shipped line then lands in the
+    same window, and the windows agree with the stored events."""
     t = ev.time.timestamp()
-    if t == _UNKNOWN_TS and received is not None:
-        t = received
     learner = str(ev.user_id) if ev.user_id is not None else (ev.username or None)
-    # the category counts learner interactions; other kinds (echo, plumbing, authoring,
-    # ...) are counted under the kind's name (docs/taxonomy.md). An event without a kind
-    # was made before the taxonomy: its category stands.
-    dimension = ev.category if ev.kind == LEARNER or not ev.kind else ev.kind
-    return win.Item(t, ev.course_id or "", dimension, ev.action, learner, raw_partition, position)
+    # the category counts learner interactions, other kinds count under their own name
+    return win.Item(t, ev.course_id or "", counted_as(ev.kind, ev.category), ev.action, learner, raw_partition,
+                    position)
 
 
 def _headers(message: Any) -> dict[str, bytes]:
@@ -267,9 +263,10 @@ class Pipeline:
         # course key -> its encoded events, and the latest raw timestamp among them
         course_events: dict[bytes, list[bytes]] = {}
         course_ts: dict[bytes, int] = {}
-        n_lines = n_enriched = n_dead = n_dup = 0
+        n_lines = n_enriched = n_dead = n_dup = n_range = n_bad_course = 0
         enriched_topic = s.enriched_topic
         shipped_get = self.shipped.get
+        skew = s.max_clock_skew_seconds
         for event in events:
             msg = event.message
             p, o = msg.partition, msg.offset
@@ -278,6 +275,10 @@ class Pipeline:
             source = _text_header(h, "source")
             ts = msg.timestamp
             ts_ms = int(ts * 1000) if ts else None
+            # an event time further ahead of when the shipper read the line than the
+            # allowed skew is a broken clock (a dead letter, see the event model); the
+            # record's timestamp, not this process's clock, so that a replay agrees
+            latest = datetime.fromtimestamp((ts or time.time()) + skew, timezone.utc)
             try:
                 lines = frames.split(msg.value or b"", _int_header(h, "offset"), h.get(frames.OFFSETS))
             except frames.FrameError as exc:
@@ -295,14 +296,21 @@ class Pipeline:
                         n_dup += 1
                         continue
                     progress[skey] = (p, line_offset)
-                record = parse_line(line, source, line_offset)
+                try:
+                    record = parse_line(line, source, line_offset, fp, latest)
+                    value = encode(record) if record.__class__ is EnrichedEvent else None
+                except Exception as exc:  # one line must never stop the stream (nor crash-loop it)
+                    log.error("stream: %s at %s: %r; dead-lettered", exc.__class__.__name__, source, line_offset)
+                    record = unhandled(line, source, line_offset, exc)
                 if record.__class__ is EnrichedEvent:
+                    if record.course_id is None and b"course_id" in line:
+                        n_bad_course += rejected_course_id(line) is not None
                     key = (record.course_id or "").encode()
                     q = await out.partition_for(enriched_topic, key, cache=True)
                     encoded = course_events.get(key)
                     if encoded is None:
                         encoded = course_events[key] = []
-                    encoded.append(encode(record))
+                    encoded.append(value)
                     # a record's timestamp is the latest raw timestamp (when the shipper
                     # read the line) of its events: a replay from a time finds them all
                     if ts_ms is not None and ts_ms > course_ts.get(key, -1):
@@ -310,11 +318,12 @@ class Pipeline:
                     tally = tallies.get(q)
                     if tally is None:
                         tally = tallies[q] = []
-                    tally.append(item_of(record, p, frames.position(o, index), ts))
+                    tally.append(item_of(record, p, frames.position(o, index)))
                     n_enriched += 1
                 else:
                     await self._dead_letter(msgspec.structs.replace(record, seen_at=_utcnow()), source, where)
                     n_dead += 1
+                    n_range += record.reason == "time_out_of_range"
         # The events of one course go as JSON arrays (see EnrichedEvent): each record
         # costs every consumer a fixed amount, more than an event does.
         for key, encoded in course_events.items():
@@ -345,6 +354,8 @@ class Pipeline:
         m.enriched += n_enriched
         m.dead_letters += n_dead
         m.duplicates += n_dup
+        m.time_out_of_range += n_range
+        m.course_ids_rejected += n_bad_course
         m.touch()
 
     async def _dead_frame(self, msg: Any, source: Optional[str], exc: Exception) -> None:
@@ -410,6 +421,15 @@ class Pipeline:
                 counts = win.window_counts_of(parts, cell, dims[key])
                 await out.add(topic, ap, akey, encode(counts))
                 n_emitted += len(counts)
+            # windows that late events fall in: counted from the stored events from now
+            # on (stream_app.windows), one record per course
+            by_course: dict[str, list] = {}
+            for w in res.recount:
+                by_course.setdefault(w[0], []).append(w)
+            for course, ws in by_course.items():
+                ap = await out.partition_for(topic, course.encode(), cache=True)
+                await out.add(topic, ap, f"{course}|{win.RECOUNT}".encode(), encode(win.recount_rows(ws, now_us)))
+                n_emitted += len(ws)
         # aggregates durable before the tables say "counted"
         t1 = time.perf_counter()
         await out.wait()
@@ -430,7 +450,7 @@ class Pipeline:
         m.batches += 1
         m.enriched_seen += seen
         m.counted += sum(r.counted for _, _, r in results)
-        m.late_dropped += sum(r.late_dropped for _, _, r in results)
+        m.late += sum(r.late for _, _, r in results)
         m.undecodable += bad
         m.windows_emitted += n_emitted
         m.touch()
@@ -503,7 +523,7 @@ class Pipeline:
 
     def partition_states(self) -> dict[str, dict]:
         return {k: {"watermark": _iso(v.watermark) if v.watermark else None,
-                    "late_dropped": v.late_dropped, "counted": v.counted}
+                    "late": v.late, "counted": v.counted}
                 for k, v in self.partitions.items()}
 
 
@@ -568,9 +588,9 @@ def create_app(
         m = pipe.metrics
         rate = m.rate()
         log.info("stream: %d lines (%.0f/s), %d enriched, %d dead letters, %d duplicates, "
-                 "%d counted, %d late dropped, %d windows emitted",
+                 "%d counted, %d late (counted from the stored events), %d windows emitted",
                  m.lines, rate, m.enriched, m.dead_letters, m.duplicates, m.counted,
-                 m.late_dropped, m.windows_emitted)
+                 m.late, m.windows_emitted)
         m.write(metrics_path, pipe.partition_states())
 
     @app.timer(1.0)

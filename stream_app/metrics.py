@@ -1,5 +1,5 @@
 """Process-local progress counters of a stream worker, written to a JSON file and served
-by the web view. The exact, restart-proof figures (late_dropped per partition) live in
+by the web view. The exact, restart-proof figures (late events per partition) live in
 the ``partitions`` table; these are what this process did since it started."""
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ class Metrics:
     enriched: int = 0
     dead_letters: int = 0
     duplicates: int = 0  # shipper replays recognised and skipped
+    time_out_of_range: int = 0  # dead letters: event time before 2012 or beyond the clock skew
+    course_ids_rejected: int = 0  # events kept without a course: their context's course id is malformed
     enriched_seen: int = 0  # enriched events the counting agent received (as tally items)
     counted: int = 0
-    late_dropped: int = 0
+    late: int = 0  # events beyond the grace: their windows are counted from the stored events
     undecodable: int = 0  # tally records the counting agent could not read
     windows_emitted: int = 0
     windows_expired: int = 0

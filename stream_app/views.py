@@ -5,7 +5,7 @@
   one enriched partition; a worker that does not own it says so and points at the
   worker that does (when known).
 - ``GET /metrics/``: what this worker did since it started, plus the per-partition
-  event-time watermark, counted and late_dropped (restart-proof, from the tables).
+  event-time watermark, counted and late (restart-proof, from the tables).
 
 The live HTML page and its views are in :mod:`stream_app.live_page`.
 """
@@ -49,7 +49,7 @@ def register(app: Any, pipe: Any) -> None:
     async def metrics(self, request):
         body = pipe.metrics.snapshot()
         body["partitions"] = pipe.partition_states()
-        body["late_dropped_total"] = sum(p["late_dropped"] for p in body["partitions"].values())
+        body["late_total"] = sum(p["late"] for p in body["partitions"].values())
         body["windows"] = list(pipe.windows)
         body["grace_seconds"] = pipe.grace
         return self.json(body)

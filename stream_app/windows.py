@@ -21,9 +21,15 @@ exact lives here, so it can be tested without a broker:
   partition). Lateness is judged against the event's own raw partition: the raw
   partitions are consumed at different speeds (a backfill of one learner's old file
   next to another's live tail), so a watermark over all of them would call the slower
-  ones' events late. An event older than its raw partition's ``watermark - grace`` is
-  not counted (``late_dropped``); a window that ends before the *lowest* of those
-  marks minus grace is final and can be forgotten.
+  ones' events late. A window that ends before the *lowest* of those marks minus grace
+  is final and can be forgotten;
+- an event older than its raw partition's ``watermark - grace`` is *late*: its window
+  may be forgotten already, so it is not counted here (a count from a forgotten cell
+  would start again from zero). It is counted in ``late`` and its windows are named in
+  the batch's ``recount``: the count agent emits one ``recount`` row per such window,
+  and ClickHouse's ``window_counts_final`` computes a window that has one from its
+  stored events instead of from the stream's counts (see docs/architecture.md). Late
+  events thus reach their windows, and the live edge is not held back by them.
 """
 
 from __future__ import annotations
@@ -42,6 +48,9 @@ CATEGORY = "course_category"
 ACTION = "course_action"
 LEARNERS = "course_learners"
 KINDS = (CATEGORY, ACTION, LEARNERS)
+# A WindowCount of this kind says "count this window from the stored events": it holds
+# no count (0), only the window (see the module doc).
+RECOUNT = "recount"
 
 # Table keys are strings (Faust tables need hashable keys that survive a JSON round
 # trip through the changelog). The unit separator never occurs in course ids, event
@@ -74,7 +83,7 @@ class PartitionState(msgspec.Struct, array_like=True):
     """Per enriched partition: event-time watermark and the counters of what was seen."""
 
     watermark: float = 0.0  # highest event time seen from any raw partition (for display)
-    late_dropped: int = 0
+    late: int = 0  # events that went the late way (counted from the stored events)
     counted: int = 0
     # raw partition -> highest raw offset already reflected in the counters above
     hw: dict[int, int] = msgspec.field(default_factory=dict)
@@ -162,8 +171,11 @@ class BatchResult:
     dims: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
     state: PartitionState = field(default_factory=PartitionState)
     counted: int = 0  # events counted now (not already counted)
-    late_dropped: int = 0
     skipped: int = 0  # (window, event) pairs already counted before
+    late: int = 0  # events that went the late way in this batch (not counted before)
+    # (course, window size, window start) of every window a late event of this batch
+    # falls in: counted from the stored events from now on
+    recount: set[tuple[str, int, int]] = field(default_factory=set)
 
 
 def count_batch(
@@ -194,8 +206,11 @@ def count_batch(
         mark = marks.get(rp)
         if mark is not None and it.time < mark - grace:
             if new_here:
-                state.late_dropped += 1
-                res.late_dropped += 1
+                state.late += 1
+                res.late += 1
+            if it.course:  # a re-delivery names the windows again: harmless, idempotent
+                for size in sizes:
+                    res.recount.add((it.course, size, window_start(it.time, size)))
             continue
         if mark is None or it.time > mark:
             marks[rp] = it.time
@@ -253,6 +268,13 @@ def window_counts_of(parts: tuple[int, str, int, int], cell: Cell,
     return [WindowCount(kind=kind, course_id=course, dimension=dim, window_seconds=size,
                         window_start=window_start_at, count=cell.count(kind, dim), version=cell.version)
             for kind, dim in sorted(dims)]
+
+
+def recount_rows(recount: Iterable[tuple[str, int, int]], version: int) -> list[WindowCount]:
+    """The ``recount`` rows naming windows that late events fall in."""
+    return [WindowCount(kind=RECOUNT, course_id=course, dimension="", window_seconds=size,
+                        window_start=datetime.fromtimestamp(start, UTC), count=0, version=version)
+            for course, size, start in sorted(recount)]
 
 
 def is_cell_key(key: str) -> bool:

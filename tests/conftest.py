@@ -140,6 +140,7 @@ def settings(broker, mariadb, chdb_path, tmp_path) -> settings_mod.Settings:
     s = settings_mod.load(
         home=tmp_path / "home",
         kafka_bootstrap=broker.bootstrap,
+        broker_storage="memory",  # the session's broker
         raw_topic=f"t{tid}.raw",
         enriched_topic=f"t{tid}.enriched",
         deadletter_topic=f"t{tid}.deadletter",

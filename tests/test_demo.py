@@ -3,8 +3,11 @@ and the pure helpers it prints with."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
+from pathlib import Path
 
 import pymysql
 import pytest
@@ -81,8 +84,47 @@ def test_demo_runs_the_pipeline_and_prints_the_summary(settings, tmp_path):
         top = out[out.index("Top videos"):out.index("Dead letters by reason")]
         assert "Video " in top and "Quiz " in top
         assert not re.search(r"\b(video|problem) [0-9a-f]{8}\b", top), top  # no block hashes
+        # it ends with reconcile, which found the windows equal to the events
+        assert f"reconcile: {m['valid']:,} events" in out and "the windows agree with what was shipped" in out
+        # every number is explained: the events the per-course table leaves out, the live counts
+        assert "events belong to a course" in out and "The stream app's live hourly counts hold" in out
+        assert "\r" not in res.stderr  # off a terminal: no progress bar redrawn in place
+        # the closing hints run as printed
+        hints = out.split("Query further", 1)[1].splitlines()[1:]
+        commands = [line.strip() for line in hints if line.startswith("  ")]
+        assert len(commands) == 4 and commands[-1].startswith("mysql "), hints
+        # as after `. .venv/bin/activate`: edxstream on the PATH
+        shell_env = {**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"}
+        for command in commands:
+            r = subprocess.run(["bash", "-c", command], env=shell_env, cwd=tmp_path, capture_output=True, text=True,
+                               timeout=120)
+            assert r.returncode == 0 and r.stdout + r.stderr, (command, r.stdout[-2000:], r.stderr[-2000:])
+        assert (tmp_path / "events.csv").stat().st_size > 0 and (tmp_path / "report" / "index.html").exists()
     finally:
         conn = pymysql.connect(**MYSQL_ADMIN)
         with conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
         conn.close()
+
+
+@pytest.mark.slow
+def test_a_wait_that_cannot_finish_says_so_at_once(settings, tmp_path):
+    """When MySQL's counts stand still while the stream app and the MySQL sink have read
+    everything, the wait stops at once and says why, instead of running out its timeout
+    (which would raise a different message, "... after 600s")."""
+    from edxstream.core.errors import UserError
+
+    s = settings.model_copy(update={"clickhouse_url": f"chdb://{tmp_path / 'clickhouse'}"})
+    out = tmp_path / "logs"
+    write_dir(GenConfig(events=500, courses=1, learners=20, days=1, seed=9, malformed=0.01), out)
+    paths = log_files(out)
+    exp = pipeline.expected_counts(paths, s.max_clock_skew_seconds)
+    never = pipeline.Expected(exp.lines, exp.events + 1, exp.dead_letters)  # one row more than will ever come
+    with pipeline.Pipeline(s, log_dir=tmp_path / "run") as pipe:
+        pipeline.prepare(pipe, reset=False)
+        pipeline.start_workers(pipe)
+        with pytest.raises(UserError) as err:
+            pipeline.backfill_until_written(pipe, paths, never, timeout=600)
+    msg = str(err.value)
+    assert f"MySQL holds {exp.events:,} of {exp.events + 1:,} events" in msg
+    assert "the rest will not come" in msg and "edxstream reconcile" in msg

@@ -82,7 +82,7 @@ def test_stack_cli_up_status_down(settings):
     assert up.returncode == 0, up.stderr
     status = subprocess.run(edxstream_cmd("stack", "status"), env=env, capture_output=True, text=True, timeout=60)
     assert status.returncode == 0, status.stdout + status.stderr
-    lines = {line.split()[0]: line for line in status.stdout.splitlines()}
+    lines = {line.split()[0]: line for line in status.stdout.splitlines() if line.strip()}
     for name in ("kafka", "mysql", "clickhouse"):
         assert "answers" in lines[name], status.stdout
     # up is idempotent

@@ -41,7 +41,9 @@ def test_json_summary(log):
     s = orjson.loads(res.stdout)
     assert s["lines"] == 7 and s["parsed"] == 3 and s["dead_letter"] == 4
     assert s["dead_letter_reasons"] == {"not_json": 1, "empty": 1, "not_utf8": 1, "missing_event_type": 1}
-    assert s["categories"] == {"access": 1, "content": 1, "video": 1, "forum": 0, "assessment": 0, "other": 0}
+    assert s["categories"] == {"access": 1, "content": 1, "video": 1, "forum": 0, "assessment": 0, "enrollment": 0,
+                               "other": 0}
+    assert s["kinds"] == {"learner": 3, "echo": 0, "plumbing": 0, "authoring": 0, "system": 0, "api": 0, "other": 0}
     assert s["actions"] == {"play_video": 1, "edx.user.login": 1,
                             "/courses/{course_id}/courseware/{chapter}/{sequential}/": 1}
     assert s["course_id_found"] == 2

@@ -38,11 +38,14 @@ COURSE_A = "course-v1:LiveOrg+Dash101+2025"
 COURSE_B = "course-v1:LiveOrg+Other202+2025"
 # category -> (event_type, event_source) that the event model puts in that category
 EVENT_TYPES = {"video": ("play_video", "browser"), "assessment": ("problem_check", "server"),
-               "forum": ("edx.forum.thread.created", "server"), "content": ("seq_goto", "browser")}
+               "forum": ("edx.forum.thread.created", "server"), "content": ("seq_goto", "browser"),
+               # not learner interactions: counted as events, shown apart from the categories
+               "echo": ("problem_check", "browser"), "plumbing": ("load_video", "browser")}
+KINDS = ("echo", "plumbing")
 # course -> minute after BASE -> category -> events; minute 4 of A is its current minute
 PLAN = {
     COURSE_A: {0: {"video": 3, "content": 1}, 1: {"video": 2, "assessment": 2}, 2: {"forum": 1, "content": 2},
-               3: {"video": 4}, 4: {"video": 9, "assessment": 5, "content": 3, "forum": 2}},
+               3: {"video": 4}, 4: {"video": 9, "assessment": 5, "content": 3, "forum": 2, "echo": 5, "plumbing": 2}},
     COURSE_B: {2: {"video": 1}, 3: {"content": 6}},
 }
 LEARNERS_PER_MINUTE = {0: 2, 1: 3, 2: 3, 3: 1, 4: 7}  # learners 1..n of the minute take turns
@@ -80,7 +83,10 @@ def expected(lines, course: str) -> dict:
     last = max(w["minute"] for w in mine)
     out = {}
     for size, sel in (("60", [w for w in mine if w["minute"] == last]), ("3600", mine)):
-        out[size] = {"categories": dict(Counter(w["category"] for w in sel)),
+        counted = Counter(w["category"] for w in sel)
+        out[size] = {"categories": {c: n for c, n in counted.items() if c not in KINDS},
+                     "kinds": {c: n for c, n in counted.items() if c in KINDS},
+                     "interactions": sum(n for c, n in counted.items() if c not in KINDS),
                      "active_learners": len({w["learner"] for w in sel}), "events": len(sel)}
     per_minute: dict[int, list] = defaultdict(list)
     for w in mine:
@@ -182,7 +188,8 @@ def test_live_page_shows_the_counts_of_a_running_worker(settings, tmp_path):
     lines = make_lines()
     for raw, _, what in lines:  # the fixture is what the event model says it is
         rec = parse_line(raw)
-        assert (rec.course_id, rec.category) == (what["course"], what["category"]), rec
+        counted = rec.category if rec.kind == "learner" else rec.kind
+        assert (rec.course_id, counted) == (what["course"], what["category"]), rec
     kafka_admin.ensure_topics(settings)
     p = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 5})
     offset = 0
@@ -219,6 +226,10 @@ def test_live_page_shows_the_counts_of_a_running_worker(settings, tmp_path):
             time.sleep(0.5)
         else:
             raise AssertionError(f"the counts view never showed the events: {body}; log: {log.read_text()[-3000:]}")
+        for size in ("60", "3600"):  # learner interactions per category; the other kinds apart
+            w = body["windows"][size]
+            assert (w["categories"], w["kinds"], w["interactions"]) == (
+                want_a[size]["categories"], want_a[size]["kinds"], want_a[size]["interactions"])
 
         # the JSON views of the page
         try:
@@ -237,8 +248,11 @@ def test_live_page_shows_the_counts_of_a_running_worker(settings, tmp_path):
         for size in ("60", "3600"):
             assert int(by_id(dom, f"events-{size}")) == want_a[size]["events"]
             assert int(by_id(dom, f"learners-{size}")) == want_a[size]["active_learners"]
+            assert int(by_id(dom, f"interactions-{size}")) == want_a[size]["interactions"]
             for cat, n in want_a[size]["categories"].items():
                 assert int(by_id(dom, f"cat-{size}-{cat}")) == n, (size, cat)
+            for kind in KINDS:  # no bar for what is not a learner interaction
+                assert f'id="cat-{size}-{kind}"' not in dom
         assert re.search(r'id="series"[^>]*data-windows="5"|data-windows="5"[^>]*id="series"', dom)
         for minute, events, _ in want_a["series"]:
             start = (BASE + timedelta(minutes=minute)).isoformat().replace("+00:00", "Z")

@@ -121,6 +121,31 @@ def test_later_migrations_apply_in_order_with_several_statements(settings, tmp_p
         assert [tuple(r) for r in cur.fetchall()] == shipped_my + [(9002,)]
 
 
+# The migration that adds the columns at the end of events that today's writer writes
+# (kind, interaction): the old databases below get it too, so the writer can fill them.
+WRITER_COLUMNS = "events_kind_interaction"
+
+
+def mysql_before(settings, tmp_path, name: str) -> tuple[list, "migrate.Migration"]:
+    """Apply the shipped MySQL migrations that come before the one called ``name`` (and
+    WRITER_COLUMNS), as a database made by an older version; returns (the shipped
+    migrations, that one)."""
+    shipped = migrate.discover(migrate.MIGRATIONS / "mysql")
+    target = next(m for m in shipped if m.name == name)
+    old = tmp_path / "mysql"
+    old.mkdir()
+    for m in shipped:
+        if m.version < target.version or m.name == WRITER_COLUMNS:
+            shutil.copy(m.path, old / m.path.name)
+    migrate.migrate_mysql(settings, old)
+    return shipped, target
+
+
+def applied_after(shipped: list, target) -> list[str]:
+    """What migrating a database made by :func:`mysql_before` applies."""
+    return [str(m) for m in shipped if m.version >= target.version and m.name != WRITER_COLUMNS]
+
+
 def test_events_key_migration_keeps_existing_rows_upserts_by_event_id_and_reruns(settings, tmp_path):
     """A table created by 0001 (clustered on event_id) and holding rows is rebuilt on an
     arrival sequence; its rows are kept, event_id still makes an upsert idempotent, and
@@ -129,16 +154,7 @@ def test_events_key_migration_keeps_existing_rows_upserts_by_event_id_and_reruns
     from sinks.rows import Msg
     from tests.test_sink_helpers import make_events, mysql_expected_row, mysql_table
 
-    shipped = migrate.discover(migrate.MIGRATIONS / "mysql")
-    key = next(m for m in shipped if m.name == "events_sequential_key")
-    old = tmp_path / "mysql"
-    old.mkdir()
-    # the old table, with the columns today's writer writes (added at its end by 0020)
-    kinds = next(m for m in shipped if m.name == "events_kind_interaction")
-    for m in shipped:
-        if m.version < key.version or m is kinds:
-            shutil.copy(m.path, old / m.path.name)
-    migrate.migrate_mysql(settings, old)
+    shipped, key = mysql_before(settings, tmp_path, "events_sequential_key")
     events = make_events(50, seed=31)
     writer = mysql_sink.MySQLWriter(settings, migrate_on_connect=False)
     try:
@@ -147,8 +163,7 @@ def test_events_key_migration_keeps_existing_rows_upserts_by_event_id_and_reruns
     finally:
         writer.close()
 
-    assert [str(m) for m in migrate.migrate_mysql(settings)] == [str(m) for m in shipped
-                                                                 if m.version >= key.version and m is not kinds]
+    assert [str(m) for m in migrate.migrate_mysql(settings)] == applied_after(shipped, key)
     conn = migrate.mysql_connect(settings)
     with conn, conn.cursor() as cur:
         for statement in key.statements:  # as after an interruption before the ledger row
@@ -165,3 +180,45 @@ def test_events_key_migration_keeps_existing_rows_upserts_by_event_id_and_reruns
     finally:
         writer.close()
     assert mysql_table(settings, "events", "event_id") == sorted(mysql_expected_row(e) for e in events)
+
+
+def test_identity_and_whole_values_migration_keeps_rows_and_takes_long_values(settings, tmp_path):
+    """A table as migrations 0001-0002 left it, holding rows with content-hash ids: after
+    0003 the rows are still there, and an event with a 374-character action and a
+    dead letter with a long source are stored whole, with line-identity ids."""
+    from edxstream.core.model import event_identity, parse_line
+    from sinks import mysql_sink
+    from sinks.rows import Msg
+    from tests.test_sink_helpers import make_events, mysql_expected_row, mysql_table
+
+    shipped, target = mysql_before(settings, tmp_path, "line_identity_and_whole_values")
+    events = make_events(20, seed=5)
+    writer = mysql_sink.MySQLWriter(settings, migrate_on_connect=False)
+    try:
+        writer.write(writer.prepare([Msg(settings.enriched_topic, 0, i, records.encode(e))
+                                     for i, e in enumerate(events)]))
+    finally:
+        writer.close()
+    assert [str(m) for m in migrate.migrate_mysql(settings)] == applied_after(shipped, target)
+    assert mysql_table(settings, "events", "event_id") == sorted(mysql_expected_row(e) for e in events)
+
+    url = "/courses/course-v1:Org+C1+2017/courseware/" + "abc/" * 80
+    raw = (b'{"event_type": "%s", "event_source": "server", "time": "2024-03-01T10:00:00+00:00", '
+           b'"context": {"course_id": "course-v1:Org+C1+2017"}}' % url.encode())
+    long = parse_line(raw, "/var/log/" + "d/" * 600 + "tracking.log", 7, "ab" * 8)
+    assert len(long.action) > 255 and long.event_id == event_identity("ab" * 8, 7)
+    dl = parse_line(b"{broken", long.source, 9, "ab" * 8)
+    writer = mysql_sink.MySQLWriter(settings)
+    try:
+        writer.write(writer.prepare([Msg(settings.enriched_topic, 0, 100, records.encode(long)),
+                                     Msg(settings.deadletter_topic, 0, 101, records.encode(dl))]))
+    finally:
+        writer.close()
+    conn = migrate.mysql_connect(settings)
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT action, event_type, source FROM events WHERE event_id = %s", (long.event_id,))
+        assert cur.fetchone() == (long.action, url, long.source)
+        cur.execute("SELECT source FROM dead_letters WHERE dead_letter_id = %s", (event_identity("ab" * 8, 9),))
+        assert cur.fetchone() == (long.source,)
+        cur.execute("SELECT COUNT(*) FROM events")
+        assert cur.fetchone() == (21,)

@@ -297,9 +297,10 @@ def test_ccx_course_keeps_its_form_with_parts_filled():
     assert (rec.org, rec.course, rec.run) == ("UniX", "CS101", "2024_T1")
 
 
-def test_unrecognised_context_course_id_is_still_kept():
+def test_unrecognised_context_course_id_is_no_course():
+    """A malformed id would otherwise become a course of its own in every count."""
     rec = ok(line(event_type="seq_goto", context={"course_id": "weird-course-key"}))
-    assert rec.course_id == "weird-course-key" and rec.org is None
+    assert rec.course_id is None and rec.org is None
 
 
 def test_course_id_only_in_event_type_url():
@@ -479,3 +480,81 @@ def test_problem_id_from_the_block_of_a_problem_handler():
     graded = ok(line(event_type="problem_graded", event=["no answers here", "<p/>"],
                      context={"course_id": COURSE, "module": {"usage_key": PROBLEM}}))
     assert graded.block_id == PROBLEM == graded.problem_id
+
+
+# --- identity, time range, course ids (counts that equal the events) -------------------
+
+
+def test_a_shipped_line_is_identified_by_fingerprint_and_offset():
+    from edxstream.core.model import event_identity
+
+    raw = line(event_type="play_video")
+    a = ok(raw, source="/log", offset=0, fingerprint="00ff00ff00ff00ff")
+    b = ok(raw, source="/log", offset=len(raw) + 1, fingerprint="00ff00ff00ff00ff")
+    # identical lines at different offsets are distinct events; the same line is one
+    assert a.event_id == "00ff00ff00ff00ff-000000000000" == event_identity("00ff00ff00ff00ff", 0)
+    assert b.event_id != a.event_id
+    assert ok(raw, offset=0, fingerprint="00ff00ff00ff00ff").event_id == a.event_id
+    # a file's ids sort in file order (the unique index grows at its end)
+    ids = [event_identity("ab" * 8, o) for o in (0, 9, 10, 4096, 2**40)]
+    assert ids == sorted(ids)
+    # broken lines too: every malformed line has its own dead letter
+    assert dead(b"{broken", offset=5, fingerprint="ab" * 8).dead_letter_id == event_identity("ab" * 8, 5)
+    assert dead(b"{broken", offset=6, fingerprint="ab" * 8).dead_letter_id != \
+        dead(b"{broken", offset=5, fingerprint="ab" * 8).dead_letter_id
+    # without a source identity (another shipper's single-line record): the content
+    assert ok(raw).event_id == ok(raw, source="/x", offset=3).event_id == line_id(raw)
+
+
+def test_times_outside_the_sane_range_are_dead_letters_never_clamped():
+    latest = datetime(2024, 3, 2, tzinfo=UTC)
+    for t in ("0001-01-01T00:00:00+00:00", "2011-12-31T23:59:59+00:00", "1970-01-01T00:00:00+00:00"):
+        d = dead(line(event_type="play_video", time=t), latest=latest)
+        assert d.reason == "time_out_of_range" and "before 2012-01-01" in d.detail
+    d = dead(line(event_type="play_video", time="9999-12-31T23:59:59"), latest=latest)
+    assert d.reason == "time_out_of_range" and "after 2024-03-02" in d.detail
+    assert ok(line(event_type="play_video", time="2024-03-02T00:00:00+00:00"), latest=latest)
+    assert ok(line(event_type="play_video", time="2012-01-01T00:00:00+00:00"), latest=latest)
+    # without a caller's clock only the lower bound applies (the model has no clock)
+    assert ok(line(event_type="play_video", time="9999-12-31T23:59:59")).time.year == 9999
+    # a line without a time is not out of range: it keeps the UNKNOWN_TIME mark
+    assert ok(line(event_type="play_video", time=_DROP), latest=latest).time is UNKNOWN_TIME
+
+
+def test_course_ids_are_decoded_cut_and_validated():
+    cases = {
+        "course-v1%3AOrg%2BC1%2B2017/courseware/abc": "course-v1:Org+C1+2017",
+        "course-v1:Org+C1+2017?x=1": "course-v1:Org+C1+2017",
+        "course-v1:Org+C1+2017+branch@draft": "course-v1:Org+C1+2017",
+        "Org/C1/2017": "course-v1:Org+C1+2017",
+        "course-v1:Org+C1\u2026": None,  # cut by a copy-paste: two parts
+        "course-v1:Org+C\u2026+2017": None,  # a literal ellipsis is no key character
+        "course-v1:Org++2017": None,
+        "course-v1:Org+C1+" + "x" * 300: None,  # longer than any course id the sinks index
+        "not a course": None,
+    }
+    for value, want in cases.items():
+        assert normalize_course_id(value) == want, value
+    # a malformed context course id leaves the event without a course (not a course of
+    # its own); a well-formed one elsewhere in the event still counts
+    rec = ok(line(event_type="play_video", context={"course_id": "https://x/courses/\u2026", "user_id": 1}))
+    assert rec.course_id is None
+    rec = ok(line(event_type="/courses/course-v1:Org+C1+2017/courseware/abc/",
+                  context={"course_id": "course-v1%3AOrg%2BC1%2B2017/courseware/abc", "user_id": 1}))
+    assert rec.course_id == "course-v1:Org+C1+2017"
+    # what the stream app counts as a rejected course id
+    from edxstream.core.model import rejected_course_id
+
+    junk = line(event_type="play_video", context={"course_id": "https://x/courses/\u2026"})
+    assert rejected_course_id(junk) == "https://x/courses/\u2026"
+    assert rejected_course_id(b"tracking INFO - " + junk) == "https://x/courses/\u2026"
+    assert rejected_course_id(line(event_type="play_video")) is None  # a good one
+    assert rejected_course_id(line(event_type="play_video", context={"course_id": ""})) is None
+    assert rejected_course_id(b"{broken course_id") is None
+
+
+def test_a_long_action_is_kept_whole():
+    url = "/courses/course-v1:Org+C1+2017/courseware/" + "abc/" * 80
+    rec = ok(line(event_type=url, event_source="server", context={"course_id": "course-v1:Org+C1+2017"}))
+    assert rec.course_id == "course-v1:Org+C1+2017" and len(rec.event_type) == len(url)
+    assert len(rec.action) > 255

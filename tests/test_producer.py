@@ -112,9 +112,10 @@ def test_backfill_ships_each_gz_line_once_oldest_first_and_skips_on_rerun(settin
         _gz(history / name, lines, now - 3600 * (3 - n))  # -3 is the oldest
         files[name] = lines
     plain = tmp_path / "tracking.log.1"
-    write_lines(plain, [make_line(i, tag="plain") for i in range(300)], mode="wb")
-    assert [p.name for p in expand([history, plain])][:3] == ["tracking.log-3.gz", "tracking.log-2.gz",
-                                                              "tracking.log-1.gz"]
+    write_lines(plain, [make_line(i, tag="plain") for i in range(3500, 3800)], mode="wb")
+    # by the names' rotation suffixes, then (-1.gz and .1 alike) by their first events
+    assert [p.name for p in expand([history, plain])] == [
+        "tracking.log-3.gz", "tracking.log-2.gz", "tracking.log-1.gz", "tracking.log.1"]
     total = 3 * 1500 + 300
 
     env = env_for(settings)
@@ -197,3 +198,41 @@ def test_a_frame_the_broker_refuses_is_resent_one_line_per_record(settings):
     assert [(k, v) for k, v, _ in got] == [(b"ada", first), (b"bob", second)]
     assert [h["offset"] for _, _, h in got] == [b"%d" % o for o in offsets]
     assert all(frames.OFFSETS not in h and h["fp"] == b"fp-refused" for _, _, h in got)
+
+
+def test_backfill_orders_files_by_the_logs_own_time_not_mtime(tmp_path):
+    """Copies reset modification times (here: the newest file looks oldest); the order
+    comes from rotation suffixes, then each file's first event time; --order given
+    keeps the order named."""
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from producer.backfill import first_event_time, log_order, rotation_rank
+
+    assert rotation_rank("tracking.log-20240102.gz") < rotation_rank("tracking.log-20240103")
+    assert rotation_rank("tracking.log-20240103") < rotation_rank("tracking.log.2.gz") < \
+        rotation_rank("tracking.log.1") < rotation_rank("tracking.log")
+    t = lambda d: datetime(2024, 3, d, tzinfo=timezone.utc)  # noqa: E731
+    assert log_order([(Path("b.log"), t(2)), (Path("a.log"), None), (Path("c.log"), t(1)),
+                      (Path("tracking.log.1"), t(9)), (Path("d.log"), t(1))]) == [
+        Path("tracking.log.1"), Path("c.log"), Path("d.log"), Path("b.log"), Path("a.log")]
+
+    # unnamed parts of one log, their mtimes reset newest-first, a header-less junk line first
+    folder = tmp_path / "copied"
+    folder.mkdir()
+    names = ["part-x.log", "part-a.log", "part-m.log.gz"]
+    for n, name in enumerate(names):  # part-x holds the oldest events, part-m the newest
+        lines = [b"not json"] + [make_line(i, tag=name).replace(b"2024-03-01", f"2024-03-0{n + 1}".encode())
+                                 for i in range(5)]
+        path = folder / name
+        if name.endswith(".gz"):
+            with gzip.open(path, "wb") as f:
+                f.write(b"\n".join(lines) + b"\n")
+        else:
+            write_lines(path, lines, mode="wb")
+        os.utime(path, (1e9 - n * 1000, 1e9 - n * 1000))
+    assert first_event_time(folder / "part-a.log") == datetime(2024, 3, 2, 10, 0, tzinfo=timezone.utc)
+    assert [p.name for p in expand([folder])] == names
+    assert [p.name for p in expand([folder], order="given")] == sorted(names)
+    assert [p.name for p in expand([folder / "part-m.log.gz", folder / "part-x.log"], order="given")] == [
+        "part-m.log.gz", "part-x.log"]

@@ -91,7 +91,7 @@ def test_one_row_per_event_poison_to_dead_letters_and_replay_changes_nothing(set
 @pytest.mark.parametrize("load_data", [None, False], ids=["load_data_path", "insert_path"])
 def test_refused_and_unstorable_values_become_dead_letters(settings, load_data):
     good = make_events(40, seed=7)
-    too_long = msgspec.structs.replace(good[0], event_id="toolong", username="x" * 300)
+    too_long = msgspec.structs.replace(good[0], event_id="toolong", course_id="x" * 300)
     huge_int = msgspec.structs.replace(good[1], event_id="hugeint", user_id=2**70)
     produce_events(settings, good[2:] + [too_long, huge_int])
     infinite = records.encode(msgspec.structs.replace(good[3], event_id="infinite", grade=1.25))
@@ -106,7 +106,7 @@ def test_refused_and_unstorable_values_become_dead_letters(settings, load_data):
     # 2**70 decodes but fits no column; msgspec refuses 1e999 outright.
     assert reasons == ["rejected_by_database", "undecodable_message", "unstorable_value"]
     refused = next(r for r in dead if r[1] == "rejected_by_database")
-    assert "username" in refused[2] and records.decode_enriched(refused[3].encode()).event_id == "toolong"
+    assert "course_id" in refused[2] and records.decode_enriched(refused[3].encode()).event_id == "toolong"
 
 
 def test_waits_for_an_unreachable_database_without_committing(settings, mariadb):
@@ -226,7 +226,7 @@ def test_a_refused_value_on_the_load_data_path_becomes_a_dead_letter(settings, c
     good = make_events(30, seed=22)
     # LOAD DATA LOCAL would truncate this with a warning; the staging table takes it whole
     # and the strict INSERT ... SELECT refuses it.
-    too_long = msgspec.structs.replace(good[0], event_id="toolong", username="x" * 300)
+    too_long = msgspec.structs.replace(good[0], event_id="toolong", course_id="x" * 300)
     long_id = msgspec.structs.replace(good[1], event_id="e" * 65)  # over VARCHAR(64)
     writer = mysql_sink.MySQLWriter(settings)
     try:

@@ -97,14 +97,15 @@ def test_stack_up_with_s3_storage_keeps_topics_across_down_and_up(settings):
         cli("down")
 
 
-def test_status_with_nothing_running_prints_down_and_exits_1(settings):
+def test_status_with_nothing_running_prints_down_and_exits_1_for_degraded(settings):
     env = env_for(settings, EDXSTREAM_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}",
                   EDXSTREAM_MYSQL_DSN=f"mysql://edxstream:edxstream@127.0.0.1:{free_port()}/edxstream")
     r = subprocess.run(edxstream_cmd("stack", "status"), env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "Traceback" not in r.stderr
-    lines = {line.split()[0]: line for line in r.stdout.splitlines()}
+    lines = {line.split()[0]: line for line in r.stdout.splitlines() if line.strip()}
     assert "DOWN" in lines["kafka"] and "DOWN" in lines["mysql"], r.stdout
+    assert lines["status:"] == "status: degraded (not answering: kafka, mysql)", r.stdout
     # the embedded engine needs no server: it answers whenever its folder can be opened
     assert "answers" in lines["clickhouse"], r.stdout
 

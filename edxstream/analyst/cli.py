@@ -23,27 +23,49 @@ from edxstream.core.errors import UserError
 
 QUERY_FORMATS = {"table": "PrettyCompactMonoBlock", "csv": "CSVWithNames", "tsv": "TabSeparatedWithNames",
                  "json": "JSONEachRow"}
+# CSV that pandas and spreadsheets read typed: an empty field for NULL (ClickHouse writes
+# \N, which makes a numeric column text), times in ISO 8601 with a Z; the header is the
+# format's (CSVWithNames).
+CSV_SETTINGS = {"format_csv_null_representation": "", "date_time_output_format": "iso"}
 # Rows per export query: a course's events are read a bounded slice (whole days) at a time,
 # so neither side holds a whole big course in memory.
 EXPORT_CHUNK_ROWS = 200_000
+COURSE_HELP = "course id, e.g. course-v1:edX+DemoX+Demo_Course"
 
 
 def register(sub) -> None:
-    q = sub.add_parser("query", help="run SQL on the analyst database and print the result")
+    q = sub.add_parser(
+        "query", help="run SQL on the analyst database and print the result",
+        description="Run one read-only SQL statement on the ClickHouse analyst database and print the result. "
+        "Works while the pipeline runs. Learners appear pseudonymized, as stored. The tables and views are "
+        "described in docs/analysts.md; `edxstream query \"SHOW TABLES\"` lists them.",
+    )
     q.add_argument("sql", help='e.g. "SELECT * FROM course_daily_interactions LIMIT 10"')
-    q.add_argument("--format", choices=sorted(QUERY_FORMATS), default="table")
+    q.add_argument("--format", choices=sorted(QUERY_FORMATS), default="table",
+                   help="table: aligned text (default); csv: with a header, empty for NULL, ISO times; "
+                   "tsv; json: one object per line")
     q.set_defaults(func=run_query)
 
-    e = sub.add_parser("export", help="a course's events as CSV or Parquet, for a spreadsheet or a notebook")
-    e.add_argument("--course", required=True, help="course id, e.g. course-v1:edX+DemoX+Demo_Course")
+    e = sub.add_parser(
+        "export", help="a course's events as CSV or Parquet, for a spreadsheet or a notebook",
+        description="Write a course's events, each once and in time order, as CSV (a header, an empty "
+        "field for NULL, ISO 8601 times in UTC: pandas.read_csv and spreadsheets read it typed) or as "
+        "Parquet. Learners appear pseudonymized, as stored.",
+    )
+    e.add_argument("--course", required=True, help=COURSE_HELP)
     e.add_argument("--from", dest="start", help="ISO date/time (UTC unless it has an offset), inclusive")
     e.add_argument("--to", dest="end", help="ISO date/time, exclusive; a bare date means the end of that day")
-    e.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    e.add_argument("--format", choices=["csv", "parquet"], default="csv", help="csv (default) or parquet")
     e.add_argument("--out", type=Path, help="file to write (default: stdout for csv)")
     e.set_defaults(func=run_export)
 
-    r = sub.add_parser("report", help="a static HTML report for a course (opens without a server)")
-    r.add_argument("--course", required=True)
+    r = sub.add_parser(
+        "report", help="a static HTML report for a course (opens without a server)",
+        description="Write a static HTML report for a course into a folder: activity per day and category, "
+        "learners, the most watched videos and the most attempted problems. Open index.html in a browser; "
+        "it needs no server.",
+    )
+    r.add_argument("--course", required=True, help=COURSE_HELP)
     r.add_argument("--out", type=Path, required=True, help="folder to write index.html into")
     r.add_argument("--top", type=int, default=10, help="how many videos and problems to list")
     r.set_defaults(func=run_report)
@@ -55,7 +77,7 @@ def register(sub) -> None:
 def run_query(args) -> int:
     runner = open_runner(settings_mod.load())
     out = sys.stdout.buffer
-    for chunk in runner.stream(args.sql, QUERY_FORMATS[args.format]):
+    for chunk in runner.stream(args.sql, QUERY_FORMATS[args.format], CSV_SETTINGS if args.format == "csv" else None):
         out.write(chunk)
     out.flush()
     return 0
@@ -131,7 +153,7 @@ def export_events(runner: Runner, course: str, start: datetime | None, end: date
 
     if fmt == "csv":
         for i, (first, last) in enumerate(slices):
-            for chunk in runner.stream(sql(first, last), "CSVWithNames" if i == 0 else "CSV"):
+            for chunk in runner.stream(sql(first, last), "CSVWithNames" if i == 0 else "CSV", CSV_SETTINGS):
                 out.write(chunk)
         return total
     import pyarrow.parquet as pq  # only the Parquet export needs it

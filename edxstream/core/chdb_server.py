@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import threading
 import urllib.error
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Iterator, Protocol
 
 import clickhouse_connect
+from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from edxstream.core import clickhouse
 from edxstream.core.errors import UserError
@@ -36,6 +38,10 @@ log = logging.getLogger(__name__)
 
 # Statements that only read. Anything else needs allow_write=True on the server side.
 READ_KEYWORDS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN"})
+# The only query settings a client may pass along: how results are written (the CSV that
+# `query --format csv` and `export` write: empty for NULL, ISO times). Others could lift
+# the endpoint's limits, so they are not forwarded.
+OUTPUT_SETTINGS = frozenset({"format_csv_null_representation", "date_time_output_format"})
 MAX_SQL_BYTES = 1_000_000
 
 
@@ -108,6 +114,20 @@ def strip_semicolons(sql: str) -> str:
     return sql.strip().rstrip(";").rstrip()
 
 
+_EXPECTED = re.compile(r"\. Expected one of: .*?(?=\. \([A-Z_]+\)$|$)", re.S)
+
+
+def engine_message(exc: Exception, fmt: str) -> str:
+    """The engine's error as one line, as the user wrote the SQL: without the FORMAT
+    clause the client appended to it, and without the parser's long list of tokens it
+    expected. A missing table gets a hint, since that is what a fresh setup meets."""
+    text = str(exc).replace(f"\n FORMAT {fmt}", "")
+    text = " ".join(_EXPECTED.sub("", text).split())
+    if "UNKNOWN_TABLE" in text or "UNKNOWN_DATABASE" in text:
+        text += ". The analyst tables are made by `edxstream db init`; list them with edxstream query \"SHOW TABLES\""
+    return text
+
+
 # -- server side --------------------------------------------------------------------------
 
 
@@ -166,20 +186,21 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"query too long\n")
             return
         sql = strip_semicolons(self.rfile.read(length).decode("utf-8", "replace"))
-        params = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+        params = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query, keep_blank_values=True)
         fmt = params.get("format", ["TabSeparatedWithNames"])[0]
         database = params.get("database", [self.server.database])[0]
+        settings = {k: v[0] for k, v in params.items() if k in OUTPUT_SETTINGS}
         try:
             if not self.server.allow_write:
                 check_read_only(sql)
             with self.server.lock:
                 self.server.client.database = database
-                body = self.server.client.raw_query(sql, fmt=fmt)
+                body = self.server.client.raw_query(sql, fmt=fmt, settings=settings or None)
         except UserError as exc:
             self._reply(HTTPStatus.FORBIDDEN, f"{exc}\n".encode())
             return
         except Exception as exc:  # the engine's own message is what the analyst needs
-            self._reply(HTTPStatus.BAD_REQUEST, f"{exc}\n".encode())
+            self._reply(HTTPStatus.BAD_REQUEST, f"{engine_message(exc, fmt)}\n".encode())
             return
         self._reply(HTTPStatus.OK, body, "application/octet-stream")
 
@@ -215,9 +236,9 @@ class Runner(Protocol):
 
     where: str
 
-    def raw(self, sql: str, fmt: str) -> bytes: ...
+    def raw(self, sql: str, fmt: str, settings: dict[str, str] | None = None) -> bytes: ...
 
-    def stream(self, sql: str, fmt: str) -> Iterator[bytes]: ...
+    def stream(self, sql: str, fmt: str, settings: dict[str, str] | None = None) -> Iterator[bytes]: ...
 
 
 class ClientRunner:
@@ -225,16 +246,22 @@ class ClientRunner:
         self.client = client
         self.where = where
 
-    def raw(self, sql: str, fmt: str) -> bytes:
-        return self.client.raw_query(strip_semicolons(sql), fmt=fmt)
-
-    def stream(self, sql: str, fmt: str) -> Iterator[bytes]:
-        stream = self.client.raw_stream(strip_semicolons(sql), fmt=fmt)
+    def raw(self, sql: str, fmt: str, settings: dict[str, str] | None = None) -> bytes:
         try:
-            while chunk := stream.read(1 << 20):
-                yield chunk
-        finally:
-            stream.close()
+            return self.client.raw_query(strip_semicolons(sql), fmt=fmt, settings=settings)
+        except ClickHouseError as exc:
+            raise UserError(f"ClickHouse ({self.where}): {engine_message(exc, fmt)}") from None
+
+    def stream(self, sql: str, fmt: str, settings: dict[str, str] | None = None) -> Iterator[bytes]:
+        try:
+            stream = self.client.raw_stream(strip_semicolons(sql), fmt=fmt, settings=settings)
+            try:
+                while chunk := stream.read(1 << 20):
+                    yield chunk
+            finally:
+                stream.close()
+        except ClickHouseError as exc:
+            raise UserError(f"ClickHouse ({self.where}): {engine_message(exc, fmt)}") from None
 
 
 class EndpointRunner:
@@ -244,8 +271,8 @@ class EndpointRunner:
         self.database = database
         self.where = where
 
-    def _open(self, sql: str, fmt: str):
-        query = urllib.parse.urlencode({"format": fmt, "database": self.database})
+    def _open(self, sql: str, fmt: str, settings: dict[str, str] | None):
+        query = urllib.parse.urlencode({"format": fmt, "database": self.database, **(settings or {})})
         req = urllib.request.Request(
             f"{self.url}?{query}", data=sql.encode(), method="POST",
             headers={"X-Edxstream-Token": self.token, "Content-Type": "text/plain; charset=utf-8"},
@@ -260,35 +287,58 @@ class EndpointRunner:
                 f"is the ClickHouse sink still starting or stuck?"
             ) from None
 
-    def raw(self, sql: str, fmt: str) -> bytes:
-        with self._open(sql, fmt) as resp:
+    def raw(self, sql: str, fmt: str, settings: dict[str, str] | None = None) -> bytes:
+        with self._open(sql, fmt, settings) as resp:
             return resp.read()
 
-    def stream(self, sql: str, fmt: str) -> Iterator[bytes]:
-        with self._open(sql, fmt) as resp:
+    def stream(self, sql: str, fmt: str, settings: dict[str, str] | None = None) -> Iterator[bytes]:
+        with self._open(sql, fmt, settings) as resp:
             while chunk := resp.read(1 << 20):
                 yield chunk
 
 
-def open_runner(settings: Settings) -> Runner:
-    """A runner for the configured ClickHouse; through the holder's endpoint when
-    another process holds the chdb folder."""
+def holder(settings: Settings) -> dict | None:
+    """The endpoint file of the other live process that holds the embedded ClickHouse
+    folder (url, token, pid, path), or None: no endpoint, a stale file, or ours."""
     path = settings.clickhouse_embedded_path
     if path is None:
-        return ClientRunner(clickhouse.connect(settings), clickhouse.describe(settings))
+        return None
     try:
-        return ClientRunner(clickhouse.connect(settings), clickhouse.describe(settings))
-    except UserError:
-        target = endpoint_file(settings)
-        try:
-            info = json.loads(target.read_text())
-        except (OSError, ValueError):
-            raise UserError(
-                f"the embedded ClickHouse folder {path} is held by another process and it "
-                f"publishes no query endpoint ({target} is missing). Stop that process, or "
-                f"run the ClickHouse sink of this version, which serves queries."
-            ) from None
-        if Path(info.get("path", "")) != path:
-            raise UserError(f"{target} is for {info.get('path')}, not {path}: stale file from another setup?")
+        info = json.loads(endpoint_file(settings).read_text())
+        pid = int(info["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if Path(info.get("path", "")) != path or pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None  # its process is gone: the folder is free
+    except PermissionError:
+        pass  # alive, another user's
+    return info
+
+
+def open_runner(settings: Settings) -> Runner:
+    """A runner for the configured ClickHouse; through the holder's endpoint when
+    another live process holds the chdb folder (without first trying to open it: the
+    engine would complain on stderr)."""
+    path = settings.clickhouse_embedded_path
+    info = holder(settings)
+    if info is not None:
         return EndpointRunner(info["url"], info["token"], settings.clickhouse_database,
-                              f"chdb:{path} via pid {info.get('pid')}")
+                              f"chdb:{path} via pid {info['pid']}")
+    where = clickhouse.describe(settings)
+    try:
+        return ClientRunner(clickhouse.connect(settings), where)
+    except ClickHouseError as exc:  # a server that does not answer, or refuses us
+        raise UserError(f"ClickHouse at {where} does not answer ({clickhouse.connection_problem(exc)}): start it, "
+                        f"or check EDXSTREAM_CLICKHOUSE_URL") from None
+    except UserError:
+        if path is None:
+            raise
+        raise UserError(
+            f"the embedded ClickHouse folder {path} is held by another process and it "
+            f"publishes no query endpoint ({endpoint_file(settings)} is missing or stale). Stop that "
+            f"process, or run the ClickHouse sink of this version, which serves queries."
+        ) from None

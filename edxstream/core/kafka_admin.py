@@ -8,13 +8,29 @@ import time
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from edxstream.core.errors import UserError
 from edxstream.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
+class _LibrdkafkaLog:
+    """Where librdkafka's own log lines go: the debug log. While a broker is away it
+    writes a line per failed connection attempt (about 20 a second per client) to
+    stderr; the commands instead say once, in their own words, what is wrong. Every
+    confluent_kafka client edxstream makes gets ``"logger": LIBRDKAFKA_LOG``."""
+
+    _log = logging.getLogger("librdkafka")
+
+    def log(self, level: int, msg: str, *args) -> None:
+        self._log.debug(msg, *args)
+
+
+LIBRDKAFKA_LOG = _LibrdkafkaLog()
+
+
 def admin(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "logger": LIBRDKAFKA_LOG})
 
 
 def broker_answers(settings: Settings, timeout: float = 2.0) -> bool:
@@ -23,6 +39,14 @@ def broker_answers(settings: Settings, timeout: float = 2.0) -> bool:
         return True
     except KafkaException:
         return False
+
+
+def require_broker(settings: Settings, timeout: float = 5.0) -> None:
+    """Fail with one line saying what to do when no broker answers at the bootstrap
+    address (commands call this before they start their clients)."""
+    if not broker_answers(settings, timeout=timeout):
+        raise UserError(f"no Kafka broker answers at {settings.kafka_bootstrap}: start the local one with "
+                        f"`edxstream stack up`, or set EDXSTREAM_KAFKA_BOOTSTRAP to yours")
 
 
 def ensure_topics(
@@ -68,7 +92,8 @@ def partition_lags(settings: Settings, group: str, topics: list[str]) -> list[di
     (messages not yet committed). None when the broker does not answer or no topic exists."""
     from confluent_kafka import Consumer, TopicPartition
 
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group, "enable.auto.commit": False})
+    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group, "enable.auto.commit": False,
+                  "logger": LIBRDKAFKA_LOG})
     try:
         md = c.list_topics(timeout=5)
         parts = [TopicPartition(t, p) for t in topics if t in md.topics for p in md.topics[t].partitions]

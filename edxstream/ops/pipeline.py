@@ -25,7 +25,6 @@ when the sink serves one.
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import signal
@@ -38,11 +37,9 @@ from typing import Callable, Iterable
 
 import pymysql
 
-from edxstream.core import kafka_admin
+from edxstream.core import kafka_admin, logfiles
 from edxstream.core.errors import UserError
 from edxstream.core.settings import Settings
-
-GZIP_MAGIC = b"\x1f\x8b"
 
 
 # -- settings to subprocesses ---------------------------------------------------------------
@@ -229,42 +226,41 @@ class Pipeline:
 # -- what the input should produce ------------------------------------------------------------
 
 
-def open_log(path: Path):
-    f = open(path, "rb")
-    if f.read(2) == GZIP_MAGIC:
-        f.close()
-        return gzip.open(path, "rb")
-    f.seek(0)
-    return f
-
-
 @dataclass
 class Expected:
     lines: int = 0  # non-empty lines
-    events: int = 0  # distinct valid events (rows in MySQL events)
-    dead_letters: int = 0  # distinct bad lines (rows in MySQL dead_letters)
+    events: int = 0  # valid events (rows in MySQL events)
+    dead_letters: int = 0  # bad lines (rows in MySQL dead_letters)
 
 
-def expected_counts(paths: Iterable[Path]) -> Expected:
-    """What the pipeline must write for these files: the event model run over them."""
+def expected_counts(paths: Iterable[Path], skew_seconds: float | None = None) -> Expected:
+    """What the pipeline must write for these files: the event model run over them. Every
+    line is one row (lines are identified by file and offset, so identical lines are
+    rows of their own); a time further ahead of now than ``skew_seconds`` (default: the
+    setting's default) is a dead letter, as in the stream app."""
+    from datetime import datetime, timedelta, timezone
+
     from edxstream.core.model import parse_line
     from edxstream.core.records import DeadLetter
 
-    events: set[str] = set()
-    dead: set[str] = set()
-    n = 0
+    if skew_seconds is None:
+        skew_seconds = Settings.model_fields["max_clock_skew_seconds"].default
+    latest = datetime.now(timezone.utc) + timedelta(seconds=skew_seconds)
+    events = dead = n = 0
     for path in paths:
-        with open_log(path) as f:
-            for line in f:
+        f = logfiles.open_log(path)
+        try:
+            for _, line in logfiles.iter_lines(f, 1 << 62):
                 if not line.strip():
                     continue
                 n += 1
-                r = parse_line(line)
-                if r.__class__ is DeadLetter:
-                    dead.add(r.dead_letter_id)
+                if parse_line(line, latest=latest).__class__ is DeadLetter:
+                    dead += 1
                 else:
-                    events.add(r.event_id)
-    return Expected(n, len(events), len(dead))
+                    events += 1
+        finally:
+            logfiles.close_log(f)
+    return Expected(n, events, dead)
 
 
 def load_clickhouse_events(settings: Settings, lines: Iterable[bytes], client=None, batch: int = 50_000) -> int:
@@ -401,9 +397,7 @@ def wait_joined(pipe: Pipeline, groups: list[str], timeout: float = 120) -> floa
     """Wait until the broker reports each consumer group stable (members joined and
     partitions assigned) while the workers stay alive; returns the seconds it took."""
     from confluent_kafka import ConsumerGroupState
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": pipe.settings.kafka_bootstrap})
+    admin = kafka_admin.admin(pipe.settings)
     t0 = time.monotonic()
     while True:
         pipe.sample()
@@ -478,6 +472,7 @@ def backfill_until_written(
     ship_s = mysql_s = None
     conn = mysql_connect(s)
     total = expected.events + expected.dead_letters
+    last_counts, still_since = None, time.monotonic()
     try:
         # 1. every row in MySQL
         while True:
@@ -494,6 +489,11 @@ def backfill_until_written(
             if time.monotonic() > deadline:
                 raise UserError(f"MySQL holds {ev}/{expected.events} events and {dl}/{expected.dead_letters} "
                                 f"dead letters after {timeout:.0f}s; see the logs in {pipe.log_dir}")
+            if (ev, dl) != last_counts or ship_s is None:
+                last_counts, still_since = (ev, dl), time.monotonic()
+            elif time.monotonic() - still_since >= STUCK_SECONDS and all_read(s):
+                # nothing is left to read anywhere: waiting longer cannot help
+                raise UserError(stuck_message(conn, ev, dl, expected, pipe.log_dir))
             time.sleep(0.25)
         # 2. the stream app has counted everything, and the ClickHouse sink has caught up
         stable = 0
@@ -540,6 +540,31 @@ def backfill_until_written(
         ch_events, ch_windows = clickhouse_counts(s)
     return RunResult(expected, ch_s, mysql_s, ship_s, dict(pipe.peaks), ch_events, ch_windows, notes,
                      dict(pipe.cpu))
+
+
+# Seconds MySQL's counts must stand still, with every consumer caught up, before a
+# wait for rows is known never to finish.
+STUCK_SECONDS = 10.0
+
+
+def all_read(settings: Settings) -> bool:
+    """True when the stream app has read the raw topic and the MySQL sink its topics to
+    the end (False when a lag is unknown)."""
+    s = settings
+    return (group_lag(s, s.stream_group, [s.raw_topic]) == 0
+            and group_lag(s, s.mysql_sink_group, [s.enriched_topic, s.deadletter_topic]) == 0)
+
+
+def stuck_message(conn, events: int, dead: int, expected: Expected, log_dir: Path) -> str:
+    """Why a wait for MySQL's rows cannot finish: what is there, and the dead letters by
+    reason and stage (a row the database refused is a sink-stage dead letter)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT reason, stage, COUNT(*) FROM dead_letters GROUP BY reason, stage ORDER BY 3 DESC")
+        reasons = ", ".join(f"{r} ({st}): {n:,}" for r, st, n in cur.fetchall()) or "none"
+    return (f"MySQL holds {events:,} of {expected.events:,} events and {dead:,} of {expected.dead_letters:,} "
+            f"dead letters, and the stream app and the MySQL sink have read everything: the rest will not come. "
+            f"Dead letters by reason: {reasons}. Run `edxstream reconcile` to see which courses and days "
+            f"differ; the logs are in {log_dir}")
 
 
 def clickhouse_counts(settings: Settings) -> tuple[int, int]:

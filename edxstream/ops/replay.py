@@ -410,7 +410,7 @@ def _join_probe(settings: Settings, group: str, topics: list[str], timeout: floa
     existing = kafka_admin.admin(settings).list_topics(timeout=10).topics
     wanted = {(t, p) for t in topics if t in existing for p in existing[t].partitions}
     consumer = Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap, "group.id": group,
+        "bootstrap.servers": settings.kafka_bootstrap, "logger": kafka_admin.LIBRDKAFKA_LOG, "group.id": group,
         "enable.auto.commit": False, "session.timeout.ms": 6000,
         "auto.offset.reset": "earliest",
     })
@@ -458,7 +458,7 @@ def refuse_if_active(settings: Settings, groups: Mapping[str, Iterable[str]]) ->
 
 def _consumer(settings: Settings, group: str | None = None) -> Consumer:
     return Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap,
+        "bootstrap.servers": settings.kafka_bootstrap, "logger": kafka_admin.LIBRDKAFKA_LOG,
         # A throwaway id when only reading: never join or commit for a real group here.
         "group.id": group or f"edxstream-replay-reader-{time.monotonic_ns()}",
         "enable.auto.commit": False,

@@ -46,7 +46,10 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from edxstream.ops import replay
 
+    from edxstream.core import kafka_admin
+
     s = settings_mod.load()
+    kafka_admin.require_broker(s)
     from_time = replay.parse_time(args.from_)
     to_time = replay.parse_time(args.to) if args.to else None
     if args.to and to_time is None:

@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pymysql
@@ -103,9 +104,22 @@ def _pidfile(settings: Settings) -> Path:
 
 
 def broker_up(settings: Settings) -> str:
+    """Start the broker, unless one answers at its address already. A broker this stack
+    started that holds the port without answering (stopping, or hung) is stopped and
+    started again; a port held by something else that does not answer is an error."""
+    from edxstream.core.kafka_admin import broker_answers
+
     host, port = _host_port(settings.kafka_bootstrap)
+    pid = _running_pid(_pidfile(settings))
     if port_open(host, port):
-        return "already running"
+        if broker_answers(settings, timeout=5.0):
+            if settings.broker_storage == "s3" and pid is not None:
+                object_store_up(settings)  # a broker on s3:// without its store keeps nothing
+            return "already running" if pid is not None else "already running (not started by edxstream)"
+        if pid is None:
+            raise UserError(f"{host}:{port} is taken by a process that does not answer as a Kafka broker; "
+                            f"stop it or set EDXSTREAM_KAFKA_BOOTSTRAP to another address")
+        stop_process(pid)  # ours, but not answering: start it again
     storage, env = broker_storage(settings)
     proc = start_broker(tansu_binary(settings), host, port, settings.log_dir / "broker.log", storage, env)
     _pidfile(settings).parent.mkdir(parents=True, exist_ok=True)
@@ -113,15 +127,27 @@ def broker_up(settings: Settings) -> str:
     return f"started (pid {proc.pid})"
 
 
+def _running_pid(pidfile: Path) -> int | None:
+    """The pid in ``pidfile`` if that process still runs; a stale file is removed."""
+    try:
+        pid = int(pidfile.read_text())
+        os.kill(pid, 0)
+        return pid
+    except (FileNotFoundError, ValueError):
+        return None
+    except ProcessLookupError:
+        pidfile.unlink(missing_ok=True)
+        return None
+    except PermissionError:
+        return pid
+
+
 def broker_down(settings: Settings) -> str:
     pidfile = _pidfile(settings)
     if not pidfile.exists():
         return "not started by edxstream"
     pid = int(pidfile.read_text())
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
+    stop_process(pid)  # returns once it is gone: a `stack up` right after starts a new one
     pidfile.unlink()
     return f"stopped (pid {pid})"
 
@@ -435,19 +461,29 @@ def mysql_status(settings: Settings) -> ServiceStatus:
 # -- ClickHouse -----------------------------------------------------------------------
 
 def clickhouse_status(settings: Settings) -> ServiceStatus:
-    from edxstream.core import clickhouse
+    from edxstream.core import chdb_server, clickhouse
 
     address = clickhouse.describe(settings)
+    held = chdb_server.holder(settings)
+    if held is not None:
+        # The ClickHouse sink has the folder open (one process per folder): ask it.
+        try:
+            version = chdb_server.open_runner(settings).raw("SELECT version()", "TabSeparated").decode().strip()
+        except UserError as exc:
+            return ServiceStatus("clickhouse", address, False, str(exc))
+        return ServiceStatus("clickhouse", address, True,
+                             f"embedded chdb {version}, open in pid {held['pid']} (a ClickHouse sink), "
+                             f"which answers queries for it")
     try:
         client = clickhouse.connect(settings)
         version = client.query("SELECT version()").result_rows[0][0]
         kind = "embedded chdb" if settings.clickhouse_embedded_path else "server"
         return ServiceStatus("clickhouse", address, True, f"{kind} {version}")
-    except UserError as exc:
-        # The folder is held by a running sink: the engine is up, in that process.
-        return ServiceStatus("clickhouse", address, True, f"in use by another process ({exc.__cause__})")
+    except UserError:
+        # held by a process that serves no queries (an older sink, or another program)
+        return ServiceStatus("clickhouse", address, True, "embedded chdb, open in another process")
     except Exception as exc:  # any client error means "does not answer"
-        return ServiceStatus("clickhouse", address, False, str(exc))
+        return ServiceStatus("clickhouse", address, False, clickhouse.connection_problem(exc))
 
 
 def clickhouse_up(settings: Settings) -> str:
@@ -521,4 +557,104 @@ def status(settings: Settings) -> list[ServiceStatus]:
     if settings.broker_storage == "s3":
         statuses.insert(1, object_store_status(settings))
     return statuses
+
+
+# -- the components running under this home ------------------------------------------
+# Every component (shipper, backfill, stream worker, sinks) writes its progress to
+# <home>/run/<name>.metrics.json with its pid, and `edxstream` adds to it, as the process
+# ends, when and how it exited (record_exit). `stack status` shows them from there.
+
+HEALTHY_STATES = ("ok", "running", "idle")
+
+
+def iso_utc(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _pid_alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError, OverflowError):
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def _readable(key: str, value):
+    """Epoch seconds become ISO UTC times (keys ending in _at, and last_commit); the rest
+    stays as written."""
+    is_time = key.endswith("_at") or key == "last_commit"
+    if is_time and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return iso_utc(value) if value > 0 else None
+    return value
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    pid: int | None
+    running: bool
+    last_report: str  # when its metrics file was last written (ISO UTC)
+    metrics: dict
+    exited_at: str | None = None
+    exit: str | None = None  # how it ended, as recorded by the process itself
+
+    @property
+    def healthy(self) -> bool:
+        """A running component that reports a state (a sink: ok / retrying / stuck) is
+        healthy only in an ok state; one that reports none is healthy while it runs."""
+        state = self.metrics.get("state")
+        return self.running and (state is None or str(state).lower() in HEALTHY_STATES)
+
+
+def components(settings: Settings) -> list[ComponentStatus]:
+    run_dir = settings.data_dir / "run"
+    found = []
+    for path in sorted(run_dir.glob("*.metrics.json")) if run_dir.is_dir() else []:
+        try:
+            data = json.loads(path.read_text())
+            mtime = path.stat().st_mtime
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        exit_info = data.pop("exit", None) or {}
+        pid = data.pop("pid", None)
+        running = pid is not None and _pid_alive(pid) and not exit_info
+        found.append(ComponentStatus(
+            name=path.name.removesuffix(".metrics.json"), pid=pid, running=running, last_report=iso_utc(mtime),
+            metrics={k: _readable(k, v) for k, v in data.items()},
+            exited_at=None if running else exit_info.get("at") or iso_utc(mtime),
+            exit=None if running else exit_info.get("how") or "no exit recorded (killed, or the machine stopped)",
+        ))
+    return found
+
+
+def record_exit(settings: Settings, how: str) -> None:
+    """Add to the metrics files this process wrote when and how it ended, for `stack
+    status` (a process killed outright records nothing; status says so)."""
+    run_dir = settings.data_dir / "run"
+    for path in run_dir.glob("*.metrics.json") if run_dir.is_dir() else []:
+        try:
+            data = json.loads(path.read_text())
+            if not isinstance(data, dict) or data.get("pid") != os.getpid():
+                continue
+            data["exit"] = {"at": iso_utc(time.time()), "how": how}
+            tmp = path.with_name(f"{path.name}.exit{os.getpid()}")
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, path)
+        except (OSError, ValueError):
+            continue
+
+
+def overall(services: list[ServiceStatus], running: list[ComponentStatus]) -> str:
+    """up: every service answers and every running component is healthy; down: no
+    service answers; degraded: anything in between."""
+    answering = sum(s.answers for s in services)
+    if answering == 0:
+        return "down"
+    if answering < len(services) or not all(c.healthy for c in running):
+        return "degraded"
+    return "up"
 

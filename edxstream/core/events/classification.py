@@ -185,6 +185,7 @@ NAMES: tuple[Rule, ...] = (
     _R("ubc.peer_instruction.*", LEARNER, ASSESSMENT, "peer_instruction.*", ref=_STUDENT),
     # --- Studio --------------------------------------------------------------------------
     _R("edx.course.index.*", AUTHORING, OTHER, "course.published", ref=_TEAM),
+    _R("edx.instructor.*", AUTHORING, OTHER, "instructor.*", ref=_TEAM),
 )
 
 # 2. URL event types (server requests), reduced to route templates: a whole route in
@@ -232,6 +233,7 @@ ROUTES: tuple[Rule, ...] = (
     _R("/forum/", LEARNER, FORUM, "forum.viewed", ref=_STUDENT),
     # course team tools in the LMS
     _R("/instructor", AUTHORING, OTHER, "instructor_dashboard", ref=_TEAM),
+    _R("/legacy_instructor_dash", AUTHORING, OTHER, "instructor_dashboard", ref=_TEAM),
     _R("/submission_history", AUTHORING, ASSESSMENT, "submission_history", ref=_TEAM),
     _R("/wiki", LEARNER, CONTENT, "wiki.viewed", ref=_STUDENT),
     # courseware pages: the page load is the learner's visit
@@ -265,6 +267,7 @@ ROUTES: tuple[Rule, ...] = (
     _R("/xblock", AUTHORING, OTHER, "studio.xblock", ref="Studio request"),
     _R("/container/", AUTHORING, OTHER, "studio.container", ref="Studio request"),
     _R("/unit/", AUTHORING, OTHER, "studio.unit", ref="Studio request"),
+    _R("/subsection/", AUTHORING, OTHER, "studio.subsection", ref="Studio request"),
     _R("/course/", AUTHORING, OTHER, "studio.outline", ref="Studio request"),
     _R("/account/settings", LEARNER, ACCESS, "settings.viewed", ref="account settings page"),
     _R("/settings/", AUTHORING, OTHER, "studio.settings", ref="Studio request"),
@@ -337,6 +340,13 @@ def describe(action: str, source: Optional[str] = None) -> Taxon:
     if name.endswith("*"):
         name = name[:-1] + rest
     return Taxon(rule.kind, rule.category, name)
+
+
+def counted_as(kind: str, category: str) -> str:
+    """What the window counts count an event under: a learner interaction under its
+    category, any other event under its kind (an event without a kind, made before the
+    taxonomy, under its category)."""
+    return category if kind == LEARNER or not kind else kind
 
 
 def classify(action: str) -> str:

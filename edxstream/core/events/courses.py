@@ -30,14 +30,24 @@ def _take_key(text: str, start: int) -> str:
     return text[start:end]
 
 
+# Longest course id kept: the sinks index course ids (MySQL: VARCHAR(255)); no real
+# course id comes near it.
+MAX_COURSE_ID = 255
+
+
 def _valid_part(part: str) -> bool:
-    return bool(part) and all(c.isalnum() or c in "._-~%" for c in part)
+    """A part of a course key as Open edX allows it (letters, digits, ``._-~``)."""
+    return bool(part) and all(c.isalnum() or c in "._-~" for c in part)
 
 
 @lru_cache(maxsize=4096)
 def normalize_course_id(value: str | None) -> str | None:
     """Return the course id in ``course-v1:Org+Course+Run`` form (``ccx-v1:`` ids keep
-    their form), or None when ``value`` is not a course id."""
+    their form), or None when ``value`` is not a well-formed course id.
+
+    Percent-encoding is undone and the id is cut where it ends (a URL's path tail, a
+    query); its org, course and run must then be made of the characters course keys
+    allow, and the whole id fit in :data:`MAX_COURSE_ID` characters."""
     if not value or not isinstance(value, str):
         return None
     value = value.strip()
@@ -45,8 +55,9 @@ def normalize_course_id(value: str | None) -> str | None:
         value = unquote(value)
     if value.startswith(COURSE_V1) or value.startswith(CCX_V1):
         prefix = COURSE_V1 if value.startswith(COURSE_V1) else CCX_V1
+        value = _take_key(value, 0)
         parts = value[len(prefix):].split("+")
-        if len(parts) < 3 or not all(parts[:3]):
+        if len(parts) < 3 or not all(_valid_part(p) for p in parts[:3]) or len(value) > MAX_COURSE_ID:
             return None
         if prefix == COURSE_V1:
             # a course key never carries a branch/version suffix in the logs we keep
@@ -57,7 +68,7 @@ def normalize_course_id(value: str | None) -> str | None:
     if value.startswith(I4X):
         return None  # i4x keys lack the run
     parts = value.split("/")
-    if len(parts) == 3 and all(_valid_part(p) for p in parts):
+    if len(parts) == 3 and all(_valid_part(p) for p in parts) and len(value) + 8 <= MAX_COURSE_ID:
         return f"{COURSE_V1}{parts[0]}+{parts[1]}+{parts[2]}"
     return None
 
@@ -78,7 +89,7 @@ def course_of_usage_key(key: str) -> str | None:
     if not key.startswith(BLOCK_V1):
         return None
     parts = key[len(BLOCK_V1):].split("+")
-    if len(parts) < 3 or "@" in parts[0] or "@" in parts[1] or "@" in parts[2]:
+    if len(parts) < 3 or not (_valid_part(parts[0]) and _valid_part(parts[1]) and _valid_part(parts[2])):
         return None
     return f"{COURSE_V1}{parts[0]}+{parts[1]}+{parts[2]}"
 
