@@ -35,7 +35,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,7 +53,7 @@ from edxstream.core.chdb_server import open_runner  # noqa: E402
 from edxstream.core.settings import load  # noqa: E402
 from edxstream.ops import generate  # noqa: E402
 from edxstream.ops.generate import GenConfig, write_dir  # noqa: E402
-from edxstream.ops.pipeline import load_clickhouse_events, open_log  # noqa: E402
+from edxstream.ops.pipeline import load_clickhouse_events  # noqa: E402
 
 CORPUS = REPO.parent / "shared" / "corpus" / "public-tracking.log"
 SCALES = {
@@ -77,8 +76,7 @@ def settings_for(work: Path, name: str):
 
 
 def latest(client, table: str, columns: str = "*") -> pd.DataFrame:
-    return client.query_df(f"SELECT {columns} FROM {table} WHERE (course_id, run_id) IN "
-                           f"(SELECT course_id, run_id FROM latest_analysis_runs)")
+    return client.query_df(f"SELECT {columns} FROM {table} WHERE {analysis.LATEST}")
 
 
 # -- 1. quality --------------------------------------------------------------------------------
@@ -90,7 +88,7 @@ def bench_quality(work: Path, cfg: GenConfig) -> dict:
     truth = pd.DataFrame(json.loads((work / "gen" / generate.TRUTH_FILE).read_bytes()))
     s = settings_for(work, "quality")
     client = clickhouse.connect(s)
-    with open_log(work / "gen" / "tracking.log") as f:
+    with open(work / "gen" / "tracking.log", "rb") as f:  # plain text (rotate="none")
         n = load_clickhouse_events(s, f, client)
     say(f"quality: {n:,} generated events of {cfg.learners:,} learners in {cfg.courses} courses loaded "
         f"in {time.monotonic() - t:.0f} s")
@@ -248,7 +246,7 @@ def bench_corpus(work: Path) -> dict:
         return {}
     s = settings_for(work, "corpus")
     client = clickhouse.connect(s)
-    with open_log(CORPUS) as f:
+    with open(CORPUS, "rb") as f:  # plain text
         n = load_clickhouse_events(s, f, client)
     summary = analysis.run(open_runner(s), client)
     say(f"corpus: {n:,} events, {len(summary.courses)} courses")
@@ -295,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     scale = SCALES[args.scale]
     results: dict = {"analysis_scale": args.scale}
-    with tempfile.TemporaryDirectory(prefix="edxstream-bench-analysis-") as tmp:
+    # chdb's background merges may still be writing in its folder as the run ends
+    with tempfile.TemporaryDirectory(prefix="edxstream-bench-analysis-", ignore_cleanup_errors=True) as tmp:
         work = Path(tmp)
         results.update(bench_quality(work, scale["quality"]))
         results.update(bench_scale(scale["learners"], scale["events"]))

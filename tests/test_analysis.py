@@ -8,6 +8,7 @@ returns the planted truth (user ids pseudonymized like the events)."""
 
 from __future__ import annotations
 
+import html
 import json
 from datetime import date
 from pathlib import Path
@@ -18,13 +19,14 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from edxstream import cli
+from edxstream.analyst import report
 from edxstream.analyst.analysis import recommendations, segments
 from edxstream.analyst.analysis import run as analysis
 from edxstream.core import clickhouse, privacy
 from edxstream.core.chdb_server import open_runner
 from edxstream.ops import generate
 from edxstream.ops.generate import GenConfig, write_dir
-from edxstream.ops.pipeline import load_clickhouse_events, open_log
+from edxstream.ops.pipeline import load_clickhouse_events
 from tests.conftest import CORPUS
 from tests.test_analyst_data import load_course
 
@@ -35,7 +37,7 @@ SMALL = GenConfig(events=60_000, courses=1, learners=250, days=60, end=date(2026
 def load_generated(settings, tmp: Path, cfg: GenConfig = SMALL) -> pd.DataFrame:
     out = tmp / "gen"
     write_dir(cfg, out, rotate="none")
-    with open_log(out / "tracking.log") as f:
+    with open(out / "tracking.log", "rb") as f:  # plain text (rotate="none")
         assert load_clickhouse_events(settings, f) > 0.99 * cfg.events
     truth = pd.DataFrame(json.loads((out / generate.TRUTH_FILE).read_bytes()))
     if settings.pseudonymize:
@@ -54,8 +56,7 @@ def analyze(settings, monkeypatch, capsys, *args: str):
 
 
 def latest(client, table: str, columns: str = "*") -> pd.DataFrame:
-    return client.query_df(f"SELECT {columns} FROM {table} "
-                           f"WHERE (course_id, run_id) IN (SELECT course_id, run_id FROM latest_analysis_runs)")
+    return client.query_df(f"SELECT {columns} FROM {table} WHERE {analysis.LATEST}")
 
 
 # -- pure ----------------------------------------------------------------------------------
@@ -130,6 +131,10 @@ def test_analyze_writes_every_table_with_run_and_quality(settings, tmp_path, mon
     assert len(recs) and not any((u, b) in used for u, b in zip(recs["user_id"], recs["block_id"]))
     teacher = latest(client, "suggestions").query("audience == 'teacher'")["text"]
     assert teacher.str.contains("fail the first try").any() and teacher.str.startswith("Segments:").any()
+    # the course report shows them
+    course = runs["course_id"].iloc[0]
+    page = report.write_report(open_runner(settings), course, tmp_path / "report").read_text()
+    assert html.escape(teacher.iloc[0]) in page and "No analysis yet" not in page
 
     # a second run on the same events: a new run id, and every learner keeps their segment
     analyze(settings, monkeypatch, capsys)
@@ -160,7 +165,7 @@ def test_analyze_runs_on_the_public_corpus(settings, monkeypatch, capsys):
     corpus = CORPUS / "public-tracking.log"
     if not corpus.exists():
         pytest.skip("shared corpus not present")
-    with open_log(corpus) as f:
+    with open(corpus, "rb") as f:  # plain text
         assert load_clickhouse_events(settings, f) > 0
     out = analyze(settings, monkeypatch, capsys).out
     runs = latest(clickhouse.connect(settings), "analysis_runs")
@@ -168,3 +173,14 @@ def test_analyze_runs_on_the_public_corpus(settings, monkeypatch, capsys):
     # every step reports, and a step without enough learners says why instead of fitting
     assert (runs.query("status != 'ok'")["message"] != "").all()
     assert len(out.splitlines()) == 1 + len(runs) + runs["course_id"].nunique()
+
+
+def test_analyze_runs_on_a_demo_sized_log(settings, tmp_path, monkeypatch, capsys):
+    # the sample `edxstream demo` generates by default: 14 days are too few to know anyone's
+    # outcome, so prediction says so while the other steps fit
+    load_generated(settings, tmp_path, GenConfig(events=40_000, courses=4, learners=1_500, days=14))
+    out = analyze(settings, monkeypatch, capsys).out
+    runs = latest(clickhouse.connect(settings), "analysis_runs")
+    assert runs["course_id"].nunique() == 4 and len(out.splitlines()) == 1 + 4 + len(runs)
+    assert (runs.query("step == 'prediction'")["message"].str.contains("in the course for 28 days")).all()
+    assert (runs.query("step == 'recommendations'")["status"] == analysis.OK).any()

@@ -65,6 +65,14 @@ def gather(runner: Runner, course: str, top: int = 10, parts: tuple[str, ...] | 
         "forum": f"""
             SELECT sum(threads) AS threads, sum(responses) AS responses, sum(comments) AS comments,
                    sum(votes) AS votes FROM forum_activity WHERE course_id = {c}""",
+        # the latest `edxstream analyze` run of the course, if any
+        "suggestions": f"""
+            SELECT text FROM suggestions WHERE course_id = {c} AND audience = 'teacher'
+              AND run_id IN (SELECT run_id FROM latest_analysis_runs WHERE course_id = {c}) ORDER BY priority""",
+        "segments": f"""
+            SELECT segment, description, learners FROM segment_profiles WHERE course_id = {c}
+              AND run_id IN (SELECT run_id FROM latest_analysis_runs WHERE course_id = {c})
+            ORDER BY learners DESC""",
     }
     out: dict = {"course": course}
     for name, sql in queries.items():
@@ -183,9 +191,21 @@ PAGE = """<!DOCTYPE html>
 {videos}
 <h2>Top problems</h2>
 {problems}
+<h2>Analysis</h2>
+{analysis}
 <script type="application/json" id="report-data">{data}</script>
 </body></html>
 """
+
+
+def analysis_html(data: dict) -> str:
+    """The latest analysis run's suggestions for the course team and its segments."""
+    if not data["suggestions"] and not data["segments"]:
+        return "<p class='empty'>No analysis yet: run <code>edxstream analyze</code>.</p>"
+    items = "".join(f"<li>{html.escape(r['text'])}</li>" for r in data["suggestions"])
+    segs = _table(data["segments"], [("segment", "segment"), ("description", "learners who..."),
+                                     ("learners", "learners")])
+    return f"<ul>{items}</ul>{segs}"
 
 
 def render(data: dict, pseudonymized: bool = True) -> str:
@@ -220,6 +240,7 @@ def render(data: dict, pseudonymized: bool = True) -> str:
                                             ("first_try_successes", "right first try"),
                                             ("first_try_success_rate", "first-try rate"),
                                             ("learners_solved", "solved")]),
+        analysis=analysis_html(data),
         # "</" cannot end the script element early: JSON escapes it
         data=orjson.dumps(data).decode().replace("</", "<\\/"),
     )

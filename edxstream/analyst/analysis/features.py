@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from clickhouse_connect.driver.binding import format_query_value
 
+from edxstream.analyst.cli import _ts
 from edxstream.core.chdb_server import Runner
 
 PLAYS = "('play_video', 'edx.video.played')"
@@ -30,10 +31,6 @@ ENDS = "('stop_video', 'complete_video', 'edx.video.completed', 'edx.video.stopp
 BEHAVIOUR = ("active_days", "sessions", "events", "video_events", "assessment_events", "content_events",
              "forum_events", "videos_watched", "video_completions", "video_seconds", "problems_attempted",
              "first_try_rate", "forum_posts", "days_since_last", "progress", "span_days")
-
-
-def _ts(dt: datetime) -> str:
-    return f"toDateTime64({format_query_value(dt.strftime('%Y-%m-%d %H:%M:%S.%f'))}, 6, 'UTC')"
 
 
 def features_sql(as_of: datetime, first_days: int | None = None, course: str | None = None) -> str:

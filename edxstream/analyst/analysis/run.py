@@ -25,6 +25,8 @@ from edxstream.analyst.analysis import correlations, features, prediction, recom
 from edxstream.core.chdb_server import Runner
 
 OK, NOT_ENOUGH = "ok", "not enough data"
+# WHERE condition keeping an analysis table's rows of the latest run of each course
+LATEST = "(course_id, run_id) IN (SELECT course_id, run_id FROM latest_analysis_runs)"
 TABLES = ("analysis_runs", "learner_segments", "segment_profiles", "learner_predictions",
           "behaviour_correlations", "problem_difficulty", "recommendations", "suggestions")
 
@@ -158,9 +160,9 @@ def latest_event_time(runner: Runner) -> datetime | None:
 
 def previous_centres(runner: Runner) -> dict[str, pd.DataFrame]:
     """The latest run's k-means centres per course (segment number -> feature means)."""
-    df = features.read_frame(runner, """
+    df = features.read_frame(runner, f"""
         SELECT course_id, segment, centre FROM segment_profiles
-        WHERE method = 'kmeans' AND (course_id, run_id) IN (SELECT course_id, run_id FROM latest_analysis_runs)
+        WHERE method = 'kmeans' AND {LATEST}
         ORDER BY course_id, segment""")
     out: dict[str, pd.DataFrame] = {}
     for course, part in df.groupby("course_id"):

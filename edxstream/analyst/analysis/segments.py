@@ -23,7 +23,7 @@ from sklearn.preprocessing import StandardScaler
 MIN_LEARNERS = 20  # fewer learners than this in a course: no segments ("not enough data")
 # A learner with fewer events than this is not placed in a segment yet: a handful of
 # clicks says little about how someone works, and would blur the segments of the rest.
-MIN_EVENTS = 30
+MIN_EVENTS = 50
 UNPLACED = 999  # their segment number
 UNPLACED_LABEL = "too little activity yet to place"
 K_RANGE = range(2, 9)

@@ -10,13 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-
-def short(block_id: str) -> str:
-    """A block key as people read it: its type and the start of its id."""
-    if "type@" in block_id:
-        kind, _, rest = block_id.split("type@", 1)[1].partition("+block@")
-        return f"{kind} {rest[:8]}"
-    return block_id[-24:]
+from edxstream.ops.demo_cli import short_block as short  # "video 0123abcd": a block key as people read it
 
 
 def for_teachers(difficulty: pd.DataFrame | None, profiles: pd.DataFrame | None,
