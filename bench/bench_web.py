@@ -44,7 +44,7 @@ def load(folder: Path, name: str, events: int, courses: int, learners: int, days
     from edxstream.core.chdb_server import open_runner
     from edxstream.ops import course_import
     from edxstream.ops.generate import GenConfig, write_course_exports, write_dir
-    from edxstream.ops.pipeline import load_clickhouse_events, open_log
+    from edxstream.ops.pipeline import load_clickhouse_events
 
     # one chdb folder per process (the engine opens one path), a database per data set
     s = settings_mod.load(home=folder / name, clickhouse_url=f"chdb://{folder / 'chdb'}",
@@ -54,7 +54,7 @@ def load(folder: Path, name: str, events: int, courses: int, learners: int, days
     write_dir(cfg, folder / name / "log", rotate="none")
     exports = write_course_exports(cfg, folder / name / "courses")
     client = clickhouse.connect(s)
-    with open_log(folder / name / "log" / "tracking.log") as f:
+    with open(folder / name / "log" / "tracking.log", "rb") as f:
         n = load_clickhouse_events(s, f, client=client)
     for path in exports:
         course_import.store(client, course_import.read_structure(path))
