@@ -13,7 +13,9 @@
 The app is served by waitress as ``edxstream serve`` serves it, on the embedded engine
 in the same process; each page is requested ``--repeat`` times by an operator's session
 after one warm-up request, and the median wall time is printed with the health check's
-median as the baseline. Each course page is timed on the course with the most events.
+median as the baseline: once with the app's result cache off (every request computes
+its figures) and once with the default cache (EDXSTREAM_WEB_CACHE_SECONDS, a page seen
+again within it). Each course page is timed on the course with the most events.
 Nothing here asserts a figure.
 """
 
@@ -67,6 +69,11 @@ def load(folder: Path, name: str, events: int, courses: int, learners: int, days
     return s, runner, n
 
 
+def uncached(s):
+    """The same settings with the app's result cache off: every request computes."""
+    return s.model_copy(update={"web_cache_seconds": 0})
+
+
 def time_pages(s, runner, repeat: int) -> dict:
     import requests
     from waitress import create_server
@@ -105,7 +112,7 @@ def time_pages(s, runner, repeat: int) -> dict:
     for page in PAGES:
         path = page.format(c=quote(course, safe=":+"), u=user, token=token)
         out[page] = median_ms(path)
-        print(f"  {page:<22} {out[page]:8.0f} ms", file=sys.stderr, flush=True)
+        print(f"  {page:<22} {out[page]:8.0f} ms (cache {s.web_cache_seconds:g} s)", file=sys.stderr, flush=True)
     session.close()
     server.close()
     return out
@@ -122,12 +129,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-web-") as tmp:
         print(f"demo-sized: {args.events:,} events, 4 course runs", file=sys.stderr)
         s, runner, n = load(Path(tmp), "demo", args.events, 4, 1_500, 14, analyse=True)
-        results["demo"] = {"events": n, **time_pages(s, runner, args.repeat)}
+        results["demo"] = {"events": n, **time_pages(uncached(s), runner, args.repeat)}
+        results["demo, cached"] = {"events": n, **time_pages(s, runner, args.repeat)}
         if args.big:
             print(f"one big course: {args.big:,} events", file=sys.stderr)
             learners = max(1_500, args.big // 200)
             s, runner, n = load(Path(tmp), "big", args.big, 1, learners, 60, analyse=False)
-            results["big"] = {"events": n, **time_pages(s, runner, args.repeat)}
+            results["big"] = {"events": n, **time_pages(uncached(s), runner, args.repeat)}
+            results["big, cached"] = {"events": n, **time_pages(s, runner, args.repeat)}
     print(f"{'page':<22} " + " ".join(f"{k + ' (' + format(v['events'], ',') + ' events)':>28}" for k, v in results.items()))
     for key in ("healthz_ms", *PAGES):
         print(f"{'GET /healthz (baseline)' if key == 'healthz_ms' else key:<22} "

@@ -106,6 +106,8 @@ class Settings(BaseSettings):
     web_public_url: str = ""
     # Key that signs sessions and learner links: set your own (serve refuses the default outside the demo).
     web_secret_key: str = "change-me"
+    # Seconds the web app keeps a course figure before computing it again (0: never keeps; the live page never waits for it).
+    web_cache_seconds: float = 30.0
 
     @cached_property
     def data_dir(self) -> Path:

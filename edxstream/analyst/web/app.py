@@ -30,6 +30,7 @@ import io
 import logging
 import sys
 import threading
+import time
 from importlib import resources
 
 from flask import Flask, Response, abort, jsonify, redirect, render_template, request, session, url_for
@@ -142,13 +143,32 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
     # and the sink's endpoint take them concurrently.
     one_at_a_time = threading.Lock() if settings.clickhouse_embedded_path else None
 
-    def rows(fn, *args):
-        """Run a data function on the runner; a store that stopped answering gets one
-        fresh runner before the page gives up."""
+    # Course figures are computed from every event of the course; for a big course that
+    # takes seconds, so a result is kept for web_cache_seconds and shared by every page
+    # and viewer that needs it (the live page's queries bypass it: they are cheap).
+    cache: dict[tuple, tuple[float, object]] = {}
+    cache_lock = threading.Lock()
+
+    def rows(fn, *args, fresh: bool = False):
+        """Run a data function on the runner (or take its result from the cache); a store
+        that stopped answering gets one fresh runner before the page gives up."""
+        key = (fn, tuple(tuple(a) if isinstance(a, list) else a for a in args))
+        if not fresh and settings.web_cache_seconds > 0:
+            with cache_lock:
+                hit = cache.get(key)
+            if hit is not None and time.monotonic() - hit[0] < settings.web_cache_seconds:
+                return hit[1]
         if one_at_a_time is not None:
             with one_at_a_time:
-                return _rows(fn, *args)
-        return _rows(fn, *args)
+                value = _rows(fn, *args)
+        else:
+            value = _rows(fn, *args)
+        if not fresh and settings.web_cache_seconds > 0:
+            with cache_lock:
+                if len(cache) > 1024:
+                    cache.clear()
+                cache[key] = (time.monotonic(), value)
+        return value
 
     def _rows(fn, *args):
         try:
@@ -287,8 +307,8 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
 
     def _live(course_id: str) -> dict:
         window = min(settings.windows)
-        series = rows(data.live_series, course_id, window)
-        return {"charts": charts.live(series), "top": rows(data.live_top_actions, course_id, window),
+        series = rows(data.live_series, course_id, window, fresh=True)
+        return {"charts": charts.live(series), "top": rows(data.live_top_actions, course_id, window, fresh=True),
                 "last": series[-1]["at"] if series else None}
 
     @app.get("/csv/<name>/<path:course_id>")
