@@ -409,3 +409,22 @@ def test_user_command_and_serve_refusing_the_default_key(settings):
     link = run("user", "link", "--course", "course-v1:A+B+C", "--user-id", "7",
                EDXSTREAM_WEB_SECRET_KEY="link-key-long-enough-0123456789").stdout.strip()
     assert link.startswith(f"http://127.0.0.1:{settings.web_app_port}/me/")
+
+
+def test_live_figures_are_never_served_from_the_cache(web, browser):
+    """Course figures are kept for EDXSTREAM_WEB_CACHE_SECONDS; the live page's are not:
+    a window the sink writes shows on the next refresh."""
+    url, runner = web["url"], web["runner"]
+    course = web["other_course"]
+    ctx, page = login(browser, url, "ops")
+    before = ctx.request.get(f"{url}/live.json/{c(course)}").json()
+    last = one(runner, f"SELECT max(window_start) + 60 AS t, toString(t) AS s FROM window_counts_final "
+                       f"WHERE course_id = '{course}' AND window_seconds = 60")
+    from edxstream.core import clickhouse
+
+    clickhouse.connect(web["settings"]).command(
+        f"INSERT INTO window_counts VALUES ('course_category', '{course}', 'video', 60, "
+        f"toDateTime('{last['s']}', 'UTC'), 5, 1)")
+    after = ctx.request.get(f"{url}/live.json/{c(course)}").json()
+    assert before["last"] != after["last"] == last["s"]
+    ctx.close()
