@@ -62,28 +62,17 @@ def web(broker, mariadb, chdb_path, tmp_path_factory):
     client = clickhouse.connect(s)
     runner = open_runner(s)
     analysis.run(runner, client)
-    # what the stream app's one-minute windows hold for the generated courses' last hour
-    client.command("""
-        INSERT INTO window_counts
-        SELECT 'course_category', course_id, category, 60, toStartOfMinute(time), count(), 1
-        FROM course_events INNER JOIN (SELECT course_id, max(time) AS last FROM course_events GROUP BY course_id) AS m
-             USING course_id
-        WHERE time > last - INTERVAL 1 HOUR
-        GROUP BY course_id, category, toStartOfMinute(time)""")
-    client.command("""
-        INSERT INTO window_counts
-        SELECT 'course_learners', course_id, '', 60, toStartOfMinute(time), uniqExact(user_id), 1
-        FROM course_events INNER JOIN (SELECT course_id, max(time) AS last FROM course_events GROUP BY course_id) AS m
-             USING course_id
-        WHERE time > last - INTERVAL 1 HOUR
-        GROUP BY course_id, toStartOfMinute(time)""")
-    client.command("""
-        INSERT INTO window_counts
-        SELECT 'course_action', course_id, action, 60, toStartOfMinute(time), count(), 1
-        FROM course_events INNER JOIN (SELECT course_id, max(time) AS last FROM course_events GROUP BY course_id) AS m
-             USING course_id
-        WHERE time > last - INTERVAL 1 HOUR
-        GROUP BY course_id, action, toStartOfMinute(time)""")
+    # what the stream app's one-minute windows hold for each course's last hour
+    for kind, dimension, value in (("course_category", "category", "count()"), ("course_action", "action", "count()"),
+                                   ("course_learners", "''", "uniqExact(user_id)")):
+        client.command(f"""
+            INSERT INTO window_counts
+            SELECT '{kind}', course_id, {dimension}, 60, toStartOfMinute(time), {value}, 1
+            FROM course_events
+            INNER JOIN (SELECT course_id, max(time) AS last FROM course_events GROUP BY course_id) AS m
+                USING course_id
+            WHERE time > last - INTERVAL 1 HOUR
+            GROUP BY course_id, {dimension}, toStartOfMinute(time)""")
     courses = [r["course_id"] for r in json_rows(runner, "SELECT course_id, count() AS n FROM course_events "
                                                          "GROUP BY course_id ORDER BY n DESC")]
     accounts = Accounts(accounts_file(s))
