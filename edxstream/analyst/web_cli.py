@@ -23,9 +23,11 @@ def register(sub) -> None:
                        description="Accounts of the web app: operators see every course and the pipeline's "
                        "health, staff the courses given with --course. The password is asked for "
                        "(or read from EDXSTREAM_WEB_PASSWORD when there is no terminal).")
-    u.add_argument("action", choices=["add", "remove", "list", "link"])
+    u.add_argument("action", choices=["add", "remove", "list", "link"],
+                   help="add (or replace) an account, remove one, list them, or print a learner's link")
     u.add_argument("name", nargs="?", help="account name (add, remove)")
-    u.add_argument("--role", choices=["operator", "staff"], default="staff")
+    u.add_argument("--role", choices=["operator", "staff"], default="staff",
+                   help="operator: every course and the pipeline page; staff: the --course courses (default)")
     u.add_argument("--course", action="append", default=[], help="a course the staff account may see (repeatable); "
                    "for link: the learner's course")
     u.add_argument("--user-id", type=int, help="for link: the learner's pseudonymous user id")
