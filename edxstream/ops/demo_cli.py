@@ -217,8 +217,8 @@ def run_demo(args: argparse.Namespace) -> int:
     check = subprocess.run(pipeline.edxstream_argv("reconcile", "--no-progress"), env=pipeline.settings_env(s),
                            capture_output=True, text=True)
     print(check.stdout.rstrip() or check.stderr.rstrip())
-    print(how_to_query(s, args.database, write_mysql_options(s)))
     print(open_the_web_app(s))
+    print(how_to_query(s, args.database, write_mysql_options(s)))
     print(f"(demo finished in {time.monotonic() - t_start:.0f}s)")
     return 0 if check.returncode == 0 else 1
 
