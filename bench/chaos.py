@@ -48,6 +48,7 @@ from edxstream.core.events.classification import counted_as  # noqa: E402
 from edxstream.core.model import parse_line  # noqa: E402
 from edxstream.core.records import DeadLetter  # noqa: E402
 from edxstream.core.settings import load  # noqa: E402
+from edxstream.core import kafka_admin  # noqa: E402
 from edxstream.ops import pipeline, stack  # noqa: E402
 from sinks import migrate  # noqa: E402
 
@@ -321,7 +322,7 @@ class Chaos:
         got: dict = {}
         deadline = time.monotonic() + a.timeout
         while time.monotonic() < deadline:
-            lag = pipeline.group_lag(self.settings, self.settings.clickhouse_sink_group,
+            lag = kafka_admin.group_lag(self.settings, self.settings.clickhouse_sink_group,
                                      [self.settings.aggregates_topic, self.settings.enriched_topic])
             if lag == 0:
                 self.pipe.stop("sink-clickhouse")

@@ -372,7 +372,7 @@ def bench_sinks(b: Bench, scale: Scale) -> dict:
         while time.monotonic() < deadline:
             pipe.check_alive("sink-clickhouse")
             now = time.monotonic()
-            lag = pipeline.group_lag(s, s.clickhouse_sink_group, topics)
+            lag = kafka_admin.group_lag(s, s.clickhouse_sink_group, topics)
             if lag is None or lag >= len(enriched):
                 t_zero = now  # nothing committed yet
             if lag == 0:

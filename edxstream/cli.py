@@ -12,6 +12,7 @@ import sys
 
 from edxstream.analyst import analyze_cli
 from edxstream.analyst import cli as analyst_cli
+from edxstream.analyst import web_cli
 from edxstream.core.errors import UserError
 from edxstream.ops import (course_cli, demo_cli, forget_cli, generate_cli, inspect_cli, reconcile_cli, replay_cli,
                            stack_cli)
@@ -36,6 +37,7 @@ COMPONENTS = (
     demo_cli,  # demo, bench
     analyst_cli,  # query, export, report
     analyze_cli,  # analyze
+    web_cli,  # serve, user
 )
 
 DESCRIPTION = """\

@@ -163,6 +163,17 @@ def mysql_connect(settings: Settings, *, database: bool = True, autocommit: bool
     return conn
 
 
+def mysql_rows(settings: Settings, sql: str) -> list[dict]:
+    """The rows of one read statement, as dicts, on a connection of its own."""
+    conn = mysql_connect(settings, autocommit=True)
+    try:
+        with conn.cursor(pymysql.cursors.DictCursor) as cur:
+            cur.execute(sql)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
 def migrate_mysql(settings: Settings, directory: Path | None = None, conn=None) -> list[Migration]:
     """Apply the MySQL migrations not yet applied; returns those applied now."""
     migrations = discover(directory or MIGRATIONS / "mysql")

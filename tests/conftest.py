@@ -152,8 +152,12 @@ def settings(broker, mariadb, chdb_path, tmp_path) -> settings_mod.Settings:
         clickhouse_database=f"t{tid}",
         web_port=free_port(),
         pseudonym_key=f"test-pseudonym-key-{tid}",  # the sinks refuse the default key
+        web_app_port=free_port(),
     )
     yield s
+    from edxstream.ops import stack
+
+    stack.web_down(s)  # a web app a test (the demo, stack up) started under this home
     with conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
     conn.commit()

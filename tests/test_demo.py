@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pymysql
@@ -89,6 +90,14 @@ def test_demo_runs_the_pipeline_and_prints_the_summary(settings, tmp_path):
         assert f"reconcile: {m['valid']:,} events" in out and "the windows agree with what was shipped" in out
         # every number is explained: the events the per-course table leaves out, the live counts
         assert "events belong to a course" in out and "The stream app's live hourly counts hold" in out
+        # the web app runs on the demo's data, with a login printed for it
+        web = re.search(r"open (http://127\.0\.0\.1:(\d+))/ and log in as demo / (\S+)", out)
+        assert web and int(web.group(2)) == settings.web_app_port, out[-2000:]
+        from edxstream.analyst.web.accounts import Accounts, accounts_file
+
+        assert Accounts(accounts_file(settings)).verify("demo", web.group(3)).role == "operator"
+        with urllib.request.urlopen(web.group(1) + "/healthz", timeout=10) as r:
+            assert r.status == 200
         assert "\r" not in res.stderr  # off a terminal: no progress bar redrawn in place
         # the closing hints run as printed
         hints = out.split("Query further", 1)[1].splitlines()[1:]

@@ -32,47 +32,54 @@ def json_rows(runner: Runner, sql: str) -> list[dict]:
     return [orjson.loads(line) for line in runner.raw(sql, "JSONEachRow").splitlines() if line.strip()]
 
 
-def gather(runner: Runner, course: str, top: int = 10) -> dict:
-    """Everything the report shows, as plain rows (also written as data.json)."""
+def gather(runner: Runner, course: str, top: int = 10, parts: tuple[str, ...] | None = None) -> dict:
+    """Everything the report shows, as plain rows (also written as data.json); only
+    ``parts`` of it when given (the web app's overview needs no video or problem rows)."""
     c = format_query_value(course)
-    return {
-        "course": course,
-        "summary": (json_rows(runner, f"""
+    one = {"summary", "enrolments", "forum"}  # one row each
+    queries = {
+        "summary": f"""
             SELECT count() AS events, uniqExactIf(user_id, user_id IS NOT NULL) AS learners,
                    toString(min(time)) AS first_event, toString(max(time)) AS last_event,
                    uniqExact(toDate(time)) AS days
-            FROM course_events WHERE course_id = {c}""") or [{}])[0],
-        "enrolments": (json_rows(runner, f"SELECT * FROM course_enrolments WHERE course_id = {c}") or [{}])[0],
-        "daily": json_rows(runner, f"""
+            FROM course_events WHERE course_id = {c}""",
+        "enrolments": f"SELECT * FROM course_enrolments WHERE course_id = {c}",
+        "daily": f"""
             SELECT toString(day) AS day, category, events FROM course_daily_interactions
-            WHERE course_id = {c} ORDER BY day, category"""),
-        "learners": json_rows(runner, f"""
+            WHERE course_id = {c} ORDER BY day, category""",
+        "learners": f"""
             SELECT toString(day) AS day, active_learners FROM course_daily_learners
-            WHERE course_id = {c} ORDER BY day"""),
-        "due": json_rows(runner, f"""
+            WHERE course_id = {c} ORDER BY day""",
+        "due": f"""
             SELECT toString(day) AS day, display_name, assignment_type FROM course_due_dates
-            WHERE course_id = {c} ORDER BY due, display_name"""),
-        "videos": json_rows(runner, f"""
+            WHERE course_id = {c} ORDER BY due, display_name""",
+        "videos": f"""
             SELECT video_id, ifNull(display_name, '') AS display_name, plays, unique_viewers, seconds_watched,
                    pauses, seeks, duration, duration_estimated FROM video_engagement
-            WHERE course_id = {c} ORDER BY unique_viewers DESC, plays DESC, video_id LIMIT {int(top)}"""),
-        "problems": json_rows(runner, f"""
+            WHERE course_id = {c} ORDER BY unique_viewers DESC, plays DESC, video_id LIMIT {int(top)}""",
+        "problems": f"""
             SELECT problem_id, ifNull(display_name, '') AS display_name, ifNull(sequential_name, '') AS sequential_name,
                    attempts, learners, first_try_successes, first_try_success_rate,
                    learners_solved FROM problem_outcomes
-            WHERE course_id = {c} ORDER BY learners DESC, attempts DESC, problem_id LIMIT {int(top)}"""),
-        "forum": (json_rows(runner, f"""
+            WHERE course_id = {c} ORDER BY learners DESC, attempts DESC, problem_id LIMIT {int(top)}""",
+        "forum": f"""
             SELECT sum(threads) AS threads, sum(responses) AS responses, sum(comments) AS comments,
-                   sum(votes) AS votes FROM forum_activity WHERE course_id = {c}""") or [{}])[0],
+                   sum(votes) AS votes FROM forum_activity WHERE course_id = {c}""",
         # the latest `edxstream analyze` run of the course, if any
-        "suggestions": json_rows(runner, f"""
+        "suggestions": f"""
             SELECT text FROM suggestions WHERE course_id = {c} AND audience = 'teacher'
-              AND run_id IN (SELECT run_id FROM latest_analysis_runs WHERE course_id = {c}) ORDER BY priority"""),
-        "segments": json_rows(runner, f"""
+              AND run_id IN (SELECT run_id FROM latest_analysis_runs WHERE course_id = {c}) ORDER BY priority""",
+        "segments": f"""
             SELECT segment, description, learners FROM segment_profiles WHERE course_id = {c}
               AND run_id IN (SELECT run_id FROM latest_analysis_runs WHERE course_id = {c})
-            ORDER BY learners DESC"""),
+            ORDER BY learners DESC""",
     }
+    out: dict = {"course": course}
+    for name, sql in queries.items():
+        if parts is None or name in parts:
+            found = json_rows(runner, sql)
+            out[name] = (found or [{}])[0] if name in one else found
+    return out
 
 
 def short_block(block_id: str) -> str:

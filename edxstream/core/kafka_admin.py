@@ -89,3 +89,34 @@ def ensure_topics(
             return
         time.sleep(0.1)
     raise TimeoutError(f"topics not visible after {timeout}s: {topics}")
+
+
+def partition_lags(settings: Settings, group: str, topics: list[str]) -> list[dict] | None:
+    """Per partition of ``topics``: the end offset, what ``group`` committed and the lag
+    (messages not yet committed). None when the broker does not answer or no topic exists."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group, "enable.auto.commit": False,
+                  "logger": LIBRDKAFKA_LOG})
+    try:
+        md = c.list_topics(timeout=5)
+        parts = [TopicPartition(t, p) for t in topics if t in md.topics for p in md.topics[t].partitions]
+        if not parts:
+            return None
+        out = []
+        for tp in c.committed(parts, timeout=5):
+            _low, high = c.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=5)
+            done = tp.offset if tp.offset >= 0 else 0
+            out.append({"group": group, "topic": tp.topic, "partition": tp.partition, "end": high,
+                        "committed": tp.offset if tp.offset >= 0 else None, "lag": max(0, high - done)})
+        return sorted(out, key=lambda r: (r["topic"], r["partition"]))
+    except Exception:  # noqa: BLE001 - a broker hiccup: the caller asks again
+        return None
+    finally:
+        c.close()
+
+
+def group_lag(settings: Settings, group: str, topics: list[str]) -> int | None:
+    """Messages not yet committed by ``group`` on ``topics`` (None if unknown)."""
+    parts = partition_lags(settings, group, topics)
+    return sum(p["lag"] for p in parts) if parts else None

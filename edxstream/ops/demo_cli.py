@@ -156,6 +156,7 @@ def run_demo(args: argparse.Namespace) -> int:
     # not stack.up(): its ClickHouse check would open the chdb folder in this process,
     # and the ClickHouse sink needs it; the schema step below checks ClickHouse instead
     s.data_dir.mkdir(parents=True, exist_ok=True)
+    stack.web_down(s)  # a previous demo's web app: it may hold the chdb folder the sink needs
     print(f"      {'kafka':<11} {stack.broker_up(s)} ({s.kafka_bootstrap})")
     print(f"      {'mysql':<11} {stack.mysql_up(s)}")
     from edxstream.core import clickhouse
@@ -223,9 +224,28 @@ def run_demo(args: argparse.Namespace) -> int:
     check = subprocess.run(pipeline.edxstream_argv("reconcile", "--no-progress"), env=pipeline.settings_env(s),
                            capture_output=True, text=True)
     print(check.stdout.rstrip() or check.stderr.rstrip())
+    print(open_the_web_app(s))
     print(how_to_query(s, args.database, write_mysql_options(s)))
     print(f"(demo finished in {time.monotonic() - t_start:.0f}s)")
     return 0 if check.returncode == 0 else 1
+
+
+def open_the_web_app(s) -> str:
+    """Start the web app on the demo's data with an operator account for this run."""
+    from edxstream.ops import pipeline, stack
+
+    password = secrets.token_urlsafe(9)
+    # through the command that manages accounts (the web app's own code stays on the analyst side)
+    made = subprocess.run(pipeline.edxstream_argv("user", "add", "demo", "--role", "operator"),
+                          env=pipeline.settings_env(s, EDXSTREAM_WEB_PASSWORD=password), capture_output=True, text=True)
+    if made.returncode != 0:
+        return f"\nWeb app: not started ({(made.stderr.strip() or made.stdout.strip()).splitlines()[-1]})"
+    try:
+        started = stack.web_up(s, demo=True)
+    except UserError as exc:
+        return f"\nWeb app: not started ({exc})"
+    return (f"\nWeb app: {started}\n  open {s.web_url}/ and log in as demo / {password}"
+            f"\n  (`edxstream stack down` stops it; `edxstream user add NAME --role staff --course ID` adds accounts)")
 
 
 # -- the summary --------------------------------------------------------------------------------
@@ -298,11 +318,12 @@ def _cell(v) -> str:
 
 def summary(s) -> str:
     from edxstream.ops import pipeline
+    from sinks.migrate import mysql_rows
     from edxstream.core.model import CATEGORIES
 
     ch = pipeline.clickhouse_rows(s, CH_QUERIES)
-    problems = pipeline.mysql_rows(s, MYSQL_TOP_PROBLEMS)
-    dead = pipeline.mysql_rows(s, MYSQL_DEAD_LETTERS)
+    problems = mysql_rows(s, MYSQL_TOP_PROBLEMS)
+    dead = mysql_rows(s, MYSQL_DEAD_LETTERS)
     out: list[str] = []
 
     pivot: dict[str, dict[str, int]] = {}
@@ -375,10 +396,10 @@ def how_to_query(s, database: str, mysql_options: Path) -> str:
     env = f"EDXSTREAM_CLICKHOUSE_DATABASE={database}"
     course = "course-v1:..."
     try:
-        from edxstream.ops import pipeline
+        from sinks.migrate import mysql_rows
 
-        rows = pipeline.mysql_rows(s, "SELECT course_id FROM events WHERE course_id IS NOT NULL "
-                                      "GROUP BY course_id ORDER BY COUNT(*) DESC LIMIT 1")
+        rows = mysql_rows(s, "SELECT course_id FROM events WHERE course_id IS NOT NULL "
+                             "GROUP BY course_id ORDER BY COUNT(*) DESC LIMIT 1")
         course = rows[0]["course_id"] if rows else course
     except Exception:  # noqa: BLE001 - only an example in the help text
         pass

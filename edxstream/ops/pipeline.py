@@ -331,16 +331,6 @@ def mysql_counts(conn, expect_events: int | None = None) -> tuple[int, int]:
     return int(a), int(b)
 
 
-def mysql_rows(settings: Settings, sql: str) -> list[dict]:
-    conn = mysql_connect(settings, autocommit=True)
-    try:
-        with conn.cursor(pymysql.cursors.DictCursor) as cur:
-            cur.execute(sql)
-            return list(cur.fetchall())
-    finally:
-        conn.close()
-
-
 def clickhouse_rows(settings: Settings, queries: dict[str, str], timeout: float = 300) -> dict[str, list[dict]]:
     """Run read queries on the configured ClickHouse from a short subprocess (this
     process never holds the chdb folder a sink may need) and return rows per query."""
@@ -379,30 +369,6 @@ def reset_clickhouse(settings: Settings) -> None:
     res = subprocess.run([sys.executable, "-c", code], env=settings_env(settings), capture_output=True, timeout=300)
     if res.returncode != 0:
         raise UserError("cannot reset the ClickHouse database: " + res.stderr.decode(errors="replace")[-500:])
-
-
-def group_lag(settings: Settings, group: str, topics: list[str]) -> int | None:
-    """Messages not yet committed by ``group`` on ``topics`` (None if unknown)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group, "enable.auto.commit": False,
-                  "logger": kafka_admin.LIBRDKAFKA_LOG})
-    try:
-        md = c.list_topics(timeout=5)
-        parts = [TopicPartition(t, p) for t in topics if t in md.topics for p in md.topics[t].partitions]
-        if not parts:
-            return None
-        committed = c.committed(parts, timeout=5)
-        lag = 0
-        for tp in committed:
-            _low, high = c.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=5)
-            done = tp.offset if tp.offset >= 0 else 0
-            lag += max(0, high - done)
-        return lag
-    except Exception:  # noqa: BLE001 - a broker hiccup: the caller asks again
-        return None
-    finally:
-        c.close()
 
 
 def wait_joined(pipe: Pipeline, groups: list[str], timeout: float = 120) -> float:
@@ -517,7 +483,7 @@ def backfill_until_written(
             looked = time.monotonic()
             m = stream_metrics(s)
             counted = m.get("enriched_seen", 0) >= m.get("enriched", 1) > 0
-            lag = group_lag(s, s.clickhouse_sink_group, [s.enriched_topic, s.aggregates_topic])
+            lag = kafka_admin.group_lag(s, s.clickhouse_sink_group, [s.enriched_topic, s.aggregates_topic])
             state = (m.get("windows_emitted"), lag)
             if progress:
                 progress("clickhouse", total, total)
@@ -563,8 +529,8 @@ def all_read(settings: Settings) -> bool:
     """True when the stream app has read the raw topic and the MySQL sink its topics to
     the end (False when a lag is unknown)."""
     s = settings
-    return (group_lag(s, s.stream_group, [s.raw_topic]) == 0
-            and group_lag(s, s.mysql_sink_group, [s.enriched_topic, s.deadletter_topic]) == 0)
+    return (kafka_admin.group_lag(s, s.stream_group, [s.raw_topic]) == 0
+            and kafka_admin.group_lag(s, s.mysql_sink_group, [s.enriched_topic, s.deadletter_topic]) == 0)
 
 
 def stuck_message(conn, events: int, dead: int, expected: Expected, log_dir: Path) -> str:

@@ -165,7 +165,7 @@ def _by_key(rows: Iterable[dict]) -> dict[Key, int]:
 def store_figures(settings: Settings, clickhouse_rows: Optional[Callable[[str], list[dict]]] = None
                   ) -> tuple[dict[Key, int], dict[Key, int], Optional[dict[Key, int]], int]:
     """(MySQL events, ClickHouse events, window sums, MySQL parse dead letters)."""
-    from edxstream.ops.pipeline import mysql_rows
+    from sinks.migrate import mysql_rows
 
     if clickhouse_rows is None:
         runner = open_runner(settings)

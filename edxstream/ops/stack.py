@@ -311,16 +311,20 @@ def object_store_up(settings: Settings) -> ObjectStore:
     return store
 
 
-def object_store_down(settings: Settings) -> str:
-    pidfile = _store_pidfile(settings)
+def stop_by_pidfile(pidfile: Path, timeout: float = 20) -> str:
+    """Stop the process a pid file names (see stop_process) and remove the file."""
     if not pidfile.exists():
         return "not started by edxstream"
     pid = int(pidfile.read_text())
-    # SeaweedFS's filer waits 15 s on SIGTERM for the S3 gateway's metadata stream, which
-    # never ends by itself; its files are written through, so a kill after 5 s loses nothing
-    stop_process(pid, timeout=5)
+    stop_process(pid, timeout=timeout)
     pidfile.unlink()
     return f"stopped (pid {pid})"
+
+
+def object_store_down(settings: Settings) -> str:
+    # SeaweedFS's filer waits 15 s on SIGTERM for the S3 gateway's metadata stream, which
+    # never ends by itself; its files are written through, so a kill after 5 s loses nothing
+    return stop_by_pidfile(_store_pidfile(settings), timeout=5)
 
 
 def object_store_status(settings: Settings) -> ServiceStatus:
@@ -495,16 +499,59 @@ def clickhouse_up(settings: Settings) -> str:
     return "ready"
 
 
+# -- the web app ----------------------------------------------------------------------
+
+def _web_pidfile(settings: Settings) -> Path:
+    return settings.data_dir / "run" / "web.pid"
+
+
+def web_up(settings: Settings, demo: bool = False) -> str:
+    """Start ``edxstream serve`` in the background (its log in logs/web.log) and return
+    once its health check answers; the default secret key is accepted only for the demo."""
+    if port_open(settings.web_host if settings.web_host not in ("0.0.0.0", "::") else "127.0.0.1",
+                 settings.web_app_port):
+        return f"already running at {settings.web_url}/"
+    if settings.web_secret_key == "change-me" and not demo:
+        return "not started: set EDXSTREAM_WEB_SECRET_KEY to a long random value, then `edxstream serve`"
+    from edxstream.ops.pipeline import edxstream_argv, settings_env
+
+    log_path = settings.log_dir / "web.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(edxstream_argv("serve", *(["--demo"] if demo else [])), stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                env=settings_env(settings))
+
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            raise UserError(f"the web app stopped at start; see {log_path}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_app_port}/healthz", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    _wait(healthy, 30, f"the web app on port {settings.web_app_port}")
+    _web_pidfile(settings).parent.mkdir(parents=True, exist_ok=True)
+    _web_pidfile(settings).write_text(str(proc.pid))
+    return f"started at {settings.web_url}/ (pid {proc.pid})"
+
+
+def web_down(settings: Settings) -> str:
+    return stop_by_pidfile(_web_pidfile(settings))
+
+
 # -- the stack ------------------------------------------------------------------------
 
 def up(settings: Settings) -> list[tuple[str, str]]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return [("kafka", broker_up(settings)), ("mysql", mysql_up(settings)), ("clickhouse", clickhouse_up(settings))]
+    return [("kafka", broker_up(settings)), ("mysql", mysql_up(settings)), ("clickhouse", clickhouse_up(settings)),
+            ("web", web_up(settings))]
 
 
 def down(settings: Settings) -> list[tuple[str, str]]:
     # MariaDB is shared with the machine (it may have been running before us): left up.
-    stopped = [("kafka", broker_down(settings)), ("mysql", "left running (shared server)"),
+    stopped = [("web", web_down(settings)), ("kafka", broker_down(settings)), ("mysql", "left running (shared server)"),
                ("clickhouse", "embedded: nothing to stop")]
     if _store_pidfile(settings).exists():  # after the broker, which writes to it
         stopped.insert(1, ("seaweedfs", object_store_down(settings)))

@@ -1,0 +1,150 @@
+"""How fast the web app's pages answer, next to a bare health-check request.
+
+    python bench/bench_web.py [--events 40000] [--big 2000000] [--repeat 5] [--json FILE]
+
+1. Demo-sized data: the demo's default sample (40,000 events, 4 course runs, 1,500
+   learners, 14 days; ``edxstream generate``), parsed and stored in ClickHouse as the
+   pipeline stores them (``pipeline.load_clickhouse_events``), the courses' structure
+   imported as the demo imports it, and one ``analyze`` run.
+2. One big course (``--big`` events, default 2 million, one course run): the same, without
+   the analysis run (roster columns from it are then empty; the roster query still
+   reads every learner).
+
+The app is served by waitress as ``edxstream serve`` serves it, on the embedded engine
+in the same process; each page is requested ``--repeat`` times by an operator's session
+after one warm-up request, and the median wall time is printed with the health check's
+median as the baseline: once with the app's result cache off (every request computes
+its figures) and once with the default cache (EDXSTREAM_WEB_CACHE_SECONDS, a page seen
+again within it). Each course page is timed on the course with the most events.
+Nothing here asserts a figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+PAGES = ("/overview/{c}", "/content/{c}", "/learners/{c}", "/learner/{u}/{c}", "/live/{c}", "/live.json/{c}",
+         "/csv/learners/{c}", "/report/{c}", "/me/{token}", "/")
+PASSWORD = "bench-password-123"
+
+
+def load(folder: Path, name: str, events: int, courses: int, learners: int, days: int, analyse: bool):
+    from edxstream.analyst.analysis import run as analysis
+    from edxstream.core import clickhouse
+    from edxstream.core import settings as settings_mod
+    from edxstream.core.chdb_server import open_runner
+    from edxstream.ops import course_import
+    from edxstream.ops.generate import GenConfig, write_course_exports, write_dir
+    from edxstream.ops.pipeline import load_clickhouse_events
+
+    # one chdb folder per process (the engine opens one path), a database per data set
+    s = settings_mod.load(home=folder / name, clickhouse_url=f"chdb://{folder / 'chdb'}",
+                          clickhouse_database=f"bench_web_{name}", web_secret_key="bench-" + "k" * 32)
+    cfg = GenConfig(events=events, courses=courses, learners=learners, days=days, seed=2026)
+    t = time.monotonic()
+    write_dir(cfg, folder / name / "log", rotate="none")
+    exports = write_course_exports(cfg, folder / name / "courses")
+    client = clickhouse.connect(s)
+    with open(folder / name / "log" / "tracking.log", "rb") as f:
+        n = load_clickhouse_events(s, f, client=client)
+    for path in exports:
+        course_import.store(client, course_import.read_structure(path))
+    print(f"  loaded {n:,} events in {time.monotonic() - t:.0f}s", file=sys.stderr, flush=True)
+    runner = open_runner(s)
+    if analyse:
+        t = time.monotonic()
+        analysis.run(runner, client)
+        print(f"  analysis run in {time.monotonic() - t:.0f}s", file=sys.stderr, flush=True)
+    return s, runner, n
+
+
+def uncached(s):
+    """The same settings with the app's result cache off: every request computes."""
+    return s.model_copy(update={"web_cache_seconds": 0})
+
+
+def time_pages(s, runner, repeat: int) -> dict:
+    import requests
+    from waitress import create_server
+
+    from edxstream.analyst.report import json_rows
+    from edxstream.analyst.web import auth
+    from edxstream.analyst.web.accounts import Accounts, accounts_file
+    from edxstream.analyst.web.app import create_app
+
+    Accounts(accounts_file(s)).add("bench", "operator", PASSWORD)
+    app = create_app(s, runner=runner)
+    app.config["WTF_CSRF_ENABLED"] = False  # the bench logs in with a plain POST
+    server = create_server(app, host="127.0.0.1", port=0, threads=4)
+    port = server.socket.getsockname()[1]
+    threading.Thread(target=server.run, daemon=True).start()
+    base = f"http://127.0.0.1:{port}"
+    course = json_rows(runner, "SELECT course_id FROM course_events GROUP BY course_id ORDER BY count() DESC LIMIT 1")[0]["course_id"]
+    user = json_rows(runner, f"SELECT user_id FROM learner_activity WHERE course_id = '{course}' "
+                             f"ORDER BY interactions DESC LIMIT 1")[0]["user_id"]
+    with app.test_request_context():
+        token = auth.learner_token(course, user)
+    session = requests.Session()
+    session.post(base + "/login", data={"name": "bench", "password": PASSWORD}, timeout=60)
+
+    def median_ms(path: str) -> float:
+        assert session.get(base + path, timeout=300).status_code == 200, path
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            r = session.get(base + path, timeout=300)
+            times.append(time.perf_counter() - t)
+            assert r.status_code == 200, path
+        return 1000 * statistics.median(times)
+
+    out = {"course": course, "healthz_ms": median_ms("/healthz")}
+    for page in PAGES:
+        path = page.format(c=quote(course, safe=":+"), u=user, token=token)
+        out[page] = median_ms(path)
+        print(f"  {page:<22} {out[page]:8.0f} ms (cache {s.web_cache_seconds:g} s)", file=sys.stderr, flush=True)
+    session.close()
+    server.close()
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=40_000, help="demo-sized sample (40000)")
+    ap.add_argument("--big", type=int, default=2_000_000, help="events of the one big course (0 skips it)")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="bench-web-") as tmp:
+        print(f"demo-sized: {args.events:,} events, 4 course runs", file=sys.stderr)
+        s, runner, n = load(Path(tmp), "demo", args.events, 4, 1_500, 14, analyse=True)
+        results["demo"] = {"events": n, **time_pages(uncached(s), runner, args.repeat)}
+        results["demo, cached"] = {"events": n, **time_pages(s, runner, args.repeat)}
+        if args.big:
+            print(f"one big course: {args.big:,} events", file=sys.stderr)
+            learners = max(1_500, args.big // 200)
+            s, runner, n = load(Path(tmp), "big", args.big, 1, learners, 60, analyse=False)
+            results["big"] = {"events": n, **time_pages(uncached(s), runner, args.repeat)}
+            results["big, cached"] = {"events": n, **time_pages(s, runner, args.repeat)}
+    print(f"{'page':<22} " + " ".join(f"{k + ' (' + format(v['events'], ',') + ' events)':>28}" for k, v in results.items()))
+    for key in ("healthz_ms", *PAGES):
+        print(f"{'GET /healthz (baseline)' if key == 'healthz_ms' else key:<22} "
+              + " ".join(f"{v[key]:>25.0f} ms" for v in results.values()))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The web app for course teams, learners and operators (``edxstream serve``)."""
