@@ -17,7 +17,6 @@ and the file goes wherever the stack's data goes. Passwords are stored as argon2
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from edxstream.core.errors import UserError
+from edxstream.core.jsonfile import write_json
 from edxstream.core.settings import Settings
 
 ROLES = ("operator", "staff")
@@ -67,15 +67,8 @@ class Accounts:
         return {name: Account(name=name, **fields) for name, fields in raw.items()}
 
     def _save(self, accounts: dict[str, Account]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
         data = {a.name: {k: v for k, v in asdict(a).items() if k != "name"} for a in accounts.values()}
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        write_json(self.path, data, private=True, durable=True)
 
     def all(self) -> list[Account]:
         return sorted(self._load().values(), key=lambda a: a.name)
