@@ -57,10 +57,16 @@ from edxstream.ops.pipeline import load_clickhouse_events  # noqa: E402
 
 CORPUS = REPO.parent / "shared" / "corpus" / "public-tracking.log"
 SCALES = {
-    "full": {"quality": GenConfig(events=400_000, courses=3, learners=2_000, days=70, seed=42, malformed=0,
-                                  prefixed=0), "learners": 100_000, "events": 2_000_000},
-    "small": {"quality": GenConfig(events=40_000, courses=1, learners=200, days=60, seed=42, malformed=0,
-                                   prefixed=0), "learners": 5_000, "events": 100_000},
+    "full": {
+        "quality": GenConfig(events=400_000, courses=3, learners=2_000, days=70, seed=42, malformed=0, prefixed=0),
+        "learners": 100_000,
+        "events": 2_000_000,
+    },
+    "small": {
+        "quality": GenConfig(events=40_000, courses=1, learners=200, days=60, seed=42, malformed=0, prefixed=0),
+        "learners": 5_000,
+        "events": 100_000,
+    },
 }
 AIMS = {"ari": 0.7, "auc": 0.85, "hit_vs_baseline": 1.5, "fit_seconds": 60, "fit_peak_mb": 1536}
 
@@ -71,8 +77,9 @@ def say(msg: str) -> None:
 
 def settings_for(work: Path, name: str):
     # pseudonymize off: the bench matches learners to the generator's truth by user id
-    return load(home=work / name, clickhouse_url=f"chdb://{work / 'clickhouse'}", clickhouse_database=name,
-                pseudonymize=False)
+    return load(
+        home=work / name, clickhouse_url=f"chdb://{work / 'clickhouse'}", clickhouse_database=name, pseudonymize=False
+    )
 
 
 def latest(client, table: str, columns: str = "*") -> pd.DataFrame:
@@ -90,14 +97,18 @@ def bench_quality(work: Path, cfg: GenConfig) -> dict:
     client = clickhouse.connect(s)
     with open(work / "gen" / "tracking.log", "rb") as f:  # plain text (rotate="none")
         n = load_clickhouse_events(s, f, client)
-    say(f"quality: {n:,} generated events of {cfg.learners:,} learners in {cfg.courses} courses loaded "
-        f"in {time.monotonic() - t:.0f} s")
+    say(
+        f"quality: {n:,} generated events of {cfg.learners:,} learners in {cfg.courses} courses loaded "
+        f"in {time.monotonic() - t:.0f} s"
+    )
     runner = open_runner(s)
     t = time.monotonic()
     summary = analysis.run(runner, client)
     run_seconds = time.monotonic() - t
     runs = latest(client, "analysis_runs")
-    quality = {(c, st): json.loads(q) for c, st, q in zip(runs["course_id"], runs["step"], runs["quality"], strict=False)}
+    quality = {
+        (c, st): json.loads(q) for c, st, q in zip(runs["course_id"], runs["step"], runs["quality"], strict=False)
+    }
 
     # segments vs planted profiles, and the raw-count baseline with the same k
     seg = latest(client, "learner_segments").merge(truth, on=["course_id", "user_id"])
@@ -117,25 +128,32 @@ def bench_quality(work: Path, cfg: GenConfig) -> dict:
     # at risk at week 2 vs planted outcome; baseline: days since last activity at week 2
     pred = latest(client, "learner_predictions").merge(truth, on=["course_id", "user_id"])
     early = features.load_features(runner, summary.as_of, prediction.EARLY_DAYS)
-    pred = pred.merge(early[["course_id", "user_id", "days_since_last", "grade_so_far", "first_seen"]],
-                      on=["course_id", "user_id"])
+    pred = pred.merge(
+        early[["course_id", "user_id", "days_since_last", "grade_so_far", "first_seen"]], on=["course_id", "user_id"]
+    )
     auc = roc_auc_score(pred["at_risk_y"], pred["risk"])
     base_auc = roc_auc_score(pred["at_risk_y"], pred["days_since_last"])
     # grade at week 2: the run's R² on held-out later learners; baseline on mature learners
     r2 = [quality[(c, "prediction")]["r2"] for c in runs["course_id"].unique() if (c, "prediction") in quality]
     mature = now[prediction.mature(now, pd.Timestamp(summary.as_of))][["course_id", "user_id", "grade_so_far"]]
     naive = pred.merge(mature, on=["course_id", "user_id"], suffixes=("_early", "_end")).dropna(
-        subset=["grade_so_far_end"])
+        subset=["grade_so_far_end"]
+    )
     naive_pred = naive["grade_so_far_early"].fillna(naive["grade_so_far_early"].mean())
     base_r2 = r2_score(naive["grade_so_far_end"], naive_pred)
     hit = [quality[(c, "recommendations")] for c in runs["course_id"].unique() if (c, "recommendations") in quality]
     w = np.asarray(weights, float)
     return {
-        "quality_events": n, "quality_learners": int(len(now)), "quality_run_seconds": round(run_seconds, 1),
-        "ari": round(float(np.average(ari, weights=w)), 3), "ari_baseline_raw_counts": round(float(np.average(base_ari, weights=w)), 3),
+        "quality_events": n,
+        "quality_learners": int(len(now)),
+        "quality_run_seconds": round(run_seconds, 1),
+        "ari": round(float(np.average(ari, weights=w)), 3),
+        "ari_baseline_raw_counts": round(float(np.average(base_ari, weights=w)), 3),
         "ari_placed_share": round(placed / max(1, len(seg)), 3),
-        "auc_at_risk_week2": round(float(auc), 3), "auc_baseline_days_since_last": round(float(base_auc), 3),
-        "r2_grade_week2": round(float(np.nanmean(r2)), 3), "r2_baseline_grade_at_week2": round(float(base_r2), 3),
+        "auc_at_risk_week2": round(float(auc), 3),
+        "auc_baseline_days_since_last": round(float(base_auc), 3),
+        "r2_grade_week2": round(float(np.nanmean(r2)), 3),
+        "r2_baseline_grade_at_week2": round(float(base_r2), 3),
         "hit_rate_at_10": round(float(np.mean([h["hit_rate_at_10"] for h in hit])), 3),
         "hit_rate_baseline_most_popular": round(float(np.mean([h["baseline_hit_rate_at_10"] for h in hit])), 3),
     }
@@ -151,15 +169,20 @@ def synthetic_course(learners: int, events: int, seed: int = 0, blocks: int = 30
     profs = generate.PROFILES
     p = rng.choice(len(profs), size=learners, p=[x.share for x in profs])
     video, problem, forum = (np.array([getattr(x, a) for x in profs])[p] for a in ("video", "problem", "forum"))
-    ability = np.clip(np.array([x.ability for x in profs])[p] + rng.normal(0, generate.ABILITY_SD, learners), 0.05, 0.95)
+    ability = np.clip(
+        np.array([x.ability for x in profs])[p] + rng.normal(0, generate.ABILITY_SD, learners), 0.05, 0.95
+    )
     stops = np.array([x.stops for x in profs])[p]
     activity = rng.pareto(1.3, learners) + 1
     ev = np.maximum(3, rng.poisson(activity / activity.sum() * events)).astype(np.int64)
     start = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(rng.uniform(0, days * 0.6, learners), unit="D")
     as_of = pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(days=days)
     present = (as_of - start).total_seconds().to_numpy() / 86400
-    span = np.where(stops, np.minimum(rng.exponential(generate.STOP_MEAN_DAYS, learners), present),
-                    present * rng.uniform(0.6, 1.0, learners))
+    span = np.where(
+        stops,
+        np.minimum(rng.exponential(generate.STOP_MEAN_DAYS, learners), present),
+        present * rng.uniform(0.6, 1.0, learners),
+    )
     kind = rng.choice(["video", "problem"], size=blocks, p=[0.55, 0.45])
 
     def frame(fraction: np.ndarray, window_days: float | None) -> pd.DataFrame:
@@ -171,18 +194,34 @@ def synthetic_course(learners: int, events: int, seed: int = 0, blocks: int = 30
         first_ok = rng.binomial(attempted, ability)
         sp = np.minimum(span, window_days) if window_days else span
         end = np.minimum(present, window_days) if window_days else present
-        return pd.DataFrame({
-            "course_id": "bench", "user_id": np.arange(learners), "first_seen": start,
-            "last_seen": start + pd.to_timedelta(sp, unit="D"),
-            "active_days": np.maximum(1, np.minimum(sp + 1, e // 25 + 1)).astype(int), "sessions": e // 30 + 1,
-            "events": e, "video_events": cats[:, 0], "assessment_events": cats[:, 1], "content_events": cats[:, 3],
-            "forum_events": cats[:, 2], "videos_watched": cats[:, 0] // 8, "video_completions": cats[:, 0] // 20,
-            "video_seconds": cats[:, 0] * 40.0, "problems_attempted": attempted,
-            "first_try_rate": np.where(attempted > 0, first_ok / np.maximum(attempted, 1), np.nan),
-            "grade_so_far": np.where(attempted > 0, np.clip(ability + 0.1 + rng.normal(0, 0.05, learners), 0, 1), np.nan),
-            "forum_posts": cats[:, 2] // 4, "days_since_last": end - sp,
-            "progress": np.minimum(1, (cats[:, 0] // 8 + attempted) / blocks), "span_days": sp,
-            "present_days": np.maximum(end, 1)})
+        return pd.DataFrame(
+            {
+                "course_id": "bench",
+                "user_id": np.arange(learners),
+                "first_seen": start,
+                "last_seen": start + pd.to_timedelta(sp, unit="D"),
+                "active_days": np.maximum(1, np.minimum(sp + 1, e // 25 + 1)).astype(int),
+                "sessions": e // 30 + 1,
+                "events": e,
+                "video_events": cats[:, 0],
+                "assessment_events": cats[:, 1],
+                "content_events": cats[:, 3],
+                "forum_events": cats[:, 2],
+                "videos_watched": cats[:, 0] // 8,
+                "video_completions": cats[:, 0] // 20,
+                "video_seconds": cats[:, 0] * 40.0,
+                "problems_attempted": attempted,
+                "first_try_rate": np.where(attempted > 0, first_ok / np.maximum(attempted, 1), np.nan),
+                "grade_so_far": np.where(
+                    attempted > 0, np.clip(ability + 0.1 + rng.normal(0, 0.05, learners), 0, 1), np.nan
+                ),
+                "forum_posts": cats[:, 2] // 4,
+                "days_since_last": end - sp,
+                "progress": np.minimum(1, (cats[:, 0] // 8 + attempted) / blocks),
+                "span_days": sp,
+                "present_days": np.maximum(end, 1),
+            }
+        )
 
     now = frame(np.ones(learners), None)
     early = frame(np.minimum(1, prediction.EARLY_DAYS / np.maximum(span, 1)), prediction.EARLY_DAYS)
@@ -199,9 +238,17 @@ def synthetic_course(learners: int, events: int, seed: int = 0, blocks: int = 30
     t = start.tz_localize(None).to_numpy()[users] + (blocks_used * 3600 * 4).astype("timedelta64[s]")
     is_problem = kind[blocks_used] == "problem"
     ok = np.where(is_problem, rng.random(len(users)) < ability[users], np.nan)
-    inter = pd.DataFrame({"course_id": "bench", "user_id": users, "block_id": np.char.add("block", blocks_used.astype(str)),
-                          "first_used": t, "is_problem": is_problem,
-                          "first_try_at": np.where(is_problem, t, np.datetime64("NaT")), "first_ok": ok})
+    inter = pd.DataFrame(
+        {
+            "course_id": "bench",
+            "user_id": users,
+            "block_id": np.char.add("block", blocks_used.astype(str)),
+            "first_used": t,
+            "is_problem": is_problem,
+            "first_try_at": np.where(is_problem, t, np.datetime64("NaT")),
+            "first_ok": ok,
+        }
+    )
     return now, early, inter, as_of.to_pydatetime()
 
 
@@ -212,10 +259,18 @@ def bench_scale_child(learners: int, events: int) -> None:
     with threadpool_limits(limits=1):
         res = analysis.analyze_course("bench", now, early, inter, as_of)
     seconds = time.monotonic() - t
-    print(json.dumps({"fit_seconds": round(seconds, 1), "fit_learners": learners, "fit_events": events,
-                      "fit_interactions": len(inter),
-                      "fit_steps": {s["step"]: s["status"] for s in res.steps},
-                      "fit_peak_mb": peak_mb()}))
+    print(
+        json.dumps(
+            {
+                "fit_seconds": round(seconds, 1),
+                "fit_learners": learners,
+                "fit_events": events,
+                "fit_interactions": len(inter),
+                "fit_steps": {s["step"]: s["status"] for s in res.steps},
+                "fit_peak_mb": peak_mb(),
+            }
+        )
+    )
 
 
 def peak_mb() -> int:
@@ -228,12 +283,15 @@ def peak_mb() -> int:
 
 
 def bench_scale(learners: int, events: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", str(learners), str(events)], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", str(learners), str(events)], capture_output=True, text=True, check=True
+    )
     res = json.loads(out.stdout.strip().splitlines()[-1])
-    say(f"scale: every step for {learners:,} learners, {events:,} events' worth of features "
+    say(
+        f"scale: every step for {learners:,} learners, {events:,} events' worth of features "
         f"({res['fit_interactions']:,} learner x block interactions): {res['fit_seconds']} s, "
-        f"peak {res['fit_peak_mb']:,} MB (the child process, with the drawing of the data)")
+        f"peak {res['fit_peak_mb']:,} MB (the child process, with the drawing of the data)"
+    )
     return res
 
 
@@ -276,8 +334,10 @@ def table(r: dict) -> str:
                 a = f">= {AIMS['hit_vs_baseline']}x baseline (x{r[key] / max(r[base], 1e-9):.2f})"
             out.append(f"{title:<40} {r[key]:>8} {r[base]:>9}  {a}")
     if "fit_seconds" in r:
-        out.append(f"{'fit: seconds, ' + format(r['fit_learners'], ',') + ' learners':<40} {r['fit_seconds']:>8}"
-                   f" {'':>9}  < {AIMS['fit_seconds']}")
+        out.append(
+            f"{'fit: seconds, ' + format(r['fit_learners'], ',') + ' learners':<40} {r['fit_seconds']:>8}"
+            f" {'':>9}  < {AIMS['fit_seconds']}"
+        )
         out.append(f"{'fit: peak MB':<40} {r['fit_peak_mb']:>8} {'':>9}  < {AIMS['fit_peak_mb']}")
     return "\n".join(out)
 

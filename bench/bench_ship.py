@@ -35,10 +35,14 @@ from edxstream.ops import stack  # noqa: E402
 from edxstream.core import settings as settings_mod  # noqa: E402
 
 EVENT_TYPES = [
-    ("play_video", "browser"), ("pause_video", "browser"), ("seek_video", "browser"),
-    ("problem_check", "server"), ("edx.course.enrollment.activated", "server"),
+    ("play_video", "browser"),
+    ("pause_video", "browser"),
+    ("seek_video", "browser"),
+    ("problem_check", "server"),
+    ("edx.course.enrollment.activated", "server"),
     ("/courses/course-v1:edX+DemoX+Demo_Course/courseware/", "server"),
-    ("edx.forum.thread.created", "server"), ("page_close", "browser"),
+    ("edx.forum.thread.created", "server"),
+    ("page_close", "browser"),
 ]
 
 
@@ -47,19 +51,33 @@ def synthetic_line(rng: random.Random, i: int) -> str:
     user = rng.randrange(5000)
     course = f"course-v1:Org{user % 7}+C{user % 13}+2024"
     et, src = rng.choice(EVENT_TYPES)
-    event = {"id": f"block-v1:Org+C+2024+type@video+block@{rng.randrange(10**8):08x}",
-             "currentTime": round(rng.random() * 600, 3), "code": "html5"}
+    event = {
+        "id": f"block-v1:Org+C+2024+type@video+block@{rng.randrange(10**8):08x}",
+        "currentTime": round(rng.random() * 600, 3),
+        "code": "html5",
+    }
     rec = {
-        "username": f"learner{user}", "event_source": src, "name": et,
+        "username": f"learner{user}",
+        "event_source": src,
+        "name": et,
         "time": f"2024-03-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:{i % 60:02d}.{i % 1000000:06d}+00:00",
         "agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
         "page": f"https://lms.example.org/courses/{course}/courseware/sec/sub/1",
-        "host": "lms.example.org", "session": f"{rng.getrandbits(128):032x}",
+        "host": "lms.example.org",
+        "session": f"{rng.getrandbits(128):032x}",
         "referer": f"https://lms.example.org/courses/{course}/courseware/",
-        "accept_language": "en-US,en;q=0.9", "event": json.dumps(event) if src == "browser" else event,
-        "ip": f"10.{user % 250}.{i % 250}.{user % 97}", "event_type": et,
-        "context": {"course_user_tags": {}, "user_id": user, "org_id": f"Org{user % 7}", "course_id": course,
-                    "path": "/event", "enterprise_uuid": ""},
+        "accept_language": "en-US,en;q=0.9",
+        "event": json.dumps(event) if src == "browser" else event,
+        "ip": f"10.{user % 250}.{i % 250}.{user % 97}",
+        "event_type": et,
+        "context": {
+            "course_user_tags": {},
+            "user_id": user,
+            "org_id": f"Org{user % 7}",
+            "course_id": course,
+            "path": "/event",
+            "enterprise_uuid": "",
+        },
     }
     return json.dumps(rec)
 
@@ -115,20 +133,30 @@ def main() -> int:
         size_mb = src.stat().st_size / 1e6
 
         from tests.conftest import free_port  # the same free-port helper the tests use
+
         port = free_port()
         base = settings_mod.load()
         proc = stack.start_broker(stack.tansu_binary(base), "127.0.0.1", port, work / "broker.log")
         try:
-            s = settings_mod.load(home=work / "home", kafka_bootstrap=f"127.0.0.1:{port}", raw_topic="bench.raw",
-                                  deadletter_topic="bench.deadletter", partitions=args.partitions)
+            s = settings_mod.load(
+                home=work / "home",
+                kafka_bootstrap=f"127.0.0.1:{port}",
+                raw_topic="bench.raw",
+                deadletter_topic="bench.deadletter",
+                partitions=args.partitions,
+            )
             kafka_admin.ensure_topics(s, ["bench.kcat", "bench.raw", "bench.deadletter"])
 
             t = time.monotonic()
-            subprocess.run([kcat, "-P", "-b", s.kafka_bootstrap, "-t", "bench.kcat", "-l", str(src)], check=True,
-                           env=kcat_env(work))
+            subprocess.run(
+                [kcat, "-P", "-b", s.kafka_bootstrap, "-t", "bench.kcat", "-l", str(src)],
+                check=True,
+                env=kcat_env(work),
+            )
             kcat_s = time.monotonic() - t
 
             from producer.backfill import backfill
+
             r = backfill(s, [src], progress=False)
             ship_s = r.seconds
             shipped = r.counters.lines
@@ -138,12 +166,17 @@ def main() -> int:
         kcat_rate = n_lines / kcat_s
         ship_rate = shipped / ship_s
         import confluent_kafka
+
         print(f"librdkafka {confluent_kafka.libversion()[0]} for both (kcat re-linked to the wheel's copy)")
         print(f"file: {n_lines:,} lines, {size_mb:.0f} MB; broker: Tansu (memory store), {args.partitions} partitions")
-        print(f"kcat -P -l   : {n_lines:>9,} lines in {kcat_s:6.2f}s = {kcat_rate:>9,.0f} lines/s  "
-              f"({size_mb / kcat_s:.0f} MB/s; unkeyed, no headers, no idempotence, no compression)")
-        print(f"edxstream    : {shipped:>9,} lines in {ship_s:6.2f}s = {ship_rate:>9,.0f} lines/s  "
-              f"({size_mb / ship_s:.0f} MB/s; keyed by learner, 3 headers, idempotent, lz4, checkpointed)")
+        print(
+            f"kcat -P -l   : {n_lines:>9,} lines in {kcat_s:6.2f}s = {kcat_rate:>9,.0f} lines/s  "
+            f"({size_mb / kcat_s:.0f} MB/s; unkeyed, no headers, no idempotence, no compression)"
+        )
+        print(
+            f"edxstream    : {shipped:>9,} lines in {ship_s:6.2f}s = {ship_rate:>9,.0f} lines/s  "
+            f"({size_mb / ship_s:.0f} MB/s; keyed by learner, 3 headers, idempotent, lz4, checkpointed)"
+        )
         print(f"ratio edxstream/kcat: {ship_rate / kcat_rate:.2f} (target >= 0.60)")
         if shipped != n_lines:
             print(f"WARNING: shipped {shipped} of {n_lines} lines", file=sys.stderr)

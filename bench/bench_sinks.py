@@ -65,36 +65,58 @@ def generate(n: int) -> list[EnrichedEvent]:
         cat = CATS[i % len(CATS)]
         course = f"course-v1:Org{i % 7}+C{i % 13}+2024"
         user = rnd.randrange(1, 5000)
-        out.append(EnrichedEvent(
-            event_id=hashlib.blake2b(str(i).encode(), digest_size=16).hexdigest(),
-            time=base + timedelta(seconds=i // 10, microseconds=rnd.randrange(10**6)),
-            category=cat, action=f"{cat}_action_{i % 4}", event_type=f"edx.{cat}.event{i % 4}",
-            event_source="browser", course_id=course, org=f"Org{i % 7}", course=f"C{i % 13}", run="2024",
-            block_id=f"block-v1:Org+C+2024+type@problem+block@{i % 300:x}", user_id=user,
-            username=f"learner{user}", session=f"{rnd.getrandbits(64):016x}", ip=f"10.1.{user % 250}.{i % 250}",
-            agent="Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120 Safari/537.36",
-            host="courses.example.org", page=f"https://courses.example.org/courses/{course}/courseware/",
-            video_id="v1" if cat == "video" else None, video_position=12.5 if cat == "video" else None,
-            problem_id=f"p{i % 300}" if cat == "assessment" else None,
-            attempts=1 if cat == "assessment" else None, success=True if cat == "assessment" else None,
-            grade=1.0 if cat == "assessment" else None, max_grade=1.0 if cat == "assessment" else None,
-            payload='{"id": "block-v1:Org+C+2024+type@video+block@%d", "currentTime": %d, "code": "html5"}'
-                    % (i % 50, i % 600),
-            source="/edx/var/log/tracking/tracking.log", offset=i * 420,
-        ))
+        out.append(
+            EnrichedEvent(
+                event_id=hashlib.blake2b(str(i).encode(), digest_size=16).hexdigest(),
+                time=base + timedelta(seconds=i // 10, microseconds=rnd.randrange(10**6)),
+                category=cat,
+                action=f"{cat}_action_{i % 4}",
+                event_type=f"edx.{cat}.event{i % 4}",
+                event_source="browser",
+                course_id=course,
+                org=f"Org{i % 7}",
+                course=f"C{i % 13}",
+                run="2024",
+                block_id=f"block-v1:Org+C+2024+type@problem+block@{i % 300:x}",
+                user_id=user,
+                username=f"learner{user}",
+                session=f"{rnd.getrandbits(64):016x}",
+                ip=f"10.1.{user % 250}.{i % 250}",
+                agent="Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120 Safari/537.36",
+                host="courses.example.org",
+                page=f"https://courses.example.org/courses/{course}/courseware/",
+                video_id="v1" if cat == "video" else None,
+                video_position=12.5 if cat == "video" else None,
+                problem_id=f"p{i % 300}" if cat == "assessment" else None,
+                attempts=1 if cat == "assessment" else None,
+                success=True if cat == "assessment" else None,
+                grade=1.0 if cat == "assessment" else None,
+                max_grade=1.0 if cat == "assessment" else None,
+                payload='{"id": "block-v1:Org+C+2024+type@video+block@%d", "currentTime": %d, "code": "html5"}'
+                % (i % 50, i % 600),
+                source="/edx/var/log/tracking/tracking.log",
+                offset=i * 420,
+            )
+        )
     return out
 
 
 def use_server(url: str) -> None:
     """Point the benchmark at the server ``url`` (mysql://user:password@host:port)."""
     u = urllib.parse.urlsplit(url)
-    ROOT.update(host=u.hostname or "127.0.0.1", port=u.port or 3306, user=urllib.parse.unquote(u.username or "root"),
-                password=urllib.parse.unquote(u.password or ""))
+    ROOT.update(
+        host=u.hostname or "127.0.0.1",
+        port=u.port or 3306,
+        user=urllib.parse.unquote(u.username or "root"),
+        password=urllib.parse.unquote(u.password or ""),
+    )
 
 
 def dsn(db: str) -> str:
-    return (f"mysql://{urllib.parse.quote(ROOT['user'])}:{urllib.parse.quote(ROOT['password'])}"
-            f"@{ROOT['host']}:{ROOT['port']}/{db}")
+    return (
+        f"mysql://{urllib.parse.quote(ROOT['user'])}:{urllib.parse.quote(ROOT['password'])}"
+        f"@{ROOT['host']}:{ROOT['port']}/{db}"
+    )
 
 
 def fresh_db(tag: str) -> str:
@@ -128,8 +150,9 @@ def loadavg() -> str:
         return "unknown"
 
 
-def bench_mysql_writer(base, values: list[bytes], pipelined: bool,
-                       load_data: bool | None = None) -> tuple[float, tuple[int, float], str]:
+def bench_mysql_writer(
+    base, values: list[bytes], pipelined: bool, load_data: bool | None = None
+) -> tuple[float, tuple[int, float], str]:
     """The sink's write path. Pipelined is how SinkLoop runs it: batch N+1 is decoded
     while a writer thread stores batch N (the database works on the other core).
     Returns the time, (rows, seconds) of the batches in the last fifth of the rows, and
@@ -147,7 +170,7 @@ def bench_mysql_writer(base, values: list[bytes], pipelined: bool,
         for i in range(0, len(values), size):
             if t_tail is None and i >= len(values) * 4 // 5:
                 tail_from, t_tail = i, time.perf_counter()
-            prepared = writer.prepare([Msg(s.enriched_topic, 0, i + j, v) for j, v in enumerate(values[i:i + size])])
+            prepared = writer.prepare([Msg(s.enriched_topic, 0, i + j, v) for j, v in enumerate(values[i : i + size])])
             if inflight is not None:
                 inflight.result()
             inflight = pool.submit(writer.write, prepared)
@@ -191,8 +214,11 @@ def bench_load_data(base, events: list[EnrichedEvent], tmp: Path) -> float:
         cols = ",".join(f"`{c}`" for c in records.ENRICHED_FIELDS)
         with conn, conn.cursor() as cur:
             t0 = time.perf_counter()
-            cur.execute(f"LOAD DATA LOCAL INFILE %s INTO TABLE events CHARACTER SET utf8mb4 "
-                        f"FIELDS TERMINATED BY '\\t' LINES TERMINATED BY '\\n' ({cols})", (str(path),))
+            cur.execute(
+                f"LOAD DATA LOCAL INFILE %s INTO TABLE events CHARACTER SET utf8mb4 "
+                f"FIELDS TERMINATED BY '\\t' LINES TERMINATED BY '\\n' ({cols})",
+                (str(path),),
+            )
             conn.commit()
             elapsed = time.perf_counter() - t0
             cur.execute("SELECT COUNT(*) FROM events")
@@ -209,11 +235,13 @@ def bench_clickhouse(base, values: list[bytes], windows: list[bytes], tmp: Path)
     size = s.clickhouse_batch_rows
     t0 = time.perf_counter()
     for i in range(0, len(values), size):
-        writer.write(writer.prepare([Msg(s.enriched_topic, 0, i + j, v) for j, v in enumerate(values[i:i + size])]))
+        writer.write(writer.prepare([Msg(s.enriched_topic, 0, i + j, v) for j, v in enumerate(values[i : i + size])]))
     t_events = time.perf_counter() - t0
     t0 = time.perf_counter()
     for i in range(0, len(windows), size):
-        writer.write(writer.prepare([Msg(s.aggregates_topic, 0, i + j, v) for j, v in enumerate(windows[i:i + size])]))
+        writer.write(
+            writer.prepare([Msg(s.aggregates_topic, 0, i + j, v) for j, v in enumerate(windows[i : i + size])])
+        )
     t_windows = time.perf_counter() - t0
     return t_events, t_windows
 
@@ -230,8 +258,7 @@ def bench_kafka(base, values: list[bytes], tmp: Path) -> tuple[float, int]:
     broker = stack.start_broker(stack.tansu_binary(base), "127.0.0.1", port, tmp / "broker.log")
     db = fresh_db("kafka")
     try:
-        s = base.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{port}",
-                                    "mysql_dsn": dsn(db)})
+        s = base.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{port}", "mysql_dsn": dsn(db)})
         kafka_admin.ensure_topics(s)
         p = Producer({"bootstrap.servers": s.kafka_bootstrap, "linger.ms": 50, "batch.size": 1_000_000})
         for i, v in enumerate(values):
@@ -256,21 +283,37 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--no-kafka", action="store_true", help="skip the through-Kafka measurement")
-    ap.add_argument("--mysql", default="mysql://root:@127.0.0.1:3306", metavar="URL",
-                    help="the MariaDB/MySQL server to measure, as a user who may create databases")
+    ap.add_argument(
+        "--mysql",
+        default="mysql://root:@127.0.0.1:3306",
+        metavar="URL",
+        help="the MariaDB/MySQL server to measure, as a user who may create databases",
+    )
     args = ap.parse_args()
     use_server(args.mysql)
     logging.basicConfig(level=logging.WARNING)
     tmp = Path(tempfile.mkdtemp(prefix="bench_sinks_"))
-    base = settings_mod.load(home=tmp / "home", app_id=f"bench-{uuid.uuid4().hex[:6]}",
-                             pseudonym_key="bench-pseudonym-key")
+    base = settings_mod.load(
+        home=tmp / "home", app_id=f"bench-{uuid.uuid4().hex[:6]}", pseudonym_key="bench-pseudonym-key"
+    )
     try:
         print(f"generating {args.rows:,} events ...", flush=True)
         events = generate(args.rows)
         values = [records.encode(e) for e in events]
-        windows = [records.encode(WindowCount(kind="course_category", course_id=e.course_id, dimension=e.category,
-                                              window_seconds=60, window_start=e.time.replace(second=0, microsecond=0),
-                                              count=i, version=i)) for i, e in enumerate(events)]
+        windows = [
+            records.encode(
+                WindowCount(
+                    kind="course_category",
+                    course_id=e.course_id,
+                    dimension=e.category,
+                    window_seconds=60,
+                    window_start=e.time.replace(second=0, microsecond=0),
+                    count=i,
+                    version=i,
+                )
+            )
+            for i, e in enumerate(events)
+        ]
 
         print(server_settings(), flush=True)
         print(f"load average before: {loadavg()}  (2 cores; shared machine)", flush=True)
@@ -297,8 +340,11 @@ def main() -> int:
         if not args.no_kafka:
             t_k, n = bench_kafka(base, values, tmp)
             print(f"mysql sink through Kafka (Tansu), first message to last commit: {rate(n, t_k)}", flush=True)
-            print(f"mysql sink through Kafka / LOAD DATA (mean of both) ratio: "
-                  f"{(t_load + t_load2) / 2 / t_k * n / len(values):.2f}", flush=True)
+            print(
+                f"mysql sink through Kafka / LOAD DATA (mean of both) ratio: "
+                f"{(t_load + t_load2) / 2 / t_k * n / len(values):.2f}",
+                flush=True,
+            )
         print(f"load average after: {loadavg()}", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -37,12 +37,22 @@ from edxstream.core.settings import load
 from producer.backfill import backfill
 
 EVENTS = [
-    ("play_video", "browser"), ("pause_video", "browser"), ("seek_video", "browser"),
-    ("edx.video.played", "mobile"), ("problem_check", "server"), ("problem_check", "browser"),
-    ("showanswer", "server"), ("seq_goto", "browser"), ("seq_next", "browser"), ("page_close", "browser"),
-    ("edx.forum.thread.created", "server"), ("edx.forum.response.created", "server"),
-    ("edx.course.enrollment.activated", "server"), ("edx.ui.lms.sequence.next_selected", "browser"),
-    ("/courses/{c}/courseware/{ch}/{sq}/", "server"), ("/courses/{c}/progress", "server"),
+    ("play_video", "browser"),
+    ("pause_video", "browser"),
+    ("seek_video", "browser"),
+    ("edx.video.played", "mobile"),
+    ("problem_check", "server"),
+    ("problem_check", "browser"),
+    ("showanswer", "server"),
+    ("seq_goto", "browser"),
+    ("seq_next", "browser"),
+    ("page_close", "browser"),
+    ("edx.forum.thread.created", "server"),
+    ("edx.forum.response.created", "server"),
+    ("edx.course.enrollment.activated", "server"),
+    ("edx.ui.lms.sequence.next_selected", "browser"),
+    ("/courses/{c}/courseware/{ch}/{sq}/", "server"),
+    ("/courses/{c}/progress", "server"),
     ("/courses/{c}/discussion/forum/", "server"),
     ("/courses/{c}/xblock/block-v1:{k}+type@problem+block@{ch}/handler/xmodule_handler/problem_check", "server"),
 ]
@@ -62,18 +72,32 @@ def synth_lines(n: int, seed: int = 5, hours: float = 2.0) -> list[bytes]:
         uid = rnd.randint(1, 20000)
         name, src = rnd.choice(EVENTS)
         ch, sq = f"{rnd.getrandbits(64):016x}", f"{rnd.getrandbits(64):016x}"
-        etype = name.format(c=c, ch=ch, sq=sq, k=c[len("course-v1:"):])
+        etype = name.format(c=c, ch=ch, sq=sq, k=c[len("course-v1:") :])
         t = t0 + timedelta(seconds=i * span / n + rnd.uniform(-30, 30))
-        event = {"id": f"block-v1:{c[10:]}+type@video+block@{ch}", "currentTime": rnd.uniform(0, 600)} \
-            if "video" in name else {"problem_id": f"block-v1:{c[10:]}+type@problem+block@{sq}", "attempts": 1}
+        event = (
+            {"id": f"block-v1:{c[10:]}+type@video+block@{ch}", "currentTime": rnd.uniform(0, 600)}
+            if "video" in name
+            else {"problem_id": f"block-v1:{c[10:]}+type@problem+block@{sq}", "attempts": 1}
+        )
         doc = {
-            "username": f"user{uid}", "event_type": etype, "event_source": src, "time": t.isoformat(),
-            "ip": f"10.{uid % 250}.{uid % 97}.{uid % 13}", "agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/124.0",
-            "host": "courses.example.org", "session": f"{rnd.getrandbits(128):032x}",
+            "username": f"user{uid}",
+            "event_type": etype,
+            "event_source": src,
+            "time": t.isoformat(),
+            "ip": f"10.{uid % 250}.{uid % 97}.{uid % 13}",
+            "agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/124.0",
+            "host": "courses.example.org",
+            "session": f"{rnd.getrandbits(128):032x}",
             "page": f"https://courses.example.org/courses/{c}/courseware/{ch}/{sq}/",
-            "referer": f"https://courses.example.org/courses/{c}/course/", "accept_language": "en-US,en;q=0.5",
-            "context": {"course_id": c, "org_id": c.split(":")[1].split("+")[0], "user_id": uid,
-                        "path": "/event", "course_user_tags": {}},
+            "referer": f"https://courses.example.org/courses/{c}/course/",
+            "accept_language": "en-US,en;q=0.5",
+            "context": {
+                "course_id": c,
+                "org_id": c.split(":")[1].split("+")[0],
+                "user_id": uid,
+                "path": "/event",
+                "course_user_tags": {},
+            },
             "event": json.dumps(event) if src == "browser" else event,
             "name": etype,
         }
@@ -92,8 +116,12 @@ def main() -> int:
     ap.add_argument("--lines", type=int, default=200_000)
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--hours", type=float, default=2.0,
-                    help="event-time span of the lines (denser = fewer window updates per event)")
+    ap.add_argument(
+        "--hours",
+        type=float,
+        default=2.0,
+        help="event-time span of the lines (denser = fewer window updates per event)",
+    )
     args = ap.parse_args()
 
     lines = synth_lines(args.lines, hours=args.hours)
@@ -111,8 +139,13 @@ def main() -> int:
     port = free_port()
     broker = stack.start_broker(stack.tansu_binary(load()), "127.0.0.1", port, tmp / "broker.log")
     try:
-        s = load(home=tmp / "home", kafka_bootstrap=f"127.0.0.1:{port}", partitions=args.partitions,
-                 app_id="bench-stream", web_port=free_port())
+        s = load(
+            home=tmp / "home",
+            kafka_bootstrap=f"127.0.0.1:{port}",
+            partitions=args.partitions,
+            app_id="bench-stream",
+            web_port=free_port(),
+        )
         kafka_admin.ensure_topics(s)
         # shipped as the shipper ships a file: lines bound for one partition share a record
         src = tmp / "tracking.log"
@@ -125,13 +158,28 @@ def main() -> int:
         env = dict(os.environ)
         for name, value in s.model_dump().items():
             if value is not None:
-                env[f"EDXSTREAM_{name.upper()}"] = ("[" + ",".join(map(str, value)) + "]" if isinstance(value, list)
-                                                    else str(value))
+                env[f"EDXSTREAM_{name.upper()}"] = (
+                    "[" + ",".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
+                )
         metrics = tmp / "metrics.json"
         log = open(tmp / "worker.log", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "edxstream.cli", "process", "--log-every", "0.1",
-                                 "--batch", str(args.batch), "--metrics-file", str(metrics)],
-                                env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "edxstream.cli",
+                "process",
+                "--log-every",
+                "0.1",
+                "--batch",
+                str(args.batch),
+                "--metrics-file",
+                str(metrics),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         t_done = None
         deadline = time.monotonic() + 900
         try:
@@ -159,11 +207,15 @@ def main() -> int:
         elapsed = t_done - m["first_batch_at"]
         rate = len(lines) / elapsed
         print(f"pure parse_line, one core:        {parse_rate:10,.0f} lines/s")
-        print(f"one worker (classify, enrich, produce, count): {rate:10,.0f} events/s "
-              f"({len(lines):,} lines in {elapsed:.1f}s; {m['windows_emitted']:,} window updates emitted)")
+        print(
+            f"one worker (classify, enrich, produce, count): {rate:10,.0f} events/s "
+            f"({len(lines):,} lines in {elapsed:.1f}s; {m['windows_emitted']:,} window updates emitted)"
+        )
         print(f"ratio worker / pure parse:        {rate / parse_rate:10.2f}")
-        print(f"target 20,000 events/s: {'met' if rate >= 20_000 else 'NOT met'} on this machine "
-              f"({os.cpu_count()} cores, shared with other work)")
+        print(
+            f"target 20,000 events/s: {'met' if rate >= 20_000 else 'NOT met'} on this machine "
+            f"({os.cpu_count()} cores, shared with other work)"
+        )
     finally:
         broker.kill()
     return 0

@@ -34,8 +34,18 @@ from urllib.parse import quote
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-PAGES = ("/overview/{c}", "/content/{c}", "/learners/{c}", "/learner/{u}/{c}", "/live/{c}", "/live.json/{c}",
-         "/csv/learners/{c}", "/report/{c}", "/me/{token}", "/")
+PAGES = (
+    "/overview/{c}",
+    "/content/{c}",
+    "/learners/{c}",
+    "/learner/{u}/{c}",
+    "/live/{c}",
+    "/live.json/{c}",
+    "/csv/learners/{c}",
+    "/report/{c}",
+    "/me/{token}",
+    "/",
+)
 PASSWORD = "bench-password-123"
 
 
@@ -49,8 +59,12 @@ def load(folder: Path, name: str, events: int, courses: int, learners: int, days
     from edxstream.ops.pipeline import load_clickhouse_events
 
     # one chdb folder per process (the engine opens one path), a database per data set
-    s = settings_mod.load(home=folder / name, clickhouse_url=f"chdb://{folder / 'chdb'}",
-                          clickhouse_database=f"bench_web_{name}", web_secret_key="bench-" + "k" * 32)
+    s = settings_mod.load(
+        home=folder / name,
+        clickhouse_url=f"chdb://{folder / 'chdb'}",
+        clickhouse_database=f"bench_web_{name}",
+        web_secret_key="bench-" + "k" * 32,
+    )
     cfg = GenConfig(events=events, courses=courses, learners=learners, days=days, seed=2026)
     t = time.monotonic()
     write_dir(cfg, folder / name / "log", rotate="none")
@@ -90,9 +104,12 @@ def time_pages(s, runner, repeat: int) -> dict:
     port = server.socket.getsockname()[1]
     threading.Thread(target=server.run, daemon=True).start()
     base = f"http://127.0.0.1:{port}"
-    course = json_rows(runner, "SELECT course_id FROM course_events GROUP BY course_id ORDER BY count() DESC LIMIT 1")[0]["course_id"]
-    user = json_rows(runner, f"SELECT user_id FROM learner_activity WHERE course_id = '{course}' "
-                             f"ORDER BY interactions DESC LIMIT 1")[0]["user_id"]
+    course = json_rows(runner, "SELECT course_id FROM course_events GROUP BY course_id ORDER BY count() DESC LIMIT 1")[
+        0
+    ]["course_id"]
+    user = json_rows(
+        runner, f"SELECT user_id FROM learner_activity WHERE course_id = '{course}' ORDER BY interactions DESC LIMIT 1"
+    )[0]["user_id"]
     with app.test_request_context():
         token = auth.learner_token(course, user)
     session = requests.Session()
@@ -137,10 +154,15 @@ def main() -> int:
             s, runner, n = load(Path(tmp), "big", args.big, 1, learners, 60, analyse=False)
             results["big"] = {"events": n, **time_pages(uncached(s), runner, args.repeat)}
             results["big, cached"] = {"events": n, **time_pages(s, runner, args.repeat)}
-    print(f"{'page':<22} " + " ".join(f"{k + ' (' + format(v['events'], ',') + ' events)':>28}" for k, v in results.items()))
+    print(
+        f"{'page':<22} "
+        + " ".join(f"{k + ' (' + format(v['events'], ',') + ' events)':>28}" for k, v in results.items())
+    )
     for key in ("healthz_ms", *PAGES):
-        print(f"{'GET /healthz (baseline)' if key == 'healthz_ms' else key:<22} "
-              + " ".join(f"{v[key]:>25.0f} ms" for v in results.values()))
+        print(
+            f"{'GET /healthz (baseline)' if key == 'healthz_ms' else key:<22} "
+            + " ".join(f"{v[key]:>25.0f} ms" for v in results.values())
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0

@@ -53,8 +53,13 @@ from edxstream.ops import pipeline, stack  # noqa: E402
 from sinks import migrate  # noqa: E402
 
 COURSES = ["course-v1:Chaos+C1+2026", "course-v1:Chaos+C2+2026", "course-v1:Chaos+C3+2026"]
-ACTIONS = [("play_video", "browser"), ("pause_video", "browser"), ("problem_check", "server"),
-           ("/courses/{c}/courseware/ch/seq/", "server"), ("edx.forum.thread.created", "server")]
+ACTIONS = [
+    ("play_video", "browser"),
+    ("pause_video", "browser"),
+    ("problem_check", "server"),
+    ("/courses/{c}/courseware/ch/seq/", "server"),
+    ("edx.forum.thread.created", "server"),
+]
 COMPONENTS = ("ship", "stream-1", "stream-2", "sink-mysql", "sink-clickhouse")
 KINDS = (*COMPONENTS, "broker", "mysql", "rotate")  # what a disruption does
 
@@ -72,9 +77,18 @@ def make_line(i: int, t0: float, rnd: random.Random) -> bytes:
     course = COURSES[i % len(COURSES)]
     action, source = ACTIONS[rnd.randrange(len(ACTIONS))]
     when = datetime.fromtimestamp(t0 + i * 0.01, tz=timezone.utc).isoformat()
-    return json.dumps({"username": f"learner{i % 97}", "event_type": action.format(c=course), "event_source": source,
-                       "time": when, "i": i, "page": f"https://lms/courses/{course}/courseware/",
-                       "context": {"user_id": i % 97, "course_id": course}, "event": {"id": f"v{i % 13}"}}).encode()
+    return json.dumps(
+        {
+            "username": f"learner{i % 97}",
+            "event_type": action.format(c=course),
+            "event_source": source,
+            "time": when,
+            "i": i,
+            "page": f"https://lms/courses/{course}/courseware/",
+            "context": {"user_id": i % 97, "course_id": course},
+            "event": {"id": f"v{i % 13}"},
+        }
+    ).encode()
 
 
 class LogWriter(threading.Thread):
@@ -139,8 +153,11 @@ class Chaos:
         self.user = f"chaos_{self.run_id}"
         password = secrets.token_hex(8)
         self.settings = load(
-            home=self.home, kafka_bootstrap=f"127.0.0.1:{free_port()}", broker_storage="s3",
-            app_id=f"edxstream-chaos-{self.run_id}", partitions=4,
+            home=self.home,
+            kafka_bootstrap=f"127.0.0.1:{free_port()}",
+            broker_storage="s3",
+            app_id=f"edxstream-chaos-{self.run_id}",
+            partitions=4,
             mysql_dsn=f"mysql://{self.user}:{password}@127.0.0.1:3306/{self.db}",
             clickhouse_url=f"chdb://{self.home / 'clickhouse'}",
             checkpoint_dir=self.home / "checkpoints",
@@ -156,8 +173,13 @@ class Chaos:
 
     # -- MySQL: the run's own database and user ------------------------------------------
     def _root(self):
-        return pymysql.connect(host="127.0.0.1", port=3306, user=os.environ.get("EDXSTREAM_MYSQL_ADMIN_USER", "root"),
-                               password=os.environ.get("EDXSTREAM_MYSQL_ADMIN_PASSWORD", ""), autocommit=True)
+        return pymysql.connect(
+            host="127.0.0.1",
+            port=3306,
+            user=os.environ.get("EDXSTREAM_MYSQL_ADMIN_USER", "root"),
+            password=os.environ.get("EDXSTREAM_MYSQL_ADMIN_PASSWORD", ""),
+            autocommit=True,
+        )
 
     def _admin(self, *statements: str) -> None:
         conn = self._root()
@@ -169,9 +191,11 @@ class Chaos:
             conn.close()
 
     def mysql_setup(self) -> None:
-        self._admin(f"CREATE DATABASE `{self.db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
-                    *[f"CREATE USER '{self.user}'@'{h}' IDENTIFIED BY '{self.password}'" for h in ("127.0.0.1", "localhost")],
-                    *[f"GRANT ALL ON `{self.db}`.* TO '{self.user}'@'{h}'" for h in ("127.0.0.1", "localhost")])
+        self._admin(
+            f"CREATE DATABASE `{self.db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+            *[f"CREATE USER '{self.user}'@'{h}' IDENTIFIED BY '{self.password}'" for h in ("127.0.0.1", "localhost")],
+            *[f"GRANT ALL ON `{self.db}`.* TO '{self.user}'@'{h}'" for h in ("127.0.0.1", "localhost")],
+        )
 
     def mysql_cut(self, seconds: float) -> None:
         """Lock the sinks' user and drop its connections; unlock after ``seconds``."""
@@ -191,8 +215,10 @@ class Chaos:
         self._admin(*[f"ALTER USER '{self.user}'@'{h}' ACCOUNT UNLOCK" for h in ("127.0.0.1", "localhost")])
 
     def mysql_teardown(self) -> None:
-        self._admin(f"DROP DATABASE IF EXISTS `{self.db}`",
-                    *[f"DROP USER IF EXISTS '{self.user}'@'{h}'" for h in ("127.0.0.1", "localhost")])
+        self._admin(
+            f"DROP DATABASE IF EXISTS `{self.db}`",
+            *[f"DROP USER IF EXISTS '{self.user}'@'{h}'" for h in ("127.0.0.1", "localhost")],
+        )
 
     # -- components ----------------------------------------------------------------------
     def start(self, name: str) -> None:
@@ -283,8 +309,11 @@ class Chaos:
                 print("chaos: the writer did not finish in time", flush=True)
                 return 2
         writer.join()
-        print(f"chaos: {writer.written} lines written, {sum(self.disruptions.values())} disruptions "
-              f"({dict(self.disruptions)}); waiting for the stores", flush=True)
+        print(
+            f"chaos: {writer.written} lines written, {sum(self.disruptions.values())} disruptions "
+            f"({dict(self.disruptions)}); waiting for the stores",
+            flush=True,
+        )
         return self._check(writer.lines, started, a)
 
     def _check(self, lines: list[bytes], started: float, a) -> int:
@@ -322,13 +351,23 @@ class Chaos:
         got: dict = {}
         deadline = time.monotonic() + a.timeout
         while time.monotonic() < deadline:
-            lag = kafka_admin.group_lag(self.settings, self.settings.clickhouse_sink_group,
-                                     [self.settings.aggregates_topic, self.settings.enriched_topic])
+            lag = kafka_admin.group_lag(
+                self.settings,
+                self.settings.clickhouse_sink_group,
+                [self.settings.aggregates_topic, self.settings.enriched_topic],
+            )
             if lag == 0:
                 self.pipe.stop("sink-clickhouse")
-                rows = pipeline.clickhouse_rows(self.settings, {"w": (
-                    "SELECT course_id, dimension, toUnixTimestamp(window_start) AS s, count FROM window_counts_final "
-                    "WHERE kind = 'course_category' AND window_seconds = 3600")})["w"]
+                rows = pipeline.clickhouse_rows(
+                    self.settings,
+                    {
+                        "w": (
+                            "SELECT course_id, dimension, toUnixTimestamp(window_start) AS s, count "
+                            "FROM window_counts_final "
+                            "WHERE kind = 'course_category' AND window_seconds = 3600"
+                        )
+                    },
+                )["w"]
                 got = {(r["course_id"], r["dimension"], int(r["s"])): int(r["count"]) for r in rows}
                 if got == windows or time.monotonic() > deadline - 5:
                     break
@@ -339,19 +378,26 @@ class Chaos:
         under = sum(max(0, v - got.get(k, 0)) for k, v in windows.items())
         done_in = time.monotonic() - started
         report = {
-            "lines": len(lines), "valid_events": len(events), "bad_lines": len(dead),
-            "disruptions": sum(self.disruptions.values()), "by_kind": dict(self.disruptions),
+            "lines": len(lines),
+            "valid_events": len(events),
+            "bad_lines": len(dead),
+            "disruptions": sum(self.disruptions.values()),
+            "by_kind": dict(self.disruptions),
             "exited_by_themselves": dict(self.restarts),
-            "lost_events": lost_events, "lost_dead_letters": lost_dead,
-            "counted_twice": over, "counted_missing": under,
+            "lost_events": lost_events,
+            "lost_dead_letters": lost_dead,
+            "counted_twice": over,
+            "counted_missing": under,
             "mysql_caught_up_after_last_disruption_s": round(recovered_in, 1),
             "total_seconds": round(done_in, 1),
         }
         print(json.dumps(report, indent=2), flush=True)
         ok = lost_events == 0 and lost_dead == 0 and over == 0 and under == 0
-        print(f"chaos: {'PASS' if ok else 'FAIL'}: {report['disruptions']} disruptions survived, "
-              f"{len(lines)} lines, lost {lost_events + lost_dead}, counted twice {over}, counted missing {under}",
-              flush=True)
+        print(
+            f"chaos: {'PASS' if ok else 'FAIL'}: {report['disruptions']} disruptions survived, "
+            f"{len(lines)} lines, lost {lost_events + lost_dead}, counted twice {over}, counted missing {under}",
+            flush=True,
+        )
         return 0 if ok else 1
 
 

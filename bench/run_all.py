@@ -74,10 +74,24 @@ class Scale:
 
 
 SCALES = {
-    "full": Scale(ship_lines=500_000, stream_lines=200_000, sink_rows=200_000, e2e_events=PAPER_EVENTS,
-                  e2e_days=730, live_rate=500, live_seconds=60),
-    "small": Scale(ship_lines=5_000, stream_lines=3_000, sink_rows=3_000, e2e_events=4_000, e2e_days=3,
-                   live_rate=50, live_seconds=4),
+    "full": Scale(
+        ship_lines=500_000,
+        stream_lines=200_000,
+        sink_rows=200_000,
+        e2e_events=PAPER_EVENTS,
+        e2e_days=730,
+        live_rate=500,
+        live_seconds=60,
+    ),
+    "small": Scale(
+        ship_lines=5_000,
+        stream_lines=3_000,
+        sink_rows=3_000,
+        e2e_events=4_000,
+        e2e_days=3,
+        live_rate=50,
+        live_seconds=4,
+    ),
 }
 TARGETS = {"e2e_events_per_s": 15_000, "live_p99_s": 2.0, "ship_vs_kcat": 0.6, "stream_events_per_s": 20_000}
 
@@ -107,11 +121,20 @@ class Bench:
         """Settings of one part: its own topics, groups, home, database, chdb folder."""
         home = self.work / part
         return load(
-            home=home, kafka_bootstrap=f"127.0.0.1:{self.port}", partitions=4,
-            raw_topic=f"{part}.raw", enriched_topic=f"{part}.enriched", deadletter_topic=f"{part}.deadletter",
-            aggregates_topic=f"{part}.aggregates", app_id=f"bench-{part}", web_port=free_port(),
-            mysql_dsn=_dsn(load().mysql_dsn, f"edxstream_bench_{part}"), clickhouse_url=f"chdb://{home / 'clickhouse'}",
-            clickhouse_database="bench", pseudonym_key="bench-pseudonym-key", **extra,
+            home=home,
+            kafka_bootstrap=f"127.0.0.1:{self.port}",
+            partitions=4,
+            raw_topic=f"{part}.raw",
+            enriched_topic=f"{part}.enriched",
+            deadletter_topic=f"{part}.deadletter",
+            aggregates_topic=f"{part}.aggregates",
+            app_id=f"bench-{part}",
+            web_port=free_port(),
+            mysql_dsn=_dsn(load().mysql_dsn, f"edxstream_bench_{part}"),
+            clickhouse_url=f"chdb://{home / 'clickhouse'}",
+            clickhouse_database="bench",
+            pseudonym_key="bench-pseudonym-key",
+            **extra,
         )
 
     def close(self, keep: bool = False) -> None:
@@ -129,9 +152,18 @@ class Bench:
 
 # The MySQL server's settings that decide what the MySQL sink costs once its tables
 # outgrow memory: printed next to the figures, and the e2e runs on the server as found.
-MYSQL_VARIABLES = ("version", "innodb_buffer_pool_size", "innodb_log_file_size", "innodb_redo_log_capacity",
-                   "innodb_flush_log_at_trx_commit", "innodb_flush_method", "innodb_doublewrite", "sync_binlog",
-                   "log_bin", "local_infile")
+MYSQL_VARIABLES = (
+    "version",
+    "innodb_buffer_pool_size",
+    "innodb_log_file_size",
+    "innodb_redo_log_capacity",
+    "innodb_flush_log_at_trx_commit",
+    "innodb_flush_method",
+    "innodb_doublewrite",
+    "sync_binlog",
+    "log_bin",
+    "local_infile",
+)
 
 
 def mysql_server(mysql_root: dict) -> dict[str, str]:
@@ -150,15 +182,18 @@ def mysql_server(mysql_root: dict) -> dict[str, str]:
 
 def describe_mysql(v: dict[str, str]) -> str:
     """One line: buffer pool, redo log, flush settings and version."""
+
     def mib(name: str) -> str:
         return f"{int(v[name]) / 2**20:,.0f} MiB" if v.get(name, "").isdigit() else "?"
 
     redo = mib("innodb_redo_log_capacity") if "innodb_redo_log_capacity" in v else mib("innodb_log_file_size")
-    return (f"MySQL server {v.get('version', '?')}: buffer pool {mib('innodb_buffer_pool_size')}, redo log {redo}, "
-            f"flush_log_at_trx_commit {v.get('innodb_flush_log_at_trx_commit', '?')} (1: durable at every commit), "
-            f"flush_method {v.get('innodb_flush_method', '?')}, doublewrite {v.get('innodb_doublewrite', '?')}, "
-            f"binlog {v.get('log_bin', '?')}, sync_binlog {v.get('sync_binlog', '?')}, "
-            f"local_infile {v.get('local_infile', '?')}")
+    return (
+        f"MySQL server {v.get('version', '?')}: buffer pool {mib('innodb_buffer_pool_size')}, redo log {redo}, "
+        f"flush_log_at_trx_commit {v.get('innodb_flush_log_at_trx_commit', '?')} (1: durable at every commit), "
+        f"flush_method {v.get('innodb_flush_method', '?')}, doublewrite {v.get('innodb_doublewrite', '?')}, "
+        f"binlog {v.get('log_bin', '?')}, sync_binlog {v.get('sync_binlog', '?')}, "
+        f"local_infile {v.get('local_infile', '?')}"
+    )
 
 
 def _dsn(dsn: str, database: str) -> str:
@@ -173,8 +208,9 @@ def _fresh_mysql(s: Settings) -> None:
 
 
 def sample_file(path: Path, events: int, seed: int = 11) -> Path:
-    cfg = GenConfig(events=events, courses=12, learners=max(100, events // 40), days=max(1, min(60, events // 5000)),
-                    seed=seed)
+    cfg = GenConfig(
+        events=events, courses=12, learners=max(100, events // 40), days=max(1, min(60, events // 5000)), seed=seed
+    )
     with open(path, "wb") as f:
         for line in generate_lines(cfg):
             f.write(line)
@@ -199,15 +235,21 @@ def bench_ship(b: Bench, scale: Scale) -> dict:
     from bench_ship import kcat_env  # the shipper engineer's fix for kcat's old librdkafka
 
     t = time.monotonic()
-    subprocess.run([kcat, "-P", "-b", s.kafka_bootstrap, "-t", "ship.kcat", "-l", str(src)], check=True,
-                   env=kcat_env(s.data_dir))
+    subprocess.run(
+        [kcat, "-P", "-b", s.kafka_bootstrap, "-t", "ship.kcat", "-l", str(src)], check=True, env=kcat_env(s.data_dir)
+    )
     kcat_s = time.monotonic() - t
     r = backfill(s, [src], progress=False)
-    out = {"ship_lines": r.counters.lines, "ship_lines_per_s": r.counters.lines / r.seconds,
-           "kcat_lines_per_s": lines / kcat_s}
+    out = {
+        "ship_lines": r.counters.lines,
+        "ship_lines_per_s": r.counters.lines / r.seconds,
+        "kcat_lines_per_s": lines / kcat_s,
+    }
     out["ship_vs_kcat"] = out["ship_lines_per_s"] / out["kcat_lines_per_s"]
-    say(f"ship   : edxstream {out['ship_lines_per_s']:>10,.0f} lines/s   kcat -P -l {out['kcat_lines_per_s']:>10,.0f}"
-        f" lines/s   ratio {out['ship_vs_kcat']:.2f}   ({lines:,} lines, {src.stat().st_size / 1e6:.0f} MB)")
+    say(
+        f"ship   : edxstream {out['ship_lines_per_s']:>10,.0f} lines/s   kcat -P -l {out['kcat_lines_per_s']:>10,.0f}"
+        f" lines/s   ratio {out['ship_vs_kcat']:.2f}   ({lines:,} lines, {src.stat().st_size / 1e6:.0f} MB)"
+    )
     return out
 
 
@@ -229,9 +271,14 @@ def _ship_raw(s: Settings, lines: list[bytes]) -> None:
 
 def bench_stream(b: Bench, scale: Scale) -> dict:
     s = b.settings("stream")
-    lines = [x.rstrip(b"\n") for x in generate_lines(GenConfig(events=scale.stream_lines, courses=12,
-                                                               learners=max(100, scale.stream_lines // 40),
-                                                               days=3, seed=12))]
+    lines = [
+        x.rstrip(b"\n")
+        for x in generate_lines(
+            GenConfig(
+                events=scale.stream_lines, courses=12, learners=max(100, scale.stream_lines // 40), days=3, seed=12
+            )
+        )
+    ]
     _ship_raw(s, lines)
     metrics = s.data_dir / "stream.metrics.json"
     with pipeline.Pipeline(s, log_dir=s.data_dir / "logs") as pipe:
@@ -259,8 +306,9 @@ def bench_stream(b: Bench, scale: Scale) -> dict:
 
 def _events(n: int, seed: int) -> list[EnrichedEvent]:
     out = []
-    for line in generate_lines(GenConfig(events=n, courses=12, learners=max(100, n // 40), days=3, seed=seed,
-                                         malformed=0)):
+    for line in generate_lines(
+        GenConfig(events=n, courses=12, learners=max(100, n // 40), days=3, seed=seed, malformed=0)
+    ):
         r = parse_line(line)
         if isinstance(r, EnrichedEvent):
             out.append(r)
@@ -279,8 +327,14 @@ def _as_the_stream_writes(events: list[EnrichedEvent]) -> list[tuple[bytes, byte
 def _produce(s: Settings, topic: str, values: list[bytes] | list[tuple[bytes, bytes]]) -> None:
     from confluent_kafka import Producer
 
-    p = Producer({"bootstrap.servers": s.kafka_bootstrap, "linger.ms": 20, "batch.size": 1_000_000,
-                  "queue.buffering.max.messages": 1_000_000})
+    p = Producer(
+        {
+            "bootstrap.servers": s.kafka_bootstrap,
+            "linger.ms": 20,
+            "batch.size": 1_000_000,
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
     for i, v in enumerate(values):
         if isinstance(v, tuple):
             p.produce(topic, key=v[0], value=v[1])
@@ -363,8 +417,10 @@ def bench_sinks(b: Bench, scale: Scale) -> dict:
         out["mysql_rows_per_s"] = len(events) / max(1e-6, t_done - t_zero)
         out["load_data_rows_per_s"] = load_data_rate(s, events)
         out["mysql_vs_load_data"] = out["mysql_rows_per_s"] / out["load_data_rows_per_s"]
-        say(f"mysql  : sink {out['mysql_rows_per_s']:>10,.0f} rows/s   LOAD DATA {out['load_data_rows_per_s']:>10,.0f}"
-            f" rows/s   ratio {out['mysql_vs_load_data']:.2f}   ({len(events):,} rows)")
+        say(
+            f"mysql  : sink {out['mysql_rows_per_s']:>10,.0f} rows/s   LOAD DATA {out['load_data_rows_per_s']:>10,.0f}"
+            f" rows/s   ratio {out['mysql_vs_load_data']:.2f}   ({len(events):,} rows)"
+        )
         # ClickHouse: from the first committed batch to no lag
         pipe.start("sink-clickhouse", "sink", "clickhouse")
         topics = [s.enriched_topic, s.aggregates_topic]
@@ -395,8 +451,9 @@ def bench_e2e(b: Bench, scale: Scale) -> dict:
     s = b.settings("e2e")
     logs = s.data_dir / "logs-in"
     t = time.monotonic()
-    cfg = GenConfig(events=scale.e2e_events, courses=20, learners=max(200, scale.e2e_events // 75),
-                    days=scale.e2e_days, seed=14)
+    cfg = GenConfig(
+        events=scale.e2e_events, courses=20, learners=max(200, scale.e2e_events // 75), days=scale.e2e_days, seed=14
+    )
     write_dir(cfg, logs)
     paths = log_files(logs)
     say(f"e2e    : generated {scale.e2e_events:,} events in {len(paths)} files in {time.monotonic() - t:.0f}s")
@@ -422,25 +479,40 @@ def bench_e2e(b: Bench, scale: Scale) -> dict:
         r = pipeline.backfill_until_written(pipe, paths, expected, progress=progress, timeout=3600)
         cpu = {k: pipeline.cpu_seconds(services[k]) - v for k, v in cpu0.items() if v is not None}
     rate = expected.lines / r.seconds
-    peaks = {k: round(v, 1) for k, v in r.peaks_mb.items() if v and k in ("backfill", "stream", "sink-mysql",
-                                                                          "sink-clickhouse")}
-    say(f"e2e    : {expected.lines:,} lines from .gz files -> every row in MySQL after {r.mysql_seconds:.1f}s, "
-        f"every window in ClickHouse after {r.seconds:.1f}s = {rate:,.0f} events/s")
+    peaks = {
+        k: round(v, 1)
+        for k, v in r.peaks_mb.items()
+        if v and k in ("backfill", "stream", "sink-mysql", "sink-clickhouse")
+    }
+    say(
+        f"e2e    : {expected.lines:,} lines from .gz files -> every row in MySQL after {r.mysql_seconds:.1f}s, "
+        f"every window in ClickHouse after {r.seconds:.1f}s = {rate:,.0f} events/s"
+    )
     say("         peak memory (MB): " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(peaks.items())))
     # where the machine's time went: on 2 cores the run is CPU-bound, so the sum over
     # processes, per event, is what bounds events/s
     cpu.update({k: v for k, v in r.cpu_s.items() if k in ("backfill", "stream", "sink-mysql", "sink-clickhouse")})
     cpu = {k: round(v, 1) for k, v in cpu.items()}
     total_cpu = sum(cpu.values())
-    say("         CPU seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(cpu.items()))
+    say(
+        "         CPU seconds: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in sorted(cpu.items()))
         + f"; total {total_cpu:.0f} = {1e6 * total_cpu / expected.lines:.0f} µs per event "
-          f"({total_cpu / r.seconds:.2f} cores busy of {os.cpu_count()})")
+        f"({total_cpu / r.seconds:.2f} cores busy of {os.cpu_count()})"
+    )
     for note in r.notes:
         say(f"         note: {note}")
-    return {"e2e_events": expected.lines, "e2e_seconds": r.seconds, "e2e_mysql_seconds": r.mysql_seconds,
-            "e2e_ship_seconds": r.ship_seconds, "e2e_events_per_s": rate, "e2e_peak_mb": peaks,
-            "e2e_cpu_seconds": cpu,
-            "e2e_clickhouse_events": r.clickhouse_events, "e2e_clickhouse_windows": r.clickhouse_windows}
+    return {
+        "e2e_events": expected.lines,
+        "e2e_seconds": r.seconds,
+        "e2e_mysql_seconds": r.mysql_seconds,
+        "e2e_ship_seconds": r.ship_seconds,
+        "e2e_events_per_s": rate,
+        "e2e_peak_mb": peaks,
+        "e2e_cpu_seconds": cpu,
+        "e2e_clickhouse_events": r.clickhouse_events,
+        "e2e_clickhouse_windows": r.clickhouse_windows,
+    }
 
 
 # -- live latency ------------------------------------------------------------------------------------
@@ -462,9 +534,13 @@ def _live_templates(n: int) -> list[dict]:
     size = n
     while len(docs) < n:
         size *= 2
-        docs = [orjson.loads(line) for line in generate_lines(GenConfig(events=size, courses=4, learners=500, days=1,
-                                                                        seed=15, malformed=0, prefixed=0))
-                if getattr(parse_line(line), "course_id", None)]
+        docs = [
+            orjson.loads(line)
+            for line in generate_lines(
+                GenConfig(events=size, courses=4, learners=500, days=1, seed=15, malformed=0, prefixed=0)
+            )
+            if getattr(parse_line(line), "course_id", None)
+        ]
     return docs[:n]
 
 
@@ -529,8 +605,7 @@ def bench_live(b: Bench, scale: Scale) -> dict:
         # else the aggregates topic
         via = "aggregates topic"
         deadline = time.monotonic() + 15
-        while s.clickhouse_embedded_path is not None and not endpoint_file(s).exists() \
-                and time.monotonic() < deadline:
+        while s.clickhouse_embedded_path is not None and not endpoint_file(s).exists() and time.monotonic() < deadline:
             pipe.check_alive("stream", "sink-mysql", "sink-clickhouse", "ship")
             time.sleep(0.2)
         if s.clickhouse_embedded_path is None or endpoint_file(s).exists():
@@ -558,24 +633,36 @@ def bench_live(b: Bench, scale: Scale) -> dict:
     with open(s.data_dir / "live_latencies.csv", "w") as out:  # for a look at the tail (--keep)
         out.write("appended_s,mysql_s,window_s\n")
         for x in lines:
-            out.write(f"{x.appended - lines[0].appended:.3f},"
-                      f"{'' if x.mysql is None else round(x.mysql - x.appended, 3)},"
-                      f"{'' if x.clickhouse is None else round(x.clickhouse - x.appended, 3)}\n")
+            out.write(
+                f"{x.appended - lines[0].appended:.3f},"
+                f"{'' if x.mysql is None else round(x.mysql - x.appended, 3)},"
+                f"{'' if x.clickhouse is None else round(x.clickhouse - x.appended, 3)}\n"
+            )
     done = [x for x in lines if x.mysql is not None and x.clickhouse is not None]
     if not done:
         raise SystemExit("no live line reached both stores; see " + str(s.data_dir / "logs"))
     both = sorted(max(x.mysql, x.clickhouse) - x.appended for x in done)
     my = sorted(x.mysql - x.appended for x in done)
     ch = sorted(x.clickhouse - x.appended for x in done)
-    out = {"live_lines": len(lines), "live_seen": len(done), "live_rate": scale.live_rate, "live_via": via,
-           "live_p50_s": _pct(both, 50), "live_p99_s": _pct(both, 99),
-           "live_mysql_p50_s": _pct(my, 50), "live_mysql_p99_s": _pct(my, 99),
-           "live_clickhouse_p50_s": _pct(ch, 50), "live_clickhouse_p99_s": _pct(ch, 99)}
-    say(f"live   : {scale.live_rate}/s for {scale.live_seconds:.0f}s, {len(done):,}/{len(lines):,} lines seen; "
+    out = {
+        "live_lines": len(lines),
+        "live_seen": len(done),
+        "live_rate": scale.live_rate,
+        "live_via": via,
+        "live_p50_s": _pct(both, 50),
+        "live_p99_s": _pct(both, 99),
+        "live_mysql_p50_s": _pct(my, 50),
+        "live_mysql_p99_s": _pct(my, 99),
+        "live_clickhouse_p50_s": _pct(ch, 50),
+        "live_clickhouse_p99_s": _pct(ch, 99),
+    }
+    say(
+        f"live   : {scale.live_rate}/s for {scale.live_seconds:.0f}s, {len(done):,}/{len(lines):,} lines seen; "
         f"append -> "
         f"MySQL row p50 {out['live_mysql_p50_s']:.2f}s p99 {out['live_mysql_p99_s']:.2f}s; append -> window count "
         f"({via}) p50 {out['live_clickhouse_p50_s']:.2f}s p99 {out['live_clickhouse_p99_s']:.2f}s; both p50 "
-        f"{out['live_p50_s']:.2f}s p99 {out['live_p99_s']:.2f}s")
+        f"{out['live_p50_s']:.2f}s p99 {out['live_p99_s']:.2f}s"
+    )
     return out
 
 
@@ -597,8 +684,14 @@ def _watch(s: Settings, lines: list[LiveLine], stop: threading.Event, via: str) 
         from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
         # assigned, not subscribed: a group join would hold the first seconds back
-        consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"bench-live-watch-{os.getpid()}",
-                             "enable.auto.commit": False, "fetch.wait.max.ms": 50})
+        consumer = Consumer(
+            {
+                "bootstrap.servers": s.kafka_bootstrap,
+                "group.id": f"bench-live-watch-{os.getpid()}",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 50,
+            }
+        )
         parts = {}
         while not parts and not stop.is_set():  # the stream app may not have made the topic yet
             parts = consumer.list_topics(s.aggregates_topic, timeout=30).topics[s.aggregates_topic].partitions
@@ -613,17 +706,24 @@ def _watch(s: Settings, lines: list[LiveLine], stop: threading.Event, via: str) 
             waiting = [x.event_id for x in list(lines) if x.mysql is None]
             with conn.cursor() as cur:
                 for i in range(0, len(waiting), 1000):  # only the rows not seen yet
-                    chunk = waiting[i:i + 1000]
-                    cur.execute("SELECT event_id FROM events WHERE event_id IN (%s)" % ",".join(["%s"] * len(chunk)),
-                                chunk)
+                    chunk = waiting[i : i + 1000]
+                    cur.execute(
+                        "SELECT event_id FROM events WHERE event_id IN (%s)" % ",".join(["%s"] * len(chunk)), chunk
+                    )
                     for (eid,) in cur.fetchall():
                         seen_ids.add(eid)
             t = time.monotonic()
             if via == "clickhouse":
-                rows = pipeline.clickhouse_rows(s, {"w": (
-                    "SELECT course_id, dimension, toUnixTimestamp(window_start) AS ws, max(count) AS n "
-                    "FROM window_counts WHERE kind = 'course_category' AND window_seconds = 60 "
-                    "GROUP BY course_id, dimension, ws")})["w"]
+                rows = pipeline.clickhouse_rows(
+                    s,
+                    {
+                        "w": (
+                            "SELECT course_id, dimension, toUnixTimestamp(window_start) AS ws, max(count) AS n "
+                            "FROM window_counts WHERE kind = 'course_category' AND window_seconds = 60 "
+                            "GROUP BY course_id, dimension, ws"
+                        )
+                    },
+                )["w"]
                 for r in rows:
                     counts[(r["course_id"], r["dimension"], int(r["ws"]))] = int(r["n"])
             else:
@@ -648,22 +748,34 @@ def _watch(s: Settings, lines: list[LiveLine], stop: threading.Event, via: str) 
 
 # -- main ---------------------------------------------------------------------------------------------
 
+
 def bench_analysis(b: Bench, scale: Scale) -> dict:
     out = b.work / "analysis.json"
     name = "small" if scale is SCALES["small"] else "full"
-    subprocess.run([sys.executable, str(REPO / "bench" / "bench_analysis.py"), "--scale", name, "--json", str(out)],
-                   check=True)
+    subprocess.run(
+        [sys.executable, str(REPO / "bench" / "bench_analysis.py"), "--scale", name, "--json", str(out)], check=True
+    )
     return json.loads(out.read_text())
 
 
-PARTS = {"ship": bench_ship, "stream": bench_stream, "sinks": bench_sinks, "e2e": bench_e2e, "live": bench_live,
-         "analysis": bench_analysis}
+PARTS = {
+    "ship": bench_ship,
+    "stream": bench_stream,
+    "sinks": bench_sinks,
+    "e2e": bench_e2e,
+    "live": bench_live,
+    "analysis": bench_analysis,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="edxstream bench", description=__doc__.splitlines()[0])
-    ap.add_argument("--scale", choices=sorted(SCALES), default="full",
-                    help="full: the issue's sizes (takes several minutes); small: a quick check")
+    ap.add_argument(
+        "--scale",
+        choices=sorted(SCALES),
+        default="full",
+        help="full: the issue's sizes (takes several minutes); small: a quick check",
+    )
     ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     ap.add_argument("--only", help="comma-separated parts: " + ",".join(PARTS))
     ap.add_argument("--keep", action="store_true", help="keep the work folder (logs, files)")

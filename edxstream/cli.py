@@ -14,8 +14,16 @@ from edxstream.analyst import analyze_cli
 from edxstream.analyst import cli as analyst_cli
 from edxstream.analyst import web_cli
 from edxstream.core.errors import UserError
-from edxstream.ops import (course_cli, demo_cli, forget_cli, generate_cli, inspect_cli, reconcile_cli, replay_cli,
-                           stack_cli)
+from edxstream.ops import (
+    course_cli,
+    demo_cli,
+    forget_cli,
+    generate_cli,
+    inspect_cli,
+    reconcile_cli,
+    replay_cli,
+    stack_cli,
+)
 from producer import cli as producer_cli
 from sinks import cli as sinks_cli
 from stream_app import cli as stream_cli
@@ -76,21 +84,30 @@ def service_error(exc: BaseException) -> str | None:
     passed), or None for anything else, which keeps its traceback: that is a bug."""
     kind = f"{type(exc).__module__}.{type(exc).__name__}"
     if kind == "pymysql.err.OperationalError":
-        return (f"MySQL: {exc.args[-1] if exc.args else exc}; check that it runs (`edxstream stack status`) "
-                f"and EDXSTREAM_MYSQL_DSN")
+        return (
+            f"MySQL: {exc.args[-1] if exc.args else exc}; check that it runs (`edxstream stack status`) "
+            f"and EDXSTREAM_MYSQL_DSN"
+        )
     if kind == "cimpl.KafkaException" or kind == "confluent_kafka.KafkaException":
-        return (f"Kafka: {exc.args[0].str() if exc.args else exc}; check `edxstream stack status` "
-                f"and EDXSTREAM_KAFKA_BOOTSTRAP")
+        return (
+            f"Kafka: {exc.args[0].str() if exc.args else exc}; check `edxstream stack status` "
+            f"and EDXSTREAM_KAFKA_BOOTSTRAP"
+        )
     if kind == "clickhouse_connect.driver.exceptions.OperationalError":
         return f"ClickHouse: {' '.join(str(exc).split())}; check EDXSTREAM_CLICKHOUSE_URL"
     return None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="edxstream", description=DESCRIPTION, epilog=EPILOG,
-                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="log debug messages too (the Kafka and ClickHouse clients' own among them)")
+    parser = Parser(
+        prog="edxstream", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log debug messages too (the Kafka and ClickHouse clients' own among them)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, title="commands")
     for module in COMPONENTS:
         module.register(sub)

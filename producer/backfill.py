@@ -55,6 +55,7 @@ class BackfillResult:
         if what not in where:
             where.append(what)
 
+
 ORDERS = ("log", "given")
 
 _DATED = re.compile(r"[-._](\d{8}(?:[-_]?\d{2,6})?|\d{10})$")  # -20240101, -20240101-1704067200, -%s
@@ -132,8 +133,15 @@ def expand(paths: list[str | os.PathLike], pattern: str | None = None, order: st
     return log_order([(f, first_event_time(f)) for f in files])
 
 
-def backfill(settings: Settings, paths: list[str | os.PathLike], force: bool = False, progress: bool = True,
-             topic: str | None = None, should_stop=lambda: False, order: str = "log") -> BackfillResult:
+def backfill(
+    settings: Settings,
+    paths: list[str | os.PathLike],
+    force: bool = False,
+    progress: bool = True,
+    topic: str | None = None,
+    should_stop=lambda: False,
+    order: str = "log",
+) -> BackfillResult:
     files = expand(paths, settings.log_file_pattern, order)
     store = CheckpointStore(backfill_store_path(settings.checkpoints))
     result = BackfillResult()
@@ -157,8 +165,12 @@ def backfill(settings: Settings, paths: list[str | os.PathLike], force: bool = F
             continue
         plan.append((f, fp))
     started = time.monotonic()
-    until_done(lambda: _ship_plan(settings, plan, store, result, progress, topic, should_stop), result.counters,
-               "the backfill", should_stop)
+    until_done(
+        lambda: _ship_plan(settings, plan, store, result, progress, topic, should_stop),
+        result.counters,
+        "the backfill",
+        should_stop,
+    )
     result.seconds = time.monotonic() - started
     return result
 
@@ -192,8 +204,16 @@ def _ship_plan(settings, plan, store: CheckpointStore, result: BackfillResult, p
     metrics = MetricsReporter(settings, "backfill")
     todo = [(f, fp) for f, fp in plan if not (store.get(fp) and store.get(fp).done)]
     total = sum(f.stat().st_size for f, _ in todo)
-    bar = tqdm(total=total, unit="B", unit_scale=True, desc="backfill", file=sys.stderr, disable=not progress,
-               dynamic_ncols=True, mininterval=0.5)
+    bar = tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        desc="backfill",
+        file=sys.stderr,
+        disable=not progress,
+        dynamic_ncols=True,
+        mininterval=0.5,
+    )
     c = result.counters
     last = time.monotonic()
 
@@ -201,9 +221,17 @@ def _ship_plan(settings, plan, store: CheckpointStore, result: BackfillResult, p
         for sf in sender.update_committed():
             store.set(sf.fp, sf.committed, sf.path, sf.size, done=sf.closed and sf.committed >= sf.produced_end)
         store.save()
-        metrics.maybe_report(lambda: {"lines": c.lines, "bytes": c.bytes, "in_flight": sender.in_flight(),
-                                      "errors": c.errors, "dead_letters": c.dead_letters,
-                                      "files_done": sum(e.done for e in store.entries.values())}, force=force)
+        metrics.maybe_report(
+            lambda: {
+                "lines": c.lines,
+                "bytes": c.bytes,
+                "in_flight": sender.in_flight(),
+                "errors": c.errors,
+                "dead_letters": c.dead_letters,
+                "files_done": sum(e.done for e in store.entries.values()),
+            },
+            force=force,
+        )
 
     try:
         for f, fp in todo:
@@ -238,8 +266,13 @@ def _ship_plan(settings, plan, store: CheckpointStore, result: BackfillResult, p
                             checkpoint()
                 except logfiles.BrokenLog as exc:
                     at = lines.pos
-                    log.info("%s: %s after %d readable bytes; the lines before are shipped, the rest is "
-                             "recorded as a dead letter", f, exc, lines.read_to)
+                    log.info(
+                        "%s: %s after %d readable bytes; the lines before are shipped, the rest is "
+                        "recorded as a dead letter",
+                        f,
+                        exc,
+                        lines.read_to,
+                    )
                     sender.unreadable_rest(sf, at, lines.rest(), f"{exc} after byte {lines.read_to}")
                     result.note(result.broken, f"{f}: {exc}")
                 for piece in lines.finish():
@@ -253,8 +286,11 @@ def _ship_plan(settings, plan, store: CheckpointStore, result: BackfillResult, p
         while not sender.flush(5.0):
             if sender.failed:
                 sender.poll(0)  # raises Rewind
-            log.warning("waiting for the broker to acknowledge %d records (%.0fs so far)", sender.in_flight(),
-                        time.monotonic() - waited)
+            log.warning(
+                "waiting for the broker to acknowledge %d records (%.0fs so far)",
+                sender.in_flight(),
+                time.monotonic() - waited,
+            )
             checkpoint()
         bar.set_postfix(lines=c.produced)
     finally:

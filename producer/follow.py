@@ -55,9 +55,16 @@ class Tail:
 
 
 class Follower:
-    def __init__(self, settings: Settings, path: str | os.PathLike, should_stop=lambda: False,
-                 rotate_wait: float = 1.0, poll_interval: float = 0.2, checkpoint_every: float = 1.0,
-                 flush_timeout: float = 30.0):
+    def __init__(
+        self,
+        settings: Settings,
+        path: str | os.PathLike,
+        should_stop=lambda: False,
+        rotate_wait: float = 1.0,
+        poll_interval: float = 0.2,
+        checkpoint_every: float = 1.0,
+        flush_timeout: float = 30.0,
+    ):
         self.settings = settings
         self.path = str(Path(path).absolute())
         self.should_stop = should_stop
@@ -90,9 +97,10 @@ class Follower:
         finally:
             if clean or not sender.failed:
                 if not sender.flush(self.flush_timeout):
-                    log.warning("stopping with %d records unacknowledged; "
-                                "their lines will be re-sent on the next start",
-                                sender.in_flight())
+                    log.warning(
+                        "stopping with %d records unacknowledged; their lines will be re-sent on the next start",
+                        sender.in_flight(),
+                    )
             self._checkpoint()
             self._report(force=True)
             sender.close()
@@ -196,8 +204,12 @@ class Follower:
             if e.offset <= size:
                 start = e.offset
             else:
-                log.warning("%s is shorter (%d bytes) than its checkpoint (%d): reading it from the start",
-                            t.path, size, e.offset)
+                log.warning(
+                    "%s is shorter (%d bytes) than its checkpoint (%d): reading it from the start",
+                    t.path,
+                    size,
+                    e.offset,
+                )
         t.fp, t.lines = fp, self._lines(start)
         t.ship = self.sender.open_file(fp, t.path, start, size)
         if start:
@@ -207,8 +219,12 @@ class Follower:
         try:
             data = os.pread(t.fd, CHUNK, t.lines.read_to)
         except OSError as exc:  # an I/O error: the file's rest is lost, the others go on
-            log.error("%s: read error at byte %d (%s); the rest of it is recorded as a dead letter", t.path,
-                      t.lines.read_to, exc.strerror or exc)
+            log.error(
+                "%s: read error at byte %d (%s); the rest of it is recorded as a dead letter",
+                t.path,
+                t.lines.read_to,
+                exc.strerror or exc,
+            )
             self.sender.unreadable_rest(t.ship, t.lines.pos, t.lines.rest(), f"read error ({exc.strerror or exc})")
             t.ship.closed = True
             return 0
@@ -257,8 +273,13 @@ class Follower:
                 copy.fp, copy.lines, copy.ship = t.fp, t.lines, t.ship
                 self.draining.append(copy)
             else:
-                log.warning("no rotated copy of %s (fingerprint %s) found: lines written after byte %d and before "
-                            "the truncation could not be read", self.path, t.fp, read_to)
+                log.warning(
+                    "no rotated copy of %s (fingerprint %s) found: lines written after byte %d and before "
+                    "the truncation could not be read",
+                    self.path,
+                    t.fp,
+                    read_to,
+                )
                 for piece in t.lines.finish():
                     self._hand_over(t, piece, final=True)
                 t.ship.closed = True
@@ -297,8 +318,9 @@ class Follower:
     # -- checkpoints and metrics --------------------------------------------------------
     def _checkpoint(self) -> None:
         for f in self.sender.update_committed():
-            self.store.set(f.fp, f.committed, f.path, max(f.size, f.committed),
-                           done=f.closed and f.committed >= f.produced_end)
+            self.store.set(
+                f.fp, f.committed, f.path, max(f.size, f.committed), done=f.closed and f.committed >= f.produced_end
+            )
         self.store.save()
 
     def _lag(self) -> int:
@@ -315,10 +337,18 @@ class Follower:
         c = self.counters
 
         def snapshot():
-            return {"lines": c.lines, "bytes": c.bytes, "lag_bytes": self._lag(),
-                    "in_flight": self.sender.in_flight() if self.sender else 0, "errors": c.errors,
-                    "dead_letters": c.dead_letters, "empty_lines": c.empty_lines, "restarts": c.rewinds,
-                    "file": self.path, "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            return {
+                "lines": c.lines,
+                "bytes": c.bytes,
+                "lag_bytes": self._lag(),
+                "in_flight": self.sender.in_flight() if self.sender else 0,
+                "errors": c.errors,
+                "dead_letters": c.dead_letters,
+                "empty_lines": c.empty_lines,
+                "restarts": c.rewinds,
+                "file": self.path,
+                "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
 
         self.metrics.maybe_report(snapshot, force=force)
 

@@ -132,14 +132,23 @@ def producer_config(settings: Settings) -> dict:
 
 def dead_letter_for(line: bytes, reason: str, detail: str, source: str, offset: int, fp: str) -> DeadLetter:
     """A line the shipper cannot send (too long): its head, identified by where it sits."""
-    return dead_letter(line, reason, detail, dead_letter_id=blake2b(f"ship|{fp}|{offset}".encode(), digest_size=16)
-                       .hexdigest(), stage="ship", source=source, offset=offset, seen_at=datetime.now(timezone.utc),
-                       max_bytes=DEAD_LETTER_RAW_BYTES)
+    return dead_letter(
+        line,
+        reason,
+        detail,
+        dead_letter_id=blake2b(f"ship|{fp}|{offset}".encode(), digest_size=16).hexdigest(),
+        stage="ship",
+        source=source,
+        offset=offset,
+        seen_at=datetime.now(timezone.utc),
+        max_bytes=DEAD_LETTER_RAW_BYTES,
+    )
 
 
 class Sender:
-    def __init__(self, settings: Settings, topic: str | None = None, should_stop=lambda: False,
-                 counters: Counters | None = None):
+    def __init__(
+        self, settings: Settings, topic: str | None = None, should_stop=lambda: False, counters: Counters | None = None
+    ):
         self.settings = settings
         self.topic = topic or settings.raw_topic
         self.should_stop = should_stop
@@ -292,8 +301,11 @@ class Sender:
                 raise Stop()
             if time.monotonic() - waited > 30:
                 waited = time.monotonic()
-                log.warning("send queue full (%d messages): the broker at %s is not taking them; waiting",
-                            len(self.producer), self.settings.kafka_bootstrap)
+                log.warning(
+                    "send queue full (%d messages): the broker at %s is not taking them; waiting",
+                    len(self.producer),
+                    self.settings.kafka_bootstrap,
+                )
 
     def _too_large(self, f: ShipFile, line: bytes, off: int) -> None:
         self.long_line(f, off, line[:DEAD_LETTER_RAW_BYTES], len(line))
@@ -302,20 +314,29 @@ class Sender:
         """A line the broker cannot take (``length`` bytes from ``off``, of which ``head``
         is the start) goes to the dead-letter topic instead, with its source, offset,
         length and first bytes, so it never vanishes silently."""
-        detail = (f"line of {length} bytes is larger than max_message_bytes="
-                  f"{self.settings.max_message_bytes}; raw holds its first {min(length, DEAD_LETTER_RAW_BYTES)} bytes")
+        detail = (
+            f"line of {length} bytes is larger than max_message_bytes="
+            f"{self.settings.max_message_bytes}; raw holds its first {min(length, DEAD_LETTER_RAW_BYTES)} bytes"
+        )
         log.warning("%s at offset %d: %s; sent to %s", f.path, off, detail, self.settings.deadletter_topic)
-        self._send_dead_letter(f.gen << GEN_SHIFT | off, dead_letter_for(head, "too_large", detail, f.path, off, f.fp),
-                               f.source_header, f.fp_header)
+        self._send_dead_letter(
+            f.gen << GEN_SHIFT | off,
+            dead_letter_for(head, "too_large", detail, f.path, off, f.fp),
+            f.source_header,
+            f.fp_header,
+        )
         f.produced_end = max(f.produced_end, off + length + 1)
 
     def unreadable_rest(self, f: ShipFile, off: int, held: bytes, why: str) -> None:
         """The rest of a file from ``off`` cannot be read (a truncated ``.gz``): one dead
         letter says so, holding the partial line read before the break (``held``)."""
         detail = f"the rest of the file cannot be read: {why}"
-        self._send_dead_letter(f.gen << GEN_SHIFT | off,
-                               dead_letter_for(held, "truncated_file", detail, f.path, off, f.fp),
-                               f.source_header, f.fp_header)
+        self._send_dead_letter(
+            f.gen << GEN_SHIFT | off,
+            dead_letter_for(held, "truncated_file", detail, f.path, off, f.fp),
+            f.source_header,
+            f.fp_header,
+        )
         f.produced_end = max(f.produced_end, off + len(held))
 
     def _send_dead_letter(self, entry: int, dl: DeadLetter, src: bytes, fph: bytes) -> None:
@@ -366,8 +387,11 @@ class Sender:
         now = time.monotonic()
         if now - self._last_broker_log > 10:
             self._last_broker_log = now
-            log.warning("broker %s: %s (retrying with backoff; lines wait, none are dropped)",
-                        self.settings.kafka_bootstrap, err.str())
+            log.warning(
+                "broker %s: %s (retrying with backoff; lines wait, none are dropped)",
+                self.settings.kafka_bootstrap,
+                err.str(),
+            )
 
     def poll(self, timeout: float = 0.0) -> None:
         self.producer.poll(timeout)
@@ -409,14 +433,24 @@ class Sender:
         for off, line in lines:
             headers = [("source", source.encode()), ("offset", b"%d" % off), ("fp", fp.encode())]
             line_entry = gen_base | off
-            self._put(self.topic, line, learner_key(line) or fp.encode(), partition=partition, headers=headers,
-                      on_delivery=lambda err, msg, e=line_entry: done(err, msg, e))
+            self._put(
+                self.topic,
+                line,
+                learner_key(line) or fp.encode(),
+                partition=partition,
+                headers=headers,
+                on_delivery=lambda err, msg, e=line_entry: done(err, msg, e),
+            )
 
     def _refused_line(self, entry: int, line: bytes, source: str, fp: str) -> None:
         """A line the broker refused as too large (its limit is below ours) becomes a dead letter."""
         detail = f"the broker refused a line of {len(line)} bytes as too large"
-        self._send_dead_letter(entry, dead_letter_for(line, "too_large", detail, source, entry & OFFSET_MASK, fp),
-                               source.encode(), fp.encode())
+        self._send_dead_letter(
+            entry,
+            dead_letter_for(line, "too_large", detail, source, entry & OFFSET_MASK, fp),
+            source.encode(),
+            fp.encode(),
+        )
 
     def _check_stall(self, after: float = 10.0) -> None:
         """Deliveries stopped while lines are in flight: if the topic is gone (a broker
@@ -437,12 +471,16 @@ class Sender:
         t = md.topics.get(self.topic)
         if t is None or t.error is not None or len(t.partitions) != self.nparts:
             heads = [d[0] for d in self.pending if d]
-            self._fail(min(heads) if heads else 0,
-                       f"topic {self.topic} is missing or changed on the broker "
-                       f"with {len(self.producer)} records in flight")
+            self._fail(
+                min(heads) if heads else 0,
+                f"topic {self.topic} is missing or changed on the broker with {len(self.producer)} records in flight",
+            )
         else:
-            log.warning("no acknowledgements for %.0fs with %d records in flight; waiting for the broker",
-                        now - since, len(self.producer))
+            log.warning(
+                "no acknowledgements for %.0fs with %d records in flight; waiting for the broker",
+                now - since,
+                len(self.producer),
+            )
 
     @property
     def failed(self) -> bool:

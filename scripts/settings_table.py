@@ -29,7 +29,7 @@ FALLBACK = {
     "app_id": "Faust app id, also the prefix of the consumer groups",
     "checkpoint_dir": "where the shipper keeps its checkpoints (empty: checkpoints under home)",
     "sink_batch_rows": "most rows a sink writes in one batch (a batch is also full at this many times "
-                       "1,500 bytes of messages, since a message may hold many events)",
+    "1,500 bytes of messages, since a message may hold many events)",
     "raw_topic": "tracking-log lines as shipped (bytes unchanged)",
     "enriched_topic": "parsed, classified, enriched events (JSON arrays of one course's EnrichedEvents)",
     "deadletter_topic": "lines that could not be parsed, with the reason (DeadLetter JSON)",
@@ -119,8 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     updated = with_table(readme, generated)
     if args.check:
         if updated != readme:
-            print("README.md's settings table is stale: run python scripts/settings_table.py --write",
-                  file=sys.stderr)
+            print("README.md's settings table is stale: run python scripts/settings_table.py --write", file=sys.stderr)
             return 1
         return 0
     README.write_text(updated)

@@ -26,15 +26,28 @@ HEAD = "| event pattern | event_source | kind | category | interaction | source 
 
 
 def _row(rule: Rule) -> str:
-    return (f"| `{rule.pattern}` | {rule.source or 'any'} | {rule.kind} | {rule.category} | "
-            f"`{rule.interaction}` | {rule.ref} |")
+    return (
+        f"| `{rule.pattern}` | {rule.source or 'any'} | {rule.kind} | {rule.category} | "
+        f"`{rule.interaction}` | {rule.ref} |"
+    )
 
 
 def tables() -> str:
     parts = [
-        "### Event names", "", HEAD, *(_row(r) for r in NAMES), "",
-        "### Whole routes", "", HEAD, *(_row(r) for r in PAGES), "",
-        "### Routes, first match wins", "", HEAD, *(_row(r) for r in ROUTES),
+        "### Event names",
+        "",
+        HEAD,
+        *(_row(r) for r in NAMES),
+        "",
+        "### Whole routes",
+        "",
+        HEAD,
+        *(_row(r) for r in PAGES),
+        "",
+        "### Routes, first match wins",
+        "",
+        HEAD,
+        *(_row(r) for r in ROUTES),
     ]
     return "\n".join(parts)
 

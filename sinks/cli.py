@@ -13,8 +13,8 @@ from edxstream.core.errors import UserError
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "sink", help="run a sink: enriched events and dead letters to MySQL, or "
-                     "window counts and events to ClickHouse",
+        "sink",
+        help="run a sink: enriched events and dead letters to MySQL, or window counts and events to ClickHouse",
         description="Run a sink until stopped: `mysql` writes enriched events and dead letters to MySQL, "
         "`clickhouse` writes window counts and events to ClickHouse (the analyst tables). Writes are "
         "idempotent, so a restart re-reads at most a batch and changes nothing. A sink creates its tables "
@@ -22,12 +22,18 @@ def register(sub) -> None:
         "`export` and `report` go through it.",
     )
     p.add_argument("target", choices=["mysql", "clickhouse"], help="which database to write")
-    p.add_argument("--max-idle", type=float, default=None, metavar="SECONDS",
-                   help="stop once nothing has arrived for this long (caught up); default: run until stopped")
+    p.add_argument(
+        "--max-idle",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop once nothing has arrived for this long (caught up); default: run until stopped",
+    )
     p.set_defaults(func=run_sink)
 
     d = sub.add_parser(
-        "db", help="create or migrate the MySQL and ClickHouse schemas",
+        "db",
+        help="create or migrate the MySQL and ClickHouse schemas",
         description="init: create the tables and views, or bring them up to date; it applies only what is "
         "new, so it is safe to run again. status: list the schema versions and whether each is applied.",
     )
@@ -74,8 +80,10 @@ def mysql_error(s, exc: pymysql.err.OperationalError) -> UserError:
             f"cannot use {where}: {exc.args[-1]}. Run `edxstream stack up`: it creates the database and "
             f"the user of EDXSTREAM_MYSQL_DSN (logging in as EDXSTREAM_MYSQL_ADMIN_USER, default root)"
         )
-    return UserError(f"cannot use {where}: {exc.args[-1] if exc.args else exc}. Start it with "
-                     f"`edxstream stack up`, or check EDXSTREAM_MYSQL_DSN")
+    return UserError(
+        f"cannot use {where}: {exc.args[-1] if exc.args else exc}. Start it with "
+        f"`edxstream stack up`, or check EDXSTREAM_MYSQL_DSN"
+    )
 
 
 def run_db(args) -> int:
@@ -109,6 +117,8 @@ def run_db(args) -> int:
             raise mysql_error(s, exc) from None
         except ClickHouseError as exc:
             problem = clickhouse.connection_problem(exc)
-            raise UserError(f"cannot use ClickHouse at {clickhouse.describe(s)} ({problem}): start it, "
-                            f"or check EDXSTREAM_CLICKHOUSE_URL") from None
+            raise UserError(
+                f"cannot use ClickHouse at {clickhouse.describe(s)} ({problem}): start it, "
+                f"or check EDXSTREAM_CLICKHOUSE_URL"
+            ) from None
     return 0

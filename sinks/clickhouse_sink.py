@@ -91,8 +91,9 @@ class ClickHouseWriter:
                         except UserError:
                             raise
                         except Exception as exc:  # never let one odd event reach analysts unmasked
-                            rec = rows.poison(rows.part_of(msg, index, rec), "pseudonymize_failed",
-                                              f"{type(exc).__name__}: {exc}")
+                            rec = rows.poison(
+                                rows.part_of(msg, index, rec), "pseudonymize_failed", f"{type(exc).__name__}: {exc}"
+                            )
                     if rec.__class__ is DeadLetter:
                         p.dead_letters.append(rec)
                     elif retired and self.retired.is_retired(rec, retired, s.pseudonymize):
@@ -140,44 +141,53 @@ class ClickHouseWriter:
             self.retired_applied |= new
         refused: list[DeadLetter] = []
         if p.window_json:
-            refused += self._store("window_counts", p.window_json, WINDOW_COLUMNS,
-                                   lambda i: rows.clickhouse_window_row(p.windows[i]), len(p.windows),
-                                   p.window_from.__getitem__)
+            refused += self._store(
+                "window_counts",
+                p.window_json,
+                WINDOW_COLUMNS,
+                lambda i: rows.clickhouse_window_row(p.windows[i]),
+                len(p.windows),
+                p.window_from.__getitem__,
+            )
         if p.event_json:
-            refused += self._store("events", p.event_json, EVENT_COLUMNS,
-                                   lambda i: rows.clickhouse_event_row(p.events[i]), len(p.events),
-                                   lambda i: rows.part_of(p.event_from[i][0], p.event_from[i][1], p.events[i]))
+            refused += self._store(
+                "events",
+                p.event_json,
+                EVENT_COLUMNS,
+                lambda i: rows.clickhouse_event_row(p.events[i]),
+                len(p.events),
+                lambda i: rows.part_of(p.event_from[i][0], p.event_from[i][1], p.events[i]),
+            )
         if p.dead_letters or refused:
             self._publish(p.dead_letters + refused)
-        done = {"events": len(p.events), "windows": len(p.windows),
-                "dead_letters": len(p.dead_letters) + len(refused)}
+        done = {"events": len(p.events), "windows": len(p.windows), "dead_letters": len(p.dead_letters) + len(refused)}
         if p.retired:
             done["retired"] = p.retired
         return done
 
-    def _store(self, table: str, docs: list[bytes], columns: list[str], row, n_rows: int,
-               source) -> list[DeadLetter]:
+    def _store(self, table: str, docs: list[bytes], columns: list[str], row, n_rows: int, source) -> list[DeadLetter]:
         try:
             return self._insert(table, docs, columns, row, n_rows, source)
         except DatabaseError as exc:
             if not _missing(exc):
                 raise
-            log.warning("ClickHouse: %s (%s); running the migrations again to make it", table,
-                        str(exc).splitlines()[0][:200])
+            log.warning(
+                "ClickHouse: %s (%s); running the migrations again to make it", table, str(exc).splitlines()[0][:200]
+            )
             migrate.repair_clickhouse(self.settings, self.client)
         try:
             return self._insert(table, docs, columns, row, n_rows, source)
         except DatabaseError as exc:
             if _missing(exc):
-                raise Stuck(f"ClickHouse table {self.settings.clickhouse_database}.{table} is missing and the "
-                            f"migrations did not make it again ({str(exc).splitlines()[0][:200]})") from None
+                raise Stuck(
+                    f"ClickHouse table {self.settings.clickhouse_database}.{table} is missing and the "
+                    f"migrations did not make it again ({str(exc).splitlines()[0][:200]})"
+                ) from None
             raise
 
-    def _insert(self, table: str, docs: list[bytes], columns: list[str], row, n_rows: int,
-                source) -> list[DeadLetter]:
+    def _insert(self, table: str, docs: list[bytes], columns: list[str], row, n_rows: int, source) -> list[DeadLetter]:
         try:
-            self.client.raw_insert(table, None, rows.json_rows(docs), settings=JSON_INSERT_SETTINGS,
-                                   fmt="JSONEachRow")
+            self.client.raw_insert(table, None, rows.json_rows(docs), settings=JSON_INSERT_SETTINGS, fmt="JSONEachRow")
             return []
         except OperationalError:
             raise  # not the rows: the connection
@@ -187,8 +197,11 @@ class ClickHouseWriter:
             # A server that reads some value differently from msgspec: the rows then go
             # as column blocks, which is slower but takes whatever decoded; rows that
             # even so cannot be stored are found by halving.
-            log.warning("ClickHouse: %s refused the JSON rows (%s); inserting them as columns",
-                        table, str(exc).splitlines()[0][:300])
+            log.warning(
+                "ClickHouse: %s refused the JSON rows (%s); inserting them as columns",
+                table,
+                str(exc).splitlines()[0][:300],
+            )
         return self._columns(table, columns, row, 0, n_rows, source)
 
     def _columns(self, table: str, columns: list[str], row, lo: int, hi: int, source) -> list[DeadLetter]:
@@ -203,16 +216,23 @@ class ClickHouseWriter:
             if hi - lo == 1:
                 why = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
                 log.warning("ClickHouse refused a row for %s: %s; it goes to the dead letters", table, why)
-                return [rows.poison(source(lo), "rejected_by_database", f"ClickHouse refused the row for {table}: {why}")]
+                return [
+                    rows.poison(source(lo), "rejected_by_database", f"ClickHouse refused the row for {table}: {why}")
+                ]
         mid = (lo + hi) // 2
         return self._columns(table, columns, row, lo, mid, source) + self._columns(table, columns, row, mid, hi, source)
 
     def _publish(self, dead_letters: list[DeadLetter]) -> None:
         """Send the dead letters to their topic and wait for the broker to have them all."""
         if self.producer is None:
-            self.producer = Producer({"bootstrap.servers": self.settings.kafka_bootstrap,
-                                      "logger": kafka_admin.LIBRDKAFKA_LOG,
-                                      "enable.idempotence": True, "linger.ms": 5})
+            self.producer = Producer(
+                {
+                    "bootstrap.servers": self.settings.kafka_bootstrap,
+                    "logger": kafka_admin.LIBRDKAFKA_LOG,
+                    "enable.idempotence": True,
+                    "linger.ms": 5,
+                }
+            )
         failures: list[str] = []
 
         def delivered(err, _msg):
@@ -220,12 +240,17 @@ class ClickHouseWriter:
                 failures.append(str(err))
 
         for dl in dead_letters:
-            self.producer.produce(self.settings.deadletter_topic, key=(dl.source or "").encode(),
-                                  value=records.encode(dl), on_delivery=delivered)
+            self.producer.produce(
+                self.settings.deadletter_topic,
+                key=(dl.source or "").encode(),
+                value=records.encode(dl),
+                on_delivery=delivered,
+            )
         left = self.producer.flush(30)
         if left or failures:
-            raise RuntimeError(f"dead-letter topic did not take {left or len(failures)} messages: "
-                               f"{failures[:1] or 'timeout'}")
+            raise RuntimeError(
+                f"dead-letter topic did not take {left or len(failures)} messages: {failures[:1] or 'timeout'}"
+            )
 
     def reset(self) -> None:
         # chdb clients are shared per folder (edxstream.core.clickhouse caches them): only
@@ -246,7 +271,13 @@ def run(settings: Settings, stop: threading.Event | None = None, max_idle_second
     (or, with ``max_idle_seconds``, until nothing arrived for that long: caught up)."""
     privacy.check_key(settings)  # before anything is read: no event is written under a public key
     writer = ClickHouseWriter(settings)
-    loop = SinkLoop(settings, writer, settings.clickhouse_sink_group,
-                    [settings.aggregates_topic, settings.enriched_topic],
-                    stop=stop, max_idle_seconds=max_idle_seconds, batch_rows=settings.clickhouse_batch_rows)
+    loop = SinkLoop(
+        settings,
+        writer,
+        settings.clickhouse_sink_group,
+        [settings.aggregates_topic, settings.enriched_topic],
+        stop=stop,
+        max_idle_seconds=max_idle_seconds,
+        batch_rows=settings.clickhouse_batch_rows,
+    )
     return loop.run()

@@ -174,8 +174,14 @@ class SinkLoop:
                     timeout = 0.5
                 # as many more as the batch has room for, in messages and in bytes (at the
                 # size of the messages seen so far)
-                want = max(1, min(batch_rows - len(self.pending), 10_000,
-                                  (batch_bytes - self.pending_bytes) // self.message_bytes + 1))
+                want = max(
+                    1,
+                    min(
+                        batch_rows - len(self.pending),
+                        10_000,
+                        (batch_bytes - self.pending_bytes) // self.message_bytes + 1,
+                    ),
+                )
                 msgs = self.consumer.consume(num_messages=want, timeout=timeout)
                 now = time.monotonic()
                 for m in msgs:
@@ -206,8 +212,9 @@ class SinkLoop:
                         log.info("sink %s: idle for %.0fs, caught up; stopping", self.writer.name, self.max_idle)
                         break
                     if not self.assigned and now - started >= max(60.0, self.max_idle):
-                        log.warning("sink %s: no partitions assigned after %.0fs; stopping", self.writer.name,
-                                    now - started)
+                        log.warning(
+                            "sink %s: no partitions assigned after %.0fs; stopping", self.writer.name, now - started
+                        )
                         break
             if self.pending:  # a stop request: write what we hold, if the database lets us
                 self.flush()
@@ -244,8 +251,12 @@ class SinkLoop:
         counts = future.result()
         if counts is None:  # a stop request interrupted the retries
             self._abandoned = True
-            log.warning("sink %s: stopping with an unwritten batch of %d messages; its offsets are not "
-                        "committed, so it will be re-delivered", self.writer.name, len(msgs))
+            log.warning(
+                "sink %s: stopping with an unwritten batch of %d messages; its offsets are not "
+                "committed, so it will be re-delivered",
+                self.writer.name,
+                len(msgs),
+            )
             return
         self.stats.add(counts)
         self.stats.batches += 1
@@ -272,8 +283,13 @@ class SinkLoop:
                 st.retries += 1
                 why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
                 st.state, st.last_error = f"retrying: {why}", why
-                log.warning("sink %s: cannot write a batch of %d messages (%s); offsets not committed, "
-                            "retrying in %.1fs", self.writer.name, n, why, delay)
+                log.warning(
+                    "sink %s: cannot write a batch of %d messages (%s); offsets not committed, retrying in %.1fs",
+                    self.writer.name,
+                    n,
+                    why,
+                    delay,
+                )
                 self._write_metrics()
                 self.stop.wait(delay)
                 continue
@@ -294,8 +310,9 @@ class SinkLoop:
         except KafkaException as exc:
             # The rows are stored; the messages will come again and upsert to the same rows.
             self.stats.commit_failures += 1
-            log.warning("sink %s: offset commit failed (%s); those messages will be re-delivered",
-                        self.writer.name, exc)
+            log.warning(
+                "sink %s: offset commit failed (%s); those messages will be re-delivered", self.writer.name, exc
+            )
 
     def _report(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -304,8 +321,14 @@ class SinkLoop:
         rate = (self.stats.messages - self._reported_messages) / max(1e-9, now - self._last_report)
         if self.stats.messages != self._reported_messages or force:
             written = ", ".join(f"{k}={v}" for k, v in sorted(self.stats.written.items())) or "nothing"
-            log.info("sink %s: %d messages in %d batches (%s), %.0f msg/s", self.writer.name,
-                     self.stats.messages, self.stats.batches, written, rate)
+            log.info(
+                "sink %s: %d messages in %d batches (%s), %.0f msg/s",
+                self.writer.name,
+                self.stats.messages,
+                self.stats.batches,
+                written,
+                rate,
+            )
         self._last_report, self._reported_messages = now, self.stats.messages
         self._write_metrics()
 
@@ -314,10 +337,17 @@ class SinkLoop:
         from the loop and from the writer thread, each through its own temporary file."""
         try:
             self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
-            data = {"pid": os.getpid(), "messages": self.stats.messages, "batches": self.stats.batches,
-                    "retries": self.stats.retries, **self.stats.written,
-                    "last_commit": self.stats.last_commit, "state": self.stats.state,
-                    "last_error": self.stats.last_error, "last_write": self.stats.last_write}
+            data = {
+                "pid": os.getpid(),
+                "messages": self.stats.messages,
+                "batches": self.stats.batches,
+                "retries": self.stats.retries,
+                **self.stats.written,
+                "last_commit": self.stats.last_commit,
+                "state": self.stats.state,
+                "last_error": self.stats.last_error,
+                "last_write": self.stats.last_write,
+            }
             tmp = self.metrics_path.with_suffix(f".{threading.get_ident()}.tmp")
             tmp.write_text(json.dumps(data))
             tmp.replace(self.metrics_path)
@@ -326,8 +356,9 @@ class SinkLoop:
 
 
 def _describe(partitions) -> str:
-    return ", ".join(f"{p.topic}[{p.partition}]" + (f"@{p.offset}" if p.offset >= 0 else "")
-                     for p in partitions) or "none"
+    return (
+        ", ".join(f"{p.topic}[{p.partition}]" + (f"@{p.offset}" if p.offset >= 0 else "") for p in partitions) or "none"
+    )
 
 
 def stats_dict(stats: SinkStats) -> dict:

@@ -112,8 +112,9 @@ def split_statements(sql: str) -> list[str]:
     return statements
 
 
-def apply_pending(engine: str, migrations: list[Migration], applied: dict[int, str], execute,
-                  record) -> list[Migration]:
+def apply_pending(
+    engine: str, migrations: list[Migration], applied: dict[int, str], execute, record
+) -> list[Migration]:
     """The ledger's rule, the same for both engines: apply, in order, each migration whose
     version ``applied`` (version -> checksum, read from ``schema_migrations``) lacks,
     running its statements through ``execute`` and then ``record``-ing it in the ledger.
@@ -145,8 +146,9 @@ CREATE TABLE IF NOT EXISTS `schema_migrations` (
 """
 
 
-def mysql_connect(settings: Settings, *, database: bool = True, autocommit: bool = False,
-                  **extra) -> pymysql.connections.Connection:
+def mysql_connect(
+    settings: Settings, *, database: bool = True, autocommit: bool = False, **extra
+) -> pymysql.connections.Connection:
     """The one way to connect to the MySQL database, with the session settings the sinks'
     SQL relies on: UTC, strict (bad values fail instead of being truncated) and backslash
     escapes. ``database=False`` connects to the server only (to create or drop the
@@ -155,8 +157,13 @@ def mysql_connect(settings: Settings, *, database: bool = True, autocommit: bool
     if not database:
         kw.pop("database")
     conn = pymysql.connect(
-        **kw, charset="utf8mb4", autocommit=autocommit, connect_timeout=5,
-        read_timeout=600, write_timeout=600, **extra,
+        **kw,
+        charset="utf8mb4",
+        autocommit=autocommit,
+        connect_timeout=5,
+        read_timeout=600,
+        write_timeout=600,
+        **extra,
     )
     with conn.cursor() as cur:
         cur.execute("SET SESSION time_zone = '+00:00', sql_mode = 'STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION'")
@@ -191,8 +198,10 @@ def migrate_mysql(settings: Settings, directory: Path | None = None, conn=None) 
                 applied = dict(cur.fetchall())
 
                 def record(m: Migration) -> None:
-                    cur.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
-                                (m.version, m.name, m.checksum))
+                    cur.execute(
+                        "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                        (m.version, m.name, m.checksum),
+                    )
                     conn.commit()
 
                 return apply_pending("MySQL", migrations, applied, cur.execute, record)
@@ -234,8 +243,9 @@ def migrate_clickhouse(settings: Settings, directory: Path | None = None, client
     applied = dict(client.query("SELECT version, any(checksum) FROM schema_migrations GROUP BY version").result_rows)
 
     def record(m: Migration) -> None:
-        client.insert("schema_migrations", [[m.version, m.name, m.checksum]],
-                      column_names=["version", "name", "checksum"])
+        client.insert(
+            "schema_migrations", [[m.version, m.name, m.checksum]], column_names=["version", "name", "checksum"]
+        )
 
     return apply_pending("ClickHouse", migrations, applied, client.command, record)
 
@@ -254,5 +264,9 @@ def repair_clickhouse(settings: Settings, client=None) -> None:
 def clickhouse_applied(settings: Settings) -> list[tuple[int, str]]:
     client = clickhouse.connect(settings)
     client.command(_CH_LEDGER)
-    return [tuple(r) for r in client.query(
-        "SELECT version, any(name) FROM schema_migrations GROUP BY version ORDER BY version").result_rows]
+    return [
+        tuple(r)
+        for r in client.query(
+            "SELECT version, any(name) FROM schema_migrations GROUP BY version ORDER BY version"
+        ).result_rows
+    ]

@@ -84,8 +84,9 @@ def literal(v) -> str:
     if t is bool:
         return "1" if v else "0"
     if t is datetime:
-        return (f"'{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:{v.second:02d}"
-                f".{v.microsecond:06d}'")
+        return (
+            f"'{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}'"
+        )
     if t is bytes:
         return "X'" + v.hex() + "'"
     raise TypeError(f"no SQL literal for {t.__name__}")
@@ -140,14 +141,19 @@ def staging_ddl() -> str:
         if getattr(t, "__origin__", None) is not None or type(t).__name__ == "UnionType":  # Optional[X]
             t = next(a for a in t.__args__ if a is not type(None))
         cols.append(f"`{f.name}` {_SQL_TYPES[t]} NULL")
-    return (f"CREATE TEMPORARY TABLE IF NOT EXISTS `{STAGING}` (" + ", ".join(cols) + ") "
-            "DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin")
+    return (
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS `{STAGING}` (" + ", ".join(cols) + ") "
+        "DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin"
+    )
 
 
 def load_data_sql(path: str, table: str, columns: tuple[str, ...]) -> str:
-    return (f"LOAD DATA LOCAL INFILE {literal(path)} INTO TABLE `{table}` "
-            "CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ("
-            + ",".join(f"`{c}`" for c in columns) + ")")
+    return (
+        f"LOAD DATA LOCAL INFILE {literal(path)} INTO TABLE `{table}` "
+        "CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ("
+        + ",".join(f"`{c}`" for c in columns)
+        + ")"
+    )
 
 
 def upsert_select(table: str, source: str, columns: tuple[str, ...], keep: tuple[str, ...]) -> str:
@@ -255,8 +261,10 @@ class MySQLWriter:
         except pymysql.err.ProgrammingError as exc:
             if exc.args[0] != NO_SUCH_TABLE:
                 raise
-            raise Stuck(f"MySQL: {exc.args[-1]}, and the migrations did not make it (its migration is recorded "
-                        f"as applied in schema_migrations)") from None
+            raise Stuck(
+                f"MySQL: {exc.args[-1]}, and the migrations did not make it (its migration is recorded "
+                f"as applied in schema_migrations)"
+            ) from None
 
     def _write(self, p: Prepared) -> dict[str, int]:
         if self.conn is None:
@@ -284,8 +292,10 @@ class MySQLWriter:
             except Exception:
                 pass
             raise
-        done = {"events": len(p.events) - len(bad_events),
-                "dead_letters": len(p.dead_letters) - len(bad_dead) + len(refused)}
+        done = {
+            "events": len(p.events) - len(bad_events),
+            "dead_letters": len(p.dead_letters) - len(bad_dead) + len(refused),
+        }
         if p.retired:
             done["retired"] = p.retired
         return done
@@ -319,8 +329,10 @@ class MySQLWriter:
         warnings = int(cur.fetchone()[0])
         if warnings:
             cur.execute("SHOW WARNINGS LIMIT 3")
-            log.warning("MySQL warned while loading a batch into the staging table (%s); writing it with INSERTs",
-                        "; ".join(str(w[2]) for w in cur.fetchall()))
+            log.warning(
+                "MySQL warned while loading a batch into the staging table (%s); writing it with INSERTs",
+                "; ".join(str(w[2]) for w in cur.fetchall()),
+            )
             return None
         try:
             affected = cur.execute(upsert_select("events", STAGING, EVENT_COLUMNS, EVENT_KEEP))
@@ -348,8 +360,9 @@ class MySQLWriter:
         self.direct = False
         return False
 
-    def _upsert(self, cur, table: str, columns: tuple[str, ...], keep: tuple[str, ...],
-                items: list[tuple[str, Msg]]) -> list[tuple[DeadLetter, Msg]]:
+    def _upsert(
+        self, cur, table: str, columns: tuple[str, ...], keep: tuple[str, ...], items: list[tuple[str, Msg]]
+    ) -> list[tuple[DeadLetter, Msg]]:
         """Multi-row upserts of the items. When the database refuses a value, that
         statement (only) is undone and its rows are upserted one by one; the rows still
         refused come back as dead letters about their messages."""
@@ -360,14 +373,16 @@ class MySQLWriter:
                 cur.execute(prefix + ",".join(lit for lit, _ in chunk) + suffix)
                 continue
             except ROW_ERRORS as exc:
-                log.warning("MySQL refused a value in a batch of %d %s (%s); writing them one by one",
-                            len(chunk), table, exc)
+                log.warning(
+                    "MySQL refused a value in a batch of %d %s (%s); writing them one by one", len(chunk), table, exc
+                )
             for lit, msg in chunk:
                 try:
                     cur.execute(prefix + lit + suffix)
                 except ROW_ERRORS as exc:
-                    refused.append((rows.poison(msg, "rejected_by_database",
-                                                f"MySQL refused the row for {table}: {exc}"), msg))
+                    refused.append(
+                        (rows.poison(msg, "rejected_by_database", f"MySQL refused the row for {table}: {exc}"), msg)
+                    )
         return refused
 
     def reset(self) -> None:
@@ -382,12 +397,22 @@ class MySQLWriter:
         self.reset()
 
 
-def run(settings: Settings, stop: threading.Event | None = None, max_idle_seconds: float | None = None,
-        load_data: bool | None = None) -> SinkStats:
+def run(
+    settings: Settings,
+    stop: threading.Event | None = None,
+    max_idle_seconds: float | None = None,
+    load_data: bool | None = None,
+) -> SinkStats:
     """Consume the enriched and dead-letter topics into MySQL until ``stop`` is set (or,
     with ``max_idle_seconds``, until nothing arrived for that long: caught up).
     ``load_data``: see :class:`MySQLWriter` (None: LOAD DATA when the server allows it)."""
     writer = MySQLWriter(settings, load_data=load_data)
-    loop = SinkLoop(settings, writer, settings.mysql_sink_group, [settings.enriched_topic, settings.deadletter_topic],
-                    stop=stop, max_idle_seconds=max_idle_seconds)
+    loop = SinkLoop(
+        settings,
+        writer,
+        settings.mysql_sink_group,
+        [settings.enriched_topic, settings.deadletter_topic],
+        stop=stop,
+        max_idle_seconds=max_idle_seconds,
+    )
     return loop.run()

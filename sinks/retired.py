@@ -28,16 +28,19 @@ REFRESH_SECONDS = 5.0
 
 def learner_keys(user_ids: set[int], usernames: set[str], key: str) -> set[str]:
     """The keys of a learner known by these ids and names."""
-    return ({str(privacy.pseudonym_user_id(i, key)) for i in user_ids}
-            | {privacy.pseudonym_username(n, key) for n in usernames if n})
+    return {str(privacy.pseudonym_user_id(i, key)) for i in user_ids} | {
+        privacy.pseudonym_username(n, key) for n in usernames if n
+    }
 
 
 def event_keys(event: EnrichedEvent, key: str, pseudonymized: bool) -> tuple[str | None, str | None]:
     """(user id key, username key) of an event, as stored (``pseudonymized``) or raw."""
     if pseudonymized:
         return (None if event.user_id is None else str(event.user_id)), event.username
-    return (None if event.user_id is None else str(privacy.pseudonym_user_id(event.user_id, key)),
-            privacy.pseudonym_username(event.username, key) if event.username else None)
+    return (
+        None if event.user_id is None else str(privacy.pseudonym_user_id(event.user_id, key)),
+        privacy.pseudonym_username(event.username, key) if event.username else None,
+    )
 
 
 class RetiredList:
@@ -74,8 +77,9 @@ class RetiredList:
         return (uid is not None and uid in keys) or (name is not None and name in keys)
 
 
-def delete_from_clickhouse(client, keys: set[str], raw_ids: set[int] = frozenset(),
-                           raw_names: set[str] = frozenset()) -> int:
+def delete_from_clickhouse(
+    client, keys: set[str], raw_ids: set[int] = frozenset(), raw_names: set[str] = frozenset()
+) -> int:
     """Delete the events of these learners from the analyst database; returns how many
     rows there were. ``raw_*``: the identities themselves, for tables written with
     pseudonymisation off."""

@@ -50,10 +50,12 @@ def poison(msg: Msg, reason: str, detail: str) -> DeadLetter:
     digest = hashlib.sha256(f"sink\0{msg.where}\0".encode() + (msg.value or b"")).hexdigest()[:32]
     seen = (
         datetime.fromtimestamp(msg.timestamp_ms / 1000, tz=timezone.utc)
-        if msg.timestamp_ms is not None else datetime.now(timezone.utc)
+        if msg.timestamp_ms is not None
+        else datetime.now(timezone.utc)
     )
-    return records.dead_letter(msg.value, reason, detail[:2000], dead_letter_id=digest, stage="sink",
-                               source=msg.where, seen_at=seen)
+    return records.dead_letter(
+        msg.value, reason, detail[:2000], dead_letter_id=digest, stage="sink", source=msg.where, seen_at=seen
+    )
 
 
 def utc_naive(dt: datetime | None) -> datetime | None:
@@ -139,12 +141,16 @@ def decode_windows(msg: Msg) -> list[WindowCount] | DeadLetter:
         return poison(msg, "undecodable_message", f"not a WindowCount or an array of them: {exc}")
     for w in windows:  # msgspec checked the types: ints, so ranges are all to check
         if not (0 <= w.window_seconds <= 2**32 - 1 and 0 <= w.count <= INT64_MAX and 0 <= w.version <= INT64_MAX):
-            return poison(msg, "unstorable_value", "window_seconds, count and version must be non-negative "
-                          "64-bit integers (window_seconds under 2^32)")
+            return poison(
+                msg,
+                "unstorable_value",
+                "window_seconds, count and version must be non-negative 64-bit integers (window_seconds under 2^32)",
+            )
     return windows
 
 
 # -- MySQL rows: tuples in column order --------------------------------------------------
+
 
 def mysql_event_row(e: EnrichedEvent) -> tuple:
     row = [getattr(e, n) for n in records.ENRICHED_FIELDS]
@@ -183,10 +189,24 @@ def tsv_rows(rows: list[tuple]) -> bytes:
     if not rows:
         return b""
     # inline rather than a function per value: this runs for every column of every event
-    return ("\n".join([
-        "\t".join([v.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n") if v.__class__ is str
-                   else "\\N" if v is None else _tsv_scalar(v) for v in row])
-        for row in rows]) + "\n").encode("utf-8")
+    return (
+        "\n".join(
+            [
+                "\t".join(
+                    [
+                        v.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+                        if v.__class__ is str
+                        else "\\N"
+                        if v is None
+                        else _tsv_scalar(v)
+                        for v in row
+                    ]
+                )
+                for row in rows
+            ]
+        )
+        + "\n"
+    ).encode("utf-8")
 
 
 def mysql_event_tuple(e: EnrichedEvent) -> tuple:
@@ -195,6 +215,7 @@ def mysql_event_tuple(e: EnrichedEvent) -> tuple:
 
 
 # -- ClickHouse rows: lists in column order ----------------------------------------------
+
 
 def clickhouse_event_row(e: EnrichedEvent) -> list:
     row = [getattr(e, n) for n in records.ENRICHED_FIELDS]

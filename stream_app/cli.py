@@ -19,21 +19,47 @@ def register(subparsers) -> None:
         "enriches and pseudonymizes each line, and writes the enriched, dead-letter and aggregates (windowed "
         "counts) topics. Start several (with different --web-port) to share the partitions.",
     )
-    p.add_argument("--until-idle", type=float, default=None, metavar="SECONDS",
-                   help="stop once no event has arrived for this long (default: run until stopped)")
-    p.add_argument("--web-port", type=int, default=None,
-                   help="port of the live page and monitoring views (default: EDXSTREAM_WEB_PORT, 6066)")
-    p.add_argument("--batch", type=int, default=256,
-                   help="max records per batch (default 256; a raw record holds up to "
-                        "EDXSTREAM_SHIP_FRAME_BYTES of lines)")
-    p.add_argument("--batch-within", type=float, default=0.05, metavar="SECONDS",
-                   help="max wait to fill a batch (default 0.05; a backfill fills batches at once, "
-                   "a live trickle waits no longer than this)")
-    p.add_argument("--log-every", type=float, default=5.0, metavar="SECONDS",
-                   help="seconds between progress lines in the log (default 5)")
-    p.add_argument("--metrics-file", type=Path, default=None,
-                   help="where to write the progress figures as JSON (default: EDXSTREAM_HOME/run/stream.metrics.json, "
-                        "which `edxstream stack status` shows)")
+    p.add_argument(
+        "--until-idle",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop once no event has arrived for this long (default: run until stopped)",
+    )
+    p.add_argument(
+        "--web-port",
+        type=int,
+        default=None,
+        help="port of the live page and monitoring views (default: EDXSTREAM_WEB_PORT, 6066)",
+    )
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=256,
+        help="max records per batch (default 256; a raw record holds up to EDXSTREAM_SHIP_FRAME_BYTES of lines)",
+    )
+    p.add_argument(
+        "--batch-within",
+        type=float,
+        default=0.05,
+        metavar="SECONDS",
+        help="max wait to fill a batch (default 0.05; a backfill fills batches at once, "
+        "a live trickle waits no longer than this)",
+    )
+    p.add_argument(
+        "--log-every",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds between progress lines in the log (default 5)",
+    )
+    p.add_argument(
+        "--metrics-file",
+        type=Path,
+        default=None,
+        help="where to write the progress figures as JSON (default: EDXSTREAM_HOME/run/stream.metrics.json, "
+        "which `edxstream stack status` shows)",
+    )
     p.add_argument("--loglevel", default="info", help="Faust worker log level (default info)")
     p.set_defaults(func=run)
 

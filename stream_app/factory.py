@@ -67,8 +67,9 @@ def item_of(ev: EnrichedEvent, raw_partition: int, position: int) -> win.Item:
     t = ev.time.timestamp()
     learner = str(ev.user_id) if ev.user_id is not None else (ev.username or None)
     # the category counts learner interactions, other kinds count under their own name
-    return win.Item(t, ev.course_id or "", counted_as(ev.kind, ev.category), ev.action, learner, raw_partition,
-                    position)
+    return win.Item(
+        t, ev.course_id or "", counted_as(ev.kind, ev.category), ev.action, learner, raw_partition, position
+    )
 
 
 def _headers(message: Any) -> dict[str, bytes]:
@@ -190,8 +191,12 @@ class GapFollower:
                 last = self._seeking.get(tp)
                 if last is not None and last[0] == offset:
                     continue  # records fetched before the seek: reseek() follows up
-                log.warning("stream: %s[%d] jumped past offset %d (records skipped by the consumer); "
-                            "seeking back", tp.topic, p, offset)
+                log.warning(
+                    "stream: %s[%d] jumped past offset %d (records skipped by the consumer); seeking back",
+                    tp.topic,
+                    p,
+                    offset,
+                )
                 self.metrics.seeks_back += 1
                 await self._seek(tp, offset)
         return kept
@@ -224,15 +229,18 @@ def _output(app: faust.App, settings: Settings) -> Output:
     """An agent's own Output (two agents' batches and acknowledgements must not mix).
     Table changelogs stay uncompressed: their batches are often a single small record,
     where a codec's fixed cost per batch outweighs what it saves."""
-    compress = {t: settings.topic_compression for t in (settings.enriched_topic, settings.aggregates_topic,
-                                                        settings.tally_topic, settings.deadletter_topic)}
+    compress = {
+        t: settings.topic_compression
+        for t in (settings.enriched_topic, settings.aggregates_topic, settings.tally_topic, settings.deadletter_topic)
+    }
     return Output(app, compress, PRODUCER_BATCH_BYTES)
 
 
 def _table(app: faust.App, settings: Settings, name: str, encode, decode) -> st.StateTable:
     return st.StateTable(
         app.Table(name, default=None, partitions=settings.partitions, key_type=str, value_type=bytes),
-        encode=encode, decode=decode,
+        encode=encode,
+        decode=decode,
     )
 
 
@@ -344,8 +352,9 @@ class Enricher:
         m.course_ids_rejected += n_bad_course
         m.touch()
 
-    async def _publish(self, course_events: dict[bytes, list[bytes]], course_ts: dict[bytes, int],
-                       tallies: dict[int, list[win.Item]]) -> None:
+    async def _publish(
+        self, course_events: dict[bytes, list[bytes]], course_ts: dict[bytes, int], tallies: dict[int, list[win.Item]]
+    ) -> None:
         """A batch's enriched records and tally records to the app's producer."""
         out = self.out
         s = self.settings
@@ -362,10 +371,11 @@ class Enricher:
         # event (see edxstream.core.frames for why the number of records matters).
         for q, items in tallies.items():
             for i in range(0, len(items), TALLY_ITEMS):
-                await out.add(s.tally_topic, q, None, win.encode_tally(items[i:i + TALLY_ITEMS]))
+                await out.add(s.tally_topic, q, None, win.encode_tally(items[i : i + TALLY_ITEMS]))
 
-    async def _mark_done(self, progress: dict[str, tuple[int, int]], partitions: set[int],
-                         expected: dict[int, int]) -> None:
+    async def _mark_done(
+        self, progress: dict[str, tuple[int, int]], partitions: set[int], expected: dict[int, int]
+    ) -> None:
         """Record in the ``shipped`` table how far each file and raw partition got (once
         the batch's outputs are durable)."""
         for skey, (p, off) in progress.items():
@@ -378,8 +388,15 @@ class Enricher:
         """A raw record whose lines cannot be told apart goes whole to the dead letters."""
         value = msg.value or b""
         ident = f"frame|{msg.partition}|{msg.offset}|{hashlib.blake2b(value, digest_size=8).hexdigest()}"
-        dl = dead_letter(value, "bad_frame", str(exc), stage="parse", source=source, seen_at=_utcnow(),
-                         dead_letter_id=hashlib.blake2b(ident.encode(), digest_size=16).hexdigest())
+        dl = dead_letter(
+            value,
+            "bad_frame",
+            str(exc),
+            stage="parse",
+            source=source,
+            seen_at=_utcnow(),
+            dead_letter_id=hashlib.blake2b(ident.encode(), digest_size=16).hexdigest(),
+        )
         await self._dead_letter(dl, source, (("raw_p", b"%d" % msg.partition), ("raw_o", b"%d" % msg.offset)))
 
     async def _dead_letter(self, dl: DeadLetter, source: Optional[str], where: tuple) -> None:
@@ -404,8 +421,9 @@ class Counter:
         # read from the broker on the first batch
         self.raw_partitions: Optional[int] = None
         self.counts = _table(app, settings, st.COUNTS, encode=win.encode_state, decode=win.decode_cell)
-        self.partitions = _table(app, settings, st.PARTITIONS, encode=win.encode_state,
-                                 decode=win.decode_partition_state)
+        self.partitions = _table(
+            app, settings, st.PARTITIONS, encode=win.encode_state, decode=win.decode_partition_state
+        )
         # course -> window size -> (latest window start, keys of that window): the web view
         self.latest: dict[str, dict[int, tuple[int, set[str]]]] = {}
         # whether `latest` holds every key of the table (rebuilt once after a restart or a
@@ -431,8 +449,13 @@ class Counter:
             try:
                 items = win.decode_tally(msg.value)
             except (msgspec.DecodeError, ValueError, TypeError) as exc:
-                log.error("stream: tally record %s[%d]@%d is not readable (%s); skipped",
-                          msg.topic, msg.partition, msg.offset, exc)
+                log.error(
+                    "stream: tally record %s[%d]@%d is not readable (%s); skipped",
+                    msg.topic,
+                    msg.partition,
+                    msg.offset,
+                    exc,
+                )
                 bad += 1
                 continue
             seen += len(items)
@@ -568,9 +591,10 @@ class Counter:
 
     def partition_states(self) -> dict[str, dict]:
         """Per enriched partition: event-time watermark, events counted and dropped as late."""
-        return {k: {"watermark": _iso(v.watermark) if v.watermark else None,
-                    "late": v.late, "counted": v.counted}
-                for k, v in self.partitions.items()}
+        return {
+            k: {"watermark": _iso(v.watermark) if v.watermark else None, "late": v.late, "counted": v.counted}
+            for k, v in self.partitions.items()
+        }
 
 
 class StreamWorker:
@@ -629,10 +653,12 @@ def create_app(
     app.worker = pipe  # for views, tests and the CLI
     metrics_path = metrics_path or settings.data_dir / "run" / "stream.metrics.json"
 
-    raw_topic = app.topic(settings.raw_topic, key_type=bytes, value_type=bytes,
-                          key_serializer="raw", value_serializer="raw")
-    tally_topic = app.topic(settings.tally_topic, key_type=bytes, value_type=bytes,
-                            key_serializer="raw", value_serializer="raw")
+    raw_topic = app.topic(
+        settings.raw_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+    tally_topic = app.topic(
+        settings.tally_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
 
     @app.agent(raw_topic, name="enrich")
     async def enrich(stream):
@@ -662,10 +688,18 @@ def create_app(
     async def _progress():
         m = pipe.metrics
         rate = m.rate()
-        log.info("stream: %d lines (%.0f/s), %d enriched, %d dead letters, %d duplicates, "
-                 "%d counted, %d late (counted from the stored events), %d windows emitted",
-                 m.lines, rate, m.enriched, m.dead_letters, m.duplicates, m.counted,
-                 m.late, m.windows_emitted)
+        log.info(
+            "stream: %d lines (%.0f/s), %d enriched, %d dead letters, %d duplicates, "
+            "%d counted, %d late (counted from the stored events), %d windows emitted",
+            m.lines,
+            rate,
+            m.enriched,
+            m.dead_letters,
+            m.duplicates,
+            m.counted,
+            m.late,
+            m.windows_emitted,
+        )
         m.write(metrics_path, pipe.partition_states())
 
     @app.timer(1.0)
@@ -673,6 +707,7 @@ def create_app(
         await pipe.reseek()
 
     if until_idle is not None:
+
         @app.timer(0.5)
         async def _idle():
             m = pipe.metrics

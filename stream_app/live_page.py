@@ -75,8 +75,9 @@ def known_courses(keys: Iterable[str], size: int) -> list[CourseSeen]:
     return [CourseSeen(c, _iso(t)) for c, t in order]
 
 
-def recent_series(keys: Iterable[str], cell_of: Callable[[str], Optional[win.Cell]], course: str, size: int,
-                  limit: int = SERIES_MAX) -> list[SeriesPoint]:
+def recent_series(
+    keys: Iterable[str], cell_of: Callable[[str], Optional[win.Cell]], course: str, size: int, limit: int = SERIES_MAX
+) -> list[SeriesPoint]:
     """The course's windows of ``size`` over the ``limit`` windows of event time ending
     with its latest one, oldest first; a window without events is there with zeros, so
     the series is evenly spaced in time (it starts at the oldest window still in the
@@ -150,6 +151,7 @@ def register_live_page(app: Any, settings: Settings) -> None:
         return self.html(render_page(course))
 
     if "/live/{course_id}/" not in app.web.views:
+
         @app.page("/live/{course_id}/")
         async def live_course(self, request, course_id: str):
             return self.html(render_page(unquote(course_id)))
@@ -167,5 +169,4 @@ def register_live_page(app: Any, settings: Settings) -> None:
         except ValueError:
             return self.error(400, "limit must be an integer")
         points = cached(("series", course, limit), lambda: recent_series(course_keys(), cell_of, course, size, limit))
-        return self.json({"course_id": course, "window_seconds": size,
-                          "series": [asdict(p) for p in points]})
+        return self.json({"course_id": course, "window_seconds": size, "series": [asdict(p) for p in points]})

@@ -55,8 +55,7 @@ class Output:
         if parts is None:
             await aio.client._wait_on_metadata(topic)
             meta = aio.client.cluster
-            parts = (sorted(meta.partitions_for_topic(topic)),
-                     sorted(meta.available_partitions_for_topic(topic)))
+            parts = (sorted(meta.partitions_for_topic(topic)), sorted(meta.available_partitions_for_topic(topic)))
             self._topic_partitions[topic] = parts
         p = aio._partitioner(key, parts[0], parts[1])
         if cache:
@@ -76,8 +75,15 @@ class Output:
         # what create_batch() builds, with this topic's codec instead of the producer's
         return BatchBuilder(self._batch_bytes, codec)
 
-    async def add(self, topic: str, partition: int, key: Optional[bytes], value: Optional[bytes],
-                  headers: Sequence = (), timestamp_ms: Optional[int] = None) -> None:
+    async def add(
+        self,
+        topic: str,
+        partition: int,
+        key: Optional[bytes],
+        value: Optional[bytes],
+        headers: Sequence = (),
+        timestamp_ms: Optional[int] = None,
+    ) -> None:
         b = self._builders.get((topic, partition))
         if b is None:
             b = self._builders[(topic, partition)] = self._new_batch(topic)

@@ -37,7 +37,7 @@ LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost
 def _host_allowed(host: str, names: frozenset[str]) -> bool:
     """An IP literal (DNS rebinding needs a name), or a name of this machine."""
     if host.startswith("["):  # [::1]:6066
-        host = host[1:host.find("]")] if "]" in host else host
+        host = host[1 : host.find("]")] if "]" in host else host
     elif host.count(":") == 1:
         host = host.split(":", 1)[0]
     host = host.rstrip(".").lower()
@@ -55,8 +55,10 @@ def check_bind(settings: Settings) -> None:
     except ValueError:
         loopback = settings.web_bind.lower() in LOOPBACK_NAMES
     if not loopback and not settings.web_token:
-        raise UserError(f"EDXSTREAM_WEB_BIND={settings.web_bind} serves the worker's web views beyond this "
-                        f"machine: set EDXSTREAM_WEB_TOKEN to a secret too (see docs/privacy.md)")
+        raise UserError(
+            f"EDXSTREAM_WEB_BIND={settings.web_bind} serves the worker's web views beyond this "
+            f"machine: set EDXSTREAM_WEB_TOKEN to a secret too (see docs/privacy.md)"
+        )
 
 
 def guard(settings: Settings):
@@ -73,10 +75,11 @@ def guard(settings: Settings):
         given = request.query.get("token") or request.cookies.get(TOKEN_COOKIE, "")
         auth = request.headers.get("Authorization", "")
         if auth.startswith("Bearer "):
-            given = auth[len("Bearer "):]
+            given = auth[len("Bearer ") :]
         if not secrets.compare_digest(given.encode(), token.encode()):
-            return web.Response(status=401, text="access token required (EDXSTREAM_WEB_TOKEN)\n",
-                                headers={"WWW-Authenticate": "Bearer"})
+            return web.Response(
+                status=401, text="access token required (EDXSTREAM_WEB_TOKEN)\n", headers={"WWW-Authenticate": "Bearer"}
+            )
         response = await handler(request)
         if request.query.get("token"):  # the page's own requests then carry it
             response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict", path="/")

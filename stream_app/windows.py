@@ -261,20 +261,39 @@ def window_counts(key: str, cell: Cell, dims: Iterable[tuple[str, str]]) -> list
     return window_counts_of(split_key(key), cell, dims)
 
 
-def window_counts_of(parts: tuple[int, str, int, int], cell: Cell,
-                     dims: Iterable[tuple[str, str]]) -> list[WindowCount]:
+def window_counts_of(
+    parts: tuple[int, str, int, int], cell: Cell, dims: Iterable[tuple[str, str]]
+) -> list[WindowCount]:
     _, course, size, start = parts
     window_start_at = datetime.fromtimestamp(start, UTC)
-    return [WindowCount(kind=kind, course_id=course, dimension=dim, window_seconds=size,
-                        window_start=window_start_at, count=cell.count(kind, dim), version=cell.version)
-            for kind, dim in sorted(dims)]
+    return [
+        WindowCount(
+            kind=kind,
+            course_id=course,
+            dimension=dim,
+            window_seconds=size,
+            window_start=window_start_at,
+            count=cell.count(kind, dim),
+            version=cell.version,
+        )
+        for kind, dim in sorted(dims)
+    ]
 
 
 def recount_rows(recount: Iterable[tuple[str, int, int]], version: int) -> list[WindowCount]:
     """The ``recount`` rows naming windows that late events fall in."""
-    return [WindowCount(kind=RECOUNT, course_id=course, dimension="", window_seconds=size,
-                        window_start=datetime.fromtimestamp(start, UTC), count=0, version=version)
-            for course, size, start in sorted(recount)]
+    return [
+        WindowCount(
+            kind=RECOUNT,
+            course_id=course,
+            dimension="",
+            window_seconds=size,
+            window_start=datetime.fromtimestamp(start, UTC),
+            count=0,
+            version=version,
+        )
+        for course, size, start in sorted(recount)
+    ]
 
 
 def is_cell_key(key: str) -> bool:

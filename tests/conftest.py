@@ -82,8 +82,9 @@ class PersistentBroker(Broker):
         if self.store_proc is None or self.store_proc.poll() is not None:
             self.store_proc = stack.start_object_store(stack.weed_binary(), self.store, self.store_log)
         if not self.running:
-            self.proc = stack.start_broker(self.binary, "127.0.0.1", self.port, self.log,
-                                           stack.S3_STORAGE, self.store.broker_env())
+            self.proc = stack.start_broker(
+                self.binary, "127.0.0.1", self.port, self.log, stack.S3_STORAGE, self.store.broker_env()
+            )
 
     def stop_store(self) -> None:
         """Kill the broker and then SeaweedFS (SIGKILL: a crash, not a clean shutdown)."""

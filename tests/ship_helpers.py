@@ -15,9 +15,17 @@ from producer.keys import learner_key
 
 def make_line(i: int, user: str | None = None, tag: str = "") -> bytes:
     user = user if user is not None else f"learner{i % 7}"
-    return json.dumps({"username": user, "event_type": "play_video", "event_source": "browser",
-                       "time": f"2024-03-01T10:00:00.{i:06d}+00:00", "tag": tag, "i": i,
-                       "context": {"user_id": i % 7, "course_id": "course-v1:Org+C+2024"}}).encode()
+    return json.dumps(
+        {
+            "username": user,
+            "event_type": "play_video",
+            "event_source": "browser",
+            "time": f"2024-03-01T10:00:00.{i:06d}+00:00",
+            "tag": tag,
+            "i": i,
+            "context": {"user_id": i % 7, "course_id": "course-v1:Org+C+2024"},
+        }
+    ).encode()
 
 
 def write_lines(path, lines: list[bytes], mode: str = "ab") -> None:
@@ -49,13 +57,21 @@ class Msg:
         return self.headers["source"].decode()
 
 
-def read_topic(bootstrap: str, topic: str, expect: int | None = None, timeout: float = 60.0,
-               quiet: float = 1.5) -> list[Msg]:
+def read_topic(
+    bootstrap: str, topic: str, expect: int | None = None, timeout: float = 60.0, quiet: float = 1.5
+) -> list[Msg]:
     """Every line of the topic, from the start: stops once ``expect`` lines have
     arrived and nothing more came for ``quiet`` seconds (so late duplicates are seen too),
     or at the deadline."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{uuid.uuid4().hex}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False, "session.timeout.ms": 6000})
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"check-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+        }
+    )
     md = c.list_topics(topic, timeout=30)
     parts = sorted(md.topics[topic].partitions)
     c.assign([TopicPartition(topic, p, 0) for p in parts])
@@ -117,8 +133,9 @@ def check_order_and_duplicates(msgs: list[Msg], replay_from: dict[str, int] | No
         if k in seen:
             dups += 1
             assert seen[k] == m.value, f"duplicate {k} with different bytes"
-            assert replay_from is not None and m.line_offset >= replay_from.get(m.fp, 0), \
+            assert replay_from is not None and m.line_offset >= replay_from.get(m.fp, 0), (
                 f"line {k} repeated although it was acknowledged before the crash"
+            )
         else:
             seen[k] = m.value
             pk = (m.partition, m.fp)

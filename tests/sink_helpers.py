@@ -37,34 +37,39 @@ def make_events(n: int, seed: int = 1, id_prefix: str = "") -> list[EnrichedEven
         org, crs, run = course.split(":")[1].split("+") if course else (None, None, None)
         user = rnd.randrange(1, 40)
         t = BASE + timedelta(seconds=rnd.randrange(0, 3 * 3600), microseconds=rnd.randrange(0, 10**6))
-        out.append(EnrichedEvent(
-            event_id=hashlib.sha256(f"{id_prefix}{seed}:{i}".encode()).hexdigest()[:32],
-            time=t,
-            category=cat,
-            action=rnd.choice(ACTIONS[cat]),
-            event_type=f"edx.{cat}.{i % 5}",
-            event_source=rnd.choice(["server", "browser", None]),
-            course_id=course, org=org, course=crs, run=run,
-            block_id=f"block-v1:X+Y+Z+type@problem+block@{i:x}" if cat == "assessment" else None,
-            user_id=user,
-            username=f"learner_{user}" if user % 7 else f"Ünï'\"\\cødé_{user}",
-            session=f"{rnd.getrandbits(64):016x}",
-            ip=f"10.0.{user}.{rnd.randrange(255)}",
-            agent="Mozilla/5.0 (X11; Linux) \"quoted\"",
-            host="courses.example.org",
-            page=f"https://courses.example.org/courses/{course}/x?q=1&r='2'" if course else None,
-            video_id="vid-1" if cat == "video" else None,
-            video_position=rnd.random() * 600 if cat == "video" else None,
-            video_speed=1.5 if cat == "video" else None,
-            problem_id=f"p{i}" if cat == "assessment" else None,
-            attempts=rnd.randrange(1, 4) if cat == "assessment" else None,
-            success=rnd.choice([True, False]) if cat == "assessment" else None,
-            grade=float(rnd.randrange(0, 3)) if cat == "assessment" else None,
-            max_grade=2.0 if cat == "assessment" else None,
-            payload='{"text": "line1\\nline2 \\\\ \'single\' \\"double\\" ☃", "n": %d}' % i,
-            source="/var/log/tracking.log",
-            offset=i * 311,
-        ))
+        out.append(
+            EnrichedEvent(
+                event_id=hashlib.sha256(f"{id_prefix}{seed}:{i}".encode()).hexdigest()[:32],
+                time=t,
+                category=cat,
+                action=rnd.choice(ACTIONS[cat]),
+                event_type=f"edx.{cat}.{i % 5}",
+                event_source=rnd.choice(["server", "browser", None]),
+                course_id=course,
+                org=org,
+                course=crs,
+                run=run,
+                block_id=f"block-v1:X+Y+Z+type@problem+block@{i:x}" if cat == "assessment" else None,
+                user_id=user,
+                username=f"learner_{user}" if user % 7 else f"Ünï'\"\\cødé_{user}",
+                session=f"{rnd.getrandbits(64):016x}",
+                ip=f"10.0.{user}.{rnd.randrange(255)}",
+                agent='Mozilla/5.0 (X11; Linux) "quoted"',
+                host="courses.example.org",
+                page=f"https://courses.example.org/courses/{course}/x?q=1&r='2'" if course else None,
+                video_id="vid-1" if cat == "video" else None,
+                video_position=rnd.random() * 600 if cat == "video" else None,
+                video_speed=1.5 if cat == "video" else None,
+                problem_id=f"p{i}" if cat == "assessment" else None,
+                attempts=rnd.randrange(1, 4) if cat == "assessment" else None,
+                success=rnd.choice([True, False]) if cat == "assessment" else None,
+                grade=float(rnd.randrange(0, 3)) if cat == "assessment" else None,
+                max_grade=2.0 if cat == "assessment" else None,
+                payload='{"text": "line1\\nline2 \\\\ \'single\' \\"double\\" ☃", "n": %d}' % i,
+                source="/var/log/tracking.log",
+                offset=i * 311,
+            )
+        )
     return out
 
 
@@ -121,8 +126,17 @@ def window_emissions(events: list[EnrichedEvent], seed: int = 3) -> list[WindowC
     for cut in (len(events) // 3, 2 * len(events) // 3, len(events)):
         partial = expected_windows(events[:cut])
         for (kind, course, dim, w, start), count in partial.items():
-            emissions.append(WindowCount(kind=kind, course_id=course, dimension=dim, window_seconds=w,
-                                         window_start=start, count=count, version=cut))
+            emissions.append(
+                WindowCount(
+                    kind=kind,
+                    course_id=course,
+                    dimension=dim,
+                    window_seconds=w,
+                    window_start=start,
+                    count=count,
+                    version=cut,
+                )
+            )
     stale = rnd.sample(emissions[: len(emissions) // 3], k=min(20, len(emissions) // 3))
     rnd.shuffle(emissions)
     return emissions + stale
@@ -161,7 +175,7 @@ def produce_events(settings, events: list[EnrichedEvent]) -> int:
         i = 0
         while i < len(evs):
             n = sizes[len(items) % len(sizes)]
-            chunk = evs[i:i + n]
+            chunk = evs[i : i + n]
             value = records.encode(chunk[0]) if len(chunk) == 1 and len(items) % 2 == 0 else records.encode(chunk)
             items.append((course.encode(), value))
             i += n
@@ -175,7 +189,7 @@ def produce_windows(settings, windows: list[WindowCount]) -> None:
     items, i, sizes = [], 0, (1, 3, 5, 2, 1, 4)
     while i < len(windows):
         n = sizes[len(items) % len(sizes)]
-        chunk = windows[i:i + n]
+        chunk = windows[i : i + n]
         w = chunk[0]
         key = f"{w.course_id}|{w.window_seconds}|{int(w.window_start.timestamp())}".encode()
         value = records.encode(w) if n == 1 and len(items) % 2 == 0 else records.encode(chunk)
@@ -186,8 +200,14 @@ def produce_windows(settings, windows: list[WindowCount]) -> None:
 
 
 def _group_consumer(settings, group: str) -> Consumer:
-    return Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group,
-                     "enable.auto.commit": False, "session.timeout.ms": 6000})
+    return Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+        }
+    )
 
 
 def committed(settings, group: str, topics: list[str]) -> dict[tuple[str, int], int]:
@@ -210,8 +230,9 @@ def reset_group(settings, group: str, topics: list[str]) -> None:
     would for a replay."""
     c = _group_consumer(settings, group)
     try:
-        c.commit(offsets=[TopicPartition(t, p, 0) for t in topics for p in range(settings.partitions)],
-                 asynchronous=False)
+        c.commit(
+            offsets=[TopicPartition(t, p, 0) for t in topics for p in range(settings.partitions)], asynchronous=False
+        )
     finally:
         c.close()
     deadline = time.monotonic() + 20

@@ -30,8 +30,9 @@ from edxstream.ops.pipeline import load_clickhouse_events
 from tests.conftest import CORPUS
 from tests.test_analyst_data import load_course
 
-SMALL = GenConfig(events=60_000, courses=1, learners=250, days=60, end=date(2026, 6, 1), seed=11,
-                  malformed=0, prefixed=0)
+SMALL = GenConfig(
+    events=60_000, courses=1, learners=250, days=60, end=date(2026, 6, 1), seed=11, malformed=0, prefixed=0
+)
 
 
 def load_generated(settings, tmp: Path, cfg: GenConfig = SMALL) -> pd.DataFrame:
@@ -74,7 +75,10 @@ def test_generator_plants_profiles_and_outcomes(tmp_path):
     assert truth["at_risk"].equals(truth["stops"] | (truth["final_grade"] < generate.PASS_GRADE))
     assert truth.groupby("profile")["stops"].mean()["dropout"] == 1.0
     # the planted abilities show in the events: engaged learners answer better than dropouts
-    assert truth.groupby("profile")["ability"].mean()["engaged"] > truth.groupby("profile")["ability"].mean()["dropout"] + 0.3
+    assert (
+        truth.groupby("profile")["ability"].mean()["engaged"]
+        > truth.groupby("profile")["ability"].mean()["dropout"] + 0.3
+    )
 
 
 def test_segments_keep_their_numbers_across_runs():
@@ -111,8 +115,7 @@ def test_analyze_writes_every_table_with_run_and_quality(settings, tmp_path, mon
     out = analyze(settings, monkeypatch, capsys).out
     client = clickhouse.connect(settings)
     runs = latest(client, "analysis_runs")
-    assert set(runs["step"]) == {"segments", "prediction", "correlations", "problems", "recommendations",
-                                 "suggestions"}
+    assert set(runs["step"]) == {"segments", "prediction", "correlations", "problems", "recommendations", "suggestions"}
     assert (runs["status"] == analysis.OK).all(), runs[["step", "message"]]
     quality = {s: json.loads(q) for s, q in zip(runs["step"], runs["quality"], strict=False)}
     assert 0.5 < quality["prediction"]["auc"] <= 1 and quality["prediction"]["trained_on"] >= 30
@@ -126,8 +129,15 @@ def test_analyze_writes_every_table_with_run_and_quality(settings, tmp_path, mon
     pred = latest(client, "learner_predictions")
     assert pred["risk"].between(0, 1).all() and (pred["drivers"].str.count(",") == 2).all()
     recs = latest(client, "recommendations")
-    used = set(map(tuple, client.query("SELECT DISTINCT user_id, block_id FROM course_events "
-                                       "WHERE category IN ('video', 'assessment') AND block_id IS NOT NULL").result_rows))
+    used = set(
+        map(
+            tuple,
+            client.query(
+                "SELECT DISTINCT user_id, block_id FROM course_events "
+                "WHERE category IN ('video', 'assessment') AND block_id IS NOT NULL"
+            ).result_rows,
+        )
+    )
     assert len(recs) and not any((u, b) in used for u, b in zip(recs["user_id"], recs["block_id"], strict=False))
     teacher = latest(client, "suggestions").query("audience == 'teacher'")["text"]
     assert teacher.str.contains("fail the first try").any() and teacher.str.startswith("Segments:").any()

@@ -47,8 +47,14 @@ while True:  # the pipeline keeps running: new rows for another course
 def holder(settings, tmp_path):
     """A separate process holding its own chdb folder with the demo course in it."""
     env = env_for(settings, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER], env=env, cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=open(tmp_path / "holder.log", "wb"), text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=open(tmp_path / "holder.log", "wb"),
+        text=True,
+    )
     line = proc.stdout.readline()
     if line.strip() != "ready":
         proc.kill()
@@ -71,8 +77,11 @@ def test_query_and_export_go_through_the_process_holding_the_folder(holder, sett
     p = run_cli(env, "query", "SELECT course_id, enrolments, enrolled_now FROM course_enrolments", "--format", "json")
     assert json.loads(p.stdout.decode().splitlines()[0]) == {"course_id": COURSE, "enrolments": 3, "enrolled_now": 2}
 
-    table = run_cli(env, "query", "SELECT category, sum(events) AS n FROM course_daily_interactions "
-                    "GROUP BY category ORDER BY category").stdout.decode()
+    table = run_cli(
+        env,
+        "query",
+        "SELECT category, sum(events) AS n FROM course_daily_interactions GROUP BY category ORDER BY category",
+    ).stdout.decode()
     assert "category" in table and "assessment" in table and "│" in table  # aligned text table
 
     out = tmp_path / "course.csv"
@@ -91,13 +100,17 @@ def test_query_and_export_go_through_the_process_holding_the_folder(holder, sett
 
     refused = run_cli(env, "query", "DROP TABLE events", ok=False)
     assert refused.returncode == 2 and b"read-only" in refused.stderr
-    live = run_cli(env, "query", "SELECT count() FROM events FINAL WHERE course_id = 'course-v1:DemoX+AN102+2024_T1'",
-                   "--format", "tsv").stdout
+    live = run_cli(
+        env,
+        "query",
+        "SELECT count() FROM events FINAL WHERE course_id = 'course-v1:DemoX+AN102+2024_T1'",
+        "--format",
+        "tsv",
+    ).stdout
     assert live.split()[0] == b"count()" and int(live.split()[1]) > 1  # the holder has been writing meanwhile
 
     # This test process holds another chdb folder; its runner also goes through the endpoint.
-    s = settings.model_copy(update={"clickhouse_url": env["EDXSTREAM_CLICKHOUSE_URL"],
-                                    "home": settings.home})
+    s = settings.model_copy(update={"clickhouse_url": env["EDXSTREAM_CLICKHOUSE_URL"], "home": settings.home})
     runner = chdb_server.open_runner(s)
     assert isinstance(runner, chdb_server.EndpointRunner)
     assert runner.raw("SELECT count() FROM course_events WHERE category = 'forum'", "TSV").strip() == b"5"
@@ -147,17 +160,38 @@ def test_export_helpers():
 
 def test_read_only_guard():
     db = "edxstream"
-    for ok in ["SELECT 1", "  with x as (select 1) select * from x;", "SHOW TABLES", "select ';drop' as s",
-               "-- comment\nSELECT 1", "DESCRIBE events", "SELECT * FROM edxstream.events FINAL",
-               "SELECT number FROM numbers(3)", "SELECT quantile(0.5)(x) FROM events", "SHOW CREATE TABLE events",
-               "SELECT 1 UNION ALL SELECT 2"]:
+    for ok in [
+        "SELECT 1",
+        "  with x as (select 1) select * from x;",
+        "SHOW TABLES",
+        "select ';drop' as s",
+        "-- comment\nSELECT 1",
+        "DESCRIBE events",
+        "SELECT * FROM edxstream.events FINAL",
+        "SELECT number FROM numbers(3)",
+        "SELECT quantile(0.5)(x) FROM events",
+        "SHOW CREATE TABLE events",
+        "SELECT 1 UNION ALL SELECT 2",
+    ]:
         chdb_server.check_read_only(ok, db)
-    for bad in ["DROP TABLE events", "INSERT INTO events SELECT * FROM events", "SELECT 1; DROP TABLE x",
-                "SELECT 1 INTO OUTFILE 'x.csv'", "", "/* hi */ ALTER TABLE events DELETE WHERE 1",
-                "OPTIMIZE TABLE events FINAL", "SYSTEM SHUTDOWN", *ATTACKS, "SELECT * FROM system.tables",
-                "SHOW TABLES FROM other", "SELECT * FROM (SELECT * FROM url('http://127.0.0.1:3306/'))",
-                "SELECT * FROM events WHERE event_id IN (SELECT toString(x) FROM remote('h', db.t))",
-                "SET readonly = 0", "SELECT * FROM merge('system', '.*')", "EXPLAIN SELECT 1"]:
+    for bad in [
+        "DROP TABLE events",
+        "INSERT INTO events SELECT * FROM events",
+        "SELECT 1; DROP TABLE x",
+        "SELECT 1 INTO OUTFILE 'x.csv'",
+        "",
+        "/* hi */ ALTER TABLE events DELETE WHERE 1",
+        "OPTIMIZE TABLE events FINAL",
+        "SYSTEM SHUTDOWN",
+        *ATTACKS,
+        "SELECT * FROM system.tables",
+        "SHOW TABLES FROM other",
+        "SELECT * FROM (SELECT * FROM url('http://127.0.0.1:3306/'))",
+        "SELECT * FROM events WHERE event_id IN (SELECT toString(x) FROM remote('h', db.t))",
+        "SET readonly = 0",
+        "SELECT * FROM merge('system', '.*')",
+        "EXPLAIN SELECT 1",
+    ]:
         with pytest.raises(UserError):
             chdb_server.check_read_only(bad, db)
 
@@ -184,7 +218,9 @@ def test_attacks_are_refused_and_change_nothing(through, holder, settings, tmp_p
         folder = tmp_path / "free-chdb"
         env = env_for(settings, EDXSTREAM_CLICKHOUSE_URL=f"chdb://{folder}")
         run_cli(env, "db", "init")
-    before = [run_cli(env, "query", q, "--format", "tsv").stdout for q in ("SHOW TABLES", "SELECT count() FROM window_counts")]
+    before = [
+        run_cli(env, "query", q, "--format", "tsv").stdout for q in ("SHOW TABLES", "SELECT count() FROM window_counts")
+    ]
     for sql in ATTACKS + ["SELECT 1 INTO OUTFILE '" + str(tmp_path / "out.txt") + "'"]:
         p = run_cli(env, "query", sql, ok=False)
         err = p.stderr.decode()
@@ -193,7 +229,9 @@ def test_attacks_are_refused_and_change_nothing(through, holder, settings, tmp_p
         assert err.strip().splitlines()[-1].startswith("edxstream:") and "Traceback" not in err, (sql, err)
         assert "root" not in p.stdout.decode() and not p.stdout.strip(), sql
     assert not (tmp_path / "out.txt").exists()
-    after = [run_cli(env, "query", q, "--format", "tsv").stdout for q in ("SHOW TABLES", "SELECT count() FROM window_counts")]
+    after = [
+        run_cli(env, "query", q, "--format", "tsv").stdout for q in ("SHOW TABLES", "SELECT count() FROM window_counts")
+    ]
     assert after == before and b"events" in after[0]
 
 
@@ -205,8 +243,13 @@ def test_the_engine_refuses_writes_on_the_analyst_session(settings):
     writer = clickhouse.connect(settings)
     writer.command("CREATE TABLE t_rw (x Int8) ENGINE = MergeTree ORDER BY x")
     client = clickhouse.connect_read_only(settings)
-    for sql in ["CREATE TABLE t_attack (x Int8) ENGINE = Memory", "DROP TABLE t_rw", "INSERT INTO t_rw VALUES (1)",
-                "SELECT * FROM file('/etc/passwd', 'LineAsString')", "SELECT 1 SETTINGS readonly = 0"]:
+    for sql in [
+        "CREATE TABLE t_attack (x Int8) ENGINE = Memory",
+        "DROP TABLE t_rw",
+        "INSERT INTO t_rw VALUES (1)",
+        "SELECT * FROM file('/etc/passwd', 'LineAsString')",
+        "SELECT 1 SETTINGS readonly = 0",
+    ]:
         with pytest.raises(Exception, match="readonly"):
             client.raw_query(sql, fmt="TSV")
     assert client.raw_query("SELECT count() FROM t_rw", fmt="TSV") == b"0\n"

@@ -34,8 +34,9 @@ class Builder:
     def __init__(self):
         self.events: list[EnrichedEvent] = []
 
-    def add(self, who: str | None, at: datetime, category: str, event_type: str, course: str | None = COURSE,
-            **fields) -> EnrichedEvent:
+    def add(
+        self, who: str | None, at: datetime, category: str, event_type: str, course: str | None = COURSE, **fields
+    ) -> EnrichedEvent:
         uid, ip = LEARNERS[who] if who else (None, None)
         n = len(self.events)
         action, source = fields.pop("action", event_type), fields.pop("event_source", "server")
@@ -44,14 +45,29 @@ class Builder:
         if taxon.kind != "other":
             category = taxon.category
         ev = EnrichedEvent(
-            event_id=f"ev{n:04d}", time=at, category=category, action=action, kind=taxon.kind,
-            interaction=taxon.interaction, event_type=event_type, event_source=source, course_id=course,
-            org="DemoX" if course else None, course=course.split("+")[1] if course else None,
-            run=course.split("+")[2] if course else None, user_id=uid, username=who,
-            session=f"sess-{who}-{at:%d}" if who else None, ip=ip, agent="Mozilla/5.0", host="lms.example.org",
+            event_id=f"ev{n:04d}",
+            time=at,
+            category=category,
+            action=action,
+            kind=taxon.kind,
+            interaction=taxon.interaction,
+            event_type=event_type,
+            event_source=source,
+            course_id=course,
+            org="DemoX" if course else None,
+            course=course.split("+")[1] if course else None,
+            run=course.split("+")[2] if course else None,
+            user_id=uid,
+            username=who,
+            session=f"sess-{who}-{at:%d}" if who else None,
+            ip=ip,
+            agent="Mozilla/5.0",
+            host="lms.example.org",
             page=fields.pop("page", f"https://lms.example.org/courses/{course}/courseware" if course else None),
-            payload=orjson.dumps(fields.pop("payload", {"username": who})).decode(), source="tracking.log",
-            offset=n * 100, **fields,
+            payload=orjson.dumps(fields.pop("payload", {"username": who})).decode(),
+            source="tracking.log",
+            offset=n * 100,
+            **fields,
         )
         self.events.append(ev)
         return ev
@@ -62,8 +78,9 @@ def build() -> list[EnrichedEvent]:
     t = DAY1
     # enrolments: carol enrols and leaves; alice changes mode
     for who in ("alice_w", "bob_k", "carol_z"):
-        b.add(who, t, "access", "edx.course.enrollment.activated",
-              payload={"user_id": LEARNERS[who][0], "mode": "audit"})
+        b.add(
+            who, t, "access", "edx.course.enrollment.activated", payload={"user_id": LEARNERS[who][0], "mode": "audit"}
+        )
     b.add("alice_w", t + timedelta(minutes=1), "access", "edx.course.enrollment.mode_changed")
     b.add("carol_z", t + timedelta(hours=2), "access", "edx.course.enrollment.deactivated")
     # content views
@@ -84,22 +101,62 @@ def build() -> list[EnrichedEvent]:
     b.add("carol_z", s + timedelta(seconds=10), "video", "pause_video", video_position=500.0, **v)
     # V2 on day 2, bob: 10 -> 25 (15 s)
     b.add("bob_k", DAY2, "video", "play_video", video_position=10.0, video_id=V2, event_source="browser")
-    b.add("bob_k", DAY2 + timedelta(seconds=16), "video", "pause_video", video_position=25.0, video_id=V2,
-          event_source="browser")
+    b.add(
+        "bob_k",
+        DAY2 + timedelta(seconds=16),
+        "video",
+        "pause_video",
+        video_position=25.0,
+        video_id=V2,
+        event_source="browser",
+    )
     # problems: P1 alice wrong then right, bob right first, carol wrong; P2 alice right
     p = t + timedelta(minutes=30)
-    for who, dt, ok, attempt in [("alice_w", 0, False, 1), ("alice_w", 60, True, 2), ("bob_k", 0, True, 1),
-                                  ("carol_z", 0, False, 1)]:
-        b.add(who, p + timedelta(seconds=dt), "assessment", "problem_check", problem_id=P1, success=ok,
-              attempts=attempt, grade=1.0 if ok else 0.0, max_grade=1.0, payload={"answers": {"x": "42"}})
-    b.add("alice_w", DAY2, "assessment", "problem_check", problem_id=P2, success=True, attempts=1, grade=2.0,
-          max_grade=2.0)
+    for who, dt, ok, attempt in [
+        ("alice_w", 0, False, 1),
+        ("alice_w", 60, True, 2),
+        ("bob_k", 0, True, 1),
+        ("carol_z", 0, False, 1),
+    ]:
+        b.add(
+            who,
+            p + timedelta(seconds=dt),
+            "assessment",
+            "problem_check",
+            problem_id=P1,
+            success=ok,
+            attempts=attempt,
+            grade=1.0 if ok else 0.0,
+            max_grade=1.0,
+            payload={"answers": {"x": "42"}},
+        )
+    b.add(
+        "alice_w",
+        DAY2,
+        "assessment",
+        "problem_check",
+        problem_id=P2,
+        success=True,
+        attempts=1,
+        grade=2.0,
+        max_grade=2.0,
+    )
     # forum: alice posts (free text naming herself), bob replies, carol comments, bob votes
     f = t + timedelta(hours=1)
-    b.add("alice_w", f, "forum", "edx.forum.thread.created",
-          payload={"title": "alice_w needs help", "body": "Call alice_w from 198.51.100.23", "id": "t1"})
-    b.add("bob_k", f + timedelta(minutes=1), "forum", "edx.forum.response.created",
-          payload={"body": "hi alice_w", "id": "r1"})
+    b.add(
+        "alice_w",
+        f,
+        "forum",
+        "edx.forum.thread.created",
+        payload={"title": "alice_w needs help", "body": "Call alice_w from 198.51.100.23", "id": "t1"},
+    )
+    b.add(
+        "bob_k",
+        f + timedelta(minutes=1),
+        "forum",
+        "edx.forum.response.created",
+        payload={"body": "hi alice_w", "id": "r1"},
+    )
     b.add("carol_z", DAY2, "forum", "edx.forum.comment.created", payload={"body": "me too", "id": "c1"})
     b.add("bob_k", DAY2, "forum", "edx.forum.thread.voted", payload={"id": "t1", "vote_value": "up"})
     b.add("alice_w", DAY2, "forum", "edx.forum.searched", payload={"query": "alice_w homework"})
@@ -119,36 +176,82 @@ def blocks_api_response() -> dict:
 
     def block(kind: str, key: str, name: str, children=(), **extra) -> tuple[str, dict]:
         usage = f"{base}{kind}+block@{key}"
-        return usage, {"id": usage, "block_id": key, "type": kind, "display_name": name,
-                       "lms_web_url": f"https://lms.example.org/courses/course-v1:DemoX+AN101+2024_T1/jump_to/{usage}",
-                       "student_view_url": f"https://lms.example.org/xblock/{usage}",
-                       "graded": extra.pop("graded", False), "format": extra.pop("format", None),
-                       "due": extra.pop("due", None),
-                       "children": [f"{base}{k}+block@{c}" for k, c in children], **extra}
+        return usage, {
+            "id": usage,
+            "block_id": key,
+            "type": kind,
+            "display_name": name,
+            "lms_web_url": f"https://lms.example.org/courses/course-v1:DemoX+AN101+2024_T1/jump_to/{usage}",
+            "student_view_url": f"https://lms.example.org/xblock/{usage}",
+            "graded": extra.pop("graded", False),
+            "format": extra.pop("format", None),
+            "due": extra.pop("due", None),
+            "children": [f"{base}{k}+block@{c}" for k, c in children],
+            **extra,
+        }
 
-    items = dict([
-        block("course", "course", "Analytics 101", [("chapter", "week1")]),
-        block("chapter", "week1", "Week 1: Getting started", [("sequential", "lesson1"), ("sequential", "hw1")]),
-        block("sequential", "lesson1", "Lesson 1", [("vertical", "u1")]),
-        block("vertical", "u1", "Welcome", [("video", "intro_video"), ("video", "week2_video")]),
-        block("video", "intro_video", "Welcome to the course",
-              student_view_data={"only_on_web": False, "duration": 95.0, "transcripts": {},
-                                 "encoded_videos": {"youtube": {"url": "https://www.youtube.com/watch?v=abc",
-                                                                "file_size": 0}}}),
-        block("video", "week2_video", "How the data flows",
-              student_view_data={"only_on_web": False, "duration": None, "transcripts": {},
-                                 "encoded_videos": {}}),
-        block("sequential", "hw1", "Homework 1", [("vertical", "u2")], graded=True, format="Homework",
-              due="2024-03-05T23:59:00Z"),
-        block("vertical", "u2", "Quiz", [("problem", "quiz1"), ("problem", "quiz2")], graded=True,
-              format="Homework", due="2024-03-05T23:59:00Z"),
-        block("problem", "quiz1", "Quiz 1: Averages", graded=True, format="Homework", due="2024-03-05T23:59:00Z",
-              weight=1.0),
-        block("problem", "quiz2", "Quiz 2: Medians", graded=True, format="Homework", due="2024-03-05T23:59:00Z",
-              weight=2.0),
-    ])
+    items = dict(
+        [
+            block("course", "course", "Analytics 101", [("chapter", "week1")]),
+            block("chapter", "week1", "Week 1: Getting started", [("sequential", "lesson1"), ("sequential", "hw1")]),
+            block("sequential", "lesson1", "Lesson 1", [("vertical", "u1")]),
+            block("vertical", "u1", "Welcome", [("video", "intro_video"), ("video", "week2_video")]),
+            block(
+                "video",
+                "intro_video",
+                "Welcome to the course",
+                student_view_data={
+                    "only_on_web": False,
+                    "duration": 95.0,
+                    "transcripts": {},
+                    "encoded_videos": {"youtube": {"url": "https://www.youtube.com/watch?v=abc", "file_size": 0}},
+                },
+            ),
+            block(
+                "video",
+                "week2_video",
+                "How the data flows",
+                student_view_data={"only_on_web": False, "duration": None, "transcripts": {}, "encoded_videos": {}},
+            ),
+            block(
+                "sequential",
+                "hw1",
+                "Homework 1",
+                [("vertical", "u2")],
+                graded=True,
+                format="Homework",
+                due="2024-03-05T23:59:00Z",
+            ),
+            block(
+                "vertical",
+                "u2",
+                "Quiz",
+                [("problem", "quiz1"), ("problem", "quiz2")],
+                graded=True,
+                format="Homework",
+                due="2024-03-05T23:59:00Z",
+            ),
+            block(
+                "problem",
+                "quiz1",
+                "Quiz 1: Averages",
+                graded=True,
+                format="Homework",
+                due="2024-03-05T23:59:00Z",
+                weight=1.0,
+            ),
+            block(
+                "problem",
+                "quiz2",
+                "Quiz 2: Medians",
+                graded=True,
+                format="Homework",
+                due="2024-03-05T23:59:00Z",
+                weight=2.0,
+            ),
+        ]
+    )
     return {"root": f"{base}course+block@course", "blocks": items}
-
 
 
 def load_course(settings, pseudonymize: bool = True, structure: bool = True) -> list[EnrichedEvent]:
@@ -176,15 +279,19 @@ def test_views_answer_the_course_questions(settings):
     client = clickhouse.connect(settings)
     assert client.command("SELECT count() FROM events") == 32  # 31 + the duplicate, before any merge
 
-    daily = {(str(r["day"]), r["category"]): (r["events"], r["learners"])
-             for r in q(client, f"SELECT * FROM course_daily_interactions WHERE course_id = '{COURSE}'")}
+    daily = {
+        (str(r["day"]), r["category"]): (r["events"], r["learners"])
+        for r in q(client, f"SELECT * FROM course_daily_interactions WHERE course_id = '{COURSE}'")
+    }
     assert daily[("2024-03-04", "content")] == (3, 3)  # the duplicate tab_selected counted once
     assert daily[("2024-03-04", "video")] == (8, 3)
     assert daily[("2024-03-05", "forum")] == (3, 3)
     assert sum(e for e, _ in daily.values()) == 29  # not the other course, not the profile page
 
-    learners = {str(r["day"]): r["active_learners"]
-                for r in q(client, f"SELECT * FROM course_daily_learners WHERE course_id = '{COURSE}'")}
+    learners = {
+        str(r["day"]): r["active_learners"]
+        for r in q(client, f"SELECT * FROM course_daily_learners WHERE course_id = '{COURSE}'")
+    }
     assert learners == {"2024-03-04": 3, "2024-03-05": 3}
 
     (enr,) = q(client, f"SELECT * FROM course_enrolments WHERE course_id = '{COURSE}'")
@@ -212,9 +319,17 @@ def test_views_answer_the_course_questions(settings):
     acts = {r["username"]: r for r in q(client, f"SELECT * FROM learner_activity WHERE course_id = '{COURSE}'")}
     alice = acts[privacy.pseudonym_username("alice_w", settings.pseudonym_key)]
     assert alice["user_id"] == privacy.pseudonym_user_id(11, settings.pseudonym_key)
-    assert ((alice["active_days"], alice["videos_watched"], alice["problems_attempted"], alice["problems_solved"])
-            == (2, 1, 2, 2))
-    assert ((alice["video_events"], alice["forum_events"], alice["assessment_events"], alice["access_events"])
-            == (5, 2, 3, 0))
+    assert (alice["active_days"], alice["videos_watched"], alice["problems_attempted"], alice["problems_solved"]) == (
+        2,
+        1,
+        2,
+        2,
+    )
+    assert (alice["video_events"], alice["forum_events"], alice["assessment_events"], alice["access_events"]) == (
+        5,
+        2,
+        3,
+        0,
+    )
     assert (alice["enrollment_events"], alice["interactions"]) == (2, 14)
     assert len(acts) == 3

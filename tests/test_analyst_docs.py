@@ -26,9 +26,11 @@ def test_every_example_query_runs_and_returns_rows(settings, tmp_path):
     load_generated(settings, tmp_path)
     client = clickhouse.connect(settings)
     analysis.run(open_runner(settings), client)
-    client.insert("window_counts", [["course_category", "course-v1:DemoX+AN101+2024_T1", "video", 3600,
-                                     datetime(2024, 3, 4, 9), 8, 1]],
-                  column_names=["kind", "course_id", "dimension", "window_seconds", "window_start", "count", "version"])
+    client.insert(
+        "window_counts",
+        [["course_category", "course-v1:DemoX+AN101+2024_T1", "video", 3600, datetime(2024, 3, 4, 9), 8, 1]],
+        column_names=["kind", "course_id", "dimension", "window_seconds", "window_start", "count", "version"],
+    )
     found = examples()
     assert len(found) >= 15
     for sql in found:
@@ -39,9 +41,11 @@ def test_every_example_query_runs_and_returns_rows(settings, tmp_path):
 def test_every_table_and_view_is_documented(settings):
     load_course(settings)
     client = clickhouse.connect(settings)
-    names = {r[0] for r in
-             client.query("SELECT name FROM system.tables WHERE database = currentDatabase()").result_rows}
+    names = {
+        r[0] for r in client.query("SELECT name FROM system.tables WHERE database = currentDatabase()").result_rows
+    }
     names.discard("schema_migrations")
     documented = set(re.findall(r"^### `(\w+)`", DOC.read_text(), re.M)) | set(
-        re.findall(r"^### `\w+` and `(\w+)`", DOC.read_text(), re.M))
+        re.findall(r"^### `\w+` and `(\w+)`", DOC.read_text(), re.M)
+    )
     assert names <= documented, f"undocumented: {sorted(names - documented)}"

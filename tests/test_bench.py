@@ -11,16 +11,31 @@ import pytest
 
 from tests.conftest import MYSQL_ADMIN, edxstream_cmd
 
-KEYS = ("ship_vs_kcat", "stream_events_per_s", "mysql_rows_per_s", "mysql_vs_load_data", "e2e_events_per_s",
-        "live_p50_s", "live_p99_s", "clickhouse_rows_per_s", "ship_lines_per_s", "kcat_lines_per_s",
-        "load_data_rows_per_s")
+KEYS = (
+    "ship_vs_kcat",
+    "stream_events_per_s",
+    "mysql_rows_per_s",
+    "mysql_vs_load_data",
+    "e2e_events_per_s",
+    "live_p50_s",
+    "live_p99_s",
+    "clickhouse_rows_per_s",
+    "ship_lines_per_s",
+    "kcat_lines_per_s",
+    "load_data_rows_per_s",
+)
 
 
 @pytest.mark.slow
 def test_bench_small_reports_every_figure(mariadb, tmp_path):
     out = tmp_path / "bench.json"
-    res = subprocess.run(edxstream_cmd("bench", "--scale", "small", "--json", str(out)),
-                         capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    res = subprocess.run(
+        edxstream_cmd("bench", "--scale", "small", "--json", str(out)),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+    )
     try:
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
         data = json.loads(out.read_text())

@@ -14,7 +14,13 @@ from edxstream.core import kafka_admin
 from tests.conftest import edxstream_cmd, env_for, free_port
 from tests.test_stack import _consume, _produce
 from tests.test_stream_app import (
-    check_outputs, expected_counts, make_log, produce, read_metrics, wait_exit, worker,
+    check_outputs,
+    expected_counts,
+    make_log,
+    produce,
+    read_metrics,
+    wait_exit,
+    worker,
 )
 
 

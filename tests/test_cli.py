@@ -44,23 +44,35 @@ def services_down(settings, tmp_path):
     there (so `stack up` and `demo` cannot start one on that port)."""
     log = tmp_path / "tracking.log"
     log.write_bytes(b'{"event_type": "play_video", "time": "2024-01-01T00:00:00Z"}\n')
-    env = env_for(settings,
-                  EDXSTREAM_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}",
-                  EDXSTREAM_MYSQL_DSN=f"mysql://edxstream:{PASSWORD}@127.0.0.1:{free_port()}/edxstream",
-                  EDXSTREAM_CLICKHOUSE_URL=f"http://default:{PASSWORD}@127.0.0.1:{free_port()}",
-                  EDXSTREAM_TANSU_BIN=str(tmp_path / "no-tansu"))
+    env = env_for(
+        settings,
+        EDXSTREAM_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}",
+        EDXSTREAM_MYSQL_DSN=f"mysql://edxstream:{PASSWORD}@127.0.0.1:{free_port()}/edxstream",
+        EDXSTREAM_CLICKHOUSE_URL=f"http://default:{PASSWORD}@127.0.0.1:{free_port()}",
+        EDXSTREAM_TANSU_BIN=str(tmp_path / "no-tansu"),
+    )
     return env, log
 
 
 def test_every_command_with_its_services_down_says_what_to_do_in_one_line(services_down, tmp_path):
     env, log = services_down
     commands = [
-        ("ship", str(log)), ("backfill", str(log)), ("process", "--until-idle", "1"),
-        ("sink", "mysql", "--max-idle", "1"), ("sink", "clickhouse", "--max-idle", "1"),
-        ("replay", "--from", "BEGINNING", "--dry-run"), ("db", "init"), ("db", "status"),
-        ("db", "init", "--only", "clickhouse"), ("query", "SELECT 1"), ("export", "--course", COURSE),
-        ("report", "--course", COURSE, "--out", str(tmp_path / "report")), ("stack", "up"),
-        ("demo", "--events", "100"), ("inspect", str(tmp_path / "missing.log")), ("generate",),
+        ("ship", str(log)),
+        ("backfill", str(log)),
+        ("process", "--until-idle", "1"),
+        ("sink", "mysql", "--max-idle", "1"),
+        ("sink", "clickhouse", "--max-idle", "1"),
+        ("replay", "--from", "BEGINNING", "--dry-run"),
+        ("db", "init"),
+        ("db", "status"),
+        ("db", "init", "--only", "clickhouse"),
+        ("query", "SELECT 1"),
+        ("export", "--course", COURSE),
+        ("report", "--course", COURSE, "--out", str(tmp_path / "report")),
+        ("stack", "up"),
+        ("demo", "--events", "100"),
+        ("inspect", str(tmp_path / "missing.log")),
+        ("generate",),
     ]
     said = {}
     for args in commands:
@@ -69,8 +81,9 @@ def test_every_command_with_its_services_down_says_what_to_do_in_one_line(servic
         assert "%3|" not in r.stderr and "Traceback" not in r.stderr, args  # no librdkafka lines
     assert "no Kafka broker answers at 127.0.0.1:" in said[commands[0]] and "edxstream stack up" in said[commands[0]]
     assert "cannot use MySQL database edxstream" in said[("db", "init")]
-    assert said[("query", "SELECT 1")].endswith("does not answer (connection refused): start it, or check "
-                                                "EDXSTREAM_CLICKHOUSE_URL")
+    assert said[("query", "SELECT 1")].endswith(
+        "does not answer (connection refused): start it, or check EDXSTREAM_CLICKHOUSE_URL"
+    )
 
     status = run(env, "stack", "status")
     assert status.returncode == 3 and "Traceback" not in status.stderr, status.stdout + status.stderr
@@ -80,8 +93,14 @@ def test_every_command_with_its_services_down_says_what_to_do_in_one_line(servic
 
 def test_a_bad_argument_or_bad_sql_is_one_line(settings, tmp_path):
     env = env_for(settings, EDXSTREAM_CLICKHOUSE_URL=f"chdb://{tmp_path / 'chdb'}")
-    for args in [("query", "SELECT 1", "--format", "xml"), ("export",), ("stack", "restart"), ("no-such-command",),
-                 ("generate", "--events", "many"), ("inspect", "--top")]:
+    for args in [
+        ("query", "SELECT 1", "--format", "xml"),
+        ("export",),
+        ("stack", "restart"),
+        ("no-such-command",),
+        ("generate", "--events", "many"),
+        ("inspect", "--top"),
+    ]:
         line = assert_one_line_error(run(env, *args), *args)
         assert "--help" in line, line
     line = assert_one_line_error(run(env, "query", "SELEC 1"), "SELEC 1")
@@ -99,8 +118,10 @@ def test_db_init_prints_each_migration_once_and_says_how_to_get_access(settings)
     for m in migrate.discover(migrate.MIGRATIONS / "mysql"):
         assert (r.stdout + r.stderr).count(str(m)) == 1, r.stdout + r.stderr
     m = settings.mysql
-    denied = env_for(settings, EDXSTREAM_MYSQL_DSN=f"mysql://nobody_{free_port()}:{PASSWORD}@{m['host']}:{m['port']}/"
-                                                   f"edxstream_cli_nowhere")
+    denied = env_for(
+        settings,
+        EDXSTREAM_MYSQL_DSN=f"mysql://nobody_{free_port()}:{PASSWORD}@{m['host']}:{m['port']}/edxstream_cli_nowhere",
+    )
     line = assert_one_line_error(run(denied, "db", "init", "--only", "mysql"), "denied")
     assert "Access denied" in line and "`edxstream stack up`" in line and "creates the database and the user" in line
 
@@ -114,10 +135,26 @@ def test_every_command_and_option_has_help_written_for_users():
     parser = cli.build_parser()
     top = parser.format_help()
     commands = _subparsers(parser)
-    assert {"stack", "ship", "backfill", "process", "sink", "db", "inspect", "replay", "generate", "demo",
-            "bench", "query", "export", "report"} <= set(commands)
-    helps = {a.dest: a.help for a in next(a for a in parser._actions
-                                          if isinstance(a, argparse._SubParsersAction))._choices_actions}
+    assert {
+        "stack",
+        "ship",
+        "backfill",
+        "process",
+        "sink",
+        "db",
+        "inspect",
+        "replay",
+        "generate",
+        "demo",
+        "bench",
+        "query",
+        "export",
+        "report",
+    } <= set(commands)
+    helps = {
+        a.dest: a.help
+        for a in next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))._choices_actions
+    }
     for name, sub in commands.items():
         assert helps.get(name), f"{name} has no one-line help in `edxstream --help`"
         assert name in top
@@ -128,7 +165,7 @@ def test_every_command_and_option_has_help_written_for_users():
             if isinstance(action, argparse._HelpAction):
                 continue
             assert action.help, f"edxstream {name}: {action.option_strings or action.dest} has no help"
-    assert top.rstrip().endswith('exits with status 2.'), top  # the closing sentence is whole
+    assert top.rstrip().endswith("exits with status 2."), top  # the closing sentence is whole
 
 
 def test_csv_is_typed_for_pandas_through_query_and_export(holder, tmp_path):  # noqa: F811
@@ -149,8 +186,13 @@ def test_csv_is_typed_for_pandas_through_query_and_export(holder, tmp_path):  # 
     times = pd.to_datetime(df["time"], format="ISO8601")
     assert str(times.dt.tz) == "UTC" and text.splitlines()[1].split(",")[1].endswith('Z"')
 
-    q = run(env, "query", "SELECT time, video_position, attempts FROM events FINAL ORDER BY time LIMIT 40",
-            "--format", "csv")
+    q = run(
+        env,
+        "query",
+        "SELECT time, video_position, attempts FROM events FINAL ORDER BY time LIMIT 40",
+        "--format",
+        "csv",
+    )
     assert q.returncode == 0, q.stderr
     df = pd.read_csv(io.StringIO(q.stdout))
     assert list(df.columns) == ["time", "video_position", "attempts"] and "\\N" not in q.stdout
@@ -176,16 +218,24 @@ def test_stack_status_shows_running_and_exited_processes(settings, tmp_path):
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
     producer.produce(settings.enriched_topic, key=b"course", value=b"not an event: a dead letter")
     assert producer.flush(30) == 0
-    sink = subprocess.Popen(edxstream_cmd("sink", "clickhouse"), env=env, cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "sink.log", "wb"))
+    sink = subprocess.Popen(
+        edxstream_cmd("sink", "clickhouse"),
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "sink.log", "wb"),
+    )
     try:
         metrics = settings.data_dir / "run" / "sink-clickhouse.metrics.json"
         endpoint = settings.data_dir / "run" / "clickhouse.endpoint"
         deadline = time.monotonic() + 120
         while not (metrics.exists() and endpoint.exists()):
             assert sink.poll() is None, (tmp_path / "sink.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, (metrics.exists(), endpoint.exists(),
-                                                 (tmp_path / "sink.log").read_text()[-3000:])
+            assert time.monotonic() < deadline, (
+                metrics.exists(),
+                endpoint.exists(),
+                (tmp_path / "sink.log").read_text()[-3000:],
+            )
             time.sleep(0.5)
         code, doc = _status_json(env)
         assert code == 0 and doc["status"] == "up", doc

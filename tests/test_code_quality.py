@@ -1,5 +1,5 @@
 """The code base's own rules, checked with every test run (and so in CI): lint (ruff, the
-rules in pyproject.toml), the core's types (mypy) and the import rule of
+rules in pyproject.toml) and formatting (ruff format), the core's types (mypy) and the import rule of
 docs/architecture.md (import-linter contracts in pyproject.toml). Each tool runs from
 the project's virtual environment on the whole checkout; a failure shows the tool's
 report."""
@@ -26,6 +26,10 @@ def run_tool(*cmd: str) -> None:
 
 def test_ruff_finds_nothing():
     run_tool("ruff", "check", "--no-cache", ".")
+
+
+def test_ruff_format_leaves_every_file_as_it_is():
+    run_tool("ruff", "format", "--check", "--no-cache", ".")
 
 
 def test_mypy_on_the_core():

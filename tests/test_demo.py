@@ -40,8 +40,9 @@ def test_settings_reach_a_subprocess_unchanged(settings):
 
 
 def test_table_and_block_names():
-    text = table([{"course": "course-v1:A+B+C", "n": 1234}, {"course": "x", "n": 5}],
-                 [("course", "course"), ("n", "n")])
+    text = table(
+        [{"course": "course-v1:A+B+C", "n": 1234}, {"course": "x", "n": 5}], [("course", "course"), ("n", "n")]
+    )
     lines = text.splitlines()
     assert lines[0].split() == ["course", "n"]
     assert lines[2].endswith("1,234") and lines[3].endswith("5")
@@ -56,15 +57,39 @@ def test_demo_runs_the_pipeline_and_prints_the_summary(settings, tmp_path):
     env = env_for(settings)
     try:
         res = subprocess.run(
-            edxstream_cmd("demo", "--events", "3000", "--courses", "2", "--learners", "120", "--days", "3",
-                          "--database", database, "--timeout", "400"),
-            env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+            edxstream_cmd(
+                "demo",
+                "--events",
+                "3000",
+                "--courses",
+                "2",
+                "--learners",
+                "120",
+                "--days",
+                "3",
+                "--database",
+                database,
+                "--timeout",
+                "400",
+            ),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=tmp_path,
+        )
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
         out = res.stdout
         for step in range(1, 6):
             assert f"[{step}/5]" in out
-        for heading in ("Events per course and category", "Busiest days", "Top videos", "Top problems",
-                        "Dead letters by reason", "Query further"):
+        for heading in (
+            "Events per course and category",
+            "Busiest days",
+            "Top videos",
+            "Top problems",
+            "Dead letters by reason",
+            "Query further",
+        ):
             assert heading in out, heading
         sample = settings.data_dir / "demo" / "sample"
         m = read_manifest(sample)
@@ -83,7 +108,7 @@ def test_demo_runs_the_pipeline_and_prints_the_summary(settings, tmp_path):
         assert f"ClickHouse holds {m['valid']:,} events" in out
         # the generator's course exports were imported: videos and problems by name
         assert "course structure: 2 OLX exports imported" in out
-        top = out[out.index("Top videos"):out.index("Dead letters by reason")]
+        top = out[out.index("Top videos") : out.index("Dead letters by reason")]
         assert "Video " in top and "Quiz " in top
         assert not re.search(r"\b(video|problem) [0-9a-f]{8}\b", top), top  # no block hashes
         # it ends with reconcile, which found the windows equal to the events
@@ -106,8 +131,9 @@ def test_demo_runs_the_pipeline_and_prints_the_summary(settings, tmp_path):
         # as after `. .venv/bin/activate`: edxstream on the PATH
         shell_env = {**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"}
         for command in commands:
-            r = subprocess.run(["bash", "-c", command], env=shell_env, cwd=tmp_path, capture_output=True, text=True,
-                               timeout=120)
+            r = subprocess.run(
+                ["bash", "-c", command], env=shell_env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+            )
             assert r.returncode == 0 and r.stdout + r.stderr, (command, r.stdout[-2000:], r.stderr[-2000:])
         assert (tmp_path / "events.csv").stat().st_size > 0 and (tmp_path / "report" / "index.html").exists()
     finally:

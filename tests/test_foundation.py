@@ -45,8 +45,14 @@ def test_broker_produce_and_consume(settings):
     payload = uuid.uuid4().bytes
     p.produce(settings.raw_topic, key=b"k", value=payload)
     assert p.flush(10) == 0
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": uuid.uuid4().hex,
-                  "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
+    c = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": uuid.uuid4().hex,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+        }
+    )
     c.subscribe([settings.raw_topic])
     got = None
     deadline = time.monotonic() + 30
@@ -108,8 +114,7 @@ def test_stack_up_starts_its_own_broker_and_down_stops_it(settings, tmp_path):
 
 
 def test_missing_broker_binary_is_a_clear_error(settings):
-    env = env_for(settings, EDXSTREAM_TANSU_BIN="/nonexistent/tansu",
-                  EDXSTREAM_KAFKA_BOOTSTRAP="127.0.0.1:1")
+    env = env_for(settings, EDXSTREAM_TANSU_BIN="/nonexistent/tansu", EDXSTREAM_KAFKA_BOOTSTRAP="127.0.0.1:1")
     r = subprocess.run(edxstream_cmd("stack", "up"), env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr

@@ -21,15 +21,18 @@ def test_frame_lines_come_back_at_their_file_offsets():
     value = b"\n".join(line for _, line in wanted)
     assert frames.split(value, offsets[0], frames.offsets_header(offsets)) == wanted
     for off, line in wanted:
-        assert file[off:off + len(line)] == line
+        assert file[off : off + len(line)] == line
 
 
-@pytest.mark.parametrize("value, offset, more", [
-    (b"a\nb\nc", 0, b"2"),  # three lines, one step
-    (b"a\nb", 0, b"2,2"),  # two lines, two steps
-    (b"a\nb", None, b"2"),  # no first offset
-    (b"a\nb", 0, b"two"),
-])
+@pytest.mark.parametrize(
+    "value, offset, more",
+    [
+        (b"a\nb\nc", 0, b"2"),  # three lines, one step
+        (b"a\nb", 0, b"2,2"),  # two lines, two steps
+        (b"a\nb", None, b"2"),  # no first offset
+        (b"a\nb", 0, b"two"),
+    ],
+)
 def test_a_frame_whose_offsets_do_not_match_is_an_error(value, offset, more):
     with pytest.raises(frames.FrameError):
         frames.split(value, offset, more)

@@ -48,7 +48,7 @@ def parsed(lines) -> list[EnrichedEvent | DeadLetter]:
 def _doc(line: bytes) -> dict | None:
     """The JSON object of a valid line (logger prefix skipped), else None."""
     try:
-        return orjson.loads(line[line.index(b"{"):])
+        return orjson.loads(line[line.index(b"{") :])
     except (ValueError, orjson.JSONDecodeError):
         return None
 
@@ -93,7 +93,7 @@ def test_every_valid_line_parses_and_every_malformed_line_dead_letters(lines, pa
     assert len(valid_prefixed) > 10
     for line, r in valid_prefixed:
         assert b" logger.py:41 - {" in line
-        bare = parse_line(line[line.index(b"{"):])
+        bare = parse_line(line[line.index(b"{") :])
         assert bare.event_id == r.event_id
 
 
@@ -109,8 +109,11 @@ def test_categories_and_mix_look_like_a_mooc(parsed):
     assert 0.02 < share["access"] < 0.15
     assert share["other"] < 0.05
     # events carry the course, learner and session they belong to
-    in_course = [r for r in events if r.category != "other" and r.action != "/dashboard"
-                 and not r.action.startswith("/change_enrollment")]
+    in_course = [
+        r
+        for r in events
+        if r.category != "other" and r.action != "/dashboard" and not r.action.startswith("/change_enrollment")
+    ]
     assert all(r.course_id and r.course_id.startswith("course-v1:") for r in in_course)
     assert all(r.user_id and r.username and r.session for r in events if r.event_source == "browser")
     videos = [r for r in events if r.action == "play_video"]
@@ -134,8 +137,17 @@ def test_payload_shapes_match_the_real_logs(lines):
         assert d["context"]["path"] == d["event_type"] and d["page"] is None
     assert any("/courseware/" in d["event_type"] for d in views)
     # browser video and navigation events: a JSON-encoded string
-    for et in ("load_video", "play_video", "pause_video", "seek_video", "stop_video", "speed_change_video",
-               "seq_next", "seq_goto", "page_close"):
+    for et in (
+        "load_video",
+        "play_video",
+        "pause_video",
+        "seek_video",
+        "stop_video",
+        "speed_change_video",
+        "seq_next",
+        "seq_goto",
+        "page_close",
+    ):
         found = by_type[(et, "browser")]
         assert found, et
         for d in found:
@@ -269,6 +281,9 @@ def test_corpus_event_types_are_covered():
         d = _doc(line)
         if d and isinstance(d.get("event_type"), str) and not d["event_type"].startswith("/"):
             real.add(d["event_type"])
-    ours = {d["event_type"] for d in map(_doc, _lines(SMALL)) if d and "event_type" in d
-            and not d["event_type"].startswith("/")}
+    ours = {
+        d["event_type"]
+        for d in map(_doc, _lines(SMALL))
+        if d and "event_type" in d and not d["event_type"].startswith("/")
+    }
     assert ours <= real, ours - real

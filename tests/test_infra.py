@@ -61,7 +61,8 @@ def compose_spec() -> dict:
     """The compose-spec JSON schema that check-jsonschema vendors (read as a data file:
     importing check_jsonschema pulls in its CLI, which needs a newer click than Faust allows)."""
     path = importlib.metadata.distribution("check-jsonschema").locate_file(
-        "check_jsonschema/builtin_schemas/vendor/compose-spec.json")
+        "check_jsonschema/builtin_schemas/vendor/compose-spec.json"
+    )
     return json.loads(Path(path).read_text())
 
 
@@ -180,8 +181,12 @@ def test_wheel_carries_migrations_and_pages(tmp_path):
     page must travel as package data."""
     import zipfile
 
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-                    "-w", str(tmp_path), str(REPO)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = tmp_path.glob("edxstream-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     wanted = {str(p.relative_to(REPO)) for p in (REPO / "sinks" / "migrations").glob("*/*.sql")}

@@ -41,11 +41,21 @@ def test_json_summary(log):
     s = orjson.loads(res.stdout)
     assert s["lines"] == 7 and s["parsed"] == 3 and s["dead_letter"] == 4
     assert s["dead_letter_reasons"] == {"not_json": 1, "empty": 1, "not_utf8": 1, "missing_event_type": 1}
-    assert s["categories"] == {"access": 1, "content": 1, "video": 1, "forum": 0, "assessment": 0, "enrollment": 0,
-                               "other": 0}
+    assert s["categories"] == {
+        "access": 1,
+        "content": 1,
+        "video": 1,
+        "forum": 0,
+        "assessment": 0,
+        "enrollment": 0,
+        "other": 0,
+    }
     assert s["kinds"] == {"learner": 3, "echo": 0, "plumbing": 0, "authoring": 0, "system": 0, "api": 0, "other": 0}
-    assert s["actions"] == {"play_video": 1, "edx.user.login": 1,
-                            "/courses/{course_id}/courseware/{chapter}/{sequential}/": 1}
+    assert s["actions"] == {
+        "play_video": 1,
+        "edx.user.login": 1,
+        "/courses/{course_id}/courseware/{chapter}/{sequential}/": 1,
+    }
     assert s["course_id_found"] == 2
     assert res.stderr == b""  # no progress bar when stderr is not a terminal
 
@@ -55,8 +65,15 @@ def test_jsonl_one_record_per_line_in_order(log):
     assert res.returncode == 0, res.stderr
     out = [orjson.loads(x) for x in res.stdout.splitlines()]
     assert len(out) == len(LINES)
-    assert [o.get("dead_letter") for o in out] == [None, None, "not_json", "empty", None, "not_utf8",
-                                                   "missing_event_type"]
+    assert [o.get("dead_letter") for o in out] == [
+        None,
+        None,
+        "not_json",
+        "empty",
+        None,
+        "not_utf8",
+        "missing_event_type",
+    ]
     assert out[0]["category"] == "video" and out[0]["video_position"] == 1.5 and out[0]["user_id"] == 4
     assert out[4]["course_id"] == "course-v1:UniX+CS101+2024_T1" and out[4]["section_id"] == "ch"
     # offsets are byte offsets of each line in the file, the source is the path given

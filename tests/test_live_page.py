@@ -37,21 +37,35 @@ BASE = datetime(2025, 5, 6, 10, 0, tzinfo=UTC)
 COURSE_A = "course-v1:LiveOrg+Dash101+2025"
 COURSE_B = "course-v1:LiveOrg+Other202+2025"
 # category -> (event_type, event_source) that the event model puts in that category
-EVENT_TYPES = {"video": ("play_video", "browser"), "assessment": ("problem_check", "server"),
-               "forum": ("edx.forum.thread.created", "server"), "content": ("seq_goto", "browser"),
-               # not learner interactions: counted as events, shown apart from the categories
-               "echo": ("problem_check", "browser"), "plumbing": ("load_video", "browser")}
+EVENT_TYPES = {
+    "video": ("play_video", "browser"),
+    "assessment": ("problem_check", "server"),
+    "forum": ("edx.forum.thread.created", "server"),
+    "content": ("seq_goto", "browser"),
+    # not learner interactions: counted as events, shown apart from the categories
+    "echo": ("problem_check", "browser"),
+    "plumbing": ("load_video", "browser"),
+}
 KINDS = ("echo", "plumbing")
 # course -> minute after BASE -> category -> events; minute 4 of A is its current minute
 PLAN = {
-    COURSE_A: {0: {"video": 3, "content": 1}, 1: {"video": 2, "assessment": 2}, 2: {"forum": 1, "content": 2},
-               3: {"video": 4}, 4: {"video": 9, "assessment": 5, "content": 3, "forum": 2, "echo": 5, "plumbing": 2}},
+    COURSE_A: {
+        0: {"video": 3, "content": 1},
+        1: {"video": 2, "assessment": 2},
+        2: {"forum": 1, "content": 2},
+        3: {"video": 4},
+        4: {"video": 9, "assessment": 5, "content": 3, "forum": 2, "echo": 5, "plumbing": 2},
+    },
     COURSE_B: {2: {"video": 1}, 3: {"content": 6}},
 }
 LEARNERS_PER_MINUTE = {0: 2, 1: 3, 2: 3, 3: 1, 4: 7}  # learners 1..n of the minute take turns
 # the page's bar colours per category (stream_app/live.html, COLORS)
-BAR_RGB = {"video": (0x2F, 0x6F, 0xD6), "assessment": (0xE8, 0x59, 0x0C), "forum": (0x70, 0x48, 0xE8),
-           "content": (0x2B, 0x8A, 0x3E)}
+BAR_RGB = {
+    "video": (0x2F, 0x6F, 0xD6),
+    "assessment": (0xE8, 0x59, 0x0C),
+    "forum": (0x70, 0x48, 0xE8),
+    "content": (0x2B, 0x8A, 0x3E),
+}
 
 
 def make_lines() -> list[tuple[bytes, bytes, dict]]:
@@ -66,13 +80,30 @@ def make_lines() -> list[tuple[bytes, bytes, dict]]:
                     learner = 1 + 2 * minute + i % LEARNERS_PER_MINUTE[minute] + (100 if course == COURSE_B else 0)
                     t = BASE + timedelta(minutes=minute, seconds=(i * 7) % 60, milliseconds=i)
                     name, source = EVENT_TYPES[cat]
-                    doc = {"username": f"learner{learner}", "event_type": name, "event_source": source,
-                           "time": t.isoformat(), "host": "lms.example.org", "ip": "10.0.0.9", "agent": "test",
-                           "page": None, "event": "{}",
-                           "context": {"course_id": course, "user_id": 5000 + learner, "org_id": "LiveOrg",
-                                       "path": "/event"}}
-                    out.append((json.dumps(doc).encode(), f"learner{learner}".encode(),
-                                {"course": course, "minute": minute, "category": cat, "learner": 5000 + learner}))
+                    doc = {
+                        "username": f"learner{learner}",
+                        "event_type": name,
+                        "event_source": source,
+                        "time": t.isoformat(),
+                        "host": "lms.example.org",
+                        "ip": "10.0.0.9",
+                        "agent": "test",
+                        "page": None,
+                        "event": "{}",
+                        "context": {
+                            "course_id": course,
+                            "user_id": 5000 + learner,
+                            "org_id": "LiveOrg",
+                            "path": "/event",
+                        },
+                    }
+                    out.append(
+                        (
+                            json.dumps(doc).encode(),
+                            f"learner{learner}".encode(),
+                            {"course": course, "minute": minute, "category": cat, "learner": 5000 + learner},
+                        )
+                    )
                     i += 1
     return out
 
@@ -84,10 +115,13 @@ def expected(lines, course: str) -> dict:
     out = {}
     for size, sel in (("60", [w for w in mine if w["minute"] == last]), ("3600", mine)):
         counted = Counter(w["category"] for w in sel)
-        out[size] = {"categories": {c: n for c, n in counted.items() if c not in KINDS},
-                     "kinds": {c: n for c, n in counted.items() if c in KINDS},
-                     "interactions": sum(n for c, n in counted.items() if c not in KINDS),
-                     "active_learners": len({w["learner"] for w in sel}), "events": len(sel)}
+        out[size] = {
+            "categories": {c: n for c, n in counted.items() if c not in KINDS},
+            "kinds": {c: n for c, n in counted.items() if c in KINDS},
+            "interactions": sum(n for c, n in counted.items() if c not in KINDS),
+            "active_learners": len({w["learner"] for w in sel}),
+            "events": len(sel),
+        }
     per_minute: dict[int, list] = defaultdict(list)
     for w in mine:
         per_minute[w["minute"]].append(w)
@@ -98,17 +132,30 @@ def expected(lines, course: str) -> dict:
 def chromium() -> str:
     path = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
     if path is None:
-        pytest.fail("headless Chromium is needed to check the live page and is not installed: "
-                    "run `apt-get install -y chromium` (Debian), or `./dev install`")
+        pytest.fail(
+            "headless Chromium is needed to check the live page and is not installed: "
+            "run `apt-get install -y chromium` (Debian), or `./dev install`"
+        )
     return path
 
 
 def browse(url: str, tmp: Path, *, screenshot: Path | None = None) -> str:
     """Load the page in headless Chromium, let its JavaScript run for 5 s of virtual
     time, and return the DOM (or write the screenshot)."""
-    args = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-            f"--user-data-dir={tmp / 'chromium-profile'}", "--virtual-time-budget=5000", "--window-size=1200,900"]
+    args = [
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp / 'chromium-profile'}",
+        "--virtual-time-budget=5000",
+        "--window-size=1200,900",
+    ]
     args += [f"--screenshot={screenshot}"] if screenshot else ["--dump-dom"]
     proc = subprocess.run([*args, url], capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:]
@@ -145,6 +192,7 @@ def longest_run(img: Image.Image, rgb: tuple, x0: int, x1: int) -> int:
 
 # -- pure helpers --------------------------------------------------------------------
 
+
 def _key(q, course, size, start):
     return win.SEP.join([str(q), course, str(size), str(start)])
 
@@ -152,8 +200,9 @@ def _key(q, course, size, start):
 def test_courses_and_series_from_table_keys():
     t0 = int(BASE.timestamp())
     cells = {
-        _key(0, COURSE_A, 60, t0): win.Cell(categories={"video": 3, "forum": 1}, actions={"play_video": 3},
-                                            learners={"1", "2"}),
+        _key(0, COURSE_A, 60, t0): win.Cell(
+            categories={"video": 3, "forum": 1}, actions={"play_video": 3}, learners={"1", "2"}
+        ),
         _key(0, COURSE_A, 60, t0 + 120): win.Cell(categories={"video": 5}, learners={"1", "2", "3", "4"}),
         _key(0, COURSE_A, 3600, t0): win.Cell(categories={"video": 8}, learners={"1", "2", "3", "4", "5"}),
         _key(1, COURSE_B, 60, t0 + 600): win.Cell(categories={"video": 1}, learners={"9"}),
@@ -162,13 +211,20 @@ def test_courses_and_series_from_table_keys():
     }
     courses = live_page.known_courses(cells, 60)
     assert [(c.course_id, c.latest_window) for c in courses] == [
-        (COURSE_B, "2025-05-06T10:10:00Z"), (COURSE_A, "2025-05-06T10:02:00Z")]
+        (COURSE_B, "2025-05-06T10:10:00Z"),
+        (COURSE_A, "2025-05-06T10:02:00Z"),
+    ]
     series = live_page.recent_series(cells, cells.get, COURSE_A, 60)
     # evenly spaced in time: the minute without events is there with zeros
     assert [(p.window_start, p.events, p.active_learners) for p in series] == [
-        ("2025-05-06T10:00:00Z", 4, 2), ("2025-05-06T10:01:00Z", 0, 0), ("2025-05-06T10:02:00Z", 5, 4)]
+        ("2025-05-06T10:00:00Z", 4, 2),
+        ("2025-05-06T10:01:00Z", 0, 0),
+        ("2025-05-06T10:02:00Z", 5, 4),
+    ]
     assert [p.window_start for p in live_page.recent_series(cells, cells.get, COURSE_A, 60, limit=2)] == [
-        "2025-05-06T10:01:00Z", "2025-05-06T10:02:00Z"]
+        "2025-05-06T10:01:00Z",
+        "2025-05-06T10:02:00Z",
+    ]
     assert live_page.recent_series(cells, cells.get, "course-v1:None+Such+Course", 60) == []
 
 
@@ -184,6 +240,7 @@ def test_page_is_self_contained_and_escapes_the_course():
 
 # -- the page of a real worker, in a real browser ---------------------------------------
 
+
 def test_live_page_shows_the_counts_of_a_running_worker(settings, tmp_path):
     lines = make_lines()
     for raw, _, what in lines:  # the fixture is what the event model says it is
@@ -194,9 +251,16 @@ def test_live_page_shows_the_counts_of_a_running_worker(settings, tmp_path):
     p = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 5})
     offset = 0
     for raw, key, _ in lines:
-        p.produce(settings.raw_topic, key=key, value=raw,
-                  headers=[("source", b"/edx/var/log/tracking/tracking.log"), ("offset", str(offset).encode()),
-                           ("fp", b"live-page-test")])
+        p.produce(
+            settings.raw_topic,
+            key=key,
+            value=raw,
+            headers=[
+                ("source", b"/edx/var/log/tracking/tracking.log"),
+                ("offset", str(offset).encode()),
+                ("fp", b"live-page-test"),
+            ],
+        )
         offset += len(raw) + 1
     assert p.flush(30) == 0
     want_a, want_b = expected(lines, COURSE_A), expected(lines, COURSE_B)
@@ -205,9 +269,14 @@ def test_live_page_shows_the_counts_of_a_running_worker(settings, tmp_path):
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "worker.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(edxstream_cmd("process", "--web-port", str(port), "--log-every", "1",
-                                              "--metrics-file", str(tmp_path / "m.json")),
-                                env=env_for(settings), stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            edxstream_cmd(
+                "process", "--web-port", str(port), "--log-every", "1", "--metrics-file", str(tmp_path / "m.json")
+            ),
+            env=env_for(settings),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         # the worker's JSON view has every count before the browser looks
         deadline = time.monotonic() + 90
@@ -219,9 +288,11 @@ def test_live_page_shows_the_counts_of_a_running_worker(settings, tmp_path):
                 body_b = get_json(f"{base}/counts/{quote(COURSE_B, safe='')}/")
             except (urllib.error.URLError, ConnectionError, TimeoutError):  # not listening yet
                 body = body_b = {}
-            if (body.get("windows", {}).get("3600", {}).get("events") == want_a["3600"]["events"]
-                    and body.get("windows", {}).get("60", {}).get("events") == want_a["60"]["events"]
-                    and body_b.get("windows", {}).get("3600", {}).get("events") == want_b["3600"]["events"]):
+            if (
+                body.get("windows", {}).get("3600", {}).get("events") == want_a["3600"]["events"]
+                and body.get("windows", {}).get("60", {}).get("events") == want_a["60"]["events"]
+                and body_b.get("windows", {}).get("3600", {}).get("events") == want_b["3600"]["events"]
+            ):
                 break
             time.sleep(0.5)
         else:
@@ -229,12 +300,17 @@ def test_live_page_shows_the_counts_of_a_running_worker(settings, tmp_path):
         for size in ("60", "3600"):  # learner interactions per category; the other kinds apart
             w = body["windows"][size]
             assert (w["categories"], w["kinds"], w["interactions"]) == (
-                want_a[size]["categories"], want_a[size]["kinds"], want_a[size]["interactions"])
+                want_a[size]["categories"],
+                want_a[size]["kinds"],
+                want_a[size]["interactions"],
+            )
 
         # the worker's own guard: a foreign Host (DNS rebinding) is refused, and Faust's
         # table views, which served raw window cells (learner ids), are not served
-        for url, headers, status in [(f"{base}/counts/{quote(COURSE_A, safe='')}/", {"Host": "rebind.example.com"}, 421),
-                                     (f"{base}/table/counts/", {}, 404)]:
+        for url, headers, status in [
+            (f"{base}/counts/{quote(COURSE_A, safe='')}/", {"Host": "rebind.example.com"}, 421),
+            (f"{base}/table/counts/", {}, 404),
+        ]:
             try:
                 urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10)
                 raise AssertionError(f"{url} answered")
@@ -245,8 +321,10 @@ def test_live_page_shows_the_counts_of_a_running_worker(settings, tmp_path):
         try:
             courses = get_json(f"{base}/live/api/courses/")
         except urllib.error.HTTPError as exc:
-            raise AssertionError("the worker does not serve the live page's views: stream_app.factory.create_app "
-                                 "must call stream_app.live_page.register_live_page(app, settings)") from exc
+            raise AssertionError(
+                "the worker does not serve the live page's views: stream_app.factory.create_app "
+                "must call stream_app.live_page.register_live_page(app, settings)"
+            ) from exc
         assert [c["course_id"] for c in courses["courses"]] == [COURSE_A, COURSE_B]  # most recent first
         series = get_json(f"{base}/live/api/series/?course={quote(COURSE_A, safe='')}")["series"]
         assert [(p["events"], p["active_learners"]) for p in series] == [(e, n) for _, e, n in want_a["series"]]

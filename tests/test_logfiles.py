@@ -78,9 +78,13 @@ def test_gzip_is_decided_by_magic_bytes_and_folders_expand_to_tracking_logs(tmp_
     (tmp_path / "sub" / "tracking.log").write_bytes(b"nested\n")
     pattern = r"tracking\.log([.-][0-9]+)*(\.gz)?"
     got = logfiles.expand([tmp_path], pattern)
-    assert sorted(p.name for p in got) == ["tracking.log", "tracking.log-20170920.gz",
-                                           "tracking.log-20170921-1505883601.gz", "tracking.log.1",
-                                           "tracking.log.3.gz"]
+    assert sorted(p.name for p in got) == [
+        "tracking.log",
+        "tracking.log-20170920.gz",
+        "tracking.log-20170921-1505883601.gz",
+        "tracking.log.1",
+        "tracking.log.3.gz",
+    ]
     texts = {}
     for p in got:
         f = logfiles.open_log(p)
@@ -103,14 +107,16 @@ def test_backfill_ships_what_a_truncated_gz_holds_and_leaves_foreign_files_of_a_
     assert 0 < recovered < len(cut)
     (logs / "manifest.json").write_text(json.dumps({"files": 3}))
     env = env_for(settings)
-    run = subprocess.run(edxstream_cmd("backfill", "--no-progress", str(logs)), env=env, capture_output=True,
-                         text=True, timeout=180)
+    run = subprocess.run(
+        edxstream_cmd("backfill", "--no-progress", str(logs)), env=env, capture_output=True, text=True, timeout=180
+    )
     assert "Traceback" not in run.stderr, run.stderr
     msgs = read_topic(settings.kafka_bootstrap, settings.raw_topic, expect=len(good) + recovered)
     values = [m.value for m in msgs]
     assert sorted(values) == sorted(good + cut[:recovered])  # every recoverable line, once; no manifest
-    dls = [decode_dead_letter(m.value) for m in read_topic(settings.kafka_bootstrap, settings.deadletter_topic,
-                                                            expect=1)]
+    dls = [
+        decode_dead_letter(m.value) for m in read_topic(settings.kafka_bootstrap, settings.deadletter_topic, expect=1)
+    ]
     assert [(d.reason, d.stage) for d in dls] == [("truncated_file", "ship")]
     assert dls[0].source.endswith("tracking.log-20240301.gz") and "truncated" in dls[0].detail
     whole = sum(len(line) + 1 for line in cut[:recovered])
@@ -118,8 +124,9 @@ def test_backfill_ships_what_a_truncated_gz_holds_and_leaves_foreign_files_of_a_
     err = [line for line in run.stderr.splitlines() if line.startswith("edxstream:")]
     assert any("tracking.log-20240301.gz" in line and "truncated" in line for line in err), run.stderr
     # a re-run ships nothing again: the truncated file is done
-    again = subprocess.run(edxstream_cmd("backfill", "--no-progress", str(logs)), env=env, capture_output=True,
-                           text=True, timeout=180)
+    again = subprocess.run(
+        edxstream_cmd("backfill", "--no-progress", str(logs)), env=env, capture_output=True, text=True, timeout=180
+    )
     assert "0 lines" in again.stdout, again.stdout + again.stderr
 
 
@@ -137,8 +144,13 @@ def test_backfill_reports_an_unreadable_file_in_one_line_and_ships_the_others(se
     write_lines(logs / "tracking.log.1", good, mode="wb")
     bad = logs / "tracking.log.2"
     sock = unreadable(bad)
-    run = subprocess.run(edxstream_cmd("backfill", "--no-progress", str(logs / "tracking.log.1"), str(bad)),
-                         env=env_for(settings), capture_output=True, text=True, timeout=180)
+    run = subprocess.run(
+        edxstream_cmd("backfill", "--no-progress", str(logs / "tracking.log.1"), str(bad)),
+        env=env_for(settings),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     err = [line for line in run.stderr.splitlines() if line.startswith("edxstream:")]
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
     assert len(err) == 1 and "tracking.log.2" in err[0], run.stderr
@@ -151,12 +163,14 @@ def test_backfill_reports_an_unreadable_file_in_one_line_and_ships_the_others(se
 def test_ship_on_an_unreadable_file_is_one_error_line(settings, tmp_path):
     path = tmp_path / "tracking.log"
     sock = unreadable(path)
-    run = subprocess.run(edxstream_cmd("ship", str(path)), env=env_for(settings), capture_output=True,
-                         text=True, timeout=120)
+    run = subprocess.run(
+        edxstream_cmd("ship", str(path)), env=env_for(settings), capture_output=True, text=True, timeout=120
+    )
     sock.close()
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
     assert [line for line in run.stderr.splitlines() if line.startswith("edxstream:")] == [
-        f"edxstream: {path}: cannot read: No such device or address"]
+        f"edxstream: {path}: cannot read: No such device or address"
+    ]
 
 
 def test_ship_cuts_off_a_line_longer_than_the_limit_while_it_streams(settings, tmp_path):
@@ -170,14 +184,18 @@ def test_ship_cuts_off_a_line_longer_than_the_limit_while_it_streams(settings, t
         with open(log, "ab") as f:  # a line that keeps growing, with no newline yet
             for _ in range(30):
                 f.write(b"y" * 100_000)
-        wait_for(lambda: run.follower.live is not None and run.follower.live.lines.read_to >= start + 3_000_000,
-                 what="the long line read")
+        wait_for(
+            lambda: run.follower.live is not None and run.follower.live.lines.read_to >= start + 3_000_000,
+            what="the long line read",
+        )
         assert run.follower.live.lines._parts == []  # not held: cut off
         with open(log, "ab") as f:
             f.write(b"\n")
         write_lines(log, [make_line(i, tag="after") for i in range(20, 30)])
-        wait_for(lambda: run.follower.counters.lines == 30 and run.follower.counters.dead_letters == 1,
-                 what="the lines after the long one, and its dead letter")
+        wait_for(
+            lambda: run.follower.counters.lines == 30 and run.follower.counters.dead_letters == 1,
+            what="the lines after the long one, and its dead letter",
+        )
     finally:
         run.close()
     [dl_msg] = read_topic(s.kafka_bootstrap, s.deadletter_topic, expect=1)
@@ -195,8 +213,9 @@ def test_inspect_takes_a_folder_as_backfill_does_and_counts_a_truncated_gz(tmp_p
     write_lines(logs / "tracking.log.1", [make_line(i) for i in range(50)], mode="wb")
     recovered = _truncated_gz(logs / "tracking.log-2.gz", [make_line(i) for i in range(3000)])
     (logs / "manifest.json").write_text(json.dumps({"files": 2}))
-    run = subprocess.run(edxstream_cmd("inspect", "--format", "json", str(logs)), capture_output=True, text=True,
-                         timeout=120)
+    run = subprocess.run(
+        edxstream_cmd("inspect", "--format", "json", str(logs)), capture_output=True, text=True, timeout=120
+    )
     assert "Traceback" not in run.stderr, run.stderr
     summary = json.loads(run.stdout)
     assert sorted(os.path.basename(f) for f in summary["files"]) == ["tracking.log-2.gz", "tracking.log.1"]
@@ -222,18 +241,33 @@ def test_a_frame_refused_as_too_large_goes_line_by_line_before_any_later_frame(s
     later_at = offsets[1] + len(big[1]) + 1
     sender = Sender(settings)
     try:
-        headers = [("source", b"/logs/tracking.log"), ("offset", b"0"), ("fp", b"fp-order"),
-                   (frames.OFFSETS, frames.offsets_header(offsets))]
+        headers = [
+            ("source", b"/logs/tracking.log"),
+            ("offset", b"0"),
+            ("fp", b"fp-order"),
+            (frames.OFFSETS, frames.offsets_header(offsets)),
+        ]
         sender._produce(b"\n".join(big), b"fp-order", 1, headers, 0)  # 1.2 MB: over message.max.bytes
-        sender._produce(later, b"ada", 1, [("source", b"/logs/tracking.log"), ("offset", b"%d" % later_at),
-                                           ("fp", b"fp-order")], later_at)
+        sender._produce(
+            later,
+            b"ada",
+            1,
+            [("source", b"/logs/tracking.log"), ("offset", b"%d" % later_at), ("fp", b"fp-order")],
+            later_at,
+        )
         assert sender.flush(30)
         sender.poll(0)
         assert sender.counters.lines == 3 and not sender._dl_pending
     finally:
         sender.close()
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "check-order",
-                  "enable.auto.commit": False, "fetch.message.max.bytes": 2_000_000})
+    c = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": "check-order",
+            "enable.auto.commit": False,
+            "fetch.message.max.bytes": 2_000_000,
+        }
+    )
     c.assign([TopicPartition(settings.raw_topic, 1, 0)])
     got = []
     deadline = time.monotonic() + 30

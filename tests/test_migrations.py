@@ -24,7 +24,7 @@ def test_split_statements_respects_quotes_and_comments():
     SELECT 1
     """
     assert [s.splitlines()[-1].strip() for s in migrate.split_statements(sql)] == [
-        "CREATE TABLE a (x String DEFAULT 'a;b', y String DEFAULT \"c;\\\"d\")",
+        'CREATE TABLE a (x String DEFAULT \'a;b\', y String DEFAULT "c;\\"d")',
         "INSERT INTO `we;ird` VALUES ('it''s; fine')",
         "SELECT 1",
     ]
@@ -50,28 +50,38 @@ def test_db_init_creates_both_schemas_and_rerun_applies_nothing(settings):
     second = subprocess.run(edxstream_cmd("db", "init"), env=env, capture_output=True, text=True, timeout=180)
     assert second.returncode == 0, second.stderr
     assert second.stdout.splitlines() == ["mysql: up to date", "clickhouse: up to date"]
-    status = subprocess.run(edxstream_cmd("db", "status", "--only", "mysql"), env=env, capture_output=True,
-                            text=True, timeout=180)
+    status = subprocess.run(
+        edxstream_cmd("db", "status", "--only", "mysql"), env=env, capture_output=True, text=True, timeout=180
+    )
     assert status.stdout.splitlines() == [f"mysql: {m} applied" for m in migrate.discover(migrate.MIGRATIONS / "mysql")]
 
     conn = pymysql.connect(**settings.mysql)
     with conn, conn.cursor() as cur:
         # row_id, the clustered key, is invisible: SELECT * gives EnrichedEvent's fields.
-        cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() "
-                    "AND table_name = 'events' AND extra NOT LIKE '%INVISIBLE%' ORDER BY ordinal_position")
+        cur.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() "
+            "AND table_name = 'events' AND extra NOT LIKE '%INVISIBLE%' ORDER BY ordinal_position"
+        )
         assert tuple(r[0] for r in cur.fetchall()) == records.ENRICHED_FIELDS
         cur.execute("SELECT * FROM events")
         assert tuple(d[0] for d in cur.description) == records.ENRICHED_FIELDS
-        cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() "
-                    "AND table_name = 'dead_letters' ORDER BY ordinal_position")
+        cur.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() "
+            "AND table_name = 'dead_letters' ORDER BY ordinal_position"
+        )
         assert tuple(r[0] for r in cur.fetchall()) == records.DEAD_LETTER_FIELDS
-        cur.execute("SELECT index_name, GROUP_CONCAT(column_name ORDER BY seq_in_index) FROM "
-                    "information_schema.statistics WHERE table_schema = DATABASE() AND table_name = 'events' "
-                    "GROUP BY index_name")
+        cur.execute(
+            "SELECT index_name, GROUP_CONCAT(column_name ORDER BY seq_in_index) FROM "
+            "information_schema.statistics WHERE table_schema = DATABASE() AND table_name = 'events' "
+            "GROUP BY index_name"
+        )
         assert dict(cur.fetchall()) == {
-            "PRIMARY": "row_id", "events_event_id": "event_id", "events_course_time": "course_id,time",
+            "PRIMARY": "row_id",
+            "events_event_id": "event_id",
+            "events_course_time": "course_id,time",
             "events_user_time": "user_id,time",
-            "events_time": "time", "events_category_time": "category,time",
+            "events_time": "time",
+            "events_category_time": "category,time",
         }
         cur.execute("SELECT version, name FROM schema_migrations ORDER BY version")
         assert cur.fetchall()[0] == (1, "events_and_dead_letters")
@@ -79,8 +89,9 @@ def test_db_init_creates_both_schemas_and_rerun_applies_nothing(settings):
 
 def test_db_init_reports_an_unreachable_mysql_clearly(settings):
     env = env_for(settings, EDXSTREAM_MYSQL_DSN="mysql://root:@127.0.0.1:1/nowhere")
-    r = subprocess.run(edxstream_cmd("db", "init", "--only", "mysql"), env=env, capture_output=True, text=True,
-                       timeout=60)
+    r = subprocess.run(
+        edxstream_cmd("db", "init", "--only", "mysql"), env=env, capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 2
     assert "cannot use MySQL database nowhere at 127.0.0.1:1" in r.stderr and "Traceback" not in r.stderr
 
@@ -100,20 +111,24 @@ def test_later_migrations_apply_in_order_with_several_statements(settings, tmp_p
         "-- totals per course; the ';' in this comment is not a statement end\n"
         "CREATE VIEW IF NOT EXISTS course_totals AS SELECT course_id, sum(count) AS n FROM window_counts_final "
         "WHERE kind = 'course_category' GROUP BY course_id;\n"
-        "CREATE VIEW IF NOT EXISTS busiest_course AS SELECT course_id FROM course_totals ORDER BY n DESC LIMIT 1;\n")
+        "CREATE VIEW IF NOT EXISTS busiest_course AS SELECT course_id FROM course_totals ORDER BY n DESC LIMIT 1;\n"
+    )
     (my_dir / "9002_daily.sql").write_text(
         "CREATE TABLE IF NOT EXISTS daily (d DATE PRIMARY KEY, note VARCHAR(20) DEFAULT 'a;b');\n"
-        "INSERT INTO daily (d) VALUES ('2024-01-01') ON DUPLICATE KEY UPDATE d = d;\n")
+        "INSERT INTO daily (d) VALUES ('2024-01-01') ON DUPLICATE KEY UPDATE d = d;\n"
+    )
     assert [str(m) for m in migrate.migrate_clickhouse(settings, ch_dir)] == ["9001_course_totals"]
     assert [str(m) for m in migrate.migrate_mysql(settings, my_dir)] == ["9002_daily"]
     assert migrate.migrate_clickhouse(settings, ch_dir) == [] and migrate.migrate_mysql(settings, my_dir) == []
 
     client = clickhouse.connect(settings)
-    client.insert("window_counts", [["course_category", "c1", "video", 60, 0, 7, 1]],
-                  column_names=list(records.WINDOW_FIELDS))
+    client.insert(
+        "window_counts", [["course_category", "c1", "video", 60, 0, 7, 1]], column_names=list(records.WINDOW_FIELDS)
+    )
     assert client.query("SELECT course_id FROM busiest_course").result_rows == [("c1",)]
-    assert client.query("SELECT version FROM schema_migrations FINAL ORDER BY version").result_rows == \
-        shipped_ch + [(9001,)]
+    assert client.query("SELECT version FROM schema_migrations FINAL ORDER BY version").result_rows == shipped_ch + [
+        (9001,)
+    ]
     conn = pymysql.connect(**settings.mysql)
     with conn, conn.cursor() as cur:
         cur.execute("SELECT note FROM daily")
@@ -159,8 +174,9 @@ def test_events_key_migration_keeps_existing_rows_upserts_by_event_id_and_reruns
     events = make_events(50, seed=31)
     writer = mysql_sink.MySQLWriter(settings, migrate_on_connect=False)
     try:
-        writer.write(writer.prepare([Msg(settings.enriched_topic, 0, i, records.encode(e))
-                                     for i, e in enumerate(events[:30])]))
+        writer.write(
+            writer.prepare([Msg(settings.enriched_topic, 0, i, records.encode(e)) for i, e in enumerate(events[:30])])
+        )
     finally:
         writer.close()
 
@@ -176,8 +192,9 @@ def test_events_key_migration_keeps_existing_rows_upserts_by_event_id_and_reruns
     # The sink on the migrated table: re-sent rows update in place, new ones are added.
     writer = mysql_sink.MySQLWriter(settings)
     try:
-        writer.write(writer.prepare([Msg(settings.enriched_topic, 0, i, records.encode(e))
-                                     for i, e in enumerate(events)]))
+        writer.write(
+            writer.prepare([Msg(settings.enriched_topic, 0, i, records.encode(e)) for i, e in enumerate(events)])
+        )
     finally:
         writer.close()
     assert mysql_table(settings, "events", "event_id") == sorted(mysql_expected_row(e) for e in events)
@@ -196,23 +213,32 @@ def test_identity_and_whole_values_migration_keeps_rows_and_takes_long_values(se
     events = make_events(20, seed=5)
     writer = mysql_sink.MySQLWriter(settings, migrate_on_connect=False)
     try:
-        writer.write(writer.prepare([Msg(settings.enriched_topic, 0, i, records.encode(e))
-                                     for i, e in enumerate(events)]))
+        writer.write(
+            writer.prepare([Msg(settings.enriched_topic, 0, i, records.encode(e)) for i, e in enumerate(events)])
+        )
     finally:
         writer.close()
     assert [str(m) for m in migrate.migrate_mysql(settings)] == applied_after(shipped, target)
     assert mysql_table(settings, "events", "event_id") == sorted(mysql_expected_row(e) for e in events)
 
     url = "/courses/course-v1:Org+C1+2017/courseware/" + "abc/" * 80
-    raw = (b'{"event_type": "%s", "event_source": "server", "time": "2024-03-01T10:00:00+00:00", '
-           b'"context": {"course_id": "course-v1:Org+C1+2017"}}' % url.encode())
+    raw = (
+        b'{"event_type": "%s", "event_source": "server", "time": "2024-03-01T10:00:00+00:00", '
+        b'"context": {"course_id": "course-v1:Org+C1+2017"}}' % url.encode()
+    )
     long = parse_line(raw, "/var/log/" + "d/" * 600 + "tracking.log", 7, "ab" * 8)
     assert len(long.action) > 255 and long.event_id == event_identity("ab" * 8, 7)
     dl = parse_line(b"{broken", long.source, 9, "ab" * 8)
     writer = mysql_sink.MySQLWriter(settings)
     try:
-        writer.write(writer.prepare([Msg(settings.enriched_topic, 0, 100, records.encode(long)),
-                                     Msg(settings.deadletter_topic, 0, 101, records.encode(dl))]))
+        writer.write(
+            writer.prepare(
+                [
+                    Msg(settings.enriched_topic, 0, 100, records.encode(long)),
+                    Msg(settings.deadletter_topic, 0, 101, records.encode(dl)),
+                ]
+            )
+        )
     finally:
         writer.close()
     conn = migrate.mysql_connect(settings)

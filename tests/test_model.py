@@ -31,8 +31,12 @@ VIDEO = "block-v1:UniX+CS101+2024_T1+type@video+block@aa11bb22cc33dd44ee55ff6677
 
 
 def line(**fields) -> bytes:
-    doc = {"username": "ada", "event_source": "server", "time": "2024-03-01T10:00:00.123456+00:00",
-           "context": {"course_id": COURSE, "user_id": 42, "org_id": "UniX"}}
+    doc = {
+        "username": "ada",
+        "event_source": "server",
+        "time": "2024-03-01T10:00:00.123456+00:00",
+        "context": {"course_id": COURSE, "user_id": 42, "org_id": "UniX"},
+    }
     doc.update(fields)
     return orjson.dumps({k: v for k, v in doc.items() if v is not _DROP})
 
@@ -56,9 +60,11 @@ def dead(raw: bytes, **kw) -> DeadLetter:
 
 
 def test_plain_line_parses_into_typed_record():
-    rec = ok(line(event_type="edx.course.enrollment.activated",
-                  event={"course_id": COURSE, "user_id": 42, "mode": "audit"}),
-             source="/var/log/tracking.log", offset=1234)
+    rec = ok(
+        line(event_type="edx.course.enrollment.activated", event={"course_id": COURSE, "user_id": 42, "mode": "audit"}),
+        source="/var/log/tracking.log",
+        offset=1234,
+    )
     assert rec.time == datetime(2024, 3, 1, 10, 0, 0, 123456, tzinfo=UTC)
     assert rec.category == "enrollment"
     assert (rec.kind, rec.interaction) == ("learner", "enrolled")
@@ -115,9 +121,11 @@ def test_event_as_list_problem_graded():
 
 def test_event_as_url_encoded_query_string_browser_problem_check():
     key = "input_block-v1:UniX+CS101+2024_T1+type@problem+block@p1_2_1"
-    query = "input_block-v1%3AUniX%2BCS101%2B2024_T1%2Btype%40problem%2Bblock%40p1_2_1=42&" \
-            "input_block-v1%3AUniX%2BCS101%2B2024_T1%2Btype%40problem%2Bblock%40p1_3_1%5B%5D=a&" \
-            "input_block-v1%3AUniX%2BCS101%2B2024_T1%2Btype%40problem%2Bblock%40p1_3_1%5B%5D=b"
+    query = (
+        "input_block-v1%3AUniX%2BCS101%2B2024_T1%2Btype%40problem%2Bblock%40p1_2_1=42&"
+        "input_block-v1%3AUniX%2BCS101%2B2024_T1%2Btype%40problem%2Bblock%40p1_3_1%5B%5D=a&"
+        "input_block-v1%3AUniX%2BCS101%2B2024_T1%2Btype%40problem%2Bblock%40p1_3_1%5B%5D=b"
+    )
     rec = ok(line(event_type="problem_check", event_source="browser", event=query))
     payload = orjson.loads(rec.payload)
     assert payload[key] == "42"
@@ -139,8 +147,13 @@ def test_missing_event_gives_empty_payload():
 
 
 def test_data_instead_of_event():
-    rec = ok(line(name="edx.grades.problem.submitted", event_type="edx.grades.problem.submitted",
-                  data={"problem_id": PROBLEM, "weighted_earned": 1, "weighted_possible": 2}))
+    rec = ok(
+        line(
+            name="edx.grades.problem.submitted",
+            event_type="edx.grades.problem.submitted",
+            data={"problem_id": PROBLEM, "weighted_earned": 1, "weighted_possible": 2},
+        )
+    )
     assert orjson.loads(rec.payload)["problem_id"] == PROBLEM
     assert rec.problem_id == PROBLEM and (rec.grade, rec.max_grade) == (1.0, 2.0)
 
@@ -247,8 +260,9 @@ def test_not_utf8_line_is_kept_as_base64():
 
 
 def test_segment_shaped_event_is_dead_lettered_with_a_hint():
-    raw = orjson.dumps({"messageId": "m1", "type": "track", "event": "Loaded Video",
-                        "timestamp": "2015-04-14T19:42:52.237Z"})
+    raw = orjson.dumps(
+        {"messageId": "m1", "type": "track", "event": "Loaded Video", "timestamp": "2015-04-14T19:42:52.237Z"}
+    )
     rec = dead(raw)
     assert rec.reason == "missing_event_type" and "Segment" in rec.detail
 
@@ -325,8 +339,12 @@ def test_course_id_only_in_referer():
 
 
 def test_course_id_only_in_context_path():
-    rec = ok(line(event_type="edx.ui.lms.link_clicked",
-                  context={"path": "/courses/course-v1:UniX+CS101+2024_T1/jump_to/" + PROBLEM}))
+    rec = ok(
+        line(
+            event_type="edx.ui.lms.link_clicked",
+            context={"path": "/courses/course-v1:UniX+CS101+2024_T1/jump_to/" + PROBLEM},
+        )
+    )
     assert rec.course_id == COURSE and rec.block_id == PROBLEM
 
 
@@ -361,8 +379,12 @@ def test_modx_url_with_i4x_key():
 
 
 def test_context_module_usage_key():
-    rec = ok(line(event_type="edx.grades.subsection.grade_calculated",
-                  context={"course_id": COURSE, "module": {"usage_key": PROBLEM}}))
+    rec = ok(
+        line(
+            event_type="edx.grades.subsection.grade_calculated",
+            context={"course_id": COURSE, "module": {"usage_key": PROBLEM}},
+        )
+    )
     assert rec.block_id == PROBLEM
 
 
@@ -376,25 +398,50 @@ def test_user_id_digit_string_and_empty_username():
 
 
 def test_request_fields():
-    rec = ok(line(event_type="seq_next", session="s1", ip="10.0.0.1", agent="UA/1.0", host="lms.example.org",
-                  page="https://lms.example.org/x", referer="https://lms.example.org/y"))
+    rec = ok(
+        line(
+            event_type="seq_next",
+            session="s1",
+            ip="10.0.0.1",
+            agent="UA/1.0",
+            host="lms.example.org",
+            page="https://lms.example.org/x",
+            referer="https://lms.example.org/y",
+        )
+    )
     assert (rec.session, rec.ip, rec.agent, rec.host) == ("s1", "10.0.0.1", "UA/1.0", "lms.example.org")
-    assert (rec.page, rec.referer, rec.event_source) == ("https://lms.example.org/x", "https://lms.example.org/y",
-                                                         "server")
+    assert (rec.page, rec.referer, rec.event_source) == (
+        "https://lms.example.org/x",
+        "https://lms.example.org/y",
+        "server",
+    )
 
 
 def test_video_play_and_seek_and_speed():
-    play = ok(line(event_type="play_video", event_source="browser",
-                   event=orjson.dumps({"id": "i4x-UniX-CS101-video-v1", "code": "yt123",
-                                       "currentTime": 12.5}).decode()))
+    play = ok(
+        line(
+            event_type="play_video",
+            event_source="browser",
+            event=orjson.dumps({"id": "i4x-UniX-CS101-video-v1", "code": "yt123", "currentTime": 12.5}).decode(),
+        )
+    )
     assert (play.video_id, play.video_code, play.video_position) == ("i4x-UniX-CS101-video-v1", "yt123", 12.5)
     assert play.block_id == "i4x://UniX/CS101/video/v1"
-    seek = ok(line(event_type="seek_video",
-                   event={"id": "v", "old_time": 38.9, "new_time": 147, "type": "onSlideSeek"}))
+    seek = ok(
+        line(event_type="seek_video", event={"id": "v", "old_time": 38.9, "new_time": 147, "type": "onSlideSeek"})
+    )
     assert (seek.video_old_time, seek.video_new_time) == (38.9, 147.0)
-    speed = ok(line(event_type="speed_change_video",
-                    event={"id": "aa11bb22cc33dd44ee55ff6677889900", "current_time": 5.1, "old_speed": "1.0",
-                           "new_speed": "0.75"}))
+    speed = ok(
+        line(
+            event_type="speed_change_video",
+            event={
+                "id": "aa11bb22cc33dd44ee55ff6677889900",
+                "current_time": 5.1,
+                "old_speed": "1.0",
+                "new_speed": "0.75",
+            },
+        )
+    )
     assert (speed.video_speed, speed.video_position) == (0.75, 5.1)
     assert speed.block_id == VIDEO
     new_style = ok(line(event_type="edx.video.closed_captions.shown", event={"id": "v", "current_time": 3}))
@@ -402,9 +449,20 @@ def test_video_play_and_seek_and_speed():
 
 
 def test_server_problem_check_fields():
-    rec = ok(line(event_type="problem_check", event={
-        "problem_id": PROBLEM, "attempts": 2, "success": "incorrect", "grade": 1, "max_grade": 3,
-        "answers": {}, "state": {}}))
+    rec = ok(
+        line(
+            event_type="problem_check",
+            event={
+                "problem_id": PROBLEM,
+                "attempts": 2,
+                "success": "incorrect",
+                "grade": 1,
+                "max_grade": 3,
+                "answers": {},
+                "state": {},
+            },
+        )
+    )
     assert (rec.problem_id, rec.block_id) == (PROBLEM, PROBLEM)
     assert (rec.attempts, rec.success, rec.grade, rec.max_grade) == (2, False, 1.0, 3.0)
     assert rec.course_id == COURSE
@@ -423,18 +481,66 @@ def test_categories_constant():
 
 # --- robustness: any value in any field -----------------------------------------------------
 
-_ODD_VALUES = [None, "", " ", 0, -1, 2**70, 1.5e308, True, [], {}, ["x"], {"a": {"b": 1}}, "/", "//", "%",
-               "%ZZ", "/courses/", "/courses/a", "course-v1:", "block-v1:", "i4x://", "i4x:;_;_", "ccx-v1:+",
-               "\u200b", "a=b", "=", "{", "[", "{{ x }}", "9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+14:00"]
-_FIELDS = ["event_type", "name", "time", "timestamp", "context", "event", "data", "username", "page",
-           "referer", "agent", "ip", "host", "session", "event_source"]
+_ODD_VALUES = [
+    None,
+    "",
+    " ",
+    0,
+    -1,
+    2**70,
+    1.5e308,
+    True,
+    [],
+    {},
+    ["x"],
+    {"a": {"b": 1}},
+    "/",
+    "//",
+    "%",
+    "%ZZ",
+    "/courses/",
+    "/courses/a",
+    "course-v1:",
+    "block-v1:",
+    "i4x://",
+    "i4x:;_;_",
+    "ccx-v1:+",
+    "\u200b",
+    "a=b",
+    "=",
+    "{",
+    "[",
+    "{{ x }}",
+    "9999-12-31T23:59:59-23:59",
+    "0001-01-01T00:00:00+14:00",
+]
+_FIELDS = [
+    "event_type",
+    "name",
+    "time",
+    "timestamp",
+    "context",
+    "event",
+    "data",
+    "username",
+    "page",
+    "referer",
+    "agent",
+    "ip",
+    "host",
+    "session",
+    "event_source",
+]
 
 
 @pytest.mark.parametrize("field", _FIELDS)
 def test_any_value_in_any_field_never_raises(field):
-    base = {"event_type": "problem_check", "time": "2024-01-01T00:00:00Z",
-            "context": {"course_id": COURSE, "user_id": 1, "path": "/x", "module": {"usage_key": PROBLEM}},
-            "event": {"problem_id": PROBLEM, "id": "v", "currentTime": 1}}
+    base = {
+        "event_type": "problem_check",
+        "time": "2024-01-01T00:00:00Z",
+        "context": {"course_id": COURSE, "user_id": 1, "path": "/x", "module": {"usage_key": PROBLEM}},
+        "event": {"problem_id": PROBLEM, "id": "v", "currentTime": 1},
+    }
     for et in ("problem_check", "play_video", "/courses/x/y/z/courseware/a/", "edx.forum.thread.created"):
         for value in _ODD_VALUES:
             for where in ("top", "context", "event"):
@@ -453,9 +559,11 @@ def test_any_value_in_any_field_never_raises(field):
 
 
 def test_big_integers_and_nan_are_read_not_dead_lettered():
-    raw = b'{"event_type": "problem_check", "time": "2024-01-01T00:00:00Z", '\
-          b'"context": {"user_id": 123456789012345678901234},'\
-          b' "event": {"problem_id": "p", "attempts": 99999999999999999999999, "grade": NaN, "max_grade": 2}}'
+    raw = (
+        b'{"event_type": "problem_check", "time": "2024-01-01T00:00:00Z", '
+        b'"context": {"user_id": 123456789012345678901234},'
+        b' "event": {"problem_id": "p", "attempts": 99999999999999999999999, "grade": NaN, "max_grade": 2}}'
+    )
     rec = ok(raw)
     assert rec.user_id is None and rec.attempts is None  # beyond BIGINT: not a usable id/count
     assert rec.grade is None and rec.max_grade == 2.0
@@ -464,8 +572,11 @@ def test_big_integers_and_nan_are_read_not_dead_lettered():
 
 
 def test_truncated_lines_never_raise():
-    raw = line(event_type="/courses/course-v1:UniX+CS101+2024_T1/xblock/" + PROBLEM + "/handler/x",
-               event={"answers": {"a": [1, 2]}, "success": "correct"}, page="https://h/courses/UniX/CS101/2024_T1/courseware/a/b/")
+    raw = line(
+        event_type="/courses/course-v1:UniX+CS101+2024_T1/xblock/" + PROBLEM + "/handler/x",
+        event={"answers": {"a": [1, 2]}, "success": "correct"},
+        page="https://h/courses/UniX/CS101/2024_T1/courseware/a/b/",
+    )
     for cut in range(len(raw) + 1):
         rec = parse_line(raw[:cut])
         assert isinstance(rec, (EnrichedEvent, DeadLetter))
@@ -482,8 +593,13 @@ def test_problem_id_from_the_block_of_a_problem_handler():
     url = f"/courses/{COURSE}/xblock/{PROBLEM}/handler/xmodule_handler/problem_check"
     rec = ok(line(event_type=url, event='{"POST": {}, "GET": {}}'))
     assert rec.problem_id == PROBLEM
-    graded = ok(line(event_type="problem_graded", event=["no answers here", "<p/>"],
-                     context={"course_id": COURSE, "module": {"usage_key": PROBLEM}}))
+    graded = ok(
+        line(
+            event_type="problem_graded",
+            event=["no answers here", "<p/>"],
+            context={"course_id": COURSE, "module": {"usage_key": PROBLEM}},
+        )
+    )
     assert graded.block_id == PROBLEM == graded.problem_id
 
 
@@ -505,8 +621,10 @@ def test_a_shipped_line_is_identified_by_fingerprint_and_offset():
     assert ids == sorted(ids)
     # broken lines too: every malformed line has its own dead letter
     assert dead(b"{broken", offset=5, fingerprint="ab" * 8).dead_letter_id == event_identity("ab" * 8, 5)
-    assert dead(b"{broken", offset=6, fingerprint="ab" * 8).dead_letter_id != \
-        dead(b"{broken", offset=5, fingerprint="ab" * 8).dead_letter_id
+    assert (
+        dead(b"{broken", offset=6, fingerprint="ab" * 8).dead_letter_id
+        != dead(b"{broken", offset=5, fingerprint="ab" * 8).dead_letter_id
+    )
     # without a source identity (another shipper's single-line record): the content
     assert ok(raw).event_id == ok(raw, source="/x", offset=3).event_id == line_id(raw)
 
@@ -544,8 +662,12 @@ def test_course_ids_are_decoded_cut_and_validated():
     # its own); a well-formed one elsewhere in the event still counts
     rec = ok(line(event_type="play_video", context={"course_id": "https://x/courses/\u2026", "user_id": 1}))
     assert rec.course_id is None
-    rec = ok(line(event_type="/courses/course-v1:Org+C1+2017/courseware/abc/",
-                  context={"course_id": "course-v1%3AOrg%2BC1%2B2017/courseware/abc", "user_id": 1}))
+    rec = ok(
+        line(
+            event_type="/courses/course-v1:Org+C1+2017/courseware/abc/",
+            context={"course_id": "course-v1%3AOrg%2BC1%2B2017/courseware/abc", "user_id": 1},
+        )
+    )
     assert rec.course_id == "course-v1:Org+C1+2017"
     # what the stream app counts as a rejected course id
     from edxstream.core.model import rejected_course_id

@@ -11,9 +11,14 @@ from edxstream.ops import pipeline
 
 
 def test_cpu_seconds_grows_with_work_and_pid_of_finds_a_process():
-    proc = subprocess.Popen([sys.executable, "-c", "import time\nt=time.process_time()\n"
-                             "while time.process_time() - t < 0.5: pass\ninput()"],
-                            stdin=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nt=time.process_time()\nwhile time.process_time() - t < 0.5: pass\ninput()",
+        ],
+        stdin=subprocess.PIPE,
+    )
     try:
         before = pipeline.cpu_seconds(proc.pid)
         assert before is not None
@@ -39,10 +44,12 @@ def test_mysql_counts_are_exact_once_the_highest_row_id_allows_the_expected_coun
         assert pipeline.mysql_counts(conn, 3) == (0, 0)  # no tables yet
         migrate.migrate_mysql(settings)
         with conn.cursor() as cur:
-            cur.execute("INSERT INTO events (event_id, time, category, action, event_type, payload) VALUES "
-                        "('a', NOW(), 'video', 'play', 'play_video', '{}'), "
-                        "('b', NOW(), 'video', 'play', 'play_video', '{}'), "
-                        "('c', NOW(), 'video', 'play', 'play_video', '{}')")
+            cur.execute(
+                "INSERT INTO events (event_id, time, category, action, event_type, payload) VALUES "
+                "('a', NOW(), 'video', 'play', 'play_video', '{}'), "
+                "('b', NOW(), 'video', 'play', 'play_video', '{}'), "
+                "('c', NOW(), 'video', 'play', 'play_video', '{}')"
+            )
             cur.execute("DELETE FROM events WHERE event_id = 'b'")  # leaves a gap in row_id
         assert pipeline.mysql_counts(conn) == (2, 0)
         # below the expected count the highest row_id stands in: an upper bound

@@ -107,8 +107,9 @@ def test_ipv6_and_encoded_username_are_scrubbed_including_nested_json():
 def test_ascii_username_found_in_any_case_and_any_percent_encoding():
     # the quick "is the name in there at all" test must not let these through
     raw = forum_event(username="Ann+X@y")
-    raw = msgspec.structs.replace(raw, page="https://lms.example.org/u/ann%2bx%40Y/",
-                                  referer="https://lms.example.org/search?q=ANN%2BX%40Y&n=2")
+    raw = msgspec.structs.replace(
+        raw, page="https://lms.example.org/u/ann%2bx%40Y/", referer="https://lms.example.org/search?q=ANN%2BX%40Y&n=2"
+    )
     out = privacy.pseudonymize(raw, KEY)
     assert out.page == f"https://lms.example.org/u/{out.username}/"
     assert out.referer == f"https://lms.example.org/search?q={out.username}&n=2"
@@ -153,8 +154,12 @@ def test_non_json_forum_payload_is_dropped_and_anonymous_events_pass():
     raw = privacy.msgspec.structs.replace(forum_event(), payload="free text by ann_learner")
     assert privacy.pseudonymize(raw, KEY).payload == ""
     anon = EnrichedEvent(
-        event_id="e3", time=datetime(2024, 1, 1, tzinfo=timezone.utc), category="other",
-        action="x", event_type="x", payload='{"a": 1}',
+        event_id="e3",
+        time=datetime(2024, 1, 1, tzinfo=timezone.utc),
+        category="other",
+        action="x",
+        event_type="x",
+        payload='{"a": 1}',
     )
     out = privacy.pseudonymize(anon, KEY)
     assert out.user_id is None and out.username is None and orjson.loads(out.payload) == {"a": 1}
@@ -180,8 +185,13 @@ def test_mask_ip():
 
 
 def _line(**doc) -> bytes:
-    base = {"username": "bob", "event_source": "server", "time": "2017-09-20T10:00:00+00:00",
-            "context": {"user_id": 7, "course_id": COURSE}, "event": "{}"}
+    base = {
+        "username": "bob",
+        "event_source": "server",
+        "time": "2017-09-20T10:00:00+00:00",
+        "context": {"user_id": 7, "course_id": COURSE},
+        "event": "{}",
+    }
     return orjson.dumps({**base, **doc})
 
 
@@ -196,20 +206,52 @@ def test_identities_in_urls_forms_and_text_are_scrubbed_in_every_field():
         _line(event_type="/u/bob", referer="https://lms.example.org/u/bob"),
         _line(event_type="/api/user/v1/accounts/bob", page="https://lms.example.org/api/user/v1/preferences/bob/"),
         _line(event_type="/courses/x/discussion/forum/users/4242?username=carol_x&user_id=4242"),
-        _line(username="", event_type="/user_api/v1/account/login_session/",
-              event={"POST": {"email": ["carol@example.org"], "password": "secret-pw", "remember": ["false"]}}),
-        _line(username="", event_type="/create_account",
-              event={"POST": {"username": ["dave_q"], "name": ["Dave Quincy"], "email": ["dave@example.com"],
-                              "password": "********", "goals": ["get a job"]}, "GET": {}}),
-        _line(event_type="problem_check", event_source="browser",
-              event="input_abc=write%20to%20erin%40example.net&input_def=2",
-              page="https://lms.example.org/courses/x/?next=%2Fu%2Fbob&email=bob%40example.org"),
-        _line(event_type="edx.forum.comment.created",
-              event=orjson.dumps({"body": "mail me at frank@example.org", "id": "c1"}).decode()),
+        _line(
+            username="",
+            event_type="/user_api/v1/account/login_session/",
+            event={"POST": {"email": ["carol@example.org"], "password": "secret-pw", "remember": ["false"]}},
+        ),
+        _line(
+            username="",
+            event_type="/create_account",
+            event={
+                "POST": {
+                    "username": ["dave_q"],
+                    "name": ["Dave Quincy"],
+                    "email": ["dave@example.com"],
+                    "password": "********",
+                    "goals": ["get a job"],
+                },
+                "GET": {},
+            },
+        ),
+        _line(
+            event_type="problem_check",
+            event_source="browser",
+            event="input_abc=write%20to%20erin%40example.net&input_def=2",
+            page="https://lms.example.org/courses/x/?next=%2Fu%2Fbob&email=bob%40example.org",
+        ),
+        _line(
+            event_type="edx.forum.comment.created",
+            event=orjson.dumps({"body": "mail me at frank@example.org", "id": "c1"}).decode(),
+        ),
         _line(event_type="edx.bi.user.frank@example.org.signed_in"),
     ]
-    secrets = ["bob", "carol_x", "4242", "carol@example.org", "secret-pw", "dave_q", "Dave Quincy", "dave@example.com",
-               "get a job", "erin%40example.net", "erin@example.net", "bob%40example.org", "frank@example.org"]
+    secrets = [
+        "bob",
+        "carol_x",
+        "4242",
+        "carol@example.org",
+        "secret-pw",
+        "dave_q",
+        "Dave Quincy",
+        "dave@example.com",
+        "get a job",
+        "erin%40example.net",
+        "erin@example.net",
+        "bob%40example.org",
+        "frank@example.org",
+    ]
     for line in lines:
         event = parse_line(line)
         out = privacy.pseudonymize(event, KEY)
@@ -235,13 +277,19 @@ def test_model_actions_name_no_learner():
     from edxstream.core.model import parse_line
 
     assert parse_line(_line(event_type="/u/bob")).action == "/u/{username}"
-    assert parse_line(_line(event_type="/api/user/v1/accounts/bob/image")).action == \
-        "/api/user/v1/accounts/{username}/image"
-    assert parse_line(_line(event_type="/api/profile_images/v1/bob/upload")).action == \
-        "/api/profile_images/v1/{username}/upload"
+    assert (
+        parse_line(_line(event_type="/api/user/v1/accounts/bob/image")).action
+        == "/api/user/v1/accounts/{username}/image"
+    )
+    assert (
+        parse_line(_line(event_type="/api/profile_images/v1/bob/upload")).action
+        == "/api/profile_images/v1/{username}/upload"
+    )
     assert parse_line(_line(event_type="/password_reset/erin@example.net/")).action == "/password_reset/{email}/"
-    assert parse_line(_line(event_type="/user_api/v1/preferences/email_opt_in/")).action == \
-        "/user_api/v1/preferences/email_opt_in/"
+    assert (
+        parse_line(_line(event_type="/user_api/v1/preferences/email_opt_in/")).action
+        == "/user_api/v1/preferences/email_opt_in/"
+    )
 
 
 def test_emails_are_found_and_usage_keys_are_not_emails():

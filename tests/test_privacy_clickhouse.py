@@ -19,14 +19,16 @@ def leaks(client) -> list[tuple[str, str, str]]:
     cols = client.query(
         "SELECT table, name FROM system.columns WHERE database = currentDatabase() "
         "AND (type LIKE '%String%') AND table IN (SELECT name FROM system.tables "
-        "WHERE database = currentDatabase() AND engine NOT LIKE '%View%')").result_rows
+        "WHERE database = currentDatabase() AND engine NOT LIKE '%View%')"
+    ).result_rows
     assert ("events", "payload") in cols and ("events", "username") in cols
     found = []
     for table, column in cols:
         for needle in NEEDLES:
-            n = client.command(f"SELECT count() FROM `{table}` "
-                               f"WHERE positionCaseInsensitive(toString(`{column}`), %(n)s) > 0",
-                               parameters={"n": needle})
+            n = client.command(
+                f"SELECT count() FROM `{table}` WHERE positionCaseInsensitive(toString(`{column}`), %(n)s) > 0",
+                parameters={"n": needle},
+            )
             if int(n):
                 found.append((table, column, needle))
     return found

@@ -115,12 +115,17 @@ def test_backfill_ships_each_gz_line_once_oldest_first_and_skips_on_rerun(settin
     write_lines(plain, [make_line(i, tag="plain") for i in range(3500, 3800)], mode="wb")
     # by the names' rotation suffixes, then (-1.gz and .1 alike) by their first events
     assert [p.name for p in expand([history, plain])] == [
-        "tracking.log-3.gz", "tracking.log-2.gz", "tracking.log-1.gz", "tracking.log.1"]
+        "tracking.log-3.gz",
+        "tracking.log-2.gz",
+        "tracking.log-1.gz",
+        "tracking.log.1",
+    ]
     total = 3 * 1500 + 300
 
     env = env_for(settings)
-    run = subprocess.run(edxstream_cmd("backfill", str(history), str(plain)), env=env, capture_output=True,
-                         text=True, timeout=120)
+    run = subprocess.run(
+        edxstream_cmd("backfill", str(history), str(plain)), env=env, capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0, run.stderr
     assert "4 files shipped, 0 skipped" in run.stdout and f"{total} lines" in run.stdout
     assert "backfill" in run.stderr and "B/s" in run.stderr  # the progress bar
@@ -138,25 +143,44 @@ def test_backfill_ships_each_gz_line_once_oldest_first_and_skips_on_rerun(settin
         first_seen.setdefault((m.partition, m.source), m.offset)
     for p in {m.partition for m in msgs}:
         order = [src for (pp, src), _ in sorted(first_seen.items(), key=lambda kv: kv[1]) if pp == p]
-        assert order == sorted(order, key=lambda src: ["-3.gz", "-2.gz", "-1.gz", ".1"].index(
-            next(suf for suf in ["-3.gz", "-2.gz", "-1.gz", ".1"] if src.endswith(suf))))
+        assert order == sorted(
+            order,
+            key=lambda src: ["-3.gz", "-2.gz", "-1.gz", ".1"].index(
+                next(suf for suf in ["-3.gz", "-2.gz", "-1.gz", ".1"] if src.endswith(suf))
+            ),
+        )
 
     store = json.loads(backfill_store_path(settings.checkpoints).read_text())
     assert len(store) == 4 and all(e["done"] for e in store.values())
 
-    again = subprocess.run(edxstream_cmd("backfill", "--no-progress", str(history), str(plain)), env=env,
-                           capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        edxstream_cmd("backfill", "--no-progress", str(history), str(plain)),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert again.returncode == 0, again.stderr
     assert "0 files shipped, 4 skipped" in again.stdout
-    forced = subprocess.run(edxstream_cmd("backfill", "--no-progress", "--force", str(history / "tracking.log-1.gz")),
-                            env=env, capture_output=True, text=True, timeout=120)
+    forced = subprocess.run(
+        edxstream_cmd("backfill", "--no-progress", "--force", str(history / "tracking.log-1.gz")),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert forced.returncode == 0 and "1 files shipped" in forced.stdout, forced.stderr
     assert len(read_topic(settings.kafka_bootstrap, settings.raw_topic, expect=total + 1500)) == total + 1500
 
 
 def test_backfill_of_a_missing_path_is_a_user_error(settings, tmp_path):
-    run = subprocess.run(edxstream_cmd("backfill", str(tmp_path / "nope.gz")), env=env_for(settings),
-                         capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        edxstream_cmd("backfill", str(tmp_path / "nope.gz")),
+        env=env_for(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 2 and "does not exist" in run.stderr
 
 
@@ -173,8 +197,12 @@ def test_a_frame_the_broker_refuses_is_resent_one_line_per_record(settings):
     kafka_admin.ensure_topics(settings)
     first, second = make_line(1, user="ada"), make_line(2, user="bob")
     offsets = [100, 100 + len(first) + 1]
-    headers = {"source": b"/logs/tracking.log", "fp": b"fp-refused", "offset": b"100",
-               frames.OFFSETS: frames.offsets_header(offsets)}
+    headers = {
+        "source": b"/logs/tracking.log",
+        "fp": b"fp-refused",
+        "offset": b"100",
+        frames.OFFSETS: frames.offsets_header(offsets),
+    }
     sender = Sender(settings)
     entry = 100  # file generation 0, first line at byte 100
     sender._dl_pending.add(entry)  # as _produce holds a refused frame
@@ -186,8 +214,9 @@ def test_a_frame_the_broker_refuses_is_resent_one_line_per_record(settings):
     finally:
         sender.close()
 
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "check-refused",
-                  "enable.auto.commit": False})
+    c = Consumer(
+        {"bootstrap.servers": settings.kafka_bootstrap, "group.id": "check-refused", "enable.auto.commit": False}
+    )
     c.assign([TopicPartition(settings.raw_topic, 1, 0)])
     got, deadline = [], time.monotonic() + 30
     while len(got) < 2 and time.monotonic() < deadline:
@@ -210,20 +239,31 @@ def test_backfill_orders_files_by_the_logs_own_time_not_mtime(tmp_path):
     from producer.backfill import first_event_time, log_order, rotation_rank
 
     assert rotation_rank("tracking.log-20240102.gz") < rotation_rank("tracking.log-20240103")
-    assert rotation_rank("tracking.log-20240103") < rotation_rank("tracking.log.2.gz") < \
-        rotation_rank("tracking.log.1") < rotation_rank("tracking.log")
+    assert (
+        rotation_rank("tracking.log-20240103")
+        < rotation_rank("tracking.log.2.gz")
+        < rotation_rank("tracking.log.1")
+        < rotation_rank("tracking.log")
+    )
     t = lambda d: datetime(2024, 3, d, tzinfo=timezone.utc)  # noqa: E731
-    assert log_order([(Path("b.log"), t(2)), (Path("a.log"), None), (Path("c.log"), t(1)),
-                      (Path("tracking.log.1"), t(9)), (Path("d.log"), t(1))]) == [
-        Path("tracking.log.1"), Path("c.log"), Path("d.log"), Path("b.log"), Path("a.log")]
+    assert log_order(
+        [
+            (Path("b.log"), t(2)),
+            (Path("a.log"), None),
+            (Path("c.log"), t(1)),
+            (Path("tracking.log.1"), t(9)),
+            (Path("d.log"), t(1)),
+        ]
+    ) == [Path("tracking.log.1"), Path("c.log"), Path("d.log"), Path("b.log"), Path("a.log")]
 
     # unnamed parts of one log, their mtimes reset newest-first, a header-less junk line first
     folder = tmp_path / "copied"
     folder.mkdir()
     names = ["part-x.log", "part-a.log", "part-m.log.gz"]
     for n, name in enumerate(names):  # part-x holds the oldest events, part-m the newest
-        lines = [b"not json"] + [make_line(i, tag=name).replace(b"2024-03-01", f"2024-03-0{n + 1}".encode())
-                                 for i in range(5)]
+        lines = [b"not json"] + [
+            make_line(i, tag=name).replace(b"2024-03-01", f"2024-03-0{n + 1}".encode()) for i in range(5)
+        ]
         path = folder / name
         if name.endswith(".gz"):
             with gzip.open(path, "wb") as f:
@@ -236,4 +276,6 @@ def test_backfill_orders_files_by_the_logs_own_time_not_mtime(tmp_path):
     assert [p.name for p in expand([folder], parts)] == names
     assert [p.name for p in expand([folder], parts, order="given")] == sorted(names)
     assert [p.name for p in expand([folder / "part-m.log.gz", folder / "part-x.log"], order="given")] == [
-        "part-m.log.gz", "part-x.log"]
+        "part-m.log.gz",
+        "part-x.log",
+    ]

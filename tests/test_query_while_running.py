@@ -22,13 +22,31 @@ T0 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
 
 def _produce(settings) -> tuple[int, int]:
     p = Producer({"bootstrap.servers": settings.kafka_bootstrap})
-    windows = [WindowCount(kind="course_category", course_id=COURSE, dimension=cat, window_seconds=60,
-                           window_start=T0 + timedelta(minutes=i), count=i + 1, version=1)
-               for i, cat in enumerate(["video", "content", "forum"])]
-    events = [EnrichedEvent(event_id=f"{i:032x}", time=T0 + timedelta(seconds=i), category="video",
-                            action="play_video", event_type="play_video", course_id=COURSE,
-                            user_id=i % 3, username=f"learner{i % 3}")
-              for i in range(7)]
+    windows = [
+        WindowCount(
+            kind="course_category",
+            course_id=COURSE,
+            dimension=cat,
+            window_seconds=60,
+            window_start=T0 + timedelta(minutes=i),
+            count=i + 1,
+            version=1,
+        )
+        for i, cat in enumerate(["video", "content", "forum"])
+    ]
+    events = [
+        EnrichedEvent(
+            event_id=f"{i:032x}",
+            time=T0 + timedelta(seconds=i),
+            category="video",
+            action="play_video",
+            event_type="play_video",
+            course_id=COURSE,
+            user_id=i % 3,
+            username=f"learner{i % 3}",
+        )
+        for i in range(7)
+    ]
     for w in windows:
         p.produce(settings.aggregates_topic, key=w.course_id.encode(), value=records.encode(w))
     for e in events:
@@ -38,16 +56,18 @@ def _produce(settings) -> tuple[int, int]:
 
 
 def _query(env, sql: str) -> subprocess.CompletedProcess:
-    return subprocess.run(edxstream_cmd("query", sql, "--format", "csv"), env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        edxstream_cmd("query", sql, "--format", "csv"), env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_query_and_export_through_running_clickhouse_sink(settings):
     kafka_admin.ensure_topics(settings)
     expected_total, expected_events = _produce(settings)
     env = env_for(settings)
-    sink = subprocess.Popen(edxstream_cmd("sink", "clickhouse"), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    sink = subprocess.Popen(
+        edxstream_cmd("sink", "clickhouse"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 90
         got = None
@@ -63,9 +83,15 @@ def test_query_and_export_through_running_clickhouse_sink(settings):
         assert got == expected_total, (r.returncode, r.stdout, r.stderr)
         # the sink is still running and holds the folder: export goes through it too
         assert sink.poll() is None
-        exp = subprocess.run(edxstream_cmd("export", "--course", COURSE, "--from", "2026-11-01",
-                                           "--to", "2026-11-03", "--format", "csv"),
-                             env=env, capture_output=True, text=True, timeout=60)
+        exp = subprocess.run(
+            edxstream_cmd(
+                "export", "--course", COURSE, "--from", "2026-11-01", "--to", "2026-11-03", "--format", "csv"
+            ),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert exp.returncode == 0, exp.stderr
         rows = list(csv.DictReader(io.StringIO(exp.stdout)))
         assert len(rows) == expected_events

@@ -40,8 +40,12 @@ def test_dev_lists_its_commands_and_rejects_unknown_ones():
 
 
 def test_settings_table_is_generated_from_settings():
-    r = subprocess.run([sys.executable, str(REPO / "scripts" / "settings_table.py"), "--check"],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "settings_table.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     text = (REPO / "README.md").read_text()
     from edxstream.core.settings import Settings

@@ -12,9 +12,14 @@ D1, D2 = date(2024, 5, 1), date(2024, 5, 2)
 
 
 def figures(**kw) -> Figures:
-    base = dict(shipped={(C, D1): 10, (C, D2): 5, ("", D1): 2}, mysql={(C, D1): 10, (C, D2): 5, ("", D1): 2},
-                clickhouse={(C, D1): 10, (C, D2): 5, ("", D1): 2}, windows={(C, D1): 10, (C, D2): 5},
-                dead_shipped=3, dead_mysql=3)
+    base = dict(
+        shipped={(C, D1): 10, (C, D2): 5, ("", D1): 2},
+        mysql={(C, D1): 10, (C, D2): 5, ("", D1): 2},
+        clickhouse={(C, D1): 10, (C, D2): 5, ("", D1): 2},
+        windows={(C, D1): 10, (C, D2): 5},
+        dead_shipped=3,
+        dead_mysql=3,
+    )
     base.update(kw)
     return Figures(**base)
 
@@ -22,13 +27,19 @@ def figures(**kw) -> Figures:
 def test_equal_figures_make_no_difference_and_one_line():
     f = figures()
     assert differences(f) == []
-    assert format_report(f, []) == ("reconcile: 17 events (1 courses, 2 days) and 3 dead letters: MySQL, "
-                                    "ClickHouse and the windows agree with what was shipped")
+    assert format_report(f, []) == (
+        "reconcile: 17 events (1 courses, 2 days) and 3 dead letters: MySQL, "
+        "ClickHouse and the windows agree with what was shipped"
+    )
 
 
 def test_every_kind_of_difference_is_listed():
-    f = figures(mysql={(C, D1): 9, (C, D2): 5, ("", D1): 2}, clickhouse={(C, D1): 10, (C, D2): 5},
-                windows={(C, D1): 10, (C, D2): 4, ("course-v1:X+Y+Z", D2): 1}, dead_mysql=2)
+    f = figures(
+        mysql={(C, D1): 9, (C, D2): 5, ("", D1): 2},
+        clickhouse={(C, D1): 10, (C, D2): 5},
+        windows={(C, D1): 10, (C, D2): 4, ("course-v1:X+Y+Z", D2): 1},
+        dead_mysql=2,
+    )
     assert differences(f) == [
         Difference("", D1, 2, 2, 0, None),  # events of no course: in no window
         Difference(C, D1, 10, 9, 10, 10),

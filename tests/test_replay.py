@@ -23,6 +23,7 @@ T0 = datetime(2024, 5, 1, 0, 0, tzinfo=UTC)
 
 # -- pure -----------------------------------------------------------------------------------
 
+
 def test_parse_time_argument():
     assert replay.parse_time_argument("beginning") is None
     assert replay.parse_time_argument("2024-05-01T12:00:00Z") == datetime(2024, 5, 1, 12, tzinfo=UTC)
@@ -48,13 +49,19 @@ def test_event_time_of_every_topic_value():
     assert replay.event_time(line) == datetime(2014, 4, 18, 17, 9, 59, 941616, tzinfo=UTC)
     # logger prefix, naive time
     assert replay.event_time(b'2013-06-08 INFO 123 [tracking] {"time": "2013-06-08T23:29:58"}') == datetime(
-        2013, 6, 8, 23, 29, 58, tzinfo=UTC)
+        2013, 6, 8, 23, 29, 58, tzinfo=UTC
+    )
     window = orjson.dumps({"kind": "course_category", "window_start": "2024-05-01T01:00:00Z", "count": 3})
     assert replay.event_time(window) == datetime(2024, 5, 1, 1, tzinfo=UTC)
     dead = orjson.dumps({"dead_letter_id": "x", "reason": "r", "raw": line.decode(), "raw_encoding": "utf-8"})
     assert replay.event_time(dead) == datetime(2014, 4, 18, 17, 9, 59, 941616, tzinfo=UTC)
-    for bad in (b"", b"not json", b'{"time": "{{ start_date }}T17:09:59"}', b"[1, 2]",
-                orjson.dumps({"raw": "AAEC", "raw_encoding": "base64"})):
+    for bad in (
+        b"",
+        b"not json",
+        b'{"time": "{{ start_date }}T17:09:59"}',
+        b"[1, 2]",
+        orjson.dumps({"raw": "AAEC", "raw_encoding": "base64"}),
+    ):
         assert replay.event_time(bad) is None
 
 
@@ -110,8 +117,9 @@ def test_plan_partitions_rewind_to_end_and_bounds():
     assert [p.new for p in from_beginning] == [0, 0, 5]
     skip = replay.plan_partitions("g", "t", "to_end", {0: 10, 1: None, 2: 9}, {}, low, end)
     assert [(p.new, p.to_reprocess, p.skipped) for p in skip] == [(50, 0, 40), (20, 0, 20), (9, 0, 0)]
-    bounded = replay.plan_partitions("g", "t", "rewind", current, {0: 30, 1: 0, 2: 5}, low, end,
-                                     until={0: 40, 1: 0, 2: 100})
+    bounded = replay.plan_partitions(
+        "g", "t", "rewind", current, {0: 30, 1: 0, 2: 5}, low, end, until={0: 40, 1: 0, 2: 100}
+    )
     assert [p.to_reprocess for p in bounded] == [10, 0, 4]
 
 
@@ -130,11 +138,14 @@ def test_scope_for_targets(tmp_path):
     mysql = replay.scope_for(s, "mysql")
     assert not mysql.reset_stream_state and not mysql.delete_windows
     assert {(g.group, g.topic) for g in mysql.groups} == {
-        (s.mysql_sink_group, s.enriched_topic), (s.mysql_sink_group, s.deadletter_topic)}
+        (s.mysql_sink_group, s.enriched_topic),
+        (s.mysql_sink_group, s.deadletter_topic),
+    }
     ch = replay.scope_for(s, "clickhouse")
     assert {(g.group, g.topic, g.mode) for g in ch.groups} == {
         (s.clickhouse_sink_group, s.aggregates_topic, "rewind"),
-        (s.clickhouse_sink_group, s.enriched_topic, "rewind")}
+        (s.clickhouse_sink_group, s.enriched_topic, "rewind"),
+    }
     with pytest.raises(UserError, match="unknown replay target"):
         replay.scope_for(s, "everything")
     with pytest.raises(UserError, match="--to cannot be used"):
@@ -162,6 +173,7 @@ def test_format_plan_table_and_totals():
 
 # -- against the broker -------------------------------------------------------------------
 
+
 def line(t: datetime, n: int) -> bytes:
     return orjson.dumps({"username": f"u{n}", "event_type": "problem_check", "time": t.isoformat(), "n": n})
 
@@ -179,8 +191,7 @@ def produce_raw(settings, per_partition: dict[int, list[datetime]], batch: int =
 
 
 def commit(settings, group, topic, offsets: dict[int, int]) -> None:
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group,
-                  "enable.auto.commit": False})
+    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group, "enable.auto.commit": False})
     tps = [TopicPartition(topic, p, o) for p, o in offsets.items()]
     c.assign(tps)
     c.commit(offsets=tps, asynchronous=False)
@@ -199,8 +210,7 @@ def raw(settings):
     """Three hours of lines, one a minute on partition 0, one every two on partition 1,
     consumed to the end by the stream app's group."""
     kafka_admin.ensure_topics(settings)
-    per = {0: [T0 + timedelta(minutes=m) for m in range(180)],
-           1: [T0 + timedelta(minutes=m) for m in range(0, 180, 2)]}
+    per = {0: [T0 + timedelta(minutes=m) for m in range(180)], 1: [T0 + timedelta(minutes=m) for m in range(0, 180, 2)]}
     produce_raw(settings, per)
     commit(settings, settings.stream_group, settings.raw_topic, {0: 180, 1: 90})
     return per
@@ -210,7 +220,9 @@ def test_dry_run_from_beginning_and_mid_log(settings, raw):
     plan = replay.replay(settings, "process", None, dry_run=True).plan
     stream = [p for p in plan.partitions if p.topic == settings.raw_topic]
     assert [(p.partition, p.current, p.new, p.end, p.to_reprocess) for p in stream] == [
-        (0, 180, 0, 180, 180), (1, 90, 0, 90, 90)]
+        (0, 180, 0, 180, 180),
+        (1, 90, 0, 90, 90),
+    ]
     assert plan.total == 270
 
     # 01:30 straddles the hour window: the replay starts at 01:00
@@ -223,13 +235,20 @@ def test_dry_run_from_beginning_and_mid_log(settings, raw):
 
 
 def test_cli_dry_run_prints_the_plan(settings, raw):
-    out = subprocess.run(edxstream_cmd("replay", "--from", "2024-05-01T01:30:00Z", "--target", "process",
-                                       "--dry-run"),
-                         env=env_for(settings), capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        edxstream_cmd("replay", "--from", "2024-05-01T01:30:00Z", "--target", "process", "--dry-run"),
+        env=env_for(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "effective from: 2024-05-01T01:00:00+00:00" in out.stdout
-    rows = {(r[0], r[2]): r for r in (row.split() for row in out.stdout.splitlines())
-            if r and r[0] == settings.stream_group and r[1] == settings.raw_topic}
+    rows = {
+        (r[0], r[2]): r
+        for r in (row.split() for row in out.stdout.splitlines())
+        if r and r[0] == settings.stream_group and r[1] == settings.raw_topic
+    }
     assert rows[(settings.stream_group, "0")][3:7] == ["180", "60", "180", "120"]
     assert rows[(settings.stream_group, "1")][3:7] == ["90", "30", "90", "60"]
     assert "total messages to reprocess: 180" in out.stdout
@@ -246,8 +265,15 @@ def test_replay_commits_offsets_that_a_consumer_then_reads_from(settings, raw):
     assert committed(settings, settings.clickhouse_sink_group, settings.aggregates_topic, [0, 1]) == {0: 0, 1: 0}
 
     # a consumer of the group starts exactly there and sees the replayed hour
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": settings.stream_group,
-                  "session.timeout.ms": 6000, "auto.offset.reset": "latest", "enable.auto.commit": False})
+    c = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": settings.stream_group,
+            "session.timeout.ms": 6000,
+            "auto.offset.reset": "latest",
+            "enable.auto.commit": False,
+        }
+    )
     c.subscribe([settings.raw_topic])
     seen = []
     deadline = time.monotonic() + 40
@@ -266,13 +292,17 @@ def test_sink_target_with_to_counts_the_range(settings):
     for m in range(150):
         rec = {"event_id": f"e{m}", "time": (T0 + timedelta(minutes=m)).isoformat(), "category": "video"}
         p.produce(settings.enriched_topic, value=orjson.dumps(rec), partition=m % 2)
-    dead = {"dead_letter_id": "d", "reason": "invalid_json", "detail": "",
-            "raw": '{"time": "2024-05-01T00:30:00+00:00", "oops', "raw_encoding": "utf-8"}
+    dead = {
+        "dead_letter_id": "d",
+        "reason": "invalid_json",
+        "detail": "",
+        "raw": '{"time": "2024-05-01T00:30:00+00:00", "oops',
+        "raw_encoding": "utf-8",
+    }
     p.produce(settings.deadletter_topic, value=orjson.dumps(dead), partition=0)
     p.flush(10)
     # 01:20 is aligned down to 01:00 (minute 60, offset 30 per partition); 02:10 is minute 130
-    plan = replay.replay(settings, "mysql", T0 + timedelta(minutes=80), T0 + timedelta(minutes=130),
-                         dry_run=True).plan
+    plan = replay.replay(settings, "mysql", T0 + timedelta(minutes=80), T0 + timedelta(minutes=130), dry_run=True).plan
     assert plan.effective == T0 + timedelta(hours=1)
     enriched = [p for p in plan.partitions if p.topic == settings.enriched_topic]
     assert [(p.new, p.stop, p.end, p.to_reprocess) for p in enriched] == [(30, 65, 75, 35), (30, 65, 75, 35)]
@@ -283,8 +313,15 @@ def test_sink_target_with_to_counts_the_range(settings):
 
 
 def test_refuses_while_a_group_has_active_members(settings, raw):
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": settings.stream_group,
-                  "session.timeout.ms": 6000, "enable.auto.commit": False, "client.id": "worker-7"})
+    c = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": settings.stream_group,
+            "session.timeout.ms": 6000,
+            "enable.auto.commit": False,
+            "client.id": "worker-7",
+        }
+    )
     c.subscribe([settings.raw_topic])
     stop = threading.Event()
     assigned = threading.Event()
@@ -301,8 +338,13 @@ def test_refuses_while_a_group_has_active_members(settings, raw):
         assert assigned.wait(30)
         with pytest.raises(replay.ActiveGroupError, match=settings.stream_group):
             replay.replay(settings, "process", None)
-        out = subprocess.run(edxstream_cmd("replay", "--from", "BEGINNING"), env=env_for(settings),
-                             capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            edxstream_cmd("replay", "--from", "BEGINNING"),
+            env=env_for(settings),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert out.returncode == 2
         assert f"group {settings.stream_group!r} has active members" in out.stderr, out.stderr[-2000:]
         assert "Traceback" not in out.stderr
@@ -313,8 +355,9 @@ def test_refuses_while_a_group_has_active_members(settings, raw):
     assert committed(settings, settings.stream_group, settings.raw_topic, [0, 1]) == {0: 180, 1: 90}
     # once the member left, the same replay goes through
     deadline = time.monotonic() + 30
-    while (replay.active_members(settings, {settings.stream_group: [settings.raw_topic]})
-           and time.monotonic() < deadline):
+    while (
+        replay.active_members(settings, {settings.stream_group: [settings.raw_topic]}) and time.monotonic() < deadline
+    ):
         time.sleep(0.5)
     replay.replay(settings, "process", None)
     assert committed(settings, settings.stream_group, settings.raw_topic, [0, 1]) == {0: 0, 1: 0}
@@ -352,14 +395,15 @@ def test_delete_windows_in_clickhouse(settings):
     client = clickhouse.connect(settings)
     # the ClickHouse sink's own table definition (its first migration)
     sql = (migrate.MIGRATIONS / "clickhouse" / "0001_window_counts.sql").read_text()
-    client.command(next(st for st in migrate.split_statements(sql)
-                        if "CREATE TABLE IF NOT EXISTS window_counts" in st))
+    client.command(next(st for st in migrate.split_statements(sql) if "CREATE TABLE IF NOT EXISTS window_counts" in st))
     rows = [["course_category", "c", "video", 3600, T0 + timedelta(hours=h), 5, 1] for h in range(4)]
-    client.insert("window_counts", rows, column_names=["kind", "course_id", "dimension", "window_seconds",
-                                                         "window_start", "count", "version"])
+    client.insert(
+        "window_counts",
+        rows,
+        column_names=["kind", "course_id", "dimension", "window_seconds", "window_start", "count", "version"],
+    )
     replay.delete_windows(settings, T0 + timedelta(hours=2))
     left = client.query("SELECT window_start FROM window_counts ORDER BY window_start").result_rows
-    assert [r[0].replace(tzinfo=UTC) if r[0].tzinfo is None else r[0] for r in left] == [
-        T0, T0 + timedelta(hours=1)]
+    assert [r[0].replace(tzinfo=UTC) if r[0].tzinfo is None else r[0] for r in left] == [T0, T0 + timedelta(hours=1)]
     replay.delete_windows(settings, None)
     assert client.command("SELECT count() FROM window_counts") == 0

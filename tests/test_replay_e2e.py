@@ -54,12 +54,22 @@ def tracking_log(path: Path) -> Path:
         if course == C2 and 1 <= (t - T0).total_seconds() // 3600 < 2 and et in ("play_video", "pause_video"):
             et = CHANGED_ACTION
         user = i % 5
-        lines.append(orjson.dumps({
-            "username": f"learner{user}", "event_source": "browser", "event_type": et,
-            "context": {"course_id": course, "user_id": 100 + user, "org_id": "Org"},
-            "time": t.isoformat(), "ip": "10.0.0.1", "event": {"n": i}, "agent": "test", "host": "lms",
-            "page": None,
-        }))
+        lines.append(
+            orjson.dumps(
+                {
+                    "username": f"learner{user}",
+                    "event_source": "browser",
+                    "event_type": et,
+                    "context": {"course_id": course, "user_id": 100 + user, "org_id": "Org"},
+                    "time": t.isoformat(),
+                    "ip": "10.0.0.1",
+                    "event": {"n": i},
+                    "agent": "test",
+                    "host": "lms",
+                    "page": None,
+                }
+            )
+        )
         if i in (50, 130, 200):
             lines.append(b'{"username": "x", "time": "' + t.isoformat().encode() + b'", broken')
     path.write_bytes(b"\n".join(lines) + b"\n")
@@ -68,13 +78,18 @@ def tracking_log(path: Path) -> Path:
 
 # -- running the pipeline ---------------------------------------------------------------------
 
+
 def run_cli(settings, *args, prelude: str = "", timeout: float = 240) -> subprocess.CompletedProcess:
     cmd = edxstream_cmd(*args)
     if prelude:
-        cmd = [sys.executable, "-c", prelude + "import sys; from edxstream.cli import main; "
-               f"sys.exit(main({list(args)!r}))"]
-    out = subprocess.run(cmd, env=env_for(settings), capture_output=True, text=True, timeout=timeout,
-                         cwd=settings.home.parent)
+        cmd = [
+            sys.executable,
+            "-c",
+            prelude + f"import sys; from edxstream.cli import main; sys.exit(main({list(args)!r}))",
+        ]
+    out = subprocess.run(
+        cmd, env=env_for(settings), capture_output=True, text=True, timeout=timeout, cwd=settings.home.parent
+    )
     assert out.returncode == 0, f"{args}: {out.stdout}\n{out.stderr[-4000:]}"
     return out
 
@@ -127,6 +142,7 @@ def pipeline(settings, log: Path) -> None:
 
 # -- snapshots ------------------------------------------------------------------------------------
 
+
 def snapshot(settings) -> dict:
     conn = pymysql.connect(**settings.mysql)
     try:
@@ -174,8 +190,11 @@ def categories_by_window(events, size: int) -> dict[tuple, int]:
 
 
 def ch_categories(snap, size: int) -> dict[tuple, int]:
-    return {(k[1], k[2], int(k[4].timestamp())): v for k, v in snap["windows"].items()
-            if k[0] == "course_category" and k[3] == size}
+    return {
+        (k[1], k[2], int(k[4].timestamp())): v
+        for k, v in snap["windows"].items()
+        if k[0] == "course_category" and k[3] == size
+    }
 
 
 def category_column(events) -> dict[str, str]:
@@ -183,6 +202,7 @@ def category_column(events) -> dict[str, str]:
 
 
 # -- tests ----------------------------------------------------------------------------------------
+
 
 def test_replay_everything_rebuilds_identical_databases(settings, tmp_path):
     log = tracking_log(tmp_path / "tracking.log")
@@ -194,15 +214,21 @@ def test_replay_everything_rebuilds_identical_databases(settings, tmp_path):
     for size in settings.windows:
         assert ch_categories(first, size) == categories_by_window(first["events"], size)
 
-    dry = subprocess.run(edxstream_cmd("replay", "--from", "BEGINNING", "--target", "all", "--dry-run"),
-                         env=env_for(settings), capture_output=True, text=True, timeout=120)
+    dry = subprocess.run(
+        edxstream_cmd("replay", "--from", "BEGINNING", "--target", "all", "--dry-run"),
+        env=env_for(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert dry.returncode == 0, dry.stderr
     assert "dry run: nothing changed" in dry.stdout
 
     started_us = int(time.time() * 1_000_000)
     result = replay.replay(settings, "all", None)
     assert sorted(result.deleted_topics) == sorted(
-        __import__("stream_app.state", fromlist=["x"]).changelog_topics(settings))
+        __import__("stream_app.state", fromlist=["x"]).changelog_topics(settings)
+    )
     # every raw record (the shipper frames lines, so there are fewer records than lines)
     raw = [p for p in result.plan.partitions if p.topic == settings.raw_topic]
     assert all(p.new == 0 and p.to_reprocess == p.end and p.skip_through is None for p in raw)
@@ -256,8 +282,11 @@ def test_changed_rule_changes_only_the_affected_rows(settings, tmp_path):
     others_before = {k: v for k, v in first["windows"].items() if k[0] != "course_category"}
     others_after = {k: v for k, v in second["windows"].items() if k[0] != "course_category"}
     assert others_after == others_before
-    diff = {k for k in first["windows"].keys() | second["windows"].keys()
-            if first["windows"].get(k) != second["windows"].get(k)}
+    diff = {
+        k
+        for k in first["windows"].keys() | second["windows"].keys()
+        if first["windows"].get(k) != second["windows"].get(k)
+    }
     assert diff and all(k[0] == "course_category" and k[2] in ("video", "content") for k in diff)
 
 
@@ -295,14 +324,15 @@ def test_mid_log_replay_recomputes_only_later_windows(settings, tmp_path):
     assert late and all(second["versions"][k] > started_us for k in late)
     new_rule = categories_by_window(second["events"], 3600)
     assert {k: v for k, v in ch_categories(second, 3600).items() if k[2] >= hour.timestamp()} == {
-        k: v for k, v in new_rule.items() if k[2] >= hour.timestamp()}
+        k: v for k, v in new_rule.items() if k[2] >= hour.timestamp()
+    }
 
     # MySQL: show_transcript events from 01:00 on were re-classified, earlier ones not
     before = {r[0]: r for r in first["events"]}
     after = {r[0]: r for r in second["events"]}
     changed = {eid for eid in before if before[eid] != after[eid]}
-    expected = {eid for eid, r in before.items()
-                if r[3] == CHANGED_ACTION and r[1].replace(tzinfo=UTC) >= hour}
+    expected = {eid for eid, r in before.items() if r[3] == CHANGED_ACTION and r[1].replace(tzinfo=UTC) >= hour}
     assert expected and changed == expected
-    assert {after[e][2] for e in before if before[e][3] == CHANGED_ACTION
-            and before[e][1].replace(tzinfo=UTC) < hour} == {"video"}
+    assert {
+        after[e][2] for e in before if before[e][3] == CHANGED_ACTION and before[e][1].replace(tzinfo=UTC) < hour
+    } == {"video"}

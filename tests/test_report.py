@@ -27,10 +27,24 @@ SHOT_DIR = Path(os.environ.get("EDXSTREAM_TEST_ARTEFACTS", Path(tempfile.gettemp
 def screenshot(index: Path, png: Path, tmp: Path) -> Image.Image:
     assert CHROMIUM, "Chromium is needed to look at the report: apt-get install -y chromium"
     subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--hide-scrollbars", f"--user-data-dir={tmp / 'profile'}",
-         "--virtual-time-budget=10000", f"--screenshot={png}", "--window-size=1200,2600", index.as_uri()],
-        check=True, capture_output=True, timeout=120,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            "--hide-scrollbars",
+            f"--user-data-dir={tmp / 'profile'}",
+            "--virtual-time-budget=10000",
+            f"--screenshot={png}",
+            "--window-size=1200,2600",
+            index.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     return Image.open(png).convert("RGB")
 
@@ -43,7 +57,7 @@ def colour_share(img: Image.Image, rgb: tuple[int, int, int], tol: int = 12) -> 
 
 
 def hex_rgb(h: str) -> tuple[int, int, int]:
-    return tuple(int(h[i:i + 2], 16) for i in (1, 3, 5))
+    return tuple(int(h[i : i + 2], 16) for i in (1, 3, 5))
 
 
 def test_report_renders_charts_without_a_server(settings, tmp_path):
@@ -99,13 +113,19 @@ def test_report_cli_through_the_process_holding_the_folder(settings, tmp_path):
     import sys
 
     env = env_for(settings, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER], env=env, cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
         out = tmp_path / "cli-report"
-        p = subprocess.run(edxstream_cmd("report", "--course", COURSE, "--out", str(out)), env=env, cwd=REPO,
-                           capture_output=True, timeout=120)
+        p = subprocess.run(
+            edxstream_cmd("report", "--course", COURSE, "--out", str(out)),
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            timeout=120,
+        )
         assert p.returncode == 0, p.stderr.decode()[-2000:]
         page = (out / "index.html").read_text()
         alice = privacy.pseudonym_username("alice_w", settings.pseudonym_key)

@@ -21,18 +21,70 @@ from tests.test_stream_app import wait_exit, worker
 
 # any character, lone surrogates included (json.dumps writes them as \udxxx escapes)
 ANY_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=40)
-NUMBERS = st.one_of(st.integers(min_value=-(2**70), max_value=2**70), st.floats(allow_nan=True, allow_infinity=True),
-                    st.sampled_from([2**63, -(2**63) - 1, 2**64, 10**30]))
-SCALARS = st.one_of(st.none(), st.booleans(), NUMBERS, ANY_TEXT,
-                    st.sampled_from(["course-v1:Org+C+R", "block-v1:Org+C+R+type@problem+block@p1", "/courses/x/y/z",
-                                     "2026-11-27T10:00:00Z", "play_video", "problem_check", "", "{", "a=1&b=2"]))
-VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                       st.dictionaries(ANY_TEXT, inner, max_size=4)), max_leaves=12)
-FIELDS = ["event_type", "name", "time", "timestamp", "context", "event", "data", "page", "referer", "username",
-          "ip", "host", "agent", "session", "event_source"]
+NUMBERS = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([2**63, -(2**63) - 1, 2**64, 10**30]),
+)
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    NUMBERS,
+    ANY_TEXT,
+    st.sampled_from(
+        [
+            "course-v1:Org+C+R",
+            "block-v1:Org+C+R+type@problem+block@p1",
+            "/courses/x/y/z",
+            "2026-11-27T10:00:00Z",
+            "play_video",
+            "problem_check",
+            "",
+            "{",
+            "a=1&b=2",
+        ]
+    ),
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(ANY_TEXT, inner, max_size=4)),
+    max_leaves=12,
+)
+FIELDS = [
+    "event_type",
+    "name",
+    "time",
+    "timestamp",
+    "context",
+    "event",
+    "data",
+    "page",
+    "referer",
+    "username",
+    "ip",
+    "host",
+    "agent",
+    "session",
+    "event_source",
+]
 CONTEXT_FIELDS = ["course_id", "user_id", "path", "org_id", "module", "username", "referer", "agent"]
-EVENT_FIELDS = ["problem_id", "id", "code", "currentTime", "old_time", "new_time", "speed", "attempts", "success",
-                "grade", "max_grade", "course_id", "user_id", "usage_key", "module_id"]
+EVENT_FIELDS = [
+    "problem_id",
+    "id",
+    "code",
+    "currentTime",
+    "old_time",
+    "new_time",
+    "speed",
+    "attempts",
+    "success",
+    "grade",
+    "max_grade",
+    "course_id",
+    "user_id",
+    "usage_key",
+    "module_id",
+]
 
 
 def deep(depth: int) -> str:
@@ -109,8 +161,10 @@ def test_every_generated_hostile_line_parses_encodes_and_makes_a_row(line):
 
 
 def test_a_lone_surrogate_escape_is_stored_not_a_crash():
-    line = (b'{"event_type":"play_video","time":"2026-11-27T10:00:00Z","page":"https://lms/x\\ud800",'
-            b'"context":{"course_id":"course-v1:O+C+R","user_id":5},"event":"{\\"id\\":\\"v\\ud800\\"}"}')
+    line = (
+        b'{"event_type":"play_video","time":"2026-11-27T10:00:00Z","page":"https://lms/x\\ud800",'
+        b'"context":{"course_id":"course-v1:O+C+R","user_id":5},"event":"{\\"id\\":\\"v\\ud800\\"}"}'
+    )
     record = parse_line(line)
     assert record.__class__ is EnrichedEvent
     assert record.page == "https://lms/x\ufffd"
@@ -147,8 +201,10 @@ def test_a_batch_of_hostile_lines_through_the_real_worker_and_sink_all_stored_or
     body = []
     for i, line in enumerate(lines):
         if i % 10 == 0:
-            body.append(b'{"event_type":"play_video","time":"2026-11-27T10:00:%02dZ","page":"https://lms/x\\ud800",'
-                        b'"context":{"course_id":"course-v1:O+C+R","user_id":%d},"n":%d}' % (i % 60, i, i))
+            body.append(
+                b'{"event_type":"play_video","time":"2026-11-27T10:00:%02dZ","page":"https://lms/x\\ud800",'
+                b'"context":{"course_id":"course-v1:O+C+R","user_id":%d},"n":%d}' % (i % 60, i, i)
+            )
         else:
             body.append(line)
     path = tmp_path / "tracking.log"

@@ -21,8 +21,13 @@ def test_the_clickhouse_sink_refuses_the_default_key(settings):
     # nothing was created: the refusal comes before the sink touches ClickHouse
     assert not (settings.home / "clickhouse-subprocess").exists()
     # pseudonymisation off: no key is used, nothing to refuse
-    off = run(env_for(settings, EDXSTREAM_PSEUDONYM_KEY="change-me", EDXSTREAM_PSEUDONYMIZE="false"),
-              "sink", "clickhouse", "--max-idle", "1")
+    off = run(
+        env_for(settings, EDXSTREAM_PSEUDONYM_KEY="change-me", EDXSTREAM_PSEUDONYMIZE="false"),
+        "sink",
+        "clickhouse",
+        "--max-idle",
+        "1",
+    )
     assert off.returncode == 0, off.stderr
 
 
@@ -82,19 +87,28 @@ def test_web_views_check_the_host_header_and_the_token(tmp_path):
     from stream_app.views import check_bind
 
     open_ = settings_mod.load(home=tmp_path)
-    assert [s for s, _ in _serve_and_get(open_, [
-        ("/counts/c/", {}),  # Host: 127.0.0.1:port
-        ("/counts/c/", {"Host": "localhost:6066"}),
-        ("/counts/c/", {"Host": "attacker.example.com"}),  # DNS rebinding
-    ])] == [200, 200, 421]
+    assert [
+        s
+        for s, _ in _serve_and_get(
+            open_,
+            [
+                ("/counts/c/", {}),  # Host: 127.0.0.1:port
+                ("/counts/c/", {"Host": "localhost:6066"}),
+                ("/counts/c/", {"Host": "attacker.example.com"}),  # DNS rebinding
+            ],
+        )
+    ] == [200, 200, 421]
 
     tok = settings_mod.load(home=tmp_path, web_token="t0k3n-secret")
-    got = _serve_and_get(tok, [
-        ("/counts/c/", {}),
-        ("/counts/c/", {"Authorization": "Bearer wrong"}),
-        ("/counts/c/", {"Authorization": "Bearer t0k3n-secret"}),
-        ("/counts/c/?token=t0k3n-secret", {}),
-    ])
+    got = _serve_and_get(
+        tok,
+        [
+            ("/counts/c/", {}),
+            ("/counts/c/", {"Authorization": "Bearer wrong"}),
+            ("/counts/c/", {"Authorization": "Bearer t0k3n-secret"}),
+            ("/counts/c/?token=t0k3n-secret", {}),
+        ],
+    )
     assert [s for s, _ in got] == [401, 401, 200, 200]
     assert "edxstream_token=t0k3n-secret" in got[3][1] and "HttpOnly" in got[3][1]
 

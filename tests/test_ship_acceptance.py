@@ -24,8 +24,9 @@ def test_kill9_rotation_broker_restart_and_copytruncate(settings, persistent_bro
     s = settings.model_copy(update={"kafka_bootstrap": persistent_broker.bootstrap})
     env = env_for(s)
     log = tmp_path / "tracking.log"
-    cmd = edxstream_cmd("ship", str(log), "--poll-interval", "0.05", "--checkpoint-interval", "0.1",
-                        "--rotate-wait", "0.5")
+    cmd = edxstream_cmd(
+        "ship", str(log), "--poll-interval", "0.05", "--checkpoint-interval", "0.1", "--rotate-wait", "0.5"
+    )
     replay_from: dict[str, int] = {}
 
     def snapshot():  # the checkpoint at a disruption: repeats are allowed from here on

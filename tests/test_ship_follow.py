@@ -25,8 +25,15 @@ class Running:
 
     def __init__(self, settings, path, **kw):
         self.stop = threading.Event()
-        self.follower = Follower(settings, path, should_stop=self.stop.is_set, rotate_wait=0.6,
-                                 poll_interval=0.05, checkpoint_every=0.2, **kw)
+        self.follower = Follower(
+            settings,
+            path,
+            should_stop=self.stop.is_set,
+            rotate_wait=0.6,
+            poll_interval=0.05,
+            checkpoint_every=0.2,
+            **kw,
+        )
         self.thread = threading.Thread(target=self.follower.run, daemon=True)
         self.thread.start()
 
@@ -106,8 +113,14 @@ def test_follows_partial_lines_rename_rotation_and_copytruncate(settings, tmp_pa
     by_tag: dict[str, list] = {}
     for m in msgs:
         by_tag.setdefault(json.loads(m.value)["tag"], []).append(m)
-    assert {t: len(v) for t, v in by_tag.items()} == {"first": 500, "partial": 1, "late-in-old": 20,
-                                                      "second": 300, "after-copy": 5, "third": 200}
+    assert {t: len(v) for t, v in by_tag.items()} == {
+        "first": 500,
+        "partial": 1,
+        "late-in-old": 20,
+        "second": 300,
+        "after-copy": 5,
+        "third": 200,
+    }
     assert {m.value for m in by_tag["partial"]} == {partial}
     # the old file's lines (incl. the late ones) are one file; the new file is another
     assert len({m.fp for t in ("first", "partial", "late-in-old") for m in by_tag[t]}) == 1
@@ -148,6 +161,7 @@ def _wait_for_checkpoint(settings, log, low, timeout=60):
     def mid():
         cp = checkpoint(settings, log)
         return cp and low < max(e["offset"] for e in cp.values())
+
     wait_for(mid, timeout, "a checkpoint in the middle of the file")
 
 
@@ -173,8 +187,11 @@ def test_kill_9_mid_file_replays_only_the_unacknowledged_tail(settings, tmp_path
     write_lines(log, more)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        wait_for(lambda: checkpoint(settings, log)[fingerprint_path(log)]["offset"] == log.stat().st_size, 120,
-                 "the restarted shipper to reach the end")
+        wait_for(
+            lambda: checkpoint(settings, log)[fingerprint_path(log)]["offset"] == log.stat().st_size,
+            120,
+            "the restarted shipper to reach the end",
+        )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
     finally:
@@ -193,8 +210,13 @@ def test_kill_9_mid_file_replays_only_the_unacknowledged_tail(settings, tmp_path
 def test_sigterm_flushes_and_checkpoints(settings, tmp_path):
     log = tmp_path / "tracking.log"
     write_lines(log, [make_line(i) for i in range(20_000)])
-    proc = subprocess.Popen(edxstream_cmd("ship", str(log)), env=env_for(settings), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        edxstream_cmd("ship", str(log)),
+        env=env_for(settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _wait_for_checkpoint(settings, log, 0)
         proc.send_signal(signal.SIGTERM)
@@ -237,8 +259,11 @@ def test_broker_down_waits_and_delivers_everything_after_it_returns(settings, tm
         b.start()
         after = [make_line(i, tag="after") for i in range(500)]
         write_lines(log, after)
-        wait_for(lambda: checkpoint(s, log)[fingerprint_path(log)]["offset"] == log.stat().st_size, 120,
-                 "delivery after the broker came back")
+        wait_for(
+            lambda: checkpoint(s, log)[fingerprint_path(log)]["offset"] == log.stat().st_size,
+            120,
+            "delivery after the broker came back",
+        )
         run.close()
         msgs = read_topic(b.bootstrap, s.raw_topic, expect=3500)
     finally:

@@ -20,7 +20,14 @@ from edxstream.core import clickhouse, privacy, records
 from sinks import clickhouse_sink
 from tests.conftest import edxstream_cmd, env_for
 from tests.sink_helpers import (
-    committed, end_offsets, expected_windows, make_events, produce, produce_events, produce_windows, reset_group,
+    committed,
+    end_offsets,
+    expected_windows,
+    make_events,
+    produce,
+    produce_events,
+    produce_windows,
+    reset_group,
     window_emissions,
 )
 
@@ -35,8 +42,9 @@ def _utc(dt):
 
 
 def final_windows(client) -> dict[tuple, int]:
-    rows = client.query("SELECT kind, course_id, dimension, window_seconds, window_start, count "
-                        "FROM window_counts_final").result_rows
+    rows = client.query(
+        "SELECT kind, course_id, dimension, window_seconds, window_start, count FROM window_counts_final"
+    ).result_rows
     out = {(k, c, d, w, _utc(s)): n for k, c, d, w, s, n in rows}
     assert len(out) == len(rows), "the view must hold one row per window"
     return out
@@ -47,8 +55,14 @@ def event_snapshot(client) -> list[tuple]:
 
 
 def read_dead_letter_topic(settings, expect: int) -> list[records.DeadLetter]:
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": uuid.uuid4().hex,
-                  "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
+    c = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": uuid.uuid4().hex,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+        }
+    )
     c.subscribe([settings.deadletter_topic])
     got, deadline = [], time.monotonic() + 30
     while len(got) < expect and time.monotonic() < deadline:
@@ -105,8 +119,15 @@ def test_window_counts_equal_independent_counts_and_replay_changes_nothing(setti
     # A later version of a window replaces the earlier one; an older one does not.
     key = next(iter(windows_before))
     kind, course, dim, w, start = key
-    newer = records.WindowCount(kind=kind, course_id=course, dimension=dim, window_seconds=w,
-                                window_start=start, count=windows_before[key] + 5, version=10**6)
+    newer = records.WindowCount(
+        kind=kind,
+        course_id=course,
+        dimension=dim,
+        window_seconds=w,
+        window_start=start,
+        count=windows_before[key] + 5,
+        version=10**6,
+    )
     older = msgspec.structs.replace(newer, count=1, version=1)
     produce_windows(settings, [newer, older])
     clickhouse_sink.run(settings, max_idle_seconds=IDLE)
@@ -141,8 +162,7 @@ def test_killed_mid_stream_and_restarted_ends_with_the_same_tables(settings):
     produce_events(settings, events)
     produce_windows(settings, window_emissions(events))
     env = env_for(settings, EDXSTREAM_CLICKHOUSE_BATCH_ROWS="200")
-    proc = subprocess.Popen(edxstream_cmd("-v", "sink", "clickhouse"), env=env,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(edxstream_cmd("-v", "sink", "clickhouse"), env=env, stderr=subprocess.PIPE, text=True)
     commits = 0
     try:
         deadline = time.monotonic() + 120
@@ -160,11 +180,17 @@ def test_killed_mid_stream_and_restarted_ends_with_the_same_tables(settings):
             proc.kill()
     assert commits == 5, "the sink never committed a batch"
     topics = [settings.aggregates_topic, settings.enriched_topic]
-    assert committed(settings, settings.clickhouse_sink_group, topics) != end_offsets(settings, topics), \
+    assert committed(settings, settings.clickhouse_sink_group, topics) != end_offsets(settings, topics), (
         "the kill was meant to land mid-stream"
+    )
 
-    done = subprocess.run(edxstream_cmd("sink", "clickhouse", "--max-idle", str(IDLE)), env=env,
-                          capture_output=True, text=True, timeout=240)
+    done = subprocess.run(
+        edxstream_cmd("sink", "clickhouse", "--max-idle", str(IDLE)),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stderr
     assert committed(settings, settings.clickhouse_sink_group, topics) == end_offsets(settings, topics)
 
@@ -184,8 +210,13 @@ def test_distinct_events_sharing_course_learner_and_time_both_survive_merges(set
     from sinks.rows import Msg
 
     first = make_events(1, seed=41)[0]
-    twin = msgspec.structs.replace(first, event_id=first.event_id[::-1], action="another_action",
-                                   event_type="another.event_type", payload='{"twin": true}')
+    twin = msgspec.structs.replace(
+        first,
+        event_id=first.event_id[::-1],
+        action="another_action",
+        event_type="another.event_type",
+        payload='{"twin": true}',
+    )
     writer = clickhouse_sink.ClickHouseWriter(settings)
     try:
         for i, e in enumerate([first, twin, first]):  # `first` re-sent: that one collapses
@@ -216,7 +247,9 @@ def test_rows_the_server_refuses_as_json_go_as_columns(settings):
         p = clickhouse_sink.Prepared(
             events=[privacy.for_analysts(e, settings) for e in events],
             event_json=[b'{"event_id": "x", "time": "not a time"}'],
-            windows=windows, window_json=[b'{"kind": "k", "window_start": "not a time"}'])
+            windows=windows,
+            window_json=[b'{"kind": "k", "window_start": "not a time"}'],
+        )
         assert writer.write(p) == {"events": 20, "windows": len(windows), "dead_letters": 0}
         client = clickhouse.connect(settings)
         assert final_windows(client) == expected_windows(events)

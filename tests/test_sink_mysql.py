@@ -20,7 +20,14 @@ from sinks import mysql_sink, rows
 from sinks.rows import Msg
 from tests.conftest import edxstream_cmd, env_for
 from tests.sink_helpers import (
-    committed, end_offsets, make_events, mysql_expected_row, mysql_table, produce, produce_events, reset_group,
+    committed,
+    end_offsets,
+    make_events,
+    mysql_expected_row,
+    mysql_table,
+    produce,
+    produce_events,
+    reset_group,
 )
 
 # A sink retries a failing write forever (by design); a test must not.
@@ -30,10 +37,19 @@ IDLE = 3.0
 
 
 def _dead_letters(n: int) -> list[DeadLetter]:
-    return [DeadLetter(dead_letter_id=f"dl{i:04d}", reason="invalid_json", detail=f"line {i} is not JSON",
-                       raw=f"{{broken 'line' {i} \\ ☃", source="/var/log/tracking.log", offset=i * 10,
-                       stage="parse", seen_at=datetime(2024, 2, 1, 12, 0, i, 123456, tzinfo=timezone.utc))
-            for i in range(n)]
+    return [
+        DeadLetter(
+            dead_letter_id=f"dl{i:04d}",
+            reason="invalid_json",
+            detail=f"line {i} is not JSON",
+            raw=f"{{broken 'line' {i} \\ ☃",
+            source="/var/log/tracking.log",
+            offset=i * 10,
+            stage="parse",
+            seen_at=datetime(2024, 2, 1, 12, 0, i, 123456, tzinfo=timezone.utc),
+        )
+        for i in range(n)
+    ]
 
 
 @pytest.mark.parametrize("load_data", [None, False], ids=["load_data_path", "insert_path"])
@@ -43,8 +59,12 @@ def test_one_row_per_event_poison_to_dead_letters_and_replay_changes_nothing(set
     n_records += produce_events(settings, events[:50])  # re-sent duplicates, as an upstream replay does
     dls = _dead_letters(5)
     produce(settings, settings.deadletter_topic, [(b"k", records.encode(d)) for d in dls])
-    poison = [(settings.enriched_topic, b"not json at all"), (settings.enriched_topic, b'{"event_id": "x"}'),
-              (settings.enriched_topic, b""), (settings.deadletter_topic, b"\xff\xfe\x00binary")]
+    poison = [
+        (settings.enriched_topic, b"not json at all"),
+        (settings.enriched_topic, b'{"event_id": "x"}'),
+        (settings.enriched_topic, b""),
+        (settings.deadletter_topic, b"\xff\xfe\x00binary"),
+    ]
     for topic, value in poison:
         produce(settings, topic, [(None, value)])
 
@@ -54,8 +74,16 @@ def test_one_row_per_event_poison_to_dead_letters_and_replay_changes_nothing(set
     assert mysql_table(settings, "events", "event_id") == expected
     dead = {r[0]: r for r in mysql_table(settings, "dead_letters", "dead_letter_id")}
     for d in dls:
-        assert dead[d.dead_letter_id][1:] == (d.reason, d.detail, d.raw, "utf-8", d.source, d.offset, "parse",
-                                              d.seen_at.replace(tzinfo=None))
+        assert dead[d.dead_letter_id][1:] == (
+            d.reason,
+            d.detail,
+            d.raw,
+            "utf-8",
+            d.source,
+            d.offset,
+            "parse",
+            d.seen_at.replace(tzinfo=None),
+        )
     sink_dead = [r for r in dead.values() if r[7] == "sink"]
     assert len(sink_dead) == len(poison) and len(dead) == len(dls) + len(poison)
     assert {r[1] for r in sink_dead} == {"undecodable_message"}
@@ -160,12 +188,14 @@ def test_killed_mid_stream_and_restarted_ends_with_the_same_table(settings):
     written = _count(settings)
     assert 0 < written < len(events), f"the kill was meant to land mid-stream, {written} rows written"
 
-    done = subprocess.run(edxstream_cmd("sink", "mysql", "--max-idle", str(IDLE)), env=env,
-                          capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        edxstream_cmd("sink", "mysql", "--max-idle", str(IDLE)), env=env, capture_output=True, text=True, timeout=180
+    )
     assert done.returncode == 0, done.stderr
     assert mysql_table(settings, "events", "event_id") == sorted(mysql_expected_row(e) for e in events)
-    assert committed(settings, settings.mysql_sink_group, [settings.enriched_topic]) == \
-        end_offsets(settings, [settings.enriched_topic])
+    assert committed(settings, settings.mysql_sink_group, [settings.enriched_topic]) == end_offsets(
+        settings, [settings.enriched_topic]
+    )
 
 
 def _count(settings) -> int:
@@ -176,6 +206,7 @@ def _count(settings) -> int:
 
 
 # -- the two write paths, through the writer itself ----------------------------------------
+
 
 def _msgs(settings, events) -> list[Msg]:
     return [Msg(settings.enriched_topic, 0, i, records.encode(e)) for i, e in enumerate(events)]
@@ -218,7 +249,8 @@ def test_batches_of_new_events_load_straight_into_events_until_one_meets_stored_
         writer.write(writer.prepare(_msgs(settings, events[60:])))
         assert writer.direct
         assert mysql_table(settings, "events", "event_id") == sorted(
-            want + [mysql_expected_row(e) for e in events[60:]])
+            want + [mysql_expected_row(e) for e in events[60:]]
+        )
     finally:
         writer.close()
 
@@ -281,17 +313,40 @@ def test_a_load_data_warning_sends_the_batch_to_the_insert_path(settings, caplog
         writer.close()
 
 
-TRICKY = ["plain", "tab\there", "new\nline", "back\\slash", "\\N", "\\", "", "  padded  ", "carriage\rreturn",
-          "nul\x00byte", "ctl\x1d\x1e\x1f", "quote'\"`", "ünïcødé ☃ 😀", "\\t not a tab"]
+TRICKY = [
+    "plain",
+    "tab\there",
+    "new\nline",
+    "back\\slash",
+    "\\N",
+    "\\",
+    "",
+    "  padded  ",
+    "carriage\rreturn",
+    "nul\x00byte",
+    "ctl\x1d\x1e\x1f",
+    "quote'\"`",
+    "ünïcødé ☃ 😀",
+    "\\t not a tab",
+]
 
 
 def test_tsv_rows_read_back_by_load_data_as_the_same_values(settings):
     base = make_events(len(TRICKY), seed=25)
-    events = [msgspec.structs.replace(e, username=t, page=t if i % 2 else None, payload=t + t)
-              for i, (e, t) in enumerate(zip(base, TRICKY, strict=True))]
-    events.append(msgspec.structs.replace(base[0], event_id="zero-micro",
-                                          time=datetime(2024, 1, 1, tzinfo=timezone.utc),
-                                          success=False, grade=0.1 + 0.2, user_id=-(2**63)))
+    events = [
+        msgspec.structs.replace(e, username=t, page=t if i % 2 else None, payload=t + t)
+        for i, (e, t) in enumerate(zip(base, TRICKY, strict=True))
+    ]
+    events.append(
+        msgspec.structs.replace(
+            base[0],
+            event_id="zero-micro",
+            time=datetime(2024, 1, 1, tzinfo=timezone.utc),
+            success=False,
+            grade=0.1 + 0.2,
+            user_id=-(2**63),
+        )
+    )
     writer = mysql_sink.MySQLWriter(settings)
     try:
         writer.write(writer.prepare(_msgs(settings, events)))
@@ -304,8 +359,8 @@ def test_tsv_rows_read_back_by_load_data_as_the_same_values(settings):
 def test_tsv_rows_escape_backslash_tab_and_newline_and_write_null_as_backslash_n():
     row = ("plain", None, 1, 2.5, True, datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc), "a\\b\tc\nd\\N")
     assert rows.tsv_rows([row, row[:1] + (None,) * 6]) == (
-        b"plain\t\\N\t1\t2.5\t1\t2024-01-02 03:04:05.000006\ta\\\\b\\tc\\nd\\\\N\n"
-        b"plain\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\n")
+        b"plain\t\\N\t1\t2.5\t1\t2024-01-02 03:04:05.000006\ta\\\\b\\tc\\nd\\\\N\nplain\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\n"
+    )
     assert rows.tsv_rows([("ctl\x1d\x1e\x1f", "\r\x00")]) == b"ctl\x1d\x1e\x1f\t\r\x00\n"
     assert rows.tsv_rows([]) == b""
 
@@ -317,7 +372,10 @@ def test_an_array_record_gives_each_event_and_a_bad_one_is_a_dead_letter_alone(s
     lone = Msg(settings.enriched_topic, 0, 8, records.encode(good[1]))
     p = mysql_sink.MySQLWriter(settings).prepare([frame, lone])
     assert [(e.event_id, m.offset, i) for e, m, i in p.events] == [
-        (good[0].event_id, 7, 0), (good[2].event_id, 7, 2), (good[1].event_id, 8, None)]
+        (good[0].event_id, 7, 0),
+        (good[2].event_id, 7, 2),
+        (good[1].event_id, 8, None),
+    ]
     assert len(p.dead_letters) == 1
     literal, msg = p.dead_letters[0]
     assert msg is frame  # the record's offset is what gets committed
@@ -331,7 +389,7 @@ def test_batches_of_many_event_records_are_bounded_by_bytes_as_well(settings):
     from sinks.consumer import ROW_BYTES
 
     events = make_events(4000, seed=28)
-    values = [records.encode(events[i:i + 100]) for i in range(0, len(events), 100)]
+    values = [records.encode(events[i : i + 100]) for i in range(0, len(events), 100)]
     produce(settings, settings.enriched_topic, [(None, v) for v in values])
     small = settings.model_copy(update={"sink_batch_rows": 500})
     stats = mysql_sink.run(small, max_idle_seconds=IDLE)

@@ -20,7 +20,12 @@ from tests.conftest import edxstream_cmd, env_for
 from tests.test_ship_follow import wait_for
 from tests.test_sink_clickhouse import final_windows, read_dead_letter_topic
 from tests.sink_helpers import (
-    expected_windows, make_events, mysql_table, produce_events, produce_windows, window_emissions,
+    expected_windows,
+    make_events,
+    mysql_table,
+    produce_events,
+    produce_windows,
+    window_emissions,
 )
 
 pytestmark = pytest.mark.timeout(300)
@@ -117,8 +122,9 @@ def test_clickhouse_row_refused_for_its_value_is_a_dead_letter_alone(settings):
         from sinks.rows import Msg
 
         msg = Msg(settings.enriched_topic, 0, 42, b"[...]", 1_700_000_000_000)
-        p = clickhouse_sink.Prepared(events=events, event_json=[b'{"time": "not a time"}'],
-                                     event_from=[(msg, i) for i in range(len(events))])
+        p = clickhouse_sink.Prepared(
+            events=events, event_json=[b'{"time": "not a time"}'], event_from=[(msg, i) for i in range(len(events))]
+        )
         assert writer.write(p) == {"events": 9, "windows": 0, "dead_letters": 1}
         stored = {r[0] for r in clickhouse.connect(settings).query("SELECT event_id FROM events FINAL").result_rows}
         assert stored == {e.event_id for e in events} - {bad.event_id}
@@ -158,8 +164,13 @@ def test_mysql_sink_makes_dropped_tables_again_or_stops_with_a_clear_error(setti
         mysql_sink.run(settings, max_idle_seconds=3.0)
     state = metrics(settings, "mysql")["state"]
     assert state.startswith("stuck: ") and "events" in state
-    run = subprocess.run(edxstream_cmd("sink", "mysql", "--max-idle", "3"), env=env_for(settings),
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        edxstream_cmd("sink", "mysql", "--max-idle", "3"),
+        env=env_for(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     err = [line for line in run.stderr.splitlines() if line.startswith("edxstream:")]
     assert run.returncode == 2 and len(err) == 1 and "sink mysql stopped" in err[0], run.stderr
 
@@ -168,12 +179,16 @@ def test_a_sink_that_cannot_reach_its_database_says_so_before_data_arrives(setti
     s = settings.model_copy(update={"mysql_dsn": "mysql://root:@127.0.0.1:1/nowhere"})
     sink = SinkThread(mysql_sink.run, s)
     try:
-        wait_for(lambda: metrics(s, "mysql").get("state", "").startswith("retrying: "), 60,
-                 "the sink to report that it is retrying")
+        wait_for(
+            lambda: metrics(s, "mysql").get("state", "").startswith("retrying: "),
+            60,
+            "the sink to report that it is retrying",
+        )
         m = metrics(s, "mysql")
         assert "OperationalError" in m["last_error"] and m["last_write"] is None and m["pid"] == os.getpid()
-        status = subprocess.run(edxstream_cmd("stack", "status"), env=env_for(s), capture_output=True, text=True,
-                                timeout=120)
+        status = subprocess.run(
+            edxstream_cmd("stack", "status"), env=env_for(s), capture_output=True, text=True, timeout=120
+        )
         [line] = [ln for ln in status.stdout.splitlines() if ln.startswith("sink-mysql")]
         assert "retrying: OperationalError" in line
     finally:
@@ -188,7 +203,8 @@ def test_stack_status_leaves_out_components_that_have_exited(settings):
     dead.wait()
     (run_dir / "sink-mysql.metrics.json").write_text(json.dumps({"pid": dead.pid, "state": "ok"}))
     (run_dir / "sink-clickhouse.metrics.json").write_text(json.dumps({"pid": os.getpid(), "state": "ok"}))
-    status = subprocess.run(edxstream_cmd("stack", "status"), env=env_for(settings), capture_output=True, text=True,
-                            timeout=120)
+    status = subprocess.run(
+        edxstream_cmd("stack", "status"), env=env_for(settings), capture_output=True, text=True, timeout=120
+    )
     names = [ln.split()[0] for ln in status.stdout.splitlines() if ln.startswith("sink-")]
     assert names == ["sink-clickhouse"], status.stdout

@@ -21,8 +21,15 @@ def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
 
 
 def _consume(bootstrap: str, topic: str, n: int, group: str | None = None, commit: bool = False) -> list[bytes]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group or uuid.uuid4().hex,
-                  "auto.offset.reset": "earliest", "session.timeout.ms": 6000, "enable.auto.commit": False})
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group or uuid.uuid4().hex,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+            "enable.auto.commit": False,
+        }
+    )
     c.subscribe([topic])
     got: list[bytes] = []
     deadline = time.monotonic() + 60
@@ -98,8 +105,11 @@ def test_stack_up_with_s3_storage_keeps_topics_across_down_and_up(settings):
 
 
 def test_status_with_nothing_running_prints_down_and_exits_1_for_degraded(settings):
-    env = env_for(settings, EDXSTREAM_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}",
-                  EDXSTREAM_MYSQL_DSN=f"mysql://edxstream:edxstream@127.0.0.1:{free_port()}/edxstream")
+    env = env_for(
+        settings,
+        EDXSTREAM_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}",
+        EDXSTREAM_MYSQL_DSN=f"mysql://edxstream:edxstream@127.0.0.1:{free_port()}/edxstream",
+    )
     r = subprocess.run(edxstream_cmd("stack", "status"), env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "Traceback" not in r.stderr

@@ -48,8 +48,13 @@ EVENT_TYPES = [
     ("page_close", "browser", "content", "page_close", "plumbing"),
     ("edx.course.enrollment.activated", "server", "enrollment", "edx.course.enrollment.activated", "enrollment"),
 ]
-MALFORMED = [b"this is not json {", b'{"event_type": "play_video", "time": "not a time"}',
-             b'{"time": "2024-03-04T00:00:00+00:00"}', b"\xff\xfe\x00 not utf-8", b"[1, 2, 3]"]
+MALFORMED = [
+    b"this is not json {",
+    b'{"event_type": "play_video", "time": "not a time"}',
+    b'{"time": "2024-03-04T00:00:00+00:00"}',
+    b"\xff\xfe\x00 not utf-8",
+    b"[1, 2, 3]",
+]
 WINDOWS = (60, 3600)
 GRACE = 48 * 3600
 
@@ -79,9 +84,18 @@ def _event(t: datetime, learner: int, course: Optional[str], etype: tuple) -> tu
     username = f"learner{learner}" if learner != 15 else ""
     if learner <= 12:  # 13 and 14 have only a username, 15 is anonymous
         ctx["user_id"] = 1000 + learner
-    doc = {"username": username, "event_type": name, "event_source": source, "time": t.isoformat(),
-           "context": ctx, "event": "{}", "host": "lms.example.org", "ip": "10.0.0.1", "agent": "test",
-           "page": None}
+    doc = {
+        "username": username,
+        "event_type": name,
+        "event_source": source,
+        "time": t.isoformat(),
+        "context": ctx,
+        "event": "{}",
+        "host": "lms.example.org",
+        "ip": "10.0.0.1",
+        "agent": "test",
+        "page": None,
+    }
     learner_id = str(1000 + learner) if learner <= 12 else (username or None)
     return json.dumps(doc).encode(), (username or "anon").encode(), learner_id
 
@@ -93,8 +107,10 @@ def make_log(n: int, seed: int) -> list[Line]:
     old (beyond grace whatever else happens: same learner, so same raw partition, so
     it is processed after the one that moved the watermark)."""
     rnd = random.Random(seed)
-    files = {"A": ["/var/log/tracking.log", "fpA-" + str(seed), 0],
-             "B": ["/var/log/tracking.log.1", "fpB-" + str(seed), 0]}
+    files = {
+        "A": ["/var/log/tracking.log", "fpA-" + str(seed), 0],
+        "B": ["/var/log/tracking.log.1", "fpB-" + str(seed), 0],
+    }
     lines: list[Line] = []
 
     def add(raw: bytes, key: bytes, **kw) -> None:
@@ -114,17 +130,33 @@ def make_log(n: int, seed: int) -> list[Line]:
         course = None if rnd.random() < 0.02 else rnd.choice(COURSES)
         et = rnd.choice(EVENT_TYPES)
         raw, key, lid = _event(t, learner, course, et)
-        add(raw, key, time=t.timestamp(), course=course, category=et[2], action=et[3], learner=lid,
-            counted_as=et[4])
+        add(raw, key, time=t.timestamp(), course=course, category=et[2], action=et[3], learner=lid, counted_as=et[4])
         if i == n // 2:
             ahead = BASE + timedelta(seconds=span)
             raw, key, lid = _event(ahead, 3, COURSES[0], EVENT_TYPES[0])
-            add(raw, key, time=ahead.timestamp(), course=COURSES[0], category="video", action="play_video", learner=lid,
-                counted_as="video")
+            add(
+                raw,
+                key,
+                time=ahead.timestamp(),
+                course=COURSES[0],
+                category="video",
+                action="play_video",
+                learner=lid,
+                counted_as="video",
+            )
             old = BASE - timedelta(days=5)
             raw, key, lid = _event(old, 3, COURSES[0], EVENT_TYPES[0])
-            add(raw, key, time=old.timestamp(), course=COURSES[0], category="video", action="play_video",
-                learner=lid, too_late=True, counted_as="video")
+            add(
+                raw,
+                key,
+                time=old.timestamp(),
+                course=COURSES[0],
+                category="video",
+                action="play_video",
+                learner=lid,
+                too_late=True,
+                counted_as="video",
+            )
     return lines
 
 
@@ -139,12 +171,12 @@ def produce(settings, lines: list[Line], max_frame: int = 8) -> None:
 
     def send(part: int) -> None:
         fr = open_frames.pop(part)
-        headers = [("source", fr[0].source.encode()), ("offset", str(fr[0].offset).encode()),
-                   ("fp", fr[0].fp.encode())]
+        headers = [("source", fr[0].source.encode()), ("offset", str(fr[0].offset).encode()), ("fp", fr[0].fp.encode())]
         if len(fr) > 1:
             headers.append((frames.OFFSETS, frames.offsets_header([ln.offset for ln in fr])))
-        p.produce(settings.raw_topic, key=fr[0].key, value=b"\n".join(ln.raw for ln in fr), partition=part,
-                  headers=headers)
+        p.produce(
+            settings.raw_topic, key=fr[0].key, value=b"\n".join(ln.raw for ln in fr), partition=part, headers=headers
+        )
         p.poll(0)
 
     for ln in lines:
@@ -191,8 +223,13 @@ def decode_enriched_many(data: bytes) -> list:
 def read_topic(settings, topic: str, *, done=None, quiet: float = 3.0, timeout: float = 90.0) -> list:
     """Every message of a topic from the beginning, until ``done(messages)`` or no new
     message for ``quiet`` seconds."""
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
-                  "enable.auto.commit": False})
+    c = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+        }
+    )
     c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(settings.partitions)])
     out, last, deadline = [], time.monotonic(), time.monotonic() + timeout
     try:
@@ -236,6 +273,7 @@ def check_outputs(settings, lines: list[Line], *, exactly_once_enriched: bool) -
     unique = list({(ln.fp, ln.offset): ln for ln in lines}.values())
     valid = [ln for ln in unique if ln.time is not None]
     malformed = [ln for ln in unique if ln.time is None]
+
     def events_of(msgs) -> list:
         return [ev for m in msgs for ev in decode_enriched_many(m.value())]
 
@@ -255,21 +293,26 @@ def check_outputs(settings, lines: list[Line], *, exactly_once_enriched: bool) -
     if exactly_once_enriched:
         assert len(events_of(enriched)) == len(valid), Counter(per_line.values())
         assert len(enriched) < len(valid)  # several events a record
-    dead = [decode_dead_letter(m.value()) for m in
-            read_topic(settings, settings.deadletter_topic, done=lambda ms: len(ms) >= len(malformed))]
+    dead = [
+        decode_dead_letter(m.value())
+        for m in read_topic(settings, settings.deadletter_topic, done=lambda ms: len(ms) >= len(malformed))
+    ]
     assert {(d.source, d.offset) for d in dead} == {(ln.source, ln.offset) for ln in malformed}
     assert all(d.reason and d.stage == "parse" for d in dead)
     got = final_aggregates(read_topic(settings, settings.aggregates_topic))
     want = expected_counts(unique)
     missing = {k: v for k, v in want.items() if got.get(k) != v}
     extra = {k: v for k, v in got.items() if k not in want}
-    assert not missing and not extra, f"{len(missing)} wrong, {len(extra)} unexpected: " \
+    assert not missing and not extra, (
+        f"{len(missing)} wrong, {len(extra)} unexpected: "
         f"{list(missing.items())[:5]} got {[got.get(k) for k in list(missing)[:5]]}; extra {list(extra.items())[:5]}"
+    )
     return got
 
 
-def worker(settings, *extra: str, web_port: Optional[int] = None, metrics: Optional[Path] = None,
-           log: Optional[Path] = None) -> subprocess.Popen:
+def worker(
+    settings, *extra: str, web_port: Optional[int] = None, metrics: Optional[Path] = None, log: Optional[Path] = None
+) -> subprocess.Popen:
     args = ["process", "--log-every", "0.5", *extra]
     if web_port:
         args += ["--web-port", str(web_port)]
@@ -303,7 +346,7 @@ def get_json(url: str) -> dict:
 
 def with_replays(lines: list[Line], start: int, length: int) -> list[Line]:
     """The log as a shipper that crashed and re-sent a stretch of lines delivers it."""
-    return lines + lines[start:start + length]
+    return lines + lines[start : start + length]
 
 
 def test_fixture_classification_matches_the_event_model():
@@ -345,13 +388,19 @@ def test_worker_enriches_dead_letters_and_counts_exactly(settings, tmp_path):
         body = get_json(f"http://127.0.0.1:{port}/counts/{quote(course, safe='')}/")
         assert body["course_id"] == course and body["owned"] is True
         for size in WINDOWS:
-            starts = [int(k.rsplit("|", 1)[1]) for k in want if k.startswith(f"course_category|{course}|")
-                      and k.split("|")[3] == str(size)]
+            starts = [
+                int(k.rsplit("|", 1)[1])
+                for k in want
+                if k.startswith(f"course_category|{course}|") and k.split("|")[3] == str(size)
+            ]
             latest = max(starts)
             w = body["windows"][str(size)]
             assert w["window_start"] == datetime.fromtimestamp(latest, UTC).isoformat().replace("+00:00", "Z")
-            cats = {k.split("|")[2]: v for k, v in want.items()
-                    if k.startswith(f"course_category|{course}|") and k.endswith(f"|{size}|{latest}")}
+            cats = {
+                k.split("|")[2]: v
+                for k, v in want.items()
+                if k.startswith(f"course_category|{course}|") and k.endswith(f"|{size}|{latest}")
+            }
             assert w["categories"] == cats
             assert w["active_learners"] == want.get(f"course_learners|{course}||{size}|{latest}", 0)
             assert sum(w["actions"].values()) == sum(cats.values())

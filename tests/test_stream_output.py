@@ -39,8 +39,9 @@ def test_enriched_records_are_arrays_up_to_the_bound_with_a_larger_event_alone()
 
     from edxstream.core.records import enriched_records
 
-    encoded = [msgspec.json.encode({"event_id": str(i), "payload": "x" * n})
-               for i, n in enumerate([10, 20, 30, 500, 10, 10])]
+    encoded = [
+        msgspec.json.encode({"event_id": str(i), "payload": "x" * n}) for i, n in enumerate([10, 20, 30, 500, 10, 10])
+    ]
     got = enriched_records(encoded, max_bytes=100)
     # in order, nothing lost or repeated, each within the bound unless one event is larger
     assert [e for v in got for e in msgspec.json.decode(v)] == [msgspec.json.decode(e) for e in encoded]

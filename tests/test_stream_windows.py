@@ -15,8 +15,16 @@ T0 = datetime(2024, 3, 1, 10, 0, tzinfo=timezone.utc).timestamp()
 C = "course-v1:Org+C1+2024"
 
 
-def item(dt: float, off: int, *, p: int = 0, cat: str = "video", act: str = "play_video",
-         learner: str | None = "7", course: str = C) -> win.Item:
+def item(
+    dt: float,
+    off: int,
+    *,
+    p: int = 0,
+    cat: str = "video",
+    act: str = "play_video",
+    learner: str | None = "7",
+    course: str = C,
+) -> win.Item:
     return win.Item(T0 + dt, course, cat, act, learner, p, off)
 
 
@@ -50,11 +58,14 @@ def counts(store, kind, size):
 def test_tumbling_windows_by_event_time_including_out_of_order():
     store = {}
     # 10:00:05, 10:01:10, then an out-of-order 10:00:59 and one at 10:59:59
-    run([item(5, 0), item(70, 1), item(59, 2, cat="assessment", act="problem_check"),
-         item(3599, 3)], store)
+    run([item(5, 0), item(70, 1), item(59, 2, cat="assessment", act="problem_check"), item(3599, 3)], store)
     m = int(T0)
-    assert counts(store, win.CATEGORY, 60) == {("video", m): 1, ("assessment", m): 1, ("video", m + 60): 1,
-                                               ("video", m + 3540): 1}
+    assert counts(store, win.CATEGORY, 60) == {
+        ("video", m): 1,
+        ("assessment", m): 1,
+        ("video", m + 60): 1,
+        ("video", m + 3540): 1,
+    }
     assert counts(store, win.CATEGORY, 3600) == {("video", m): 3, ("assessment", m): 1}
     assert counts(store, win.ACTION, 3600) == {("play_video", m): 3, ("problem_check", m): 1}
     # one learner, counted once per window however many events
@@ -85,8 +96,17 @@ def test_redelivered_events_are_not_counted_twice():
     assert store[key].categories["video"] == 15
     assert store[key].hw == {1: 109, 0: 54}
     # a crash re-delivers a tail of both raw partitions, then new events follow
-    res, _ = run([item(7, 107, p=1), item(8, 108, p=1), item(9, 109, p=1), item(4, 54, p=0),
-                  item(10, 110, p=1), item(5, 55, p=0)], store)
+    res, _ = run(
+        [
+            item(7, 107, p=1),
+            item(8, 108, p=1),
+            item(9, 109, p=1),
+            item(4, 54, p=0),
+            item(10, 110, p=1),
+            item(5, 55, p=0),
+        ],
+        store,
+    )
     assert store[key].categories["video"] == 17
     assert store[key].actions["play_video"] == 17
     assert res.skipped == 8  # four re-delivered events, in two window sizes
@@ -94,8 +114,11 @@ def test_redelivered_events_are_not_counted_twice():
 
 def test_distinct_learners_are_a_set():
     store = {}
-    run([item(1, 0, learner="7"), item(2, 1, learner="8"), item(3, 2, learner="7"),
-         item(4, 3, learner=None)], store, windows=(3600,))
+    run(
+        [item(1, 0, learner="7"), item(2, 1, learner="8"), item(3, 2, learner="7"), item(4, 3, learner=None)],
+        store,
+        windows=(3600,),
+    )
     key = win.cell_key(0, C, 3600, int(T0))
     assert store[key].count(win.LEARNERS, "") == 2 and store[key].learners == {"7", "8"}
     # anonymous events still count per category
@@ -105,8 +128,9 @@ def test_distinct_learners_are_a_set():
 def test_late_within_grace_counts_in_its_own_window_beyond_grace_goes_the_late_way():
     store = {}
     grace = 48 * 3600
-    res, ps = run([item(30 * 3600, 0), item(-18 * 3600, 1), item(-5 * 86400, 2)], store,
-                  windows=(60, 3600), grace=grace)
+    res, ps = run(
+        [item(30 * 3600, 0), item(-18 * 3600, 1), item(-5 * 86400, 2)], store, windows=(60, 3600), grace=grace
+    )
     assert res.late == 1 and ps.late == 1
     assert ps.watermark == T0 + 30 * 3600
     late_window = int(T0 - 18 * 3600)
@@ -116,8 +140,9 @@ def test_late_within_grace_counts_in_its_own_window_beyond_grace_goes_the_late_w
     assert ("video", old) not in counts(store, win.CATEGORY, 3600)
     assert res.recount == {(C, 60, old), (C, 3600, old)}
     rows = win.recount_rows(res.recount, 99)
-    assert [(r.kind, r.course_id, r.window_seconds, int(r.window_start.timestamp()), r.count, r.version)
-            for r in rows] == [(win.RECOUNT, C, 60, old, 0, 99), (win.RECOUNT, C, 3600, old, 0, 99)]
+    assert [
+        (r.kind, r.course_id, r.window_seconds, int(r.window_start.timestamp()), r.count, r.version) for r in rows
+    ] == [(win.RECOUNT, C, 60, old, 0, 99), (win.RECOUNT, C, 3600, old, 0, 99)]
     # a re-delivery of the late event names its windows again but is not counted twice
     res2, _ = run([item(-5 * 86400, 2)], store, ps, windows=(60, 3600), grace=grace)
     assert ps.late == 1 and res2.late == 0 and res2.recount == res.recount
@@ -134,8 +159,7 @@ def test_events_without_course_are_not_counted_per_course():
 
 def test_versions_grow_and_window_counts_are_full_values():
     store = {}
-    res, _ = run([item(1, 0), item(2, 1, cat="assessment", act="problem_check", learner=None)], store,
-                 windows=(60,))
+    res, _ = run([item(1, 0), item(2, 1, cat="assessment", act="problem_check", learner=None)], store, windows=(60,))
     key = win.cell_key(0, C, 60, int(T0))
     cell = store[key]
     cell.version = win.next_version(cell, 1000)
@@ -144,9 +168,12 @@ def test_versions_grow_and_window_counts_are_full_values():
     assert cell.version == v1 + 1
     wcs = win.window_counts(key, cell, res.dims[key])
     assert [(w.kind, w.course_id, w.dimension, w.window_seconds, w.count, w.version) for w in wcs] == [
-        (win.ACTION, C, "play_video", 60, 1, v1 + 1), (win.ACTION, C, "problem_check", 60, 1, v1 + 1),
-        (win.CATEGORY, C, "assessment", 60, 1, v1 + 1), (win.CATEGORY, C, "video", 60, 1, v1 + 1),
-        (win.LEARNERS, C, "", 60, 1, v1 + 1)]
+        (win.ACTION, C, "play_video", 60, 1, v1 + 1),
+        (win.ACTION, C, "problem_check", 60, 1, v1 + 1),
+        (win.CATEGORY, C, "assessment", 60, 1, v1 + 1),
+        (win.CATEGORY, C, "video", 60, 1, v1 + 1),
+        (win.LEARNERS, C, "", 60, 1, v1 + 1),
+    ]
     assert all(w.window_start == datetime(2024, 3, 1, 10, 0, tzinfo=timezone.utc) for w in wcs)
     assert sorted(all_dims(cell)) == sorted(res.dims[key])
     assert win.aggregate_key(C, 60, int(T0)) == f"{C}|60|{int(T0)}"
@@ -185,17 +212,25 @@ def test_expiry_only_after_every_raw_partition_passes_end_plus_grace():
 
 
 def test_cells_survive_the_changelog_encoding():
-    cell = win.Cell(hw={0: 5, 3: 9}, version=77, categories={"video": 3}, actions={"play_video": 2, "x": 1},
-                    learners={"a", "b"})
+    cell = win.Cell(
+        hw={0: 5, 3: 9}, version=77, categories={"video": 3}, actions={"play_video": 2, "x": 1}, learners={"a", "b"}
+    )
     assert win.decode_cell(win.encode_state(cell)) == cell
     ps = win.PartitionState(watermark=T0, late=2, counted=9, hw={1: 4}, marks={1: T0})
     assert win.decode_partition_state(win.encode_state(ps)) == ps
 
 
 def test_enriched_record_to_item_and_through_a_tally_record():
-    ev = EnrichedEvent(event_id="x", time=datetime(2024, 3, 1, 10, 0, 1, 500000, tzinfo=timezone.utc),
-                       category="forum", action="edx.forum.thread.created", event_type="edx.forum.thread.created",
-                       course_id=C, user_id=None, username="ann")
+    ev = EnrichedEvent(
+        event_id="x",
+        time=datetime(2024, 3, 1, 10, 0, 1, 500000, tzinfo=timezone.utc),
+        category="forum",
+        action="edx.forum.thread.created",
+        event_type="edx.forum.thread.created",
+        course_id=C,
+        user_id=None,
+        username="ann",
+    )
     it = item_of(ev, 2, 40)
     assert it == win.Item(T0 + 1.5, C, "forum", "edx.forum.thread.created", "ann", 2, 40)
     ev.user_id = 7
@@ -216,8 +251,11 @@ def test_changelog_topic_names(tmp_path):
     from edxstream.core.settings import load
 
     s = load(app_id="myapp", home=tmp_path)
-    assert state.changelog_topics(s) == ["myapp-shipped-changelog", "myapp-counts-changelog",
-                                         "myapp-partitions-changelog"]
+    assert state.changelog_topics(s) == [
+        "myapp-shipped-changelog",
+        "myapp-counts-changelog",
+        "myapp-partitions-changelog",
+    ]
     assert "myapp-__assignor-__leader" in state.internal_topics(s)
 
 
@@ -226,8 +264,15 @@ def test_an_event_without_time_is_counted_at_its_stored_time():
     and the windows must agree with the stored events."""
     from edxstream.core.model import UNKNOWN_TIME
 
-    ev = EnrichedEvent(event_id="x", time=UNKNOWN_TIME, category="video", action="play_video",
-                       event_type="play_video", course_id=C, user_id=7)
+    ev = EnrichedEvent(
+        event_id="x",
+        time=UNKNOWN_TIME,
+        category="video",
+        action="play_video",
+        event_type="play_video",
+        course_id=C,
+        user_id=7,
+    )
     assert item_of(ev, 0, 1).time == UNKNOWN_TIME.timestamp() == 0.0
 
 

@@ -22,8 +22,10 @@ from edxstream.ops.generate import GenConfig, write_stream
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "taxonomy.md"
 CORPUS = REPO.parent / "shared" / "corpus"
-ROW = re.compile(r"^\| `(?P<pattern>[^`]*)` \| (?P<source>\S+) \| (?P<kind>\w+) \| (?P<category>\w+) \| "
-                 r"`(?P<interaction>[^`]*)` \| (?P<ref>.*) \|$")
+ROW = re.compile(
+    r"^\| `(?P<pattern>[^`]*)` \| (?P<source>\S+) \| (?P<kind>\w+) \| (?P<category>\w+) \| "
+    r"`(?P<interaction>[^`]*)` \| (?P<ref>.*) \|$"
+)
 
 
 def _doc_tables() -> dict[str, list[dict]]:
@@ -44,6 +46,7 @@ TABLES = _doc_tables()
 
 def doc_lookup(action: str, source: str | None) -> tuple[str, str, str]:
     """docs/taxonomy.md, "How an event finds its row", step by step."""
+
     def out(row: dict, rest: str = "") -> tuple[str, str, str]:
         name = row["interaction"]
         return row["kind"], row["category"], name[:-1] + rest if name.endswith("*") else name
@@ -67,13 +70,14 @@ def doc_lookup(action: str, source: str | None) -> tuple[str, str, str]:
     prefixes = [r for r in names if r["pattern"].endswith("*") and action.startswith(r["pattern"][:-1])]
     if prefixes:
         row = max(prefixes, key=lambda r: len(r["pattern"]))
-        return out(row, action[len(row["pattern"]) - 1:])
+        return out(row, action[len(row["pattern"]) - 1 :])
     return "other", "other", ""
 
 
 def test_the_document_is_current_and_complete():
-    got = subprocess.run([sys.executable, str(REPO / "scripts" / "taxonomy_table.py"), "--check"],
-                         capture_output=True, text=True)
+    got = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "taxonomy_table.py"), "--check"], capture_output=True, text=True
+    )
     assert got.returncode == 0, got.stderr
     assert sum(len(rows) for rows in TABLES.values()) > 150
     assert all(row["ref"].strip() for rows in TABLES.values() for row in rows)
@@ -114,10 +118,24 @@ def test_generator_logs_have_no_unclassified_events():
 
 
 def _line(event_type: str, source: str, event, **extra) -> bytes:
-    ctx = {"course_id": "course-v1:Org+C1+2024", "user_id": 7, "path": extra.pop("path", "/event"),
-           "module": {"usage_key": "block-v1:Org+C1+2024+type@problem+block@p1", "display_name": "P1"}}
-    return orjson.dumps({"username": "ada", "event_source": source, "event_type": event_type, "context": ctx,
-                         "time": "2024-05-01T10:00:00.000000+00:00", "event": event, "page": None, **extra})
+    ctx = {
+        "course_id": "course-v1:Org+C1+2024",
+        "user_id": 7,
+        "path": extra.pop("path", "/event"),
+        "module": {"usage_key": "block-v1:Org+C1+2024+type@problem+block@p1", "display_name": "P1"},
+    }
+    return orjson.dumps(
+        {
+            "username": "ada",
+            "event_source": source,
+            "event_type": event_type,
+            "context": ctx,
+            "time": "2024-05-01T10:00:00.000000+00:00",
+            "event": event,
+            "page": None,
+            **extra,
+        }
+    )
 
 
 def test_one_problem_submission_counts_once():
@@ -126,10 +144,24 @@ def test_one_problem_submission_counts_once():
     records = [
         _line("problem_check", "browser", "input_p1_2_1=choice_1"),
         _line(handler, "server", '{"POST": {"input_p1_2_1": ["choice_1"]}, "GET": {}}', path=handler),
-        _line("problem_check", "server", {"problem_id": usage, "success": "correct", "attempts": 1, "grade": 1,
-                                          "max_grade": 1, "answers": {"p1_2_1": "choice_1"}}, path=handler),
-        _line("edx.grades.problem.submitted", "server", {"problem_id": usage, "weighted_earned": 1,
-                                                         "weighted_possible": 1}),
+        _line(
+            "problem_check",
+            "server",
+            {
+                "problem_id": usage,
+                "success": "correct",
+                "attempts": 1,
+                "grade": 1,
+                "max_grade": 1,
+                "answers": {"p1_2_1": "choice_1"},
+            },
+            path=handler,
+        ),
+        _line(
+            "edx.grades.problem.submitted",
+            "server",
+            {"problem_id": usage, "weighted_earned": 1, "weighted_possible": 1},
+        ),
         _line("problem_graded", "browser", ["input_p1_2_1=choice_1", "<div>correct</div>"]),
     ]
     events = _events(records)

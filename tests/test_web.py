@@ -33,8 +33,14 @@ from tests.test_analyst_data import COURSE as SMALL_COURSE
 from tests.test_analyst_data import load_course
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 PASSWORD = "correct horse battery"
 WIDTHS = (1400, 420)
 
@@ -51,20 +57,31 @@ def web(broker, mariadb, chdb_path, tmp_path_factory):
     conn = pymysql.connect(**mariadb)
     with conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
-    s = settings_mod.load(home=tmp / "home", kafka_bootstrap=broker.bootstrap, app_id=f"edxstream-t{tid}",
-                          raw_topic=f"t{tid}.raw", enriched_topic=f"t{tid}.enriched",
-                          deadletter_topic=f"t{tid}.deadletter", aggregates_topic=f"t{tid}.aggregates",
-                          mysql_dsn=f"mysql://root:@127.0.0.1:3306/{db}", clickhouse_url=f"chdb://{chdb_path}",
-                          clickhouse_database=f"t{tid}", web_app_port=conftest.free_port(),
-                          web_secret_key="a-test-key-that-is-long-enough-0123456789")
+    s = settings_mod.load(
+        home=tmp / "home",
+        kafka_bootstrap=broker.bootstrap,
+        app_id=f"edxstream-t{tid}",
+        raw_topic=f"t{tid}.raw",
+        enriched_topic=f"t{tid}.enriched",
+        deadletter_topic=f"t{tid}.deadletter",
+        aggregates_topic=f"t{tid}.aggregates",
+        mysql_dsn=f"mysql://root:@127.0.0.1:3306/{db}",
+        clickhouse_url=f"chdb://{chdb_path}",
+        clickhouse_database=f"t{tid}",
+        web_app_port=conftest.free_port(),
+        web_secret_key="a-test-key-that-is-long-enough-0123456789",
+    )
     load_course(s)  # a small course with its imported structure (names)
     load_generated(s, tmp, GenConfig(events=30_000, courses=2, learners=300, days=40, seed=11))
     client = clickhouse.connect(s)
     runner = open_runner(s)
     analysis.run(runner, client)
     # what the stream app's one-minute windows hold for each course's last hour
-    for kind, dimension, value in (("course_category", "category", "count()"), ("course_action", "action", "count()"),
-                                   ("course_learners", "''", "uniqExact(user_id)")):
+    for kind, dimension, value in (
+        ("course_category", "category", "count()"),
+        ("course_action", "action", "count()"),
+        ("course_learners", "''", "uniqExact(user_id)"),
+    ):
         client.command(f"""
             INSERT INTO window_counts
             SELECT '{kind}', course_id, {dimension}, 60, toStartOfMinute(time), {value}, 1
@@ -73,8 +90,12 @@ def web(broker, mariadb, chdb_path, tmp_path_factory):
                 USING course_id
             WHERE time > last - INTERVAL 1 HOUR
             GROUP BY course_id, {dimension}, toStartOfMinute(time)""")
-    courses = [r["course_id"] for r in json_rows(runner, "SELECT course_id, count() AS n FROM course_events "
-                                                         "GROUP BY course_id ORDER BY n DESC")]
+    courses = [
+        r["course_id"]
+        for r in json_rows(
+            runner, "SELECT course_id, count() AS n FROM course_events GROUP BY course_id ORDER BY n DESC"
+        )
+    ]
     accounts = Accounts(accounts_file(s))
     accounts.add("ops", "operator", PASSWORD)
     staff_course = courses[0]
@@ -86,8 +107,14 @@ def web(broker, mariadb, chdb_path, tmp_path_factory):
     server = create_server(app, host="127.0.0.1", port=s.web_app_port, threads=4)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    yield {"settings": s, "runner": runner, "url": f"http://127.0.0.1:{s.web_app_port}", "courses": courses,
-           "staff_course": staff_course, "other_course": next(c for c in courses if c not in (staff_course, SMALL_COURSE))}
+    yield {
+        "settings": s,
+        "runner": runner,
+        "url": f"http://127.0.0.1:{s.web_app_port}",
+        "courses": courses,
+        "staff_course": staff_course,
+        "other_course": next(c for c in courses if c not in (staff_course, SMALL_COURSE)),
+    }
     server.close()
     with conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
@@ -187,8 +214,16 @@ def test_health_and_login_are_the_only_open_pages(web):
     url = web["url"]
     assert requests.get(url + "/healthz", timeout=30).json() == {"status": "ok"}
     course = c(web["courses"][0])
-    for path in ("/", f"/overview/{course}", f"/content/{course}", f"/learners/{course}", f"/live/{course}",
-                 f"/csv/learners/{course}", f"/report/{course}", "/operators"):
+    for path in (
+        "/",
+        f"/overview/{course}",
+        f"/content/{course}",
+        f"/learners/{course}",
+        f"/live/{course}",
+        f"/csv/learners/{course}",
+        f"/report/{course}",
+        "/operators",
+    ):
         r = requests.get(url + path, allow_redirects=False, timeout=30)
         assert r.status_code == 302 and "/login" in r.headers["Location"], path
     # a form posted without its CSRF token is refused, even with the right password
@@ -216,14 +251,19 @@ def test_operator_sees_every_page_with_the_query_figures(web, browser, shots):
         ctx, page = login(browser, url, "ops", width)
         # courses: every course, with its events as the view counts them
         listed = page.locator("#courses tbody tr td:first-child").all_inner_texts()
-        assert listed == [r["course_id"] for r in json_rows(runner, "SELECT course_id FROM course_events GROUP BY "
-                                                                    "course_id ORDER BY max(time) DESC, course_id")]
+        assert listed == [
+            r["course_id"]
+            for r in json_rows(
+                runner, "SELECT course_id FROM course_events GROUP BY course_id ORDER BY max(time) DESC, course_id"
+            )
+        ]
         enrol = one(runner, f"SELECT enrolments, enrolled_now FROM course_enrolments WHERE course_id = {q}")
         check_layout(page, shots, "courses")
 
         page.goto(f"{url}/overview/{c(course)}")
-        s = one(runner, f"SELECT count() AS events, uniqExact(user_id) AS learners FROM course_events "
-                        f"WHERE course_id = {q}")
+        s = one(
+            runner, f"SELECT count() AS events, uniqExact(user_id) AS learners FROM course_events WHERE course_id = {q}"
+        )
         assert page.inner_text("#events-total") == num(s["events"])
         assert page.inner_text("#learners-total") == num(s["learners"])
         assert page.inner_text("#enrolments-total") == num(enrol["enrolments"])
@@ -232,18 +272,29 @@ def test_operator_sees_every_page_with_the_query_figures(web, browser, shots):
         check_layout(page, shots, "overview")
 
         page.goto(f"{url}/content/{c(SMALL_COURSE)}")
-        v = json_rows(runner, f"SELECT display_name, unique_viewers FROM video_engagement WHERE course_id = "
-                              f"'{SMALL_COURSE}' ORDER BY unique_viewers DESC, plays DESC, video_id")
+        v = json_rows(
+            runner,
+            f"SELECT display_name, unique_viewers FROM video_engagement WHERE course_id = "
+            f"'{SMALL_COURSE}' ORDER BY unique_viewers DESC, plays DESC, video_id",
+        )
         first = page.locator("#videos tbody tr").first.locator("td").all_inner_texts()
         assert first[0] == v[0]["display_name"] and first[1] == num(v[0]["unique_viewers"])  # names, not hashes
-        p = json_rows(runner, f"SELECT display_name, first_try_success_rate FROM problem_outcomes WHERE course_id = "
-                              f"'{SMALL_COURSE}' ORDER BY learners DESC, attempts DESC, problem_id")
+        p = json_rows(
+            runner,
+            f"SELECT display_name, first_try_success_rate FROM problem_outcomes WHERE course_id = "
+            f"'{SMALL_COURSE}' ORDER BY learners DESC, attempts DESC, problem_id",
+        )
         prow = page.locator("#problems tbody tr").first.locator("td").all_inner_texts()
         assert prow[0] == p[0]["display_name"]
         assert prow[4] == f"{100 * p[0]['first_try_success_rate']:.1f}%"  # a percentage, not 0.4597
         # sections and subsections by name (the imported structure), answers as submitted
-        sections = {r["chapter_name"] for r in json_rows(runner, f"SELECT chapter_name FROM block_names WHERE "
-                                                                  f"course_id = '{SMALL_COURSE}' AND chapter_name != ''")}
+        sections = {
+            r["chapter_name"]
+            for r in json_rows(
+                runner,
+                f"SELECT chapter_name FROM block_names WHERE course_id = '{SMALL_COURSE}' AND chapter_name != ''",
+            )
+        }
         assert set(page.locator("#sections tbody tr td:first-child").all_inner_texts()) <= sections
         assert page.locator("#sections tbody tr").count() > 0
         assert "42" in page.locator("table.answers").first.inner_text()
@@ -265,16 +316,24 @@ def test_operator_sees_every_page_with_the_query_figures(web, browser, shots):
         check_layout(page, shots, "timeline")
 
         page.goto(f"{url}/live/{c(course)}")
-        last = one(runner, f"SELECT toString(max(window_start)) AS t FROM window_counts_final "
-                           f"WHERE course_id = {q} AND window_seconds = 60")["t"]
+        last = one(
+            runner,
+            f"SELECT toString(max(window_start)) AS t FROM window_counts_final "
+            f"WHERE course_id = {q} AND window_seconds = 60",
+        )["t"]
         assert page.inner_text("#live-last") == last
         assert page.locator("#live-charts .main-svg").count() >= 2  # events and learners, each its own chart
-        top = one(runner, f"SELECT dimension, sum(count) AS n FROM window_counts_final WHERE course_id = {q} "
-                          f"AND kind = 'course_action' AND window_seconds = 60 AND window_start > "
-                          f"toDateTime('{last}', 'UTC') - INTERVAL 600 SECOND GROUP BY dimension "
-                          f"ORDER BY n DESC, dimension LIMIT 1")
-        assert page.locator("#live-top tbody tr").first.locator("td").all_inner_texts() == [top["dimension"],
-                                                                                            num(top["n"])]
+        top = one(
+            runner,
+            f"SELECT dimension, sum(count) AS n FROM window_counts_final WHERE course_id = {q} "
+            f"AND kind = 'course_action' AND window_seconds = 60 AND window_start > "
+            f"toDateTime('{last}', 'UTC') - INTERVAL 600 SECOND GROUP BY dimension "
+            f"ORDER BY n DESC, dimension LIMIT 1",
+        )
+        assert page.locator("#live-top tbody tr").first.locator("td").all_inner_texts() == [
+            top["dimension"],
+            num(top["n"]),
+        ]
         check_layout(page, shots, "live")
 
         page.goto(f"{url}/operators")
@@ -305,8 +364,15 @@ def test_staff_see_only_their_courses(web, browser):
     assert listed == {web["staff_course"], SMALL_COURSE}
     assert page.goto(f"{url}/overview/{c(web['staff_course'])}").status == 200
     other = c(web["other_course"])
-    for path in (f"/overview/{other}", f"/content/{other}", f"/learners/{other}", f"/live/{other}",
-                 f"/csv/learners/{other}", f"/report/{other}", "/operators"):
+    for path in (
+        f"/overview/{other}",
+        f"/content/{other}",
+        f"/learners/{other}",
+        f"/live/{other}",
+        f"/csv/learners/{other}",
+        f"/report/{other}",
+        "/operators",
+    ):
         assert page.goto(url + path).status == 403, path
     # logging out needs the form (with its CSRF token); afterwards pages need a login again
     page.click("text=Log out")
@@ -330,12 +396,16 @@ def test_learner_link_opens_only_that_learners_page(web, browser, shots):
         learner = browser.new_context(viewport={"width": width, "height": 900})  # no account
         me = learner.new_page()
         assert me.goto(link).status == 200
-        mine = one(runner, f"SELECT interactions, active_days FROM learner_activity "
-                           f"WHERE course_id = '{course}' AND user_id = {user_id}")
+        mine = one(
+            runner,
+            f"SELECT interactions, active_days FROM learner_activity "
+            f"WHERE course_id = '{course}' AND user_id = {user_id}",
+        )
         cells = me.locator("#peers tbody tr").first.locator("td").all_inner_texts()
         assert cells[0] == "Interactions" and cells[1] == num(mine["interactions"])
-        med = one(runner, f"SELECT quantileExact(0.5)(interactions) AS m FROM learner_activity "
-                          f"WHERE course_id = '{course}'")["m"]
+        med = one(
+            runner, f"SELECT quantileExact(0.5)(interactions) AS m FROM learner_activity WHERE course_id = '{course}'"
+        )["m"]
         assert cells[3] == num(med)
         check_layout(me, shots, "learner")
         # a link changed by hand (another learner's id) is not signed: no page
@@ -372,8 +442,14 @@ def test_user_command_and_serve_refusing_the_default_key(settings):
     env = conftest.env_for(settings, EDXSTREAM_WEB_PASSWORD="long enough password")
 
     def run(*args, **extra):
-        return subprocess.run(conftest.edxstream_cmd(*args), env={**env, **extra}, capture_output=True, text=True,
-                              timeout=60, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            conftest.edxstream_cmd(*args),
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
 
     assert run("user", "add", "carol", "--role", "staff", "--course", "course-v1:A+B+C").returncode == 0
     assert run("user", "add", "dave", "--role", "operator").returncode == 0
@@ -395,8 +471,15 @@ def test_user_command_and_serve_refusing_the_default_key(settings):
         assert "Traceback" not in r.stderr
     assert run("user", "remove", "carol").returncode == 0
     assert [line.split("\t")[0] for line in run("user", "list").stdout.splitlines()] == ["dave"]
-    link = run("user", "link", "--course", "course-v1:A+B+C", "--user-id", "7",
-               EDXSTREAM_WEB_SECRET_KEY="link-key-long-enough-0123456789").stdout.strip()
+    link = run(
+        "user",
+        "link",
+        "--course",
+        "course-v1:A+B+C",
+        "--user-id",
+        "7",
+        EDXSTREAM_WEB_SECRET_KEY="link-key-long-enough-0123456789",
+    ).stdout.strip()
     assert link.startswith(f"http://127.0.0.1:{settings.web_app_port}/me/")
 
 
@@ -407,13 +490,17 @@ def test_live_figures_are_never_served_from_the_cache(web, browser):
     course = web["other_course"]
     ctx, page = login(browser, url, "ops")
     before = ctx.request.get(f"{url}/live.json/{c(course)}").json()
-    last = one(runner, f"SELECT max(window_start) + 60 AS t, toString(t) AS s FROM window_counts_final "
-                       f"WHERE course_id = '{course}' AND window_seconds = 60")
+    last = one(
+        runner,
+        f"SELECT max(window_start) + 60 AS t, toString(t) AS s FROM window_counts_final "
+        f"WHERE course_id = '{course}' AND window_seconds = 60",
+    )
     from edxstream.core import clickhouse
 
     clickhouse.connect(web["settings"]).command(
         f"INSERT INTO window_counts VALUES ('course_category', '{course}', 'video', 60, "
-        f"toDateTime('{last['s']}', 'UTC'), 5, 1)")
+        f"toDateTime('{last['s']}', 'UTC'), 5, 1)"
+    )
     after = ctx.request.get(f"{url}/live.json/{c(course)}").json()
     assert before["last"] != after["last"] == last["s"]
     ctx.close()

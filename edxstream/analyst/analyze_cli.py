@@ -16,10 +16,12 @@ from edxstream.core.errors import UserError
 
 def register(sub) -> None:
     a = sub.add_parser(
-        "analyze", help="segments, predictions, correlations, recommendations and suggestions per course",
+        "analyze",
+        help="segments, predictions, correlations, recommendations and suggestions per course",
         description="Fit the analysis models on the events in ClickHouse and write their results, with the run id, "
         "its time and quality figures, to the analysis tables (see docs/analysts.md). A course with too few "
-        "learners gets a 'not enough data' row instead of a fit.")
+        "learners gets a 'not enough data' row instead of a fit.",
+    )
     a.add_argument("--course", action="append", help="only this course id (repeatable; default: every course)")
     a.add_argument("--as-of", dest="as_of", help="ISO date/time to analyse up to (default: the latest event)")
     a.add_argument("--every", type=float, metavar="MINUTES", help="run again every MINUTES minutes until stopped")
@@ -41,8 +43,10 @@ def run_analyze(args) -> int:
     try:
         client = clickhouse.connect(settings)
     except UserError as exc:
-        raise UserError(f"{exc}. edxstream analyze writes its tables itself: with the embedded engine, run it "
-                        f"while the ClickHouse sink is stopped, or use a ClickHouse server") from None
+        raise UserError(
+            f"{exc}. edxstream analyze writes its tables itself: with the embedded engine, run it "
+            f"while the ClickHouse sink is stopped, or use a ClickHouse server"
+        ) from None
     while True:
         summary = analysis.run(runner, client, as_of, args.course, say=lambda s: print(s, file=sys.stderr))
         print_summary(summary)

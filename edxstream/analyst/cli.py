@@ -38,8 +38,12 @@ def open_runner(settings) -> Runner:
     return chdb_server.open_runner(settings)
 
 
-QUERY_FORMATS = {"table": "PrettyCompactMonoBlock", "csv": "CSVWithNames", "tsv": "TabSeparatedWithNames",
-                 "json": "JSONEachRow"}
+QUERY_FORMATS = {
+    "table": "PrettyCompactMonoBlock",
+    "csv": "CSVWithNames",
+    "tsv": "TabSeparatedWithNames",
+    "json": "JSONEachRow",
+}
 # CSV that pandas and spreadsheets read typed: an empty field for NULL (ClickHouse writes
 # \N, which makes a numeric column text), times in ISO 8601 with a Z; the header is the
 # format's (CSVWithNames).
@@ -52,19 +56,25 @@ COURSE_HELP = "course id, e.g. course-v1:edX+DemoX+Demo_Course"
 
 def register(sub) -> None:
     q = sub.add_parser(
-        "query", help="run SQL on the analyst database and print the result",
+        "query",
+        help="run SQL on the analyst database and print the result",
         description="Run one read-only SQL statement on the ClickHouse analyst database and print the result. "
         "Works while the pipeline runs. Learners appear pseudonymized, as stored. The tables and views are "
-        "described in docs/analysts.md; `edxstream query \"SHOW TABLES\"` lists them.",
+        'described in docs/analysts.md; `edxstream query "SHOW TABLES"` lists them.',
     )
     q.add_argument("sql", help='e.g. "SELECT * FROM course_daily_interactions LIMIT 10"')
-    q.add_argument("--format", choices=sorted(QUERY_FORMATS), default="table",
-                   help="table: aligned text (default); csv: with a header, empty for NULL, ISO times; "
-                   "tsv; json: one object per line")
+    q.add_argument(
+        "--format",
+        choices=sorted(QUERY_FORMATS),
+        default="table",
+        help="table: aligned text (default); csv: with a header, empty for NULL, ISO times; "
+        "tsv; json: one object per line",
+    )
     q.set_defaults(func=run_query)
 
     e = sub.add_parser(
-        "export", help="a course's events as CSV or Parquet, for a spreadsheet or a notebook",
+        "export",
+        help="a course's events as CSV or Parquet, for a spreadsheet or a notebook",
         description="Write a course's events, each once and in time order, as CSV (a header, an empty "
         "field for NULL, ISO 8601 times in UTC: pandas.read_csv and spreadsheets read it typed) or as "
         "Parquet. Learners appear pseudonymized, as stored.",
@@ -77,7 +87,8 @@ def register(sub) -> None:
     e.set_defaults(func=run_export)
 
     r = sub.add_parser(
-        "report", help="a static HTML report for a course (opens without a server)",
+        "report",
+        help="a static HTML report for a course (opens without a server)",
         description="Write a static HTML report for a course into a folder: activity per day and category, "
         "learners, the most watched videos and the most attempted problems. Open index.html in a browser; "
         "it needs no server.",
@@ -149,15 +160,28 @@ def day_slices(day_counts: list[tuple[date, int]], budget: int) -> list[tuple[da
     return slices
 
 
-def export_events(runner: Runner, course: str, start: datetime | None, end: datetime | None,
-                  fmt: str, out: BinaryIO, chunk_rows: int = EXPORT_CHUNK_ROWS) -> int:
+def export_events(
+    runner: Runner,
+    course: str,
+    start: datetime | None,
+    end: datetime | None,
+    fmt: str,
+    out: BinaryIO,
+    chunk_rows: int = EXPORT_CHUNK_ROWS,
+) -> int:
     """Write the course's events (deduplicated, in time order) to ``out``; returns rows."""
     where = course_filter(course, start, end)
     counts = [
         (date.fromisoformat(d), int(n))
-        for d, n in (line.split("\t") for line in runner.raw(
-            f"SELECT toDate(time) AS d, count() FROM events FINAL WHERE {where} GROUP BY d ORDER BY d",
-            "TabSeparated").decode().splitlines())
+        for d, n in (
+            line.split("\t")
+            for line in runner.raw(
+                f"SELECT toDate(time) AS d, count() FROM events FINAL WHERE {where} GROUP BY d ORDER BY d",
+                "TabSeparated",
+            )
+            .decode()
+            .splitlines()
+        )
     ]
     slices = day_slices(counts, chunk_rows) or [(None, None)]
     total = sum(n for _, n in counts)
@@ -165,8 +189,10 @@ def export_events(runner: Runner, course: str, start: datetime | None, end: date
     def sql(first: date | None, last: date | None) -> str:
         cond = where
         if first is not None:
-            cond += (f" AND toDate(time) BETWEEN {format_query_value(first.isoformat())}"
-                     f" AND {format_query_value(last.isoformat())}")
+            cond += (
+                f" AND toDate(time) BETWEEN {format_query_value(first.isoformat())}"
+                f" AND {format_query_value(last.isoformat())}"
+            )
         return f"SELECT * FROM events FINAL WHERE {cond} ORDER BY time, event_id"
 
     if fmt == "csv":
@@ -207,9 +233,10 @@ def run_export(args) -> int:
         tmp.replace(args.out)
     print(f"exported {rows} events of {args.course} ({runner.where})", file=sys.stderr)
     if rows == 0:
-        print("no events matched: check the course id "
-              "(edxstream query \"SELECT DISTINCT course_id FROM course_events\")",
-              file=sys.stderr)
+        print(
+            'no events matched: check the course id (edxstream query "SELECT DISTINCT course_id FROM course_events")',
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -22,8 +22,13 @@ from clickhouse_connect.driver.binding import format_query_value
 from edxstream.core.chdb_server import Runner
 
 CATEGORY_COLOURS = {
-    "access": "#4c78a8", "content": "#f58518", "video": "#e45756", "forum": "#72b7b2",
-    "assessment": "#54a24b", "enrollment": "#eeca3b", "other": "#b279a2",
+    "access": "#4c78a8",
+    "content": "#f58518",
+    "video": "#e45756",
+    "forum": "#72b7b2",
+    "assessment": "#54a24b",
+    "enrollment": "#eeca3b",
+    "other": "#b279a2",
 }
 DUE_COLOUR = "#c0392b"
 
@@ -105,29 +110,63 @@ def _label_rows(data: dict) -> None:
 def figures(data: dict) -> list[tuple[str, "object"]]:
     import plotly.graph_objects as go
 
-    layout = dict(template="plotly_white", height=380, margin=dict(l=60, r=20, t=50, b=60),
-                  font=dict(family="Helvetica, Arial, sans-serif", size=13))
+    layout = dict(
+        template="plotly_white",
+        height=380,
+        margin=dict(l=60, r=20, t=50, b=60),
+        font=dict(family="Helvetica, Arial, sans-serif", size=13),
+    )
     figs = []
 
-    daily = go.Figure(layout=dict(title="Learner interactions per day, by category (dashed: due dates)",
-                                  barmode="stack", xaxis_title="day (UTC)", yaxis_title="interactions", **layout))
+    daily = go.Figure(
+        layout=dict(
+            title="Learner interactions per day, by category (dashed: due dates)",
+            barmode="stack",
+            xaxis_title="day (UTC)",
+            yaxis_title="interactions",
+            **layout,
+        )
+    )
     for category in sorted({r["category"] for r in data["daily"]}):
         rows = [r for r in data["daily"] if r["category"] == category]
-        daily.add_bar(x=[r["day"] for r in rows], y=[int(r["events"]) for r in rows], name=category,
-                      marker_color=CATEGORY_COLOURS.get(category))
+        daily.add_bar(
+            x=[r["day"] for r in rows],
+            y=[int(r["events"]) for r in rows],
+            name=category,
+            marker_color=CATEGORY_COLOURS.get(category),
+        )
     # due dates: a dashed line through the due day's bar, named on top
     for r in data.get("due", []):
-        daily.add_shape(type="line", x0=r["day"], x1=r["day"], y0=0, y1=1, yref="paper",
-                        line=dict(color=DUE_COLOUR, width=3, dash="dash"))
-        daily.add_annotation(x=r["day"], y=1, yref="paper", text=html.escape(r["display_name"]), showarrow=False,
-                             yanchor="bottom", font=dict(color=DUE_COLOUR, size=11))
+        daily.add_shape(
+            type="line",
+            x0=r["day"],
+            x1=r["day"],
+            y0=0,
+            y1=1,
+            yref="paper",
+            line=dict(color=DUE_COLOUR, width=3, dash="dash"),
+        )
+        daily.add_annotation(
+            x=r["day"],
+            y=1,
+            yref="paper",
+            text=html.escape(r["display_name"]),
+            showarrow=False,
+            yanchor="bottom",
+            font=dict(color=DUE_COLOUR, size=11),
+        )
     figs.append(("daily", daily))
 
-    learners = go.Figure(layout=dict(title="Active learners per day", xaxis_title="day (UTC)",
-                                     yaxis_title="learners", **layout))
-    learners.add_scatter(x=[r["day"] for r in data["learners"]],
-                         y=[int(r["active_learners"]) for r in data["learners"]],
-                         mode="lines+markers", line=dict(color="#4c78a8", width=3), name="active learners")
+    learners = go.Figure(
+        layout=dict(title="Active learners per day", xaxis_title="day (UTC)", yaxis_title="learners", **layout)
+    )
+    learners.add_scatter(
+        x=[r["day"] for r in data["learners"]],
+        y=[int(r["active_learners"]) for r in data["learners"]],
+        mode="lines+markers",
+        line=dict(color="#4c78a8", width=3),
+        name="active learners",
+    )
     learners.update_yaxes(rangemode="tozero")
     days = sorted({r["day"] for r in data["learners"]})
     for fig in (daily, learners):
@@ -139,21 +178,38 @@ def figures(data: dict) -> list[tuple[str, "object"]]:
 
     videos = go.Figure(layout=dict(title="Top videos: unique viewers", xaxis_title="learners", **layout))
     vids = list(reversed(data["videos"]))
-    videos.add_bar(y=[r["name"] for r in vids], x=[int(r["unique_viewers"]) for r in vids],
-                   orientation="h", marker_color="#e45756", name="unique viewers",
-                   customdata=[[r["plays"], r["seconds_watched"]] for r in vids],
-                   hovertemplate="%{y}: %{x} viewers, %{customdata[0]} plays, %{customdata[1]} s watched"
-                                 "<extra></extra>")
+    videos.add_bar(
+        y=[r["name"] for r in vids],
+        x=[int(r["unique_viewers"]) for r in vids],
+        orientation="h",
+        marker_color="#e45756",
+        name="unique viewers",
+        customdata=[[r["plays"], r["seconds_watched"]] for r in vids],
+        hovertemplate="%{y}: %{x} viewers, %{customdata[0]} plays, %{customdata[1]} s watched<extra></extra>",
+    )
     figs.append(("videos", videos))
 
-    problems = go.Figure(layout=dict(title="Top problems: learners and first-try successes", barmode="group",
-                                     xaxis_title="learners", **layout))
+    problems = go.Figure(
+        layout=dict(
+            title="Top problems: learners and first-try successes", barmode="group", xaxis_title="learners", **layout
+        )
+    )
     probs = list(reversed(data["problems"]))
     names = [r["name"] for r in probs]
-    problems.add_bar(y=names, x=[int(r["learners"]) for r in probs], orientation="h", name="learners who tried",
-                     marker_color="#9ecae9")
-    problems.add_bar(y=names, x=[int(r["first_try_successes"]) for r in probs], orientation="h",
-                     name="right at first try", marker_color="#54a24b")
+    problems.add_bar(
+        y=names,
+        x=[int(r["learners"]) for r in probs],
+        orientation="h",
+        name="learners who tried",
+        marker_color="#9ecae9",
+    )
+    problems.add_bar(
+        y=names,
+        x=[int(r["first_try_successes"]) for r in probs],
+        orientation="h",
+        name="right at first try",
+        marker_color="#54a24b",
+    )
     figs.append(("problems", problems))
     return figs
 
@@ -163,8 +219,7 @@ def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
         return "<p class='empty'>No data yet.</p>"
     head = "".join(f"<th>{html.escape(label)}</th>" for _, label in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(r.get(key, '')))}</td>" for key, _ in columns) + "</tr>"
-        for r in rows
+        "<tr>" + "".join(f"<td>{html.escape(str(r.get(key, '')))}</td>" for key, _ in columns) + "</tr>" for r in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -205,8 +260,9 @@ def analysis_html(data: dict) -> str:
     if not data["suggestions"] and not data["segments"]:
         return "<p class='empty'>No analysis yet: run <code>edxstream analyze</code>.</p>"
     items = "".join(f"<li>{html.escape(r['text'])}</li>" for r in data["suggestions"])
-    segs = _table(data["segments"], [("segment", "segment"), ("description", "learners who..."),
-                                     ("learners", "learners")])
+    segs = _table(
+        data["segments"], [("segment", "segment"), ("description", "learners who..."), ("learners", "learners")]
+    )
     return f"<ul>{items}</ul>{segs}"
 
 
@@ -223,13 +279,18 @@ def render(data: dict, pseudonymized: bool = True) -> str:
     cards = "".join(
         f"<div class='card'><b>{html.escape(str(v if v is not None else 0))}</b>{html.escape(k)}</div>"
         for k, v in [
-            ("events", s.get("events")), ("learners active", s.get("learners")), ("days with activity", s.get("days")),
+            ("events", s.get("events")),
+            ("learners active", s.get("learners")),
+            ("days with activity", s.get("days")),
             ("enrolled now", e.get("enrolled_now")),
             ("forum posts", sum(int(f.get(k) or 0) for k in ("threads", "responses", "comments"))),
         ]
     )
-    period = (f"{(s.get('first_event') or '?')[:10]} to {(s.get('last_event') or '?')[:10]}" if s.get("events")
-              else "no events yet")
+    period = (
+        f"{(s.get('first_event') or '?')[:10]} to {(s.get('last_event') or '?')[:10]}"
+        if s.get("events")
+        else "no events yet"
+    )
     return PAGE.format(
         title=html.escape(f"Course report: {data['course']}"),
         course=html.escape(data["course"]),
@@ -238,15 +299,30 @@ def render(data: dict, pseudonymized: bool = True) -> str:
         privacy="pseudonymized (keyed hashes)" if pseudonymized else "shown as stored",
         cards=cards,
         charts=charts,
-        videos=_table(data["videos"], [("name", "video"), ("length", "length"),
-                                       ("unique_viewers", "unique viewers"), ("plays", "plays"),
-                                       ("seconds_watched", "seconds watched"), ("pauses", "pauses"),
-                                       ("seeks", "seeks")]),
-        problems=_table(data["problems"], [("name", "problem"), ("sequential_name", "subsection"),
-                                            ("learners", "learners"), ("attempts", "attempts"),
-                                            ("first_try_successes", "right first try"),
-                                            ("first_try_success_rate", "first-try rate"),
-                                            ("learners_solved", "solved")]),
+        videos=_table(
+            data["videos"],
+            [
+                ("name", "video"),
+                ("length", "length"),
+                ("unique_viewers", "unique viewers"),
+                ("plays", "plays"),
+                ("seconds_watched", "seconds watched"),
+                ("pauses", "pauses"),
+                ("seeks", "seeks"),
+            ],
+        ),
+        problems=_table(
+            data["problems"],
+            [
+                ("name", "problem"),
+                ("sequential_name", "subsection"),
+                ("learners", "learners"),
+                ("attempts", "attempts"),
+                ("first_try_successes", "right first try"),
+                ("first_try_success_rate", "first-try rate"),
+                ("learners_solved", "solved"),
+            ],
+        ),
         analysis=analysis_html(data),
         # "</" cannot end the script element early: JSON escapes it
         data=orjson.dumps(data).decode().replace("</", "<\\/"),

@@ -11,25 +11,40 @@ from edxstream.core.errors import UserError
 
 def register(sub) -> None:
     s = sub.add_parser(
-        "serve", help="the web app for course teams, learners and operators",
+        "serve",
+        help="the web app for course teams, learners and operators",
         description="Serve the web app on EDXSTREAM_WEB_HOST:EDXSTREAM_WEB_APP_PORT (default 127.0.0.1:8050). "
         "Log in with an account made by `edxstream user add`; learners open their own page through the link "
-        "shown on their timeline. Set EDXSTREAM_WEB_SECRET_KEY to a long random value first.")
-    s.add_argument("--demo", action="store_true",
-                   help="accept the default secret key (synthetic demo data only)")
+        "shown on their timeline. Set EDXSTREAM_WEB_SECRET_KEY to a long random value first.",
+    )
+    s.add_argument("--demo", action="store_true", help="accept the default secret key (synthetic demo data only)")
     s.set_defaults(func=run_serve)
 
-    u = sub.add_parser("user", help="add, remove or list the web app's accounts",
-                       description="Accounts of the web app: operators see every course and the pipeline's "
-                       "health, staff the courses given with --course. The password is asked for "
-                       "(or read from EDXSTREAM_WEB_PASSWORD when there is no terminal).")
-    u.add_argument("action", choices=["add", "remove", "list", "link"],
-                   help="add (or replace) an account, remove one, list them, or print a learner's link")
+    u = sub.add_parser(
+        "user",
+        help="add, remove or list the web app's accounts",
+        description="Accounts of the web app: operators see every course and the pipeline's "
+        "health, staff the courses given with --course. The password is asked for "
+        "(or read from EDXSTREAM_WEB_PASSWORD when there is no terminal).",
+    )
+    u.add_argument(
+        "action",
+        choices=["add", "remove", "list", "link"],
+        help="add (or replace) an account, remove one, list them, or print a learner's link",
+    )
     u.add_argument("name", nargs="?", help="account name (add, remove)")
-    u.add_argument("--role", choices=["operator", "staff"], default="staff",
-                   help="operator: every course and the pipeline page; staff: the --course courses (default)")
-    u.add_argument("--course", action="append", default=[], help="a course the staff account may see (repeatable); "
-                   "for link: the learner's course")
+    u.add_argument(
+        "--role",
+        choices=["operator", "staff"],
+        default="staff",
+        help="operator: every course and the pipeline page; staff: the --course courses (default)",
+    )
+    u.add_argument(
+        "--course",
+        action="append",
+        default=[],
+        help="a course the staff account may see (repeatable); for link: the learner's course",
+    )
     u.add_argument("--user-id", type=int, help="for link: the learner's pseudonymous user id")
     u.set_defaults(func=run_user)
 
@@ -62,7 +77,7 @@ def run_user(args) -> int:
     accounts = Accounts(accounts_file(settings))
     if args.action == "list":
         for a in accounts.all():
-            print(f"{a.name}\t{a.role}\t{','.join(a.courses) or '(every course)' if a.role == 'operator' else ','.join(a.courses)}")
+            print(f"{a.name}\t{a.role}\t{_courses_of(a)}")
         return 0
     if args.action == "link":
         if not args.course or args.user_id is None:
@@ -84,3 +99,9 @@ def run_user(args) -> int:
     account = accounts.add(args.name, args.role, _password(), args.course)
     print(f"{account.name}: {account.role}" + (f" of {', '.join(account.courses)}" if account.courses else ""))
     return 0
+
+
+def _courses_of(account) -> str:
+    """The courses column of `user list`: an operator with none sees every course."""
+    courses = ",".join(account.courses)
+    return courses or "(every course)" if account.role == "operator" else courses

@@ -52,13 +52,49 @@ SAFE_TABLE_FUNCTIONS = frozenset({"numbers", "numbers_mt", "zeros", "zeros_mt", 
 # other databases and servers, programs), refused wherever they stand: most are table
 # functions, but ``file`` is also a scalar function. Table functions not in
 # SAFE_TABLE_FUNCTIONS are refused anyway; this list catches them in other positions.
-OUTSIDE_FUNCTIONS = frozenset({
-    "file", "filecluster", "url", "urlcluster", "mysql", "postgresql", "sqlite", "mongodb", "redis",
-    "remote", "remotesecure", "cluster", "clusterallreplicas", "s3", "s3cluster", "gcs", "oss", "cos",
-    "hdfs", "hdfscluster", "azureblobstorage", "azureblobstoragecluster", "iceberg", "icebergs3",
-    "icebergazure", "iceberghdfs", "deltalake", "hudi", "jdbc", "odbc", "executable", "input", "merge",
-    "dictionary", "loop", "ytsaurus", "arrowflight", "fuzzjson", "fuzzquery",
-})
+OUTSIDE_FUNCTIONS = frozenset(
+    {
+        "file",
+        "filecluster",
+        "url",
+        "urlcluster",
+        "mysql",
+        "postgresql",
+        "sqlite",
+        "mongodb",
+        "redis",
+        "remote",
+        "remotesecure",
+        "cluster",
+        "clusterallreplicas",
+        "s3",
+        "s3cluster",
+        "gcs",
+        "oss",
+        "cos",
+        "hdfs",
+        "hdfscluster",
+        "azureblobstorage",
+        "azureblobstoragecluster",
+        "iceberg",
+        "icebergs3",
+        "icebergazure",
+        "iceberghdfs",
+        "deltalake",
+        "hudi",
+        "jdbc",
+        "odbc",
+        "executable",
+        "input",
+        "merge",
+        "dictionary",
+        "loop",
+        "ytsaurus",
+        "arrowflight",
+        "fuzzjson",
+        "fuzzquery",
+    }
+)
 _SHOW = re.compile(
     r"(?is)\s*(?:TABLES(?:\s+(?:NOT\s+)?I?LIKE\s+'[^'\\]*')?|"
     r"(?:CREATE\s+(?:TABLE\s+|VIEW\s+)?|COLUMNS\s+FROM\s+)(?:`\w+`|\w+))\s*"
@@ -95,28 +131,32 @@ def check_read_only(sql: str, database: str) -> str:
     if isinstance(root, exp.Command):
         if root.name.upper() == "SHOW" and _SHOW.fullmatch(root.expression.name if root.expression else ""):
             return text
-        raise UserError(f"analyst queries are read-only: SELECT, WITH, DESCRIBE or SHOW TABLES, not {root.name.upper()}")
+        raise UserError(
+            f"analyst queries are read-only: SELECT, WITH, DESCRIBE or SHOW TABLES, not {root.name.upper()}"
+        )
     if not isinstance(root, (exp.Query, exp.Describe)):
-        raise UserError(f"analyst queries are read-only: SELECT, WITH, DESCRIBE or SHOW TABLES, "
-                        f"not {root.key.upper()}")
+        raise UserError(f"analyst queries are read-only: SELECT, WITH, DESCRIBE or SHOW TABLES, not {root.key.upper()}")
     for node in root.walk():
         if isinstance(node, exp.Into):
             raise UserError("INTO is not allowed: queries return results, they do not write")
         if node.args.get("settings"):
-            raise UserError("a SETTINGS clause is not allowed here: analyst queries run with the engine's "
-                            "read-only settings")
+            raise UserError(
+                "a SETTINGS clause is not allowed here: analyst queries run with the engine's read-only settings"
+            )
         if isinstance(node, exp.Table):
             if isinstance(node.this, exp.Func):
                 fn = _function_name(node.this)
                 if fn not in SAFE_TABLE_FUNCTIONS:
-                    raise UserError(f"the table function {fn}() is not allowed here: analyst queries read the "
-                                    f"analyst database only (allowed: {', '.join(sorted(SAFE_TABLE_FUNCTIONS))})")
+                    raise UserError(
+                        f"the table function {fn}() is not allowed here: analyst queries read the "
+                        f"analyst database only (allowed: {', '.join(sorted(SAFE_TABLE_FUNCTIONS))})"
+                    )
             elif node.catalog or (node.db and node.db.lower() != database.lower()):
-                raise UserError(f"{node.sql(dialect='clickhouse')}: analyst queries read the database "
-                                f"{database} only")
+                raise UserError(f"{node.sql(dialect='clickhouse')}: analyst queries read the database {database} only")
         elif isinstance(node, exp.Func) and _function_name(node) in OUTSIDE_FUNCTIONS:
-            raise UserError(f"the function {_function_name(node)}() is not allowed here: it reaches outside the "
-                            f"analyst database")
+            raise UserError(
+                f"the function {_function_name(node)}() is not allowed here: it reaches outside the analyst database"
+            )
     return text
 
 
@@ -139,7 +179,7 @@ def engine_message(exc: Exception, fmt: str) -> str:
     text = str(exc).replace(f"\n FORMAT {fmt}", "")
     text = " ".join(_EXPECTED.sub("", text).split())
     if "UNKNOWN_TABLE" in text or "UNKNOWN_DATABASE" in text:
-        text += ". The analyst tables are made by `edxstream db init`; list them with edxstream query \"SHOW TABLES\""
+        text += '. The analyst tables are made by `edxstream db init`; list them with edxstream query "SHOW TABLES"'
     return text
 
 
@@ -148,6 +188,7 @@ def engine_message(exc: Exception, fmt: str) -> str:
 
 class EndpointServer(ThreadingHTTPServer):
     """The HTTP query endpoint on a chdb folder (see :func:`serve`)."""
+
     daemon_threads = True
 
     def __init__(self, address, client, database: str, token: str, path_file: Path):
@@ -279,6 +320,7 @@ class ClientRunner:
 
 class EndpointRunner:
     """Runs queries through the endpoint of the process that holds the chdb folder."""
+
     def __init__(self, url: str, token: str, database: str, where: str):
         self.url = url
         self.token = token
@@ -289,7 +331,9 @@ class EndpointRunner:
         sql = check_read_only(sql, self.database)  # refused here already, with the same words
         query = urllib.parse.urlencode({"format": fmt, **(settings or {})})
         req = urllib.request.Request(
-            f"{self.url}?{query}", data=sql.encode(), method="POST",
+            f"{self.url}?{query}",
+            data=sql.encode(),
+            method="POST",
             headers={"X-Edxstream-Token": self.token, "Content-Type": "text/plain; charset=utf-8"},
         )
         try:
@@ -341,14 +385,17 @@ def open_runner(settings: Settings) -> Runner:
     path = settings.clickhouse_embedded_path
     info = holder(settings)
     if info is not None:
-        return EndpointRunner(info["url"], info["token"], settings.clickhouse_database,
-                              f"chdb:{path} via pid {info['pid']}")
+        return EndpointRunner(
+            info["url"], info["token"], settings.clickhouse_database, f"chdb:{path} via pid {info['pid']}"
+        )
     where = clickhouse.describe(settings)
     try:
         return ClientRunner(clickhouse.connect_read_only(settings), settings.clickhouse_database, where)
     except ClickHouseError as exc:  # a server that does not answer, or refuses us
-        raise UserError(f"ClickHouse at {where} does not answer ({clickhouse.connection_problem(exc)}): start it, "
-                        f"or check EDXSTREAM_CLICKHOUSE_URL") from None
+        raise UserError(
+            f"ClickHouse at {where} does not answer ({clickhouse.connection_problem(exc)}): start it, "
+            f"or check EDXSTREAM_CLICKHOUSE_URL"
+        ) from None
     except UserError:
         if path is None:
             raise

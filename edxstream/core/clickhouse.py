@@ -31,9 +31,10 @@ _read_only: dict[str, Client] = {}
 READ_ONLY_SETTINGS = {"readonly": 1}
 
 
-def _server_client(settings: Settings, **extra) -> Client:
-    """A client of the ClickHouse server in ``settings.clickhouse_url``."""
-    u = urlparse(settings.clickhouse_url)
+def _server_client(config: Settings, **extra) -> Client:
+    """A client of the ClickHouse server in ``config.clickhouse_url``; ``extra`` goes to
+    the client (its ``settings`` are the session's ClickHouse settings)."""
+    u = urlparse(config.clickhouse_url)
     return clickhouse_connect.get_client(
         host=u.hostname or "127.0.0.1",
         port=u.port or (8443 if u.scheme == "https" else 8123),
@@ -106,8 +107,12 @@ def connection_problem(exc: BaseException) -> str:
     """Why a ClickHouse server could not be reached, in a few words rather than the HTTP
     client's chain of wrapped errors."""
     text = " ".join(str(exc).split())
-    for cue, short in (("Connection refused", "connection refused"), ("timed out", "timed out"),
-                       ("Name or service not known", "unknown host"), ("Authentication failed", "login refused")):
+    for cue, short in (
+        ("Connection refused", "connection refused"),
+        ("timed out", "timed out"),
+        ("Name or service not known", "unknown host"),
+        ("Authentication failed", "login refused"),
+    ):
         if cue in text:
             return short
     return text
@@ -129,8 +134,9 @@ def connect_read_only(settings: Settings) -> Client:
     with _lock:
         client = _read_only.get(key)
         if client is None:
-            client = clickhouse_connect.get_client(interface="chdb", path=key, settings=READ_ONLY_SETTINGS,
-                                                   database=database)
+            client = clickhouse_connect.get_client(
+                interface="chdb", path=key, settings=READ_ONLY_SETTINGS, database=database
+            )
             _read_only[key] = client
     client.database = database
     return client

@@ -48,8 +48,10 @@ def split(value: bytes, offset: Optional[int], more: Optional[bytes]) -> list[tu
     lines = value.split(b"\n")
     steps = more.split(b",")
     if len(steps) != len(lines) - 1 or offset is None:
-        raise FrameError(f"a record of {len(lines)} lines has {len(steps)} offset steps"
-                         + ("" if offset is not None else " and no offset header"))
+        raise FrameError(
+            f"a record of {len(lines)} lines has {len(steps)} offset steps"
+            + ("" if offset is not None else " and no offset header")
+        )
     out: list[tuple[Optional[int], bytes]] = [(offset, lines[0])]
     o = offset
     try:

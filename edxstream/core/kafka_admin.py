@@ -49,8 +49,10 @@ def require_broker(settings: Settings, timeout: float = 5.0) -> None:
     """Fail with one line saying what to do when no broker answers at the bootstrap
     address (commands call this before they start their clients)."""
     if not broker_answers(settings, timeout=timeout):
-        raise UserError(f"no Kafka broker answers at {settings.kafka_bootstrap}: start the local one with "
-                        f"`edxstream stack up`, or set EDXSTREAM_KAFKA_BOOTSTRAP to yours")
+        raise UserError(
+            f"no Kafka broker answers at {settings.kafka_bootstrap}: start the local one with "
+            f"`edxstream stack up`, or set EDXSTREAM_KAFKA_BOOTSTRAP to yours"
+        )
 
 
 def ensure_topics(
@@ -96,8 +98,14 @@ def partition_lags(settings: Settings, group: str, topics: list[str]) -> list[di
     (messages not yet committed). None when the broker does not answer or no topic exists."""
     from confluent_kafka import Consumer, TopicPartition
 
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group, "enable.auto.commit": False,
-                  "logger": LIBRDKAFKA_LOG})
+    c = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "logger": LIBRDKAFKA_LOG,
+        }
+    )
     try:
         md = c.list_topics(timeout=5)
         parts = [TopicPartition(t, p) for t in topics if t in md.topics for p in md.topics[t].partitions]
@@ -107,8 +115,16 @@ def partition_lags(settings: Settings, group: str, topics: list[str]) -> list[di
         for tp in c.committed(parts, timeout=5):
             _low, high = c.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=5)
             done = tp.offset if tp.offset >= 0 else 0
-            out.append({"group": group, "topic": tp.topic, "partition": tp.partition, "end": high,
-                        "committed": tp.offset if tp.offset >= 0 else None, "lag": max(0, high - done)})
+            out.append(
+                {
+                    "group": group,
+                    "topic": tp.topic,
+                    "partition": tp.partition,
+                    "end": high,
+                    "committed": tp.offset if tp.offset >= 0 else None,
+                    "lag": max(0, high - done),
+                }
+            )
         return sorted(out, key=lambda r: (r["topic"], r["partition"]))
     except Exception:  # noqa: BLE001 - a broker hiccup: the caller asks again
         return None

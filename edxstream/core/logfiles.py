@@ -208,7 +208,7 @@ class Lines:
             self._long = None
             self.pos += self.held + nl + 1
             self.held = 0
-            data = data[nl + 1:]
+            data = data[nl + 1 :]
         last = data.rfind(b"\n")
         if last < 0:
             self._hold(data)

@@ -72,7 +72,7 @@ DEAD_LETTER_REASONS: dict[str, str] = {
     "missing_event_type": "the object has neither a usable event_type nor name",
     "bad_time": "the time cannot be read as a date and time",
     "time_out_of_range": "the time is before the platform existed, or further ahead of when the line was "
-                         "read than the allowed clock skew",
+    "read than the allowed clock skew",
     "unwritable": "the event cannot be written as JSON (nested too deep)",
     "too_large": "the line is longer than the limit (EDXSTREAM_MAX_MESSAGE_BYTES); raw keeps its start",
     "truncated_file": "the rest of a file cannot be read (a truncated or corrupt .gz); raw keeps the partial line",
@@ -107,8 +107,9 @@ def event_identity(fingerprint: str, offset: int) -> str:
 
 
 def _dead(reason: str, detail: str, line: bytes, source, offset, ident: str | None = None) -> DeadLetter:
-    return dead_letter(line, reason, detail, dead_letter_id=ident or line_id(line), stage="parse", source=source,
-                       offset=offset)
+    return dead_letter(
+        line, reason, detail, dead_letter_id=ident or line_id(line), stage="parse", source=source, offset=offset
+    )
 
 
 def line_dead_letter(reason: str, detail: str, line: bytes, source=None, offset=None) -> DeadLetter:
@@ -461,8 +462,9 @@ def _context_of(ctx) -> dict:
     return ctx if ctx.__class__ is dict else {}
 
 
-def _block_and_problem(category: str, value, pd: dict | None, module_key: str | None,
-                       url_type: str | None, path: str | None) -> tuple[str | None, str | None]:
+def _block_and_problem(
+    category: str, value, pd: dict | None, module_key: str | None, url_type: str | None, path: str | None
+) -> tuple[str | None, str | None]:
     """(block usage id, problem usage id): the context's module first, then the payload's
     many spellings, then the URLs of the request."""
     block_id = module_key
@@ -498,8 +500,15 @@ def _block_and_problem(category: str, value, pd: dict | None, module_key: str | 
     return block_id, problem_id
 
 
-def _course_id(ctx: dict, pd: dict | None, url_type: str | None, path: str | None, block_id: str | None,
-               page: str | None, referer: str | None) -> str | None:
+def _course_id(
+    ctx: dict,
+    pd: dict | None,
+    url_type: str | None,
+    path: str | None,
+    block_id: str | None,
+    page: str | None,
+    referer: str | None,
+) -> str | None:
     """The course id: the context first (authoritative), then the payload, then URLs and keys."""
     ctx_course = ctx.get("course_id")
     if ctx_course.__class__ is str and ctx_course:
@@ -521,8 +530,9 @@ def _course_id(ctx: dict, pd: dict | None, url_type: str | None, path: str | Non
     )
 
 
-def _courseware(url_type: str | None, path: str | None, page: str | None,
-                referer: str | None) -> tuple[str | None, str | None]:
+def _courseware(
+    url_type: str | None, path: str | None, page: str | None, referer: str | None
+) -> tuple[str | None, str | None]:
     """(section id, subsection id) of the courseware page the event happened on: the
     request itself, else the page the browser was showing, else where an AJAX call came
     from."""
@@ -542,15 +552,26 @@ def _video(pd: dict, block_id: str | None, course_id: str | None) -> tuple:
         # newer players log only the block hash as "id": rebuild the usage key
         if course_id.startswith("course-v1:"):
             block_id = f"block-v1:{course_id[10:]}+type@video+block@{video_id}"
-    return (video_id, _str(pd.get("code")), position, _float(pd.get("old_time")), _float(pd.get("new_time")),
-            speed, block_id)
+    return (
+        video_id,
+        _str(pd.get("code")),
+        position,
+        _float(pd.get("old_time")),
+        _float(pd.get("new_time")),
+        speed,
+        block_id,
+    )
 
 
 def _problem(pd: dict) -> tuple:
     """(attempts, success, grade, max grade) of a problem event (grades of newer server
     events are ``weighted_earned`` / ``weighted_possible``)."""
-    return (_int(pd.get("attempts")), _success(pd.get("success")), _float_of(pd, "grade", "weighted_earned"),
-            _float_of(pd, "max_grade", "weighted_possible"))
+    return (
+        _int(pd.get("attempts")),
+        _success(pd.get("success")),
+        _float_of(pd, "grade", "weighted_earned"),
+        _float_of(pd, "max_grade", "weighted_possible"),
+    )
 
 
 def _agent_of(agent, ctx: dict) -> str | None:
@@ -562,8 +583,13 @@ def _agent_of(agent, ctx: dict) -> str | None:
 # --- the entry point ----------------------------------------------------------------
 
 
-def parse_line(raw: bytes, source: str | None = None, offset: int | None = None, fingerprint: str | None = None,
-               latest: datetime | None = None) -> EnrichedEvent | DeadLetter:
+def parse_line(
+    raw: bytes,
+    source: str | None = None,
+    offset: int | None = None,
+    fingerprint: str | None = None,
+    latest: datetime | None = None,
+) -> EnrichedEvent | DeadLetter:
     """Parse, classify and enrich one tracking-log line.
 
     ``source``/``offset`` (file and byte offset) are copied into the record. With the
@@ -597,8 +623,11 @@ def parse_line(raw: bytes, source: str | None = None, offset: int | None = None,
         return _dead("bad_time", f"unreadable time {str(raw_time)[:80]!r}", line, source, offset, ident)
 
     if (when < EARLIEST_TIME and when is not UNKNOWN_TIME) or (latest is not None and when > latest):
-        bound = (f"before {EARLIEST_TIME:%Y-%m-%d}" if when < EARLIEST_TIME or latest is None
-                 else f"after {latest.isoformat()}")
+        bound = (
+            f"before {EARLIEST_TIME:%Y-%m-%d}"
+            if when < EARLIEST_TIME or latest is None
+            else f"after {latest.isoformat()}"
+        )
         return _dead("time_out_of_range", f"time {when.isoformat()} is {bound}", line, source, offset, ident)
 
     action = _action(name, event_type)

@@ -50,16 +50,47 @@ USER_ID_KEYS = frozenset({"user_id", "author_id", "target_user_id", "student_id"
 IP_KEYS = frozenset({"ip", "ip_address", "client_ip", "remote_addr"})
 # Keys whose value is removed wherever they stand: secrets and e-mail addresses (a login or
 # registration form is logged with them, often before the learner is known).
-SECRET_KEYS = frozenset({"password", "new_password", "old_password", "password_confirm", "confirm_password",
-                         "password1", "password2", "email", "new_email", "old_email", "confirm_email",
-                         "email_address", "secondary_email", "csrfmiddlewaretoken"})
+SECRET_KEYS = frozenset(
+    {
+        "password",
+        "new_password",
+        "old_password",
+        "password_confirm",
+        "confirm_password",
+        "password1",
+        "password2",
+        "email",
+        "new_email",
+        "old_email",
+        "confirm_email",
+        "email_address",
+        "secondary_email",
+        "csrfmiddlewaretoken",
+    }
+)
 # Form fields of server events (the request's POST and GET, as the LMS logs them) that
 # hold who the learner is; outside a form these keys mean other things ("name" of a
 # block, a category), so they are removed only there.
 FORM_KEYS = frozenset({"POST", "GET"})
-FORM_IDENTITY_KEYS = frozenset({"name", "full_name", "first_name", "last_name", "phone", "phone_number",
-                                "mailing_address", "address", "city", "year_of_birth", "date_of_birth",
-                                "goals", "bio", "gender", "level_of_education"})
+FORM_IDENTITY_KEYS = frozenset(
+    {
+        "name",
+        "full_name",
+        "first_name",
+        "last_name",
+        "phone",
+        "phone_number",
+        "mailing_address",
+        "address",
+        "city",
+        "year_of_birth",
+        "date_of_birth",
+        "goals",
+        "bio",
+        "gender",
+        "level_of_education",
+    }
+)
 EMAIL_MASK = "[email]"
 
 # E-mail addresses in any text, also URL-encoded (%40) as query strings carry them: a
@@ -72,11 +103,27 @@ _EMAIL_LOCAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01
 # URL paths whose next segment names a learner: profiles (/u/<name>), the accounts and
 # preferences APIs (/api/user/v1/accounts/<name>), the forum's user pages (/users/<id>).
 # Also URL-encoded (%2F), as a ?next= parameter carries a path.
-_URL_NAME = re.compile(r"((?:/|%2[Ff])(?:u|accounts|preferences|users)(?:/|%2[Ff]))((?:[^/?#&;%\s\"'\\<>]|%(?!2[Ff]))+)")
+_URL_NAME = re.compile(
+    r"((?:/|%2[Ff])(?:u|accounts|preferences|users)(?:/|%2[Ff]))((?:[^/?#&;%\s\"'\\<>]|%(?!2[Ff]))+)"
+)
 _URL_NAME_PROBES = ("/u/", "/accounts/", "/preferences/", "/users/")
 # Segments after those words that are routes, not learners.
-_URL_NOT_NAMES = frozenset({"email_opt_in", "time_zones", "me", "settings", "login", "logout", "register",
-                            "password_reset", "deactivate_logout", "retire", "search", "{username}"})
+_URL_NOT_NAMES = frozenset(
+    {
+        "email_opt_in",
+        "time_zones",
+        "me",
+        "settings",
+        "login",
+        "logout",
+        "register",
+        "password_reset",
+        "deactivate_logout",
+        "retire",
+        "search",
+        "{username}",
+    }
+)
 # Query-string parameters that carry an identity (?username=, &user_id=, ?email=...).
 _QUERY_IDENTITY = re.compile(
     r"([?&;](?:username|user|user_name|student|author|email|user_id|student_id)=)([^&#;\s\"'\\<>]*)", re.IGNORECASE
@@ -201,8 +248,15 @@ def scrub_emails(text: str) -> str:
 
 
 def _may_hold_url_identity(text: str, low: str | None = None) -> bool:
-    return ("/u/" in text or "/accounts/" in text or "/preferences/" in text or "/users/" in text
-            or "%2F" in text or "%2f" in text or ("=" in text and _QUERY_PROBE.search(text.lower() if low is None else low) is not None))
+    return (
+        "/u/" in text
+        or "/accounts/" in text
+        or "/preferences/" in text
+        or "/users/" in text
+        or "%2F" in text
+        or "%2f" in text
+        or ("=" in text and _QUERY_PROBE.search(text.lower() if low is None else low) is not None)
+    )
 
 
 def scrub_url_identities(text: str, key: str) -> str:
@@ -372,7 +426,7 @@ def check_key(settings: Settings) -> None:
         raise UserError(
             "EDXSTREAM_PSEUDONYM_KEY is the default key, which anyone can use to recompute a learner's "
             "pseudonym: set it to a long random secret, e.g. "
-            "`python -c \"import secrets; print(secrets.token_hex(32))\"` (see docs/privacy.md)"
+            '`python -c "import secrets; print(secrets.token_hex(32))"` (see docs/privacy.md)'
         )
 
 

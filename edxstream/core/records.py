@@ -66,6 +66,7 @@ class EnrichedEvent(msgspec.Struct, kw_only=True, omit_defaults=False):
 
 class DeadLetter(msgspec.Struct, kw_only=True):
     """What a stage could not use, with the reason and the raw bytes (make one with :func:`dead_letter`)."""
+
     dead_letter_id: str  # deterministic, like event_id
     reason: str  # short machine-readable code, e.g. "invalid_json"
     detail: str  # human-readable explanation
@@ -97,16 +98,34 @@ def raw_text(value: bytes | None, max_bytes: int | None = None) -> tuple[str, st
         return base64.b64encode(value).decode("ascii"), "base64"
 
 
-def dead_letter(raw: bytes | None, reason: str, detail: str, *, dead_letter_id: str, stage: str,
-                source: Optional[str] = None, offset: Optional[int] = None, seen_at: Optional[datetime] = None,
-                max_bytes: int | None = None) -> DeadLetter:
+def dead_letter(
+    raw: bytes | None,
+    reason: str,
+    detail: str,
+    *,
+    dead_letter_id: str,
+    stage: str,
+    source: Optional[str] = None,
+    offset: Optional[int] = None,
+    seen_at: Optional[datetime] = None,
+    max_bytes: int | None = None,
+) -> DeadLetter:
     """The one way to make a DeadLetter: the raw bytes are kept exactly (see
     :func:`raw_text`), whichever stage (ship, parse, sink) rejected them. Each stage
     derives ``dead_letter_id`` from what identifies the rejected bytes there, so a
     re-delivery makes the same letter."""
     text, encoding = raw_text(raw, max_bytes)
-    return DeadLetter(dead_letter_id=dead_letter_id, reason=reason, detail=detail, raw=text,
-                      raw_encoding=encoding, source=source, offset=offset, stage=stage, seen_at=seen_at)
+    return DeadLetter(
+        dead_letter_id=dead_letter_id,
+        reason=reason,
+        detail=detail,
+        raw=text,
+        raw_encoding=encoding,
+        source=source,
+        offset=offset,
+        stage=stage,
+        seen_at=seen_at,
+    )
 
 
 class WindowCount(msgspec.Struct, kw_only=True):

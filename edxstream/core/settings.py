@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 class Settings(BaseSettings):
     """Every setting of every component, read from ``EDXSTREAM_*`` environment variables."""
+
     model_config = SettingsConfigDict(env_prefix="EDXSTREAM_", frozen=True, extra="ignore")
 
     # Where the local stack keeps its data, logs, pid files and checkpoints.
@@ -122,7 +123,8 @@ class Settings(BaseSettings):
     web_public_url: str = ""
     # Key that signs sessions and learner links: set your own (serve refuses the default outside the demo).
     web_secret_key: str = "change-me"
-    # Seconds the web app keeps a course figure before computing it again (0: never keeps; the live page never waits for it).
+    # Seconds the web app keeps a course figure before computing it again (0: never keeps;
+    # the live page never waits for it).
     web_cache_seconds: float = 30.0
 
     @cached_property
@@ -146,7 +148,7 @@ class Settings(BaseSettings):
         if url.startswith(("http://", "https://")):
             return None
         if url.startswith("chdb://"):
-            return Path(url[len("chdb://"):]).resolve()
+            return Path(url[len("chdb://") :]).resolve()
         return Path(url).resolve()
 
     @property
@@ -186,8 +188,7 @@ class Settings(BaseSettings):
 
     @property
     def topics(self) -> list[str]:
-        return [self.raw_topic, self.enriched_topic, self.deadletter_topic, self.aggregates_topic,
-                self.tally_topic]
+        return [self.raw_topic, self.enriched_topic, self.deadletter_topic, self.aggregates_topic, self.tally_topic]
 
 
 def redact(url: str) -> str:

@@ -53,8 +53,13 @@ def seed_shipped(settings: Settings, done: dict[int, tuple[str, int]], timeout: 
 
     topic = changelog_topic(settings, SHIPPED)
     kafka_admin.ensure_topics(settings, [topic], config={topic: {"cleanup.policy": "compact"}})
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True,
-                         "logger": kafka_admin.LIBRDKAFKA_LOG})
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "enable.idempotence": True,
+            "logger": kafka_admin.LIBRDKAFKA_LOG,
+        }
+    )
 
     def send(partition: int, key: bytes, value: bytes) -> None:
         producer.produce(topic, key=key, value=value, partition=partition)

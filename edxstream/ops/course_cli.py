@@ -13,8 +13,12 @@ def register(subparsers) -> None:
         help="course structure: names, sections, due dates and video lengths for the block ids in the logs",
         description="Read a course's structure so reports and views show names instead of block ids.",
     )
-    sub = p.add_subparsers(dest="course_command", metavar="SUBCOMMAND", required=True,
-                           help="import: store a course's structure from an export or an API response")
+    sub = p.add_subparsers(
+        dest="course_command",
+        metavar="SUBCOMMAND",
+        required=True,
+        help="import: store a course's structure from an export or an API response",
+    )
     imp = sub.add_parser(
         "import",
         help="import an OLX export (.tar.gz) or a saved Course Blocks API response (JSON)",
@@ -42,7 +46,9 @@ def run_import(args: argparse.Namespace) -> int:
     for path, s in zip(args.path, structures, strict=False):
         n = store(client, s)
         graded = sum(1 for b in s.blocks if b.graded and b.due is not None and b.block_type == "sequential")
-        print(f"{s.course_id}: {n} blocks from {path} ({s.count('chapter')} sections, "
-              f"{s.count('sequential')} subsections, {s.count('video')} videos, {s.count('problem')} problems; "
-              f"{graded} graded subsections with a due date)")
+        print(
+            f"{s.course_id}: {n} blocks from {path} ({s.count('chapter')} sections, "
+            f"{s.count('sequential')} subsections, {s.count('video')} videos, {s.count('problem')} problems; "
+            f"{graded} graded subsections with a due date)"
+        )
     return 0

@@ -131,7 +131,7 @@ class _Files:
         if not tops:
             raise UserError(f"{origin}: no course.xml: not an OLX course export")
         prefix = tops[0][: -len("course.xml")]
-        self.files = {p[len(prefix):]: b for p, b in files.items() if p.startswith(prefix)}
+        self.files = {p[len(prefix) :]: b for p, b in files.items() if p.startswith(prefix)}
         self.origin = origin
 
     def xml(self, path: str) -> Optional[Element]:
@@ -173,8 +173,11 @@ def _archive_files(path: Path) -> dict[str, bytes]:
 
 
 def _folder_files(path: Path) -> dict[str, bytes]:
-    return {p.relative_to(path).as_posix(): p.read_bytes() for p in path.rglob("*")
-            if p.is_file() and p.suffix in (".xml", ".json") and p.stat().st_size <= MAX_MEMBER_BYTES}
+    return {
+        p.relative_to(path).as_posix(): p.read_bytes()
+        for p in path.rglob("*")
+        if p.is_file() and p.suffix in (".xml", ".json") and p.stat().st_size <= MAX_MEMBER_BYTES
+    }
 
 
 def _resolve(files: _Files, el: Element) -> tuple[Element, str]:
@@ -209,8 +212,13 @@ def read_olx(files: dict[str, bytes], origin: str = "export") -> Structure:
             merged.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in over.items()})
         return merged
 
-    def walk(el: Element, name: str, chapter: Optional[tuple[str, str]], seq: Optional[tuple[str, str]],
-             inherited: tuple[bool, str, Optional[datetime]]) -> None:
+    def walk(
+        el: Element,
+        name: str,
+        chapter: Optional[tuple[str, str]],
+        seq: Optional[tuple[str, str]],
+        inherited: tuple[bool, str, Optional[datetime]],
+    ) -> None:
         tag = el.tag
         if not name:  # an inline block without a name: one from its place in the outline
             name = f"{tag}_{len(blocks)}"
@@ -229,16 +237,25 @@ def read_olx(files: dict[str, bytes], origin: str = "export") -> Structure:
             chapter = (usage, display)
         elif tag == "sequential":
             seq = (usage, display)
-        blocks.append(Block(
-            course_id=course_id, block_id=usage, block_key=name, block_type=tag, display_name=display,
-            chapter_id=chapter[0] if chapter and tag != "chapter" else None,
-            chapter_name=chapter[1] if chapter and tag != "chapter" else None,
-            sequential_id=seq[0] if seq and tag not in ("chapter", "sequential") else None,
-            sequential_name=seq[1] if seq and tag not in ("chapter", "sequential") else None,
-            position=len(blocks), graded=graded, assignment_type=fmt if graded else "",
-            weight=_float(attrs.get("weight")) if "weight" in attrs else None, due=due,
-            video_duration=_float(attrs.get("duration")) if tag == "video" else None,
-        ))
+        blocks.append(
+            Block(
+                course_id=course_id,
+                block_id=usage,
+                block_key=name,
+                block_type=tag,
+                display_name=display,
+                chapter_id=chapter[0] if chapter and tag != "chapter" else None,
+                chapter_name=chapter[1] if chapter and tag != "chapter" else None,
+                sequential_id=seq[0] if seq and tag not in ("chapter", "sequential") else None,
+                sequential_name=seq[1] if seq and tag not in ("chapter", "sequential") else None,
+                position=len(blocks),
+                graded=graded,
+                assignment_type=fmt if graded else "",
+                weight=_float(attrs.get("weight")) if "weight" in attrs else None,
+                due=due,
+                video_duration=_float(attrs.get("duration")) if tag == "video" else None,
+            )
+        )
         if tag not in CONTAINERS:
             return  # a component: what is inside is its content, not blocks
         for child in el:
@@ -260,7 +277,7 @@ def read_blocks_api(doc: dict, origin: str = "response") -> Structure:
     blocks_in = doc.get("blocks") if isinstance(doc, dict) else None
     root = doc.get("root") if isinstance(doc, dict) else None
     if not isinstance(blocks_in, dict) or not isinstance(root, str) or root not in blocks_in:
-        raise UserError(f"{origin}: not a Course Blocks API response (no root block in \"blocks\")")
+        raise UserError(f'{origin}: not a Course Blocks API response (no root block in "blocks")')
     course_id = _course_of_root(root)
     out: list[Block] = []
     seen: set[str] = set()
@@ -278,18 +295,25 @@ def read_blocks_api(doc: dict, origin: str = "response") -> Structure:
             seq = (key, display)
         graded = _bool(b.get("graded", False))
         view = b.get("student_view_data") if isinstance(b.get("student_view_data"), dict) else {}
-        out.append(Block(
-            course_id=course_id, block_id=key, block_key=str(b.get("block_id") or block_key_of(key)),
-            block_type=tag, display_name=display,
-            chapter_id=chapter[0] if chapter and tag != "chapter" else None,
-            chapter_name=chapter[1] if chapter and tag != "chapter" else None,
-            sequential_id=seq[0] if seq and tag not in ("chapter", "sequential") else None,
-            sequential_name=seq[1] if seq and tag not in ("chapter", "sequential") else None,
-            position=len(out), graded=graded, assignment_type=str(b.get("format") or "") if graded else "",
-            weight=_float(b.get("weight")) if b.get("weight") is not None else None,
-            due=parse_due(b.get("due")),
-            video_duration=_float(view.get("duration")) if tag == "video" and view.get("duration") else None,
-        ))
+        out.append(
+            Block(
+                course_id=course_id,
+                block_id=key,
+                block_key=str(b.get("block_id") or block_key_of(key)),
+                block_type=tag,
+                display_name=display,
+                chapter_id=chapter[0] if chapter and tag != "chapter" else None,
+                chapter_name=chapter[1] if chapter and tag != "chapter" else None,
+                sequential_id=seq[0] if seq and tag not in ("chapter", "sequential") else None,
+                sequential_name=seq[1] if seq and tag not in ("chapter", "sequential") else None,
+                position=len(out),
+                graded=graded,
+                assignment_type=str(b.get("format") or "") if graded else "",
+                weight=_float(b.get("weight")) if b.get("weight") is not None else None,
+                due=parse_due(b.get("due")),
+                video_duration=_float(view.get("duration")) if tag == "video" and view.get("duration") else None,
+            )
+        )
         for child in b.get("children") or ():
             walk(child, chapter, seq)
 
@@ -299,9 +323,9 @@ def read_blocks_api(doc: dict, origin: str = "response") -> Structure:
 
 def _course_of_root(root: str) -> str:
     if root.startswith("block-v1:") and "+type@" in root:
-        return "course-v1:" + root[len("block-v1:"):root.index("+type@")]
+        return "course-v1:" + root[len("block-v1:") : root.index("+type@")]
     if root.startswith("i4x://"):
-        org, number, _, run = root[len("i4x://"):].split("/")[:4]
+        org, number, _, run = root[len("i4x://") :].split("/")[:4]
         return f"course-v1:{org}+{number}+{run}"
     raise UserError(f"root block {root!r} is not a course usage key")
 
@@ -321,8 +345,9 @@ def read_structure(path: Path) -> Structure:
     try:
         doc = json.loads(path.read_bytes())
     except (ValueError, UnicodeDecodeError):
-        raise UserError(f"{path}: neither an OLX course export (.tar.gz) nor a Course Blocks API "
-                        "response (JSON)") from None
+        raise UserError(
+            f"{path}: neither an OLX course export (.tar.gz) nor a Course Blocks API response (JSON)"
+        ) from None
     return read_blocks_api(doc, str(path))
 
 
@@ -339,6 +364,8 @@ def store(client, structure: Structure, imported_at: Optional[datetime] = None) 
     if data:
         client.insert("course_blocks", data, column_names=list(BLOCK_COLUMNS))
     # a block deleted from the course since the last import must not keep its name
-    client.command("ALTER TABLE course_blocks DELETE WHERE course_id = {c:String} AND imported_at < {t:DateTime64(3)}",
-                   parameters={"c": structure.course_id, "t": when.astimezone(UTC).replace(tzinfo=None)})
+    client.command(
+        "ALTER TABLE course_blocks DELETE WHERE course_id = {c:String} AND imported_at < {t:DateTime64(3)}",
+        parameters={"c": structure.course_id, "t": when.astimezone(UTC).replace(tzinfo=None)},
+    )
     return len(data)

@@ -30,15 +30,23 @@ def register(subparsers) -> None:
         "run the stream app and both sinks until everything is written, then print events per course and "
         "category, the busiest days, top videos and problems, and dead letters.",
     )
-    d.add_argument("--log", nargs="+", type=Path, metavar="PATH",
-                   help="tracking logs (files, .gz or folders) to use instead of a generated sample")
+    d.add_argument(
+        "--log",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="tracking logs (files, .gz or folders) to use instead of a generated sample",
+    )
     d.add_argument("--events", type=int, default=40_000, help="size of the generated sample (40000)")
     d.add_argument("--courses", type=int, default=4, help="course runs in the sample (4)")
     d.add_argument("--learners", type=int, default=1_500, help="learners in the sample (1500)")
     d.add_argument("--days", type=int, default=14, help="days the sample covers (14)")
     d.add_argument("--seed", type=int, default=2026, help="sample seed (2026)")
-    d.add_argument("--database", default="edxstream_demo",
-                   help="MySQL and ClickHouse database the demo (re)creates and fills (edxstream_demo)")
+    d.add_argument(
+        "--database",
+        default="edxstream_demo",
+        help="MySQL and ClickHouse database the demo (re)creates and fills (edxstream_demo)",
+    )
     d.add_argument("--timeout", type=float, default=900, help="give up after this many seconds (900)")
     d.set_defaults(func=run_demo)
 
@@ -49,8 +57,12 @@ def register(subparsers) -> None:
         "LOAD DATA, the ClickHouse sink, an end-to-end backfill of 1,560,000 events, and the latency of live "
         "events at 500 a second. It runs bench/run_all.py, so it needs a checkout of the repository.",
     )
-    b.add_argument("--scale", choices=["full", "small"], default="full",
-                   help="full: the sizes the README's figures come from (about 15 minutes); small: a quick check")
+    b.add_argument(
+        "--scale",
+        choices=["full", "small"],
+        default="full",
+        help="full: the sizes the README's figures come from (about 15 minutes); small: a quick check",
+    )
     b.add_argument("--json", help="also write the figures to this JSON file")
     b.add_argument("--only", help="comma-separated parts: ship,stream,sinks,e2e,live")
     b.add_argument("--keep", action="store_true", help="keep the work folder")
@@ -171,17 +183,24 @@ def run_demo(args: argparse.Namespace) -> int:
         from edxstream.ops.generate import GenConfig, log_files, write_course_exports, write_dir
 
         out = s.data_dir / "demo" / "sample"
-        cfg = GenConfig(events=args.events, courses=args.courses, learners=args.learners, days=args.days,
-                        seed=args.seed)
-        _step(2, f"sample: generating {cfg.events:,} events for {cfg.courses} course runs, "
-                 f"{cfg.learners:,} learners over {cfg.days} days into {out}/")
+        cfg = GenConfig(
+            events=args.events, courses=args.courses, learners=args.learners, days=args.days, seed=args.seed
+        )
+        _step(
+            2,
+            f"sample: generating {cfg.events:,} events for {cfg.courses} course runs, "
+            f"{cfg.learners:,} learners over {cfg.days} days into {out}/",
+        )
         write_dir(cfg, out)
         paths = log_files(out)
         # what Studio would export for each course: the names behind the logs' block ids
         exports = write_course_exports(cfg, out / "courses")
     expected = pipeline.expected_counts(paths, s.max_clock_skew_seconds)
-    print(f"      {len(paths)} files, {expected.lines:,} lines: {expected.events:,} events and "
-          f"{expected.dead_letters:,} malformed lines expected", flush=True)
+    print(
+        f"      {len(paths)} files, {expected.lines:,} lines: {expected.events:,} events and "
+        f"{expected.dead_letters:,} malformed lines expected",
+        flush=True,
+    )
 
     _step(3, f"schemas: fresh MySQL and ClickHouse databases `{args.database}`")
     log_dir = s.log_dir / "demo" / run_id
@@ -195,8 +214,16 @@ def run_demo(args: argparse.Namespace) -> int:
         total = expected.events + expected.dead_letters
         # a bar redrawn in place on a terminal; elsewhere (a log, CI) a plain line now and then
         tty = sys.stderr.isatty()
-        with tqdm(total=total, unit="row", unit_scale=True, file=sys.stderr, desc="      written to MySQL",
-                  mininterval=0.5, dynamic_ncols=True, disable=not tty) as bar:
+        with tqdm(
+            total=total,
+            unit="row",
+            unit_scale=True,
+            file=sys.stderr,
+            desc="      written to MySQL",
+            mininterval=0.5,
+            dynamic_ncols=True,
+            disable=not tty,
+        ) as bar:
             last_line = [time.monotonic()]
 
             def progress(stage: str, done: int, _total: int) -> None:
@@ -207,22 +234,29 @@ def run_demo(args: argparse.Namespace) -> int:
                     last_line[0] = time.monotonic()
                     print(f"      {stage}: {done:,} of {total:,} rows written to MySQL", file=sys.stderr, flush=True)
 
-            result = pipeline.backfill_until_written(pipe, paths, expected, progress=progress,
-                                                     timeout=args.timeout)
+            result = pipeline.backfill_until_written(pipe, paths, expected, progress=progress, timeout=args.timeout)
     rate = expected.lines / result.seconds if result.seconds else 0.0
-    print(f"      done: {expected.lines:,} lines shipped in {result.ship_seconds:.1f}s, all rows in MySQL after "
-          f"{result.mysql_seconds:.1f}s, in ClickHouse after {result.seconds:.1f}s ({rate:,.0f} lines/s)")
-    print(f"      ClickHouse holds {result.clickhouse_events:,} events and {result.clickhouse_windows:,} window "
-          f"counts (a count per course, window and counted thing: a category, an action, ...); MySQL holds "
-          f"the same events and the {expected.dead_letters:,} malformed lines as dead letters")
+    print(
+        f"      done: {expected.lines:,} lines shipped in {result.ship_seconds:.1f}s, all rows in MySQL after "
+        f"{result.mysql_seconds:.1f}s, in ClickHouse after {result.seconds:.1f}s ({rate:,.0f} lines/s)"
+    )
+    print(
+        f"      ClickHouse holds {result.clickhouse_events:,} events and {result.clickhouse_windows:,} window "
+        f"counts (a count per course, window and counted thing: a category, an action, ...); MySQL holds "
+        f"the same events and the {expected.dead_letters:,} malformed lines as dead letters"
+    )
     for note in result.notes:
         print(f"      note: {note}")
 
     _step(5, "what a course team wants to see first")
     print(summary(s))
     # what was shipped against both stores and the windows, per course and day
-    check = subprocess.run(pipeline.edxstream_argv("reconcile", "--no-progress"), env=pipeline.settings_env(s),
-                           capture_output=True, text=True)
+    check = subprocess.run(
+        pipeline.edxstream_argv("reconcile", "--no-progress"),
+        env=pipeline.settings_env(s),
+        capture_output=True,
+        text=True,
+    )
     print(check.stdout.rstrip() or check.stderr.rstrip())
     print(open_the_web_app(s))
     print(how_to_query(s, args.database, write_mysql_options(s)))
@@ -236,16 +270,22 @@ def open_the_web_app(s) -> str:
 
     password = secrets.token_urlsafe(9)
     # through the command that manages accounts (the web app's own code stays on the analyst side)
-    made = subprocess.run(pipeline.edxstream_argv("user", "add", "demo", "--role", "operator"),
-                          env=pipeline.settings_env(s, EDXSTREAM_WEB_PASSWORD=password), capture_output=True, text=True)
+    made = subprocess.run(
+        pipeline.edxstream_argv("user", "add", "demo", "--role", "operator"),
+        env=pipeline.settings_env(s, EDXSTREAM_WEB_PASSWORD=password),
+        capture_output=True,
+        text=True,
+    )
     if made.returncode != 0:
         return f"\nWeb app: not started ({(made.stderr.strip() or made.stdout.strip()).splitlines()[-1]})"
     try:
         started = stack.web_up(s, demo=True)
     except UserError as exc:
         return f"\nWeb app: not started ({exc})"
-    return (f"\nWeb app: {started}\n  open {s.web_url}/ and log in as demo / {password}"
-            f"\n  (`edxstream stack down` stops it; `edxstream user add NAME --role staff --course ID` adds accounts)")
+    return (
+        f"\nWeb app: {started}\n  open {s.web_url}/ and log in as demo / {password}"
+        f"\n  (`edxstream stack down` stops it; `edxstream user add NAME --role staff --course ID` adds accounts)"
+    )
 
 
 # -- the summary --------------------------------------------------------------------------------
@@ -254,18 +294,18 @@ CH_QUERIES = {
     # from the events table; the windows hold the same events (late ones are counted
     # from the stored events, docs/architecture.md), which `reconcile` checks
     "by_course": "SELECT course_id, category, count() AS n FROM events FINAL "
-                 "WHERE course_id IS NOT NULL GROUP BY course_id, category",
+    "WHERE course_id IS NOT NULL GROUP BY course_id, category",
     "busiest_days": "SELECT toString(toDate(time)) AS day, count() AS events, uniqExact(username) AS learners "
-                    "FROM events FINAL GROUP BY day ORDER BY events DESC, day LIMIT 5",
+    "FROM events FINAL GROUP BY day ORDER BY events DESC, day LIMIT 5",
     "all_events": "SELECT count() AS n FROM events FINAL",
     "windows": "SELECT sum(count) AS n FROM window_counts_final "
-               "WHERE kind = 'course_category' AND window_seconds = 3600",
+    "WHERE kind = 'course_category' AND window_seconds = 3600",
     "top_videos": "SELECT e.course_id AS course_id, e.block_id AS block_id, any(b.display_name) AS name, "
-                  "count() AS plays, uniqExact(e.username) AS learners "
-                  "FROM events AS e FINAL LEFT JOIN block_names AS b ON e.course_id = b.course_id "
-                  "AND arrayElement(splitByRegexp('[@/]', assumeNotNull(e.block_id)), -1) = b.block_key "
-                  "WHERE e.action = 'play_video' AND e.block_id IS NOT NULL "
-                  "GROUP BY course_id, block_id ORDER BY plays DESC, block_id LIMIT 5",
+    "count() AS plays, uniqExact(e.username) AS learners "
+    "FROM events AS e FINAL LEFT JOIN block_names AS b ON e.course_id = b.course_id "
+    "AND arrayElement(splitByRegexp('[@/]', assumeNotNull(e.block_id)), -1) = b.block_key "
+    "WHERE e.action = 'play_video' AND e.block_id IS NOT NULL "
+    "GROUP BY course_id, block_id ORDER BY plays DESC, block_id LIMIT 5",
     # names of the problems the MySQL query below finds (from `edxstream course import`)
     "problem_names": "SELECT block_id, display_name FROM block_names WHERE block_type = 'problem'",
 }
@@ -288,8 +328,12 @@ def table(rows: list[dict], columns: list[tuple[str, str]], indent: str = "  ") 
     numeric = [all(_is_num(r.get(key)) for r in rows) for key, _ in columns]
 
     def fmt(values: list[str]) -> str:
-        return indent + "  ".join(v.rjust(w) if num else v.ljust(w)
-                                  for v, w, num in zip(values, widths, numeric, strict=True)).rstrip()
+        return (
+            indent
+            + "  ".join(
+                v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)
+            ).rstrip()
+        )
 
     return "\n".join([fmt(heads), indent + "  ".join("-" * w for w in widths)] + [fmt(c) for c in cells])
 
@@ -347,16 +391,29 @@ def summary(s) -> str:
     for r in ch["top_videos"]:
         r["video"] = r.get("name") or short_block(r["block_id"])
     out.append("\nTop videos by plays (ClickHouse events):")
-    out.append(table(ch["top_videos"], [("course_id", "course"), ("video", "video"), ("plays", "plays"),
-                                        ("learners", "learners")]))
+    out.append(
+        table(
+            ch["top_videos"],
+            [("course_id", "course"), ("video", "video"), ("plays", "plays"), ("learners", "learners")],
+        )
+    )
 
     problem_names = {r["block_id"]: r["display_name"] for r in ch["problem_names"]}
     for r in problems:
         r["problem"] = problem_names.get(r["problem_id"]) or short_block(r["problem_id"])
         r["pct_correct"] = float(r["pct_correct"]) if r["pct_correct"] is not None else None
     out.append("\nTop problems by submissions (MySQL events):")
-    out.append(table(problems, [("problem", "problem"), ("submissions", "submissions"), ("learners", "learners"),
-                                ("pct_correct", "% correct")]))
+    out.append(
+        table(
+            problems,
+            [
+                ("problem", "problem"),
+                ("submissions", "submissions"),
+                ("learners", "learners"),
+                ("pct_correct", "% correct"),
+            ],
+        )
+    )
 
     out.append("\nDead letters by reason (MySQL dead_letters; the raw lines are kept there):")
     out.append(table(dead, [("reason", "reason"), ("stage", "stage"), ("n", "lines")]))
@@ -369,13 +426,17 @@ def course_notes(all_events: int, in_courses: int, windowed: int) -> list[str]:
     app's hourly counts hold."""
     notes = [f"  {in_courses:,} events belong to a course"]
     if all_events > in_courses:
-        notes[0] += (f"; the other {all_events - in_courses:,} of the {all_events:,} events have none (dashboard, "
-                     f"login and profile pages, for instance) and are left out of this table")
+        notes[0] += (
+            f"; the other {all_events - in_courses:,} of the {all_events:,} events have none (dashboard, "
+            f"login and profile pages, for instance) and are left out of this table"
+        )
     if windowed == in_courses:
         notes.append("  The stream app's live hourly counts hold all of them.")
     else:
-        notes.append(f"  The hourly window counts hold {windowed:,} of them; `edxstream reconcile` below says "
-                     f"where the other {in_courses - windowed:,} are missing.")
+        notes.append(
+            f"  The hourly window counts hold {windowed:,} of them; `edxstream reconcile` below says "
+            f"where the other {in_courses - windowed:,} are missing."
+        )
     return notes
 
 
@@ -387,8 +448,10 @@ def write_mysql_options(s) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(f"[client]\nhost={m['host']}\nport={m['port']}\nuser={m['user']}\npassword={m['password']}\n"
-                f"database={m['database']}\n")
+        f.write(
+            f"[client]\nhost={m['host']}\nport={m['port']}\nuser={m['user']}\npassword={m['password']}\n"
+            f"database={m['database']}\n"
+        )
     return path
 
 
@@ -398,8 +461,11 @@ def how_to_query(s, database: str, mysql_options: Path) -> str:
     try:
         from sinks.migrate import mysql_rows
 
-        rows = mysql_rows(s, "SELECT course_id FROM events WHERE course_id IS NOT NULL "
-                             "GROUP BY course_id ORDER BY COUNT(*) DESC LIMIT 1")
+        rows = mysql_rows(
+            s,
+            "SELECT course_id FROM events WHERE course_id IS NOT NULL "
+            "GROUP BY course_id ORDER BY COUNT(*) DESC LIMIT 1",
+        )
         course = rows[0]["course_id"] if rows else course
     except Exception:  # noqa: BLE001 - only an example in the help text
         pass

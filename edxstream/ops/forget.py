@@ -69,16 +69,20 @@ def forget(settings: Settings, who: str) -> dict:
             ids, names = _identities(cur, who)
             keys = retired_mod.learner_keys(ids, names, settings.pseudonym_key)
             now = datetime.now(timezone.utc).replace(tzinfo=None)
-            cur.executemany("INSERT IGNORE INTO retired_learners (user_key, retired_at) VALUES (%s, %s)",
-                            [(k, now) for k in sorted(keys)])
+            cur.executemany(
+                "INSERT IGNORE INTO retired_learners (user_key, retired_at) VALUES (%s, %s)",
+                [(k, now) for k in sorted(keys)],
+            )
             conn.commit()  # the sinks keep the learner out from here on
             mysql_events = 0
             if ids:
-                mysql_events += cur.execute(f"DELETE FROM events WHERE user_id IN ({', '.join(['%s'] * len(ids))})",
-                                            sorted(ids))
+                mysql_events += cur.execute(
+                    f"DELETE FROM events WHERE user_id IN ({', '.join(['%s'] * len(ids))})", sorted(ids)
+                )
             if names:
-                mysql_events += cur.execute(f"DELETE FROM events WHERE username IN ({', '.join(['%s'] * len(names))})",
-                                            sorted(names))
+                mysql_events += cur.execute(
+                    f"DELETE FROM events WHERE username IN ({', '.join(['%s'] * len(names))})", sorted(names)
+                )
             dead = cur.execute("DELETE FROM dead_letters WHERE raw REGEXP %s", (_dead_letter_pattern(ids, names),))
         conn.commit()
     finally:
@@ -92,12 +96,18 @@ def forget(settings: Settings, who: str) -> dict:
         migrate.migrate_clickhouse(settings, client=client)
         raw = settings.pseudonymize is False
         ch_events: int | str = retired_mod.delete_from_clickhouse(
-            client, keys, raw_ids=ids if raw else set(), raw_names=names if raw else set())
+            client, keys, raw_ids=ids if raw else set(), raw_names=names if raw else set()
+        )
     else:
         ch_events = "by the running ClickHouse sink"
 
-    done = {"at": datetime.now(timezone.utc).isoformat(), "keys": sorted(keys), "mysql_events": mysql_events,
-            "mysql_dead_letters": dead, "clickhouse_events": ch_events}
+    done = {
+        "at": datetime.now(timezone.utc).isoformat(),
+        "keys": sorted(keys),
+        "mysql_events": mysql_events,
+        "mysql_dead_letters": dead,
+        "clickhouse_events": ch_events,
+    }
     audit = settings.data_dir / "audit" / "forget.log"
     audit.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(audit, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

@@ -26,6 +26,8 @@ def run(args) -> int:
 
     done = forget(settings_mod.load(), args.user)
     ch = done["clickhouse_events"]
-    print(f"forgotten: {done['mysql_events']} events and {done['mysql_dead_letters']} dead letters removed from "
-          f"MySQL; ClickHouse events removed: {ch}. The sinks keep this learner's future events out.")
+    print(
+        f"forgotten: {done['mysql_events']} events and {done['mysql_dead_letters']} dead letters removed from "
+        f"MySQL; ClickHouse events removed: {ch}. The sinks keep this learner's future events out."
+    )
     return 0

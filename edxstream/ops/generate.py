@@ -181,8 +181,16 @@ AGENTS = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/128.0.0.0 Safari/537.36",
 )
-LANGS = ("en-US,en;q=0.9", "en-GB,en;q=0.8", "es-ES,es;q=0.9,en;q=0.8", "fr-FR,fr;q=0.9,en;q=0.7",
-         "de-DE,de;q=0.9,en;q=0.8", "zh-CN,zh;q=0.9", "pt-BR,pt;q=0.9,en;q=0.8", "hi-IN,hi;q=0.9,en;q=0.8")
+LANGS = (
+    "en-US,en;q=0.9",
+    "en-GB,en;q=0.8",
+    "es-ES,es;q=0.9,en;q=0.8",
+    "fr-FR,fr;q=0.9,en;q=0.7",
+    "de-DE,de;q=0.9,en;q=0.8",
+    "zh-CN,zh;q=0.9",
+    "pt-BR,pt;q=0.9,en;q=0.8",
+    "hi-IN,hi;q=0.9,en;q=0.8",
+)
 SYLLABLES = ("ka", "lo", "mi", "ra", "to", "ne", "su", "vi", "da", "jo", "el", "an", "is", "or", "ul", "be")
 # Share of sessions that start in each UTC hour: learners are worldwide, with a
 # trough in the European and American night.
@@ -263,15 +271,17 @@ def _build_learners(rng: random.Random, cfg: GenConfig, courses: list[Course]) -
                 chosen.append(c)
         # A few learners do most of the clicking (heavy-tailed activity).
         activity = rng.paretovariate(1.3)
-        learners.append(Learner(
-            user_id=1000 + i * 7 + rng.randint(0, 6),
-            username=username,
-            ip=_random_ip(rng),
-            agent=rng.choice(AGENTS),
-            lang=rng.choice(LANGS),
-            activity=activity,
-            courses=chosen,
-        ))
+        learners.append(
+            Learner(
+                user_id=1000 + i * 7 + rng.randint(0, 6),
+                username=username,
+                ip=_random_ip(rng),
+                agent=rng.choice(AGENTS),
+                lang=rng.choice(LANGS),
+                activity=activity,
+                courses=chosen,
+            )
+        )
     for li, learner in enumerate(learners):
         for c in learner.courses:
             courses[c].learners.append(li)
@@ -352,10 +362,18 @@ def truth(learners: list[Learner], courses: list[Course], seed: int) -> list[dic
         for ci in sorted(lr.enrolled_at):
             grade = min(1.0, max(0.0, rng.gauss(lr.ability, GRADE_SD)))
             stops = lr.stop_after_days is not None
-            rows.append({"user_id": lr.user_id, "username": lr.username, "course_id": courses[ci].course_id,
-                         "profile": lr.profile.name if lr.profile else None, "ability": round(lr.ability, 4),
-                         "stops": stops, "final_grade": round(grade, 4),
-                         "at_risk": stops or grade < PASS_GRADE})
+            rows.append(
+                {
+                    "user_id": lr.user_id,
+                    "username": lr.username,
+                    "course_id": courses[ci].course_id,
+                    "profile": lr.profile.name if lr.profile else None,
+                    "ability": round(lr.ability, 4),
+                    "stops": stops,
+                    "final_grade": round(grade, 4),
+                    "at_risk": stops or grade < PASS_GRADE,
+                }
+            )
     return rows
 
 
@@ -406,28 +424,61 @@ class _Session:
     # envelopes: the field order of current LMS lines
     def browser(self, event_type: str, event, name: str | None = None) -> bool:
         lr, c = self.learner, self.course
-        return self._emit({
-            "name": name or event_type,
-            "context": {"user_id": lr.user_id, "path": "/event", "course_id": c.course_id, "org_id": c.org,
-                        "enterprise_uuid": ""},
-            "username": lr.username, "session": self.session, "ip": lr.ip, "agent": lr.agent,
-            "host": self.g.cfg.host, "referer": self.page or self.referer, "accept_language": lr.lang,
-            "event": event, "time": None, "event_type": event_type, "event_source": "browser",
-            "page": self.page,
-        })
+        return self._emit(
+            {
+                "name": name or event_type,
+                "context": {
+                    "user_id": lr.user_id,
+                    "path": "/event",
+                    "course_id": c.course_id,
+                    "org_id": c.org,
+                    "enterprise_uuid": "",
+                },
+                "username": lr.username,
+                "session": self.session,
+                "ip": lr.ip,
+                "agent": lr.agent,
+                "host": self.g.cfg.host,
+                "referer": self.page or self.referer,
+                "accept_language": lr.lang,
+                "event": event,
+                "time": None,
+                "event_type": event_type,
+                "event_source": "browser",
+                "page": self.page,
+            }
+        )
 
     def server(self, event_type: str, event, path: str, module: dict | None = None, course: bool = True) -> bool:
         lr, c = self.learner, self.course
-        ctx = {"course_id": c.course_id if course else "", "course_user_tags": {}, "user_id": lr.user_id,
-               "path": path, "org_id": c.org if course else "", "enterprise_uuid": ""}
+        ctx = {
+            "course_id": c.course_id if course else "",
+            "course_user_tags": {},
+            "user_id": lr.user_id,
+            "path": path,
+            "org_id": c.org if course else "",
+            "enterprise_uuid": "",
+        }
         if module is not None:
             ctx["module"] = module
-        return self._emit({
-            "name": event_type, "context": ctx, "username": lr.username, "session": self.session,
-            "ip": lr.ip, "agent": lr.agent, "host": self.g.cfg.host, "referer": self.referer,
-            "accept_language": lr.lang, "event": event, "time": None, "event_type": event_type,
-            "event_source": "server", "page": None,
-        })
+        return self._emit(
+            {
+                "name": event_type,
+                "context": ctx,
+                "username": lr.username,
+                "session": self.session,
+                "ip": lr.ip,
+                "agent": lr.agent,
+                "host": self.g.cfg.host,
+                "referer": self.referer,
+                "accept_language": lr.lang,
+                "event": event,
+                "time": None,
+                "event_type": event_type,
+                "event_source": "server",
+                "page": None,
+            }
+        )
 
     def view(self, path: str, get: dict | None = None, post: dict | None = None, course: bool = True) -> None:
         """A server page view: the event type is the path, the payload a JSON string."""
@@ -441,11 +492,15 @@ class _Session:
         mode = self.rng.choice(MODES)
         self.view(f"/courses/{c.course_id}/about")
         self.tick(20)
-        self.view("/change_enrollment", post={"course_id": [c.course_id], "enrollment_action": ["enroll"]},
-                  course=False)
+        self.view(
+            "/change_enrollment", post={"course_id": [c.course_id], "enrollment_action": ["enroll"]}, course=False
+        )
         # the learner counts as enrolled only if the event made it into the log
-        if self.server("edx.course.enrollment.activated",
-                       {"course_id": c.course_id, "user_id": lr.user_id, "mode": mode}, "/change_enrollment"):
+        if self.server(
+            "edx.course.enrollment.activated",
+            {"course_id": c.course_id, "user_id": lr.user_id, "mode": mode},
+            "/change_enrollment",
+        ):
             lr.enrolled[self.ci] = mode
             lr.enrolled_at[self.ci] = self.t
         self.tick(5)
@@ -453,18 +508,25 @@ class _Session:
     def unenrol(self) -> None:
         c, lr = self.course, self.learner
         mode = lr.enrolled.get(self.ci, "audit")
-        self.view("/change_enrollment", post={"course_id": [c.course_id], "enrollment_action": ["unenroll"]},
-                  course=False)
-        if self.server("edx.course.enrollment.deactivated",
-                       {"course_id": c.course_id, "user_id": lr.user_id, "mode": mode}, "/change_enrollment"):
+        self.view(
+            "/change_enrollment", post={"course_id": [c.course_id], "enrollment_action": ["unenroll"]}, course=False
+        )
+        if self.server(
+            "edx.course.enrollment.deactivated",
+            {"course_id": c.course_id, "user_id": lr.user_id, "mode": mode},
+            "/change_enrollment",
+        ):
             del lr.enrolled[self.ci]
             del lr.enrolled_at[self.ci]
             lr.left_at[self.ci] = self.t
 
     def upgrade(self) -> None:
         c, lr = self.course, self.learner
-        if self.server("edx.course.enrollment.mode_changed",
-                       {"course_id": c.course_id, "user_id": lr.user_id, "mode": "verified"}, "/change_enrollment"):
+        if self.server(
+            "edx.course.enrollment.mode_changed",
+            {"course_id": c.course_id, "user_id": lr.user_id, "mode": "verified"},
+            "/change_enrollment",
+        ):
             lr.enrolled[self.ci] = "verified"
 
     def courseware_page(self, ch: Chapter, sq: Sequential, pos: int) -> None:
@@ -501,14 +563,17 @@ class _Session:
                     break  # leaves the video part-way
             elif r < 0.85:
                 new = round(max(0.0, min(b.duration - 1, pos + rng.uniform(-90, 120))), 3)
-                self.browser("seek_video", _dumps({**base, "old_time": pos, "new_time": new,
-                                                   "type": "onSlideSeek"}).decode())
+                self.browser(
+                    "seek_video", _dumps({**base, "old_time": pos, "new_time": new, "type": "onSlideSeek"}).decode()
+                )
                 pos = new
                 self.tick(1)
             elif r < 0.95:
                 new_speed = rng.choice(("0.75", "1.25", "1.5", "2.0"))
-                self.browser("speed_change_video", _dumps({**base, "current_time": pos, "old_speed": speed,
-                                                           "new_speed": new_speed}).decode())
+                self.browser(
+                    "speed_change_video",
+                    _dumps({**base, "current_time": pos, "old_speed": speed, "new_speed": new_speed}).decode(),
+                )
                 speed = new_speed
                 self.tick(1)
             else:
@@ -516,8 +581,10 @@ class _Session:
                 self.tick(1)
         if rng.random() < 0.3:
             c = self.course
-            self.view(f"/courses/{c.course_id}/xblock/{b.key}/handler/xmodule_handler/save_user_state",
-                      post={"saved_video_position": [f"00:{int(pos) // 60:02d}:{int(pos) % 60:02d}"]})
+            self.view(
+                f"/courses/{c.course_id}/xblock/{b.key}/handler/xmodule_handler/save_user_state",
+                post={"saved_video_position": [f"00:{int(pos) // 60:02d}:{int(pos) % 60:02d}"]},
+            )
         self.tick(4)
 
     def problem(self, b: Block) -> None:
@@ -537,30 +604,71 @@ class _Session:
             query = "&".join(f"input_{k}={v}" for k, v in answers.items())
             self.browser("problem_check", query)
             self.tick(0.3, floor=0.05)
-            self.view(f"/courses/{c.course_id}/xblock/{b.key}/handler/xmodule_handler/problem_check",
-                      post={f"input_{k}": [v] for k, v in answers.items()})
+            self.view(
+                f"/courses/{c.course_id}/xblock/{b.key}/handler/xmodule_handler/problem_check",
+                post={f"input_{k}": [v] for k, v in answers.items()},
+            )
             grade = sum(correct.values())
-            cmap = {k: {"correctness": "correct" if ok else "incorrect", "npoints": None, "msg": "", "hint": "",
-                        "hintmode": None, "queuestate": None} for k, ok in correct.items()}
-            self.server("problem_check", {
-                "state": {"seed": 1, "student_answers": {}, "has_saved_answers": False, "correct_map": {},
-                          "input_state": {k: {} for k in answers}, "done": attempts > 1},
-                "problem_id": b.key, "answers": answers, "grade": grade, "max_grade": b.max_grade,
-                "correct_map": cmap, "success": "correct" if grade == b.max_grade else "incorrect",
-                "attempts": attempts,
-                "submission": {k: {"question": "", "answer": v, "response_type": "multiplechoiceresponse",
-                                   "input_type": "choicegroup", "correct": correct[k], "variant": "",
-                                   "group_label": ""} for k, v in answers.items()},
-            }, f"/courses/{c.course_id}/xblock/{b.key}/handler/xmodule_handler/problem_check", module=module)
+            cmap = {
+                k: {
+                    "correctness": "correct" if ok else "incorrect",
+                    "npoints": None,
+                    "msg": "",
+                    "hint": "",
+                    "hintmode": None,
+                    "queuestate": None,
+                }
+                for k, ok in correct.items()
+            }
+            self.server(
+                "problem_check",
+                {
+                    "state": {
+                        "seed": 1,
+                        "student_answers": {},
+                        "has_saved_answers": False,
+                        "correct_map": {},
+                        "input_state": {k: {} for k in answers},
+                        "done": attempts > 1,
+                    },
+                    "problem_id": b.key,
+                    "answers": answers,
+                    "grade": grade,
+                    "max_grade": b.max_grade,
+                    "correct_map": cmap,
+                    "success": "correct" if grade == b.max_grade else "incorrect",
+                    "attempts": attempts,
+                    "submission": {
+                        k: {
+                            "question": "",
+                            "answer": v,
+                            "response_type": "multiplechoiceresponse",
+                            "input_type": "choicegroup",
+                            "correct": correct[k],
+                            "variant": "",
+                            "group_label": "",
+                        }
+                        for k, v in answers.items()
+                    },
+                },
+                f"/courses/{c.course_id}/xblock/{b.key}/handler/xmodule_handler/problem_check",
+                module=module,
+            )
             self.tick(0.2, floor=0.05)
-            html = (f'<h3 class="hd hd-3 problem-header" id="{b.hash}-problem-title">Problem {b.hash[:4]}</h3>'
-                    f'<div class="problem-progress">{grade}/{b.max_grade} point</div>')
+            html = (
+                f'<h3 class="hd hd-3 problem-header" id="{b.hash}-problem-title">Problem {b.hash[:4]}</h3>'
+                f'<div class="problem-progress">{grade}/{b.max_grade} point</div>'
+            )
             self.browser("problem_graded", [query, html])
             if grade == b.max_grade:
                 break
             if rng.random() < 0.08:
-                self.server("showanswer", {"problem_id": b.key}, f"/courses/{c.course_id}/xblock/{b.key}/handler/"
-                            "xmodule_handler/problem_show", module=module)
+                self.server(
+                    "showanswer",
+                    {"problem_id": b.key},
+                    f"/courses/{c.course_id}/xblock/{b.key}/handler/xmodule_handler/problem_show",
+                    module=module,
+                )
                 break
             if rng.random() < 0.5:
                 break  # gives up
@@ -581,38 +689,88 @@ class _Session:
         if threads and rng.random() < 0.7:
             tid = rng.choice(threads)
             url = f"https://{host}/courses/{c.course_id}/discussion/forum/course/threads/{tid}"
-            self.server("edx.forum.thread.viewed", {"commentable_id": "course", "id": tid, "title": "Question",
-                                                    "title_truncated": False, "url": url, **roles},
-                        f"/courses/{c.course_id}/discussion/forum/course/threads/{tid}")
+            self.server(
+                "edx.forum.thread.viewed",
+                {
+                    "commentable_id": "course",
+                    "id": tid,
+                    "title": "Question",
+                    "title_truncated": False,
+                    "url": url,
+                    **roles,
+                },
+                f"/courses/{c.course_id}/discussion/forum/course/threads/{tid}",
+            )
             self.tick(40)
             r = rng.random()
             if r < 0.25:
                 rid = _hex(rng, 96)
-                self.server("edx.forum.response.created", {
-                    "body": "I had the same question, the second lecture explains it.", "commentable_id": "course",
-                    "discussion": {"id": tid}, "id": rid, "options": {"followed": False}, "truncated": False,
-                    "url": url, **roles}, f"/courses/{c.course_id}/discussion/threads/{tid}/reply")
+                self.server(
+                    "edx.forum.response.created",
+                    {
+                        "body": "I had the same question, the second lecture explains it.",
+                        "commentable_id": "course",
+                        "discussion": {"id": tid},
+                        "id": rid,
+                        "options": {"followed": False},
+                        "truncated": False,
+                        "url": url,
+                        **roles,
+                    },
+                    f"/courses/{c.course_id}/discussion/threads/{tid}/reply",
+                )
             elif r < 0.4:
-                self.server("edx.forum.comment.created", {
-                    "body": "Thanks!", "commentable_id": "course", "discussion": {"id": tid},
-                    "response": {"id": _hex(rng, 96)}, "id": _hex(rng, 96), "options": {"followed": False},
-                    "truncated": False, "url": url, **roles},
-                    f"/courses/{c.course_id}/discussion/comments/{_hex(rng, 96)}/reply")
+                self.server(
+                    "edx.forum.comment.created",
+                    {
+                        "body": "Thanks!",
+                        "commentable_id": "course",
+                        "discussion": {"id": tid},
+                        "response": {"id": _hex(rng, 96)},
+                        "id": _hex(rng, 96),
+                        "options": {"followed": False},
+                        "truncated": False,
+                        "url": url,
+                        **roles,
+                    },
+                    f"/courses/{c.course_id}/discussion/comments/{_hex(rng, 96)}/reply",
+                )
             elif r < 0.55:
-                self.server("edx.forum.thread.voted", {
-                    "commentable_id": "course", "id": tid, "target_username": lr.username, "undo_vote": False,
-                    "url": url, "vote_value": "up", **roles},
-                    f"/courses/{c.course_id}/discussion/threads/{tid}/upvote")
+                self.server(
+                    "edx.forum.thread.voted",
+                    {
+                        "commentable_id": "course",
+                        "id": tid,
+                        "target_username": lr.username,
+                        "undo_vote": False,
+                        "url": url,
+                        "vote_value": "up",
+                        **roles,
+                    },
+                    f"/courses/{c.course_id}/discussion/threads/{tid}/upvote",
+                )
         elif rng.random() < 0.5:
             tid = _hex(rng, 96)
             threads.append(tid)
-            self.server("edx.forum.thread.created", {
-                "anonymous": False, "anonymous_to_peers": False,
-                "body": "How is the answer to the last problem derived?",
-                "commentable_id": "course", "group_id": None, "id": tid, "options": {"followed": True},
-                "thread_type": "question", "title": "Question about the problem set", "title_truncated": False,
-                "truncated": False, "url": f"https://{host}/courses/{c.course_id}/discussion/forum/", **roles},
-                f"/courses/{c.course_id}/discussion/course/threads/create")
+            self.server(
+                "edx.forum.thread.created",
+                {
+                    "anonymous": False,
+                    "anonymous_to_peers": False,
+                    "body": "How is the answer to the last problem derived?",
+                    "commentable_id": "course",
+                    "group_id": None,
+                    "id": tid,
+                    "options": {"followed": True},
+                    "thread_type": "question",
+                    "title": "Question about the problem set",
+                    "title_truncated": False,
+                    "truncated": False,
+                    "url": f"https://{host}/courses/{c.course_id}/discussion/forum/",
+                    **roles,
+                },
+                f"/courses/{c.course_id}/discussion/course/threads/create",
+            )
         self.tick(20)
 
     def run(self) -> None:
@@ -633,9 +791,16 @@ class _Session:
         si, vi = lr.position.get(self.ci, (0, 0))
         if rng.random() < 0.15:  # jumps around the outline
             si, vi = rng.randrange(len(seqs)), 0
-            self.browser("edx.ui.lms.outline.selected", _dumps({
-                "target_url": f"https://{host}/courses/{c.course_id}/courseware/{seqs[si][0].hash}/{seqs[si][1].hash}/",
-                "target_name": "Week", "widget_placement": "accordion"}).decode())
+            self.browser(
+                "edx.ui.lms.outline.selected",
+                _dumps(
+                    {
+                        "target_url": f"https://{host}/courses/{c.course_id}/courseware/{seqs[si][0].hash}/{seqs[si][1].hash}/",
+                        "target_name": "Week",
+                        "widget_placement": "accordion",
+                    }
+                ).decode(),
+            )
         ch, sq = seqs[si]
         self.courseware_page(ch, sq, vi)
         self.tick(5)
@@ -655,9 +820,12 @@ class _Session:
             if r < prof.forum:
                 self.forum()
             elif 0.1 <= r < 0.13:
-                self.browser("edx.ui.lms.link_clicked", _dumps({
-                    "target_url": f"https://{host}/courses/{c.course_id}/progress",
-                    "current_url": self.page}).decode())
+                self.browser(
+                    "edx.ui.lms.link_clicked",
+                    _dumps(
+                        {"target_url": f"https://{host}/courses/{c.course_id}/progress", "current_url": self.page}
+                    ).decode(),
+                )
                 self.tick(2)
                 self.view(f"/courses/{c.course_id}/progress")
                 self.tick(20)
@@ -666,20 +834,54 @@ class _Session:
             # move on: the next unit in the sequence, or the next sequence
             tabs, old_vi = len(sq.verticals), vi
             if vi + 1 < tabs and rng.random() < 0.85:
-                self.browser("seq_next", _dumps({"old": vi + 1, "current_tab": vi + 1, "tab_count": tabs,
-                                                 "new": vi + 2, "widget_placement": "top", "id": sq.key}).decode(),
-                             name="edx.ui.lms.sequence.next_selected")
+                self.browser(
+                    "seq_next",
+                    _dumps(
+                        {
+                            "old": vi + 1,
+                            "current_tab": vi + 1,
+                            "tab_count": tabs,
+                            "new": vi + 2,
+                            "widget_placement": "top",
+                            "id": sq.key,
+                        }
+                    ).decode(),
+                    name="edx.ui.lms.sequence.next_selected",
+                )
                 vi += 1
             elif vi > 0 and rng.random() < 0.3:
                 new = rng.randrange(tabs)
-                self.browser("seq_goto", _dumps({"target_tab": new + 1, "old": vi + 1, "current_tab": vi + 1,
-                                                 "tab_count": tabs, "new": new + 1, "widget_placement": "top",
-                                                 "id": sq.key}).decode(), name="edx.ui.lms.sequence.tab_selected")
+                self.browser(
+                    "seq_goto",
+                    _dumps(
+                        {
+                            "target_tab": new + 1,
+                            "old": vi + 1,
+                            "current_tab": vi + 1,
+                            "tab_count": tabs,
+                            "new": new + 1,
+                            "widget_placement": "top",
+                            "id": sq.key,
+                        }
+                    ).decode(),
+                    name="edx.ui.lms.sequence.tab_selected",
+                )
                 vi = new
             elif vi > 0 and rng.random() < 0.2:
-                self.browser("seq_prev", _dumps({"old": vi + 1, "current_tab": vi + 1, "tab_count": tabs,
-                                                 "new": vi, "widget_placement": "top", "id": sq.key}).decode(),
-                             name="edx.ui.lms.sequence.previous_selected")
+                self.browser(
+                    "seq_prev",
+                    _dumps(
+                        {
+                            "old": vi + 1,
+                            "current_tab": vi + 1,
+                            "tab_count": tabs,
+                            "new": vi,
+                            "widget_placement": "top",
+                            "id": sq.key,
+                        }
+                    ).decode(),
+                    name="edx.ui.lms.sequence.previous_selected",
+                )
                 vi -= 1
             else:
                 si = (si + 1) % len(seqs)
@@ -690,8 +892,10 @@ class _Session:
             if vi != old_vi:
                 # the legacy courseware remembers the unit with an AJAX call
                 self.tick(0.3, floor=0.05)
-                self.view(f"/courses/{c.course_id}/xblock/{sq.key}/handler/xmodule_handler/goto_position",
-                          post={"position": [str(vi + 1)]})
+                self.view(
+                    f"/courses/{c.course_id}/xblock/{sq.key}/handler/xmodule_handler/goto_position",
+                    post={"position": [str(vi + 1)]},
+                )
             self.tick(3)
         lr.position[self.ci] = (si, vi)
         # the session ends with the page closing, in the slot kept for it
@@ -737,7 +941,7 @@ class _Generator:
             return 0.0
         age = d - c.start_day
         # a launch peak that settles to a steady level
-        return c.popularity * (0.6 + 1.4 * 0.9 ** age)
+        return c.popularity * (0.6 + 1.4 * 0.9**age)
 
     def day_counts(self) -> list[int]:
         """Events per day: weekday rhythm times the courses running that day; the total
@@ -853,7 +1057,9 @@ def _logger_prefix(rng: random.Random, line: bytes, t0: float) -> bytes:
     i = line.find(b'"time":"')
     stamp = line[i + 8 : i + 27].replace(b"T", b" ")
     return stamp + b",%03d INFO %d [tracking] [user None] [ip None] logger.py:41 - " % (
-        rng.randrange(1000), rng.randint(10, 99999))
+        rng.randrange(1000),
+        rng.randint(10, 99999),
+    )
 
 
 def generate_days(cfg: GenConfig) -> Iterator[Day]:
@@ -981,12 +1187,12 @@ def log_files(out: Path) -> list[Path]:
     return rotated + ([live] if live.exists() else [])
 
 
-
 # --- the courses' structure, as OLX exports --------------------------------------------
 # What Studio's export of each generated course would hold, so that `edxstream course
 # import` gives the generated logs' block ids their names. Names and due dates come from
 # the blocks' places in the outline, not from the random generator, so writing exports
 # changes nothing in the logs.
+
 
 def _olx_names(course: Course) -> dict[str, str]:
     """A display name per block key (usage keys and hashes), from its place in the outline."""
@@ -1056,8 +1262,9 @@ def course_export(cfg: GenConfig, course: Course) -> bytes:
                 verts.append(ptr("vertical", vh))
             attrs = {"display_name": names[sq.key]}
             if _olx_graded(ch, sq):
-                attrs.update(graded="true", format="Homework",
-                             due=_olx_due(cfg, course, wi).strftime("%Y-%m-%dT%H:%M:%SZ"))
+                attrs.update(
+                    graded="true", format="Homework", due=_olx_due(cfg, course, wi).strftime("%Y-%m-%dT%H:%M:%SZ")
+                )
             files[f"sequential/{sq.hash}.xml"] = el("sequential", attrs, verts)
             seqs.append(ptr("sequential", sq.hash))
         files[f"chapter/{ch.hash}.xml"] = el("chapter", {"display_name": names[ch.hash]}, seqs)

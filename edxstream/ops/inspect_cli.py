@@ -23,6 +23,7 @@ from edxstream.core.events.classification import KINDS
 from edxstream.core.model import CATEGORIES, line_dead_letter, parse_line
 from edxstream.core.records import DeadLetter, encode
 
+
 @dataclass
 class Summary:
     files: list[str] = field(default_factory=list)
@@ -122,8 +123,9 @@ def _run(args: argparse.Namespace) -> int:
         if show_progress:
             from tqdm import tqdm  # only when someone is watching
 
-            bar = tqdm(total=size or None, unit="B", unit_scale=True, desc=Path(path).name,
-                       file=sys.stderr, leave=False)
+            bar = tqdm(
+                total=size or None, unit="B", unit_scale=True, desc=Path(path).name, file=sys.stderr, leave=False
+            )
         raw_file = logfiles.raw_file(stream)
         try:
             last = 0
@@ -182,10 +184,15 @@ def register(subparsers) -> None:
         "content, not their name), a line at a time. --format jsonl prints instead one record per input line, "
         "in input order.",
     )
-    p.add_argument("paths", nargs="+", metavar="PATH",
-                   help="tracking log, plain or .gz, or a folder of them ('-' for stdin)")
-    p.add_argument("--format", choices=("table", "json", "jsonl"), default="table",
-                   help="table: summary for people; json: summary object; jsonl: one record per line")
+    p.add_argument(
+        "paths", nargs="+", metavar="PATH", help="tracking log, plain or .gz, or a folder of them ('-' for stdin)"
+    )
+    p.add_argument(
+        "--format",
+        choices=("table", "json", "jsonl"),
+        default="table",
+        help="table: summary for people; json: summary object; jsonl: one record per line",
+    )
     p.add_argument("--top", type=int, default=25, help="actions shown in the table (0 = all)")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     p.set_defaults(func=run)

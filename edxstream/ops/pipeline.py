@@ -170,8 +170,10 @@ class Pipeline:
         finally:
             self._forget(comp)
         if comp.proc.returncode != 0:
-            raise UserError(f"`edxstream {' '.join(args)}` failed (exit {comp.proc.returncode}):\n"
-                            f"{comp.log_tail()}\n(full log: {comp.log_path})")
+            raise UserError(
+                f"`edxstream {' '.join(args)}` failed (exit {comp.proc.returncode}):\n"
+                f"{comp.log_tail()}\n(full log: {comp.log_path})"
+            )
 
     def sample(self) -> None:
         for comp in self.components.values():
@@ -182,8 +184,10 @@ class Pipeline:
             comp = self.components.get(name)
             if comp is not None and comp.proc.poll() is not None:
                 self._forget(comp)
-                raise UserError(f"{name} stopped unexpectedly (exit {comp.proc.returncode}):\n{comp.log_tail()}\n"
-                                f"(full log: {comp.log_path})")
+                raise UserError(
+                    f"{name} stopped unexpectedly (exit {comp.proc.returncode}):\n{comp.log_tail()}\n"
+                    f"(full log: {comp.log_path})"
+                )
 
     def finished(self, name: str) -> bool:
         """True once a component exited by itself (a backfill); raises if it failed."""
@@ -319,8 +323,7 @@ def mysql_counts(conn, expect_events: int | None = None) -> tuple[int, int]:
     with conn.cursor() as cur:
         try:
             if expect_events is not None:
-                cur.execute("SELECT (SELECT COALESCE(MAX(row_id), 0) FROM events), "
-                            "(SELECT COUNT(*) FROM dead_letters)")
+                cur.execute("SELECT (SELECT COALESCE(MAX(row_id), 0) FROM events), (SELECT COUNT(*) FROM dead_letters)")
                 bound, b = cur.fetchone()
                 if int(bound) < expect_events:
                     return int(bound), int(b)
@@ -334,10 +337,14 @@ def mysql_counts(conn, expect_events: int | None = None) -> tuple[int, int]:
 def clickhouse_rows(settings: Settings, queries: dict[str, str], timeout: float = 300) -> dict[str, list[dict]]:
     """Run read queries on the configured ClickHouse from a short subprocess (this
     process never holds the chdb folder a sink may need) and return rows per query."""
-    code = ("import sys, json; from edxstream.ops.pipeline import _clickhouse_main; "
-            "_clickhouse_main()")
-    res = subprocess.run([sys.executable, "-c", code], input=json.dumps(queries).encode(),
-                         env=settings_env(settings), capture_output=True, timeout=timeout)
+    code = "import sys, json; from edxstream.ops.pipeline import _clickhouse_main; _clickhouse_main()"
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        input=json.dumps(queries).encode(),
+        env=settings_env(settings),
+        capture_output=True,
+        timeout=timeout,
+    )
     if res.returncode != 0:
         err = res.stderr.decode(errors="replace").strip().splitlines()
         raise UserError("ClickHouse query failed: " + ("\n".join(err[-5:]) or f"exit {res.returncode}"))
@@ -363,9 +370,11 @@ def _clickhouse_main() -> None:
 
 def reset_clickhouse(settings: Settings) -> None:
     """Drop the configured ClickHouse database (from a subprocess, like every chdb use)."""
-    code = ("from edxstream.core import clickhouse; from edxstream.core.settings import load; s = load(); "
-            "c = clickhouse.connect(s, database='default'); "
-            "c.command(f'DROP DATABASE IF EXISTS `{s.clickhouse_database}`')")
+    code = (
+        "from edxstream.core import clickhouse; from edxstream.core.settings import load; s = load(); "
+        "c = clickhouse.connect(s, database='default'); "
+        "c.command(f'DROP DATABASE IF EXISTS `{s.clickhouse_database}`')"
+    )
     res = subprocess.run([sys.executable, "-c", code], env=settings_env(settings), capture_output=True, timeout=300)
     if res.returncode != 0:
         raise UserError("cannot reset the ClickHouse database: " + res.stderr.decode(errors="replace")[-500:])
@@ -375,6 +384,7 @@ def wait_joined(pipe: Pipeline, groups: list[str], timeout: float = 120) -> floa
     """Wait until the broker reports each consumer group stable (members joined and
     partitions assigned) while the workers stay alive; returns the seconds it took."""
     from confluent_kafka import ConsumerGroupState
+
     admin = kafka_admin.admin(pipe.settings)
     t0 = time.monotonic()
     while True:
@@ -387,8 +397,10 @@ def wait_joined(pipe: Pipeline, groups: list[str], timeout: float = 120) -> floa
         except Exception:  # noqa: BLE001 - not there yet, or a broker hiccup: ask again
             pass
         if time.monotonic() - t0 > timeout:
-            raise UserError(f"consumer groups {', '.join(groups)} not all stable after {timeout:.0f}s; "
-                            f"see the logs in {pipe.log_dir}")
+            raise UserError(
+                f"consumer groups {', '.join(groups)} not all stable after {timeout:.0f}s; "
+                f"see the logs in {pipe.log_dir}"
+            )
         time.sleep(0.2)
 
 
@@ -465,8 +477,10 @@ def backfill_until_written(
                 mysql_s = time.monotonic() - t0
                 break
             if time.monotonic() > deadline:
-                raise UserError(f"MySQL holds {ev}/{expected.events} events and {dl}/{expected.dead_letters} "
-                                f"dead letters after {timeout:.0f}s; see the logs in {pipe.log_dir}")
+                raise UserError(
+                    f"MySQL holds {ev}/{expected.events} events and {dl}/{expected.dead_letters} "
+                    f"dead letters after {timeout:.0f}s; see the logs in {pipe.log_dir}"
+                )
             if (ev, dl) != last_counts or ship_s is None:
                 last_counts, still_since = (ev, dl), time.monotonic()
             elif time.monotonic() - still_since >= STUCK_SECONDS and all_read(s):
@@ -516,8 +530,7 @@ def backfill_until_written(
         pipe.run("sink-clickhouse-drain", "sink", "clickhouse", "--max-idle", "5", timeout=timeout)
         ch_s = time.monotonic() - t0
         ch_events, ch_windows = clickhouse_counts(s)
-    return RunResult(expected, ch_s, mysql_s, ship_s, dict(pipe.peaks), ch_events, ch_windows, notes,
-                     dict(pipe.cpu))
+    return RunResult(expected, ch_s, mysql_s, ship_s, dict(pipe.peaks), ch_events, ch_windows, notes, dict(pipe.cpu))
 
 
 # Seconds MySQL's counts must stand still, with every consumer caught up, before a
@@ -529,8 +542,10 @@ def all_read(settings: Settings) -> bool:
     """True when the stream app has read the raw topic and the MySQL sink its topics to
     the end (False when a lag is unknown)."""
     s = settings
-    return (kafka_admin.group_lag(s, s.stream_group, [s.raw_topic]) == 0
-            and kafka_admin.group_lag(s, s.mysql_sink_group, [s.enriched_topic, s.deadletter_topic]) == 0)
+    return (
+        kafka_admin.group_lag(s, s.stream_group, [s.raw_topic]) == 0
+        and kafka_admin.group_lag(s, s.mysql_sink_group, [s.enriched_topic, s.deadletter_topic]) == 0
+    )
 
 
 def stuck_message(conn, events: int, dead: int, expected: Expected, log_dir: Path) -> str:
@@ -539,17 +554,22 @@ def stuck_message(conn, events: int, dead: int, expected: Expected, log_dir: Pat
     with conn.cursor() as cur:
         cur.execute("SELECT reason, stage, COUNT(*) FROM dead_letters GROUP BY reason, stage ORDER BY 3 DESC")
         reasons = ", ".join(f"{r} ({st}): {n:,}" for r, st, n in cur.fetchall()) or "none"
-    return (f"MySQL holds {events:,} of {expected.events:,} events and {dead:,} of {expected.dead_letters:,} "
-            f"dead letters, and the stream app and the MySQL sink have read everything: the rest will not come. "
-            f"Dead letters by reason: {reasons}. Run `edxstream reconcile` to see which courses and days "
-            f"differ; the logs are in {log_dir}")
+    return (
+        f"MySQL holds {events:,} of {expected.events:,} events and {dead:,} of {expected.dead_letters:,} "
+        f"dead letters, and the stream app and the MySQL sink have read everything: the rest will not come. "
+        f"Dead letters by reason: {reasons}. Run `edxstream reconcile` to see which courses and days "
+        f"differ; the logs are in {log_dir}"
+    )
 
 
 def clickhouse_counts(settings: Settings) -> tuple[int, int]:
-    rows = clickhouse_rows(settings, {
-        "events": "SELECT count() AS n FROM events FINAL",
-        "windows": "SELECT count() AS n FROM window_counts_final",
-    })
+    rows = clickhouse_rows(
+        settings,
+        {
+            "events": "SELECT count() AS n FROM events FINAL",
+            "windows": "SELECT count() AS n FROM window_counts_final",
+        },
+    )
     return int(rows["events"][0]["n"]), int(rows["windows"][0]["n"])
 
 

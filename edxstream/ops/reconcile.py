@@ -96,21 +96,27 @@ def shipped_figures(settings: Settings, progress: bool = True) -> tuple[dict[Key
     from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
     from tqdm import tqdm
 
-
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "edxstream-reconcile",
-                         "enable.auto.commit": False, "enable.partition.eof": True})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": "edxstream-reconcile",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
     events: dict[str, Key] = {}
     dead: set[str] = set()
     skew = settings.max_clock_skew_seconds
     try:
         meta = consumer.list_topics(settings.raw_topic, timeout=10).topics.get(settings.raw_topic)
         n_parts = len(meta.partitions) if meta is not None and meta.partitions else 0
-        trimmed = any(consumer.get_watermark_offsets(TopicPartition(settings.raw_topic, p), timeout=10)[0] > 0
-                      for p in range(n_parts))
+        trimmed = any(
+            consumer.get_watermark_offsets(TopicPartition(settings.raw_topic, p), timeout=10)[0] > 0
+            for p in range(n_parts)
+        )
         consumer.assign([TopicPartition(settings.raw_topic, p, 0) for p in range(n_parts)])
         left = set(range(n_parts))
-        bar = tqdm(unit=" records", desc="reconcile: raw topic", file=sys.stderr, disable=not progress,
-                   mininterval=0.5)
+        bar = tqdm(unit=" records", desc="reconcile: raw topic", file=sys.stderr, disable=not progress, mininterval=0.5)
         while left:
             msg = consumer.poll(1.0)
             if msg is None:
@@ -131,8 +137,7 @@ def shipped_figures(settings: Settings, progress: bool = True) -> tuple[dict[Key
             except ValueError:
                 first = None
             _, ts_ms = msg.timestamp()
-            latest = datetime.fromtimestamp((ts_ms / 1000 if ts_ms > 0 else datetime.now(UTC).timestamp()) + skew,
-                                            UTC)
+            latest = datetime.fromtimestamp((ts_ms / 1000 if ts_ms > 0 else datetime.now(UTC).timestamp()) + skew, UTC)
             try:
                 lines = frames.split(msg.value() or b"", first, h.get(frames.OFFSETS))
             except frames.FrameError:
@@ -162,8 +167,9 @@ def _by_key(rows: Iterable[dict]) -> dict[Key, int]:
     return out
 
 
-def store_figures(settings: Settings, clickhouse_rows: Optional[Callable[[str], list[dict]]] = None
-                  ) -> tuple[dict[Key, int], dict[Key, int], Optional[dict[Key, int]], int]:
+def store_figures(
+    settings: Settings, clickhouse_rows: Optional[Callable[[str], list[dict]]] = None
+) -> tuple[dict[Key, int], dict[Key, int], Optional[dict[Key, int]], int]:
     """(MySQL events, ClickHouse events, window sums, MySQL parse dead letters)."""
     from sinks.migrate import mysql_rows
 
@@ -176,22 +182,31 @@ def store_figures(settings: Settings, clickhouse_rows: Optional[Callable[[str], 
                 data = data.decode()
             return [json.loads(line) for line in data.splitlines() if line.strip()]
 
-    mysql = _by_key(mysql_rows(settings, "SELECT course_id, DATE(`time`) AS day, COUNT(*) AS n FROM events "
-                                         "GROUP BY course_id, DATE(`time`)"))
+    mysql = _by_key(
+        mysql_rows(
+            settings,
+            "SELECT course_id, DATE(`time`) AS day, COUNT(*) AS n FROM events GROUP BY course_id, DATE(`time`)",
+        )
+    )
     dead = int(mysql_rows(settings, "SELECT COUNT(*) AS n FROM dead_letters WHERE stage = 'parse'")[0]["n"])
-    ch = _by_key(clickhouse_rows("SELECT course_id, toDate(time) AS day, count() AS n FROM events FINAL "
-                                 "GROUP BY course_id, day"))
+    ch = _by_key(
+        clickhouse_rows("SELECT course_id, toDate(time) AS day, count() AS n FROM events FINAL GROUP BY course_id, day")
+    )
     size = day_window(settings.windows)
     windows = None
     if size is not None:
-        windows = _by_key(clickhouse_rows(
-            "SELECT course_id, toDate(window_start) AS day, sum(count) AS n FROM window_counts_final "
-            f"WHERE kind = 'course_category' AND window_seconds = {int(size)} GROUP BY course_id, day"))
+        windows = _by_key(
+            clickhouse_rows(
+                "SELECT course_id, toDate(window_start) AS day, sum(count) AS n FROM window_counts_final "
+                f"WHERE kind = 'course_category' AND window_seconds = {int(size)} GROUP BY course_id, day"
+            )
+        )
     return mysql, ch, windows, dead
 
 
-def reconcile(settings: Settings, progress: bool = True,
-              clickhouse_rows: Optional[Callable[[str], list[dict]]] = None) -> tuple[Figures, list[Difference]]:
+def reconcile(
+    settings: Settings, progress: bool = True, clickhouse_rows: Optional[Callable[[str], list[dict]]] = None
+) -> tuple[Figures, list[Difference]]:
     shipped, dead_shipped, trimmed = shipped_figures(settings, progress)
     mysql, ch, windows, dead_mysql = store_figures(settings, clickhouse_rows)
     first_day = min((d for _, d in shipped), default=None) if trimmed else None
@@ -204,21 +219,38 @@ def format_report(figures: Figures, diffs: list[Difference], limit: int = 50) ->
     events = sum(figures.shipped.values())
     courses = {c for c, _ in figures.shipped if c != NO_COURSE}
     days = {d for _, d in figures.shipped}
-    note = "" if figures.compared_after is None else (
-        f"\n(the raw topic no longer holds its oldest lines: only days after {figures.compared_after} are "
-        "compared, and no dead letters)")
+    note = (
+        ""
+        if figures.compared_after is None
+        else (
+            f"\n(the raw topic no longer holds its oldest lines: only days after {figures.compared_after} are "
+            "compared, and no dead letters)"
+        )
+    )
     if not diffs:
-        return (f"reconcile: {events:,} events ({len(courses):,} courses, {len(days):,} days) and "
-                f"{figures.dead_shipped:,} dead letters: MySQL, ClickHouse and the windows agree with what "
-                "was shipped" + note)
+        return (
+            f"reconcile: {events:,} events ({len(courses):,} courses, {len(days):,} days) and "
+            f"{figures.dead_shipped:,} dead letters: MySQL, ClickHouse and the windows agree with what "
+            "was shipped" + note
+        )
     show = lambda v: "-" if v is None else f"{v:,}"  # noqa: E731
     rows = [("course", "day", "shipped", "mysql", "clickhouse", "windows")]
     for d in diffs[:limit]:
-        rows.append((d.course or "(no course)", d.day.isoformat() if d.day else "", f"{d.shipped:,}",
-                     f"{d.mysql:,}", show(d.clickhouse), show(d.windows)))
+        rows.append(
+            (
+                d.course or "(no course)",
+                d.day.isoformat() if d.day else "",
+                f"{d.shipped:,}",
+                f"{d.mysql:,}",
+                show(d.clickhouse),
+                show(d.windows),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=False)))
-             for r in rows]
+    lines = [
+        "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=False)))
+        for r in rows
+    ]
     if len(diffs) > limit:
         lines.append(f"... and {len(diffs) - limit:,} more")
     lines.append(f"reconcile: {len(diffs):,} differences (of {events:,} events shipped)" + note)

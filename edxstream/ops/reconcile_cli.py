@@ -11,7 +11,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "reconcile",
         help="compare, per course and day, the lines shipped with the events in MySQL, in ClickHouse "
-             "and in the window counts; exit 1 on any difference",
+        "and in the window counts; exit 1 on any difference",
         description=(
             "Read the raw topic (each line once, parsed as the stream app parses it) and, per course "
             "and UTC day, compare its events with the rows of MySQL's events, ClickHouse's events "

@@ -53,6 +53,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 # -- pure: times -------------------------------------------------------------------------
 
+
 def parse_time_argument(text: str) -> datetime | None:
     """``BEGINNING`` -> None; an ISO-8601 time -> an aware UTC datetime (naive = UTC)."""
     if text.strip().upper() == BEGINNING:
@@ -61,8 +62,7 @@ def parse_time_argument(text: str) -> datetime | None:
         dt = datetime.fromisoformat(text.strip())
     except ValueError:
         raise UserError(
-            f"cannot read the time {text!r}: give BEGINNING or an ISO-8601 time such as "
-            f"2024-05-01T12:00:00Z"
+            f"cannot read the time {text!r}: give BEGINNING or an ISO-8601 time such as 2024-05-01T12:00:00Z"
         ) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
@@ -169,9 +169,7 @@ def _iso_or_none(text: str) -> datetime | None:
     return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
 
 
-def first_offset_at(
-    low: int, end: int, time_at: Callable[[int], datetime | None], when: datetime
-) -> int:
+def first_offset_at(low: int, end: int, time_at: Callable[[int], datetime | None], when: datetime) -> int:
     """The smallest offset in [low, end) whose event time is >= ``when``, or ``end``.
 
     ``time_at(o)`` gives the event time of the first message at or after ``o`` that has
@@ -190,6 +188,7 @@ def first_offset_at(
 
 
 # -- pure: what a target touches -----------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class GroupTopic:
@@ -242,8 +241,7 @@ def scope_for(settings: Settings, target: str) -> Scope:
         # The stream app's count agent reads its tally topic in the same group: it must
         # count what the replay re-emits only, once, into the reset tables.
         GroupTopic(s.stream_group, s.tally_topic, "to_end", "counted again from the re-emitted records"),
-        GroupTopic(s.clickhouse_sink_group, s.aggregates_topic, "to_end",
-                   "superseded by the recomputed windows"),
+        GroupTopic(s.clickhouse_sink_group, s.aggregates_topic, "to_end", "superseded by the recomputed windows"),
     )
     if target == "mysql":
         return Scope(mysql, reset_stream_state=False, delete_windows=False)
@@ -253,6 +251,7 @@ def scope_for(settings: Settings, target: str) -> Scope:
 
 
 # -- pure: the plan ------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class PartitionPlan:
@@ -359,6 +358,7 @@ def format_plan(plan: Plan) -> str:
 
 # -- I/O: reading the cluster ---------------------------------------------------------------
 
+
 class ActiveGroupError(UserError):
     """A group still has members: moving its offsets now would be overwritten by them."""
 
@@ -370,8 +370,12 @@ _ACTIVE_STATES = {
 }
 
 
-def active_members(settings: Settings, groups: Mapping[str, Iterable[str]] | Iterable[str],
-                   timeout: float = 10.0, probe_timeout: float = 30.0) -> dict[str, list[str]]:
+def active_members(
+    settings: Settings,
+    groups: Mapping[str, Iterable[str]] | Iterable[str],
+    timeout: float = 10.0,
+    probe_timeout: float = 30.0,
+) -> dict[str, list[str]]:
     """Groups that have live members -> a description of each member.
 
     ``groups`` maps each group to the topics it consumes (used by the join probe).
@@ -409,11 +413,16 @@ def _join_probe(settings: Settings, group: str, topics: list[str], timeout: floa
         return "its topics are unknown, so it cannot be probed"
     existing = kafka_admin.admin(settings).list_topics(timeout=10).topics
     wanted = {(t, p) for t in topics if t in existing for p in existing[t].partitions}
-    consumer = Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap, "logger": kafka_admin.LIBRDKAFKA_LOG, "group.id": group,
-        "enable.auto.commit": False, "session.timeout.ms": 6000,
-        "auto.offset.reset": "earliest",
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "logger": kafka_admin.LIBRDKAFKA_LOG,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+            "auto.offset.reset": "earliest",
+        }
+    )
     got: set[tuple[str, int]] | None = None
     try:
         consumer.subscribe(topics)
@@ -457,16 +466,19 @@ def refuse_if_active(settings: Settings, groups: Mapping[str, Iterable[str]]) ->
 
 
 def _consumer(settings: Settings, group: str | None = None) -> Consumer:
-    return Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap, "logger": kafka_admin.LIBRDKAFKA_LOG,
-        # A throwaway id when only reading: never join or commit for a real group here.
-        "group.id": group or f"edxstream-replay-reader-{time.monotonic_ns()}",
-        "enable.auto.commit": False,
-        "enable.partition.eof": True,
-        "auto.offset.reset": "earliest",
-        "session.timeout.ms": 6000,
-        "fetch.wait.max.ms": 50,
-    })
+    return Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "logger": kafka_admin.LIBRDKAFKA_LOG,
+            # A throwaway id when only reading: never join or commit for a real group here.
+            "group.id": group or f"edxstream-replay-reader-{time.monotonic_ns()}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+            "fetch.wait.max.ms": 50,
+        }
+    )
 
 
 def partitions_of(settings: Settings, topic: str, timeout: float = 10.0) -> list[int]:
@@ -476,8 +488,9 @@ def partitions_of(settings: Settings, topic: str, timeout: float = 10.0) -> list
     return sorted(md.partitions)
 
 
-def committed_offsets(settings: Settings, group: str, topic: str, parts: list[int],
-                      timeout: float = 10.0) -> dict[int, int | None]:
+def committed_offsets(
+    settings: Settings, group: str, topic: str, parts: list[int], timeout: float = 10.0
+) -> dict[int, int | None]:
     """The group's committed offsets (None where it has none)."""
     req = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in parts])
     client = kafka_admin.admin(settings)
@@ -514,8 +527,9 @@ def low_and_end(consumer: Consumer, topic: str, partition: int, timeout: float =
     raise TimeoutError(f"could not find the end of {topic}[{partition}] within {timeout}s")
 
 
-def time_reader(consumer: Consumer, topic: str, partition: int, end: int,
-                timeout: float = 10.0) -> Callable[[int], datetime | None]:
+def time_reader(
+    consumer: Consumer, topic: str, partition: int, end: int, timeout: float = 10.0
+) -> Callable[[int], datetime | None]:
     """time_at(o): the event time of the first message at or after offset ``o`` that has
     one, or None if none has before ``end``."""
 
@@ -545,8 +559,13 @@ def check_range(scope: Scope, from_time: datetime | None, to_time: datetime | No
         raise UserError(f"--to ({to_time.isoformat()}) must be later than --from ({from_time.isoformat()})")
 
 
-def build_plan(settings: Settings, target: str, from_time: datetime | None,
-               stream_topics: Iterable[str] = (), to_time: datetime | None = None) -> Plan:
+def build_plan(
+    settings: Settings,
+    target: str,
+    from_time: datetime | None,
+    stream_topics: Iterable[str] = (),
+    to_time: datetime | None = None,
+) -> Plan:
     """Fetch offsets for every group/topic the target touches and plan the move."""
     scope = scope_for(settings, target)
     check_range(scope, from_time, to_time)
@@ -580,8 +599,9 @@ def build_plan(settings: Settings, target: str, from_time: datetime | None,
                     at[p] = first_offset_at(low[p], end[p], time_at, effective)
                 if to_time is not None:
                     until[p] = first_offset_at(low[p], end[p], time_at, to_time)
-            planned = plan_partitions(gt.group, gt.topic, gt.mode, current, at, low, end,
-                                      until if to_time is not None else None)
+            planned = plan_partitions(
+                gt.group, gt.topic, gt.mode, current, at, low, end, until if to_time is not None else None
+            )
             if scope.reset_stream_state and gt.topic == settings.raw_topic and effective is not None:
                 planned = [_with_skip(consumer, pp, effective) for pp in planned]
             plans.extend(planned)
@@ -626,8 +646,8 @@ def _next_message(consumer: Consumer, topic: str, partition: int, offset: int, t
 
 # -- I/O: applying ----------------------------------------------------------------------------
 
-def commit_offsets(settings: Settings, group: str, offsets: list[TopicPartition],
-                   timeout: float = 10.0) -> None:
+
+def commit_offsets(settings: Settings, group: str, offsets: list[TopicPartition], timeout: float = 10.0) -> None:
     """Set a stopped group's committed offsets.
 
     AlterConsumerGroupOffsets (works on Apache Kafka and Tansu); should a broker not
@@ -733,9 +753,14 @@ class Result:
     deleted_topics: list[str]
 
 
-def replay(settings: Settings, target: str, from_time: datetime | None,
-           to_time: datetime | None = None, dry_run: bool = False,
-           progress: Callable[[str], None] = log.info) -> Result:
+def replay(
+    settings: Settings,
+    target: str,
+    from_time: datetime | None,
+    to_time: datetime | None = None,
+    dry_run: bool = False,
+    progress: Callable[[str], None] = log.info,
+) -> Result:
     """Plan, and unless ``dry_run``, apply: refuse while any touched group is active,
     reset the stream state, delete the replayed ClickHouse windows, commit the offsets."""
     scope = scope_for(settings, target)
@@ -759,8 +784,11 @@ def replay(settings: Settings, target: str, from_time: datetime | None,
     if scope.reset_stream_state:
         progress(f"deleting the stream app's changelog topics: {', '.join(state_topics) or 'none'}")
         delete_topics(settings, state_topics)
-        skips = {p.partition: p.skip_through for p in plan.partitions
-                 if p.topic == settings.raw_topic and p.skip_through is not None}
+        skips = {
+            p.partition: p.skip_through
+            for p in plan.partitions
+            if p.topic == settings.raw_topic and p.skip_through is not None
+        }
         if skips:
             progress(f"marking the lines before the start time in {len(skips)} raw records as done")
             stream_state.seed_shipped(settings, skips)

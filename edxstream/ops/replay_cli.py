@@ -29,17 +29,30 @@ def register(subparsers) -> None:
             "replayed windows in ClickHouse. See docs/replay.md."
         ),
     )
-    p.add_argument("--from", dest="from_", required=True, metavar="BEGINNING|ISO-TIME",
-                   help="BEGINNING, or an ISO-8601 event time (UTC if no offset); aligned down "
-                        "to a window boundary")
-    p.add_argument("--to", metavar="ISO-TIME",
-                   help="end of the range to count (sink targets only; the sinks still read on "
-                        "to the end of their topics)")
-    p.add_argument("--target", choices=("process", "mysql", "clickhouse", "all"), default="all",
-                   help="which consumers to move (default: all = process, and the sinks follow)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print, per group/topic/partition, the current and new offsets and the "
-                        "messages to reprocess; change nothing")
+    p.add_argument(
+        "--from",
+        dest="from_",
+        required=True,
+        metavar="BEGINNING|ISO-TIME",
+        help="BEGINNING, or an ISO-8601 event time (UTC if no offset); aligned down to a window boundary",
+    )
+    p.add_argument(
+        "--to",
+        metavar="ISO-TIME",
+        help="end of the range to count (sink targets only; the sinks still read on to the end of their topics)",
+    )
+    p.add_argument(
+        "--target",
+        choices=("process", "mysql", "clickhouse", "all"),
+        default="all",
+        help="which consumers to move (default: all = process, and the sinks follow)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print, per group/topic/partition, the current and new offsets and the "
+        "messages to reprocess; change nothing",
+    )
     p.set_defaults(func=run)
 
 
@@ -57,7 +70,11 @@ def run(args: argparse.Namespace) -> int:
 
         raise UserError("--to takes an ISO-8601 time, not BEGINNING")
     result = replay.replay(
-        s, args.target, from_time, to_time=to_time, dry_run=args.dry_run,
+        s,
+        args.target,
+        from_time,
+        to_time=to_time,
+        dry_run=args.dry_run,
         progress=lambda m: print(m, file=sys.stderr),
     )
     print(replay.format_plan(result.plan))

@@ -76,8 +76,13 @@ def _wait(predicate, timeout: float, what: str) -> None:
 
 # -- broker ---------------------------------------------------------------------------
 
+
 def start_broker(
-    binary: Path, host: str, port: int, log_path: Path, storage: str = "memory://tansu/",
+    binary: Path,
+    host: str,
+    port: int,
+    log_path: Path,
+    storage: str = "memory://tansu/",
     env: dict[str, str] | None = None,
 ) -> subprocess.Popen:
     """Start a Tansu broker and return once it accepts connections."""
@@ -85,9 +90,19 @@ def start_broker(
     url = f"tcp://{host}:{port}"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", storage],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                str(binary),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                storage,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,  # outlives the command that started it
             env={**os.environ, **env} if env else None,
         )
@@ -117,8 +132,10 @@ def broker_up(settings: Settings) -> str:
                 object_store_up(settings)  # a broker on s3:// without its store keeps nothing
             return "already running" if pid is not None else "already running (not started by edxstream)"
         if pid is None:
-            raise UserError(f"{host}:{port} is taken by a process that does not answer as a Kafka broker; "
-                            f"stop it or set EDXSTREAM_KAFKA_BOOTSTRAP to another address")
+            raise UserError(
+                f"{host}:{port} is taken by a process that does not answer as a Kafka broker; "
+                f"stop it or set EDXSTREAM_KAFKA_BOOTSTRAP to another address"
+            )
         stop_process(pid)  # ours, but not answering: start it again
     storage, env = broker_storage(settings)
     proc = start_broker(tansu_binary(settings), host, port, settings.log_dir / "broker.log", storage, env)
@@ -156,8 +173,9 @@ def broker_status(settings: Settings) -> ServiceStatus:
     from edxstream.core.kafka_admin import broker_answers
 
     ok = broker_answers(settings, timeout=2.0)
-    return ServiceStatus("kafka", settings.kafka_bootstrap, ok,
-                         f"Tansu ({settings.broker_storage} store)" if ok else "not answering")
+    return ServiceStatus(
+        "kafka", settings.kafka_bootstrap, ok, f"Tansu ({settings.broker_storage} store)" if ok else "not answering"
+    )
 
 
 # -- the broker's object store (EDXSTREAM_BROKER_STORAGE=s3) --------------------------
@@ -169,8 +187,16 @@ S3_BUCKET = "tansu"
 S3_STORAGE = f"s3://{S3_BUCKET}/"
 # every listener `weed server` opens; each gets an explicit loopback port so two stores
 # (the stack's and the tests') never collide on SeaweedFS's fixed defaults
-_WEED_PORTS = ("master", "master.port.grpc", "volume", "volume.port.grpc",
-               "filer", "filer.port.grpc", "s3", "s3.port.grpc")
+_WEED_PORTS = (
+    "master",
+    "master.port.grpc",
+    "volume",
+    "volume.port.grpc",
+    "filer",
+    "filer.port.grpc",
+    "s3",
+    "s3.port.grpc",
+)
 
 
 def weed_binary() -> Path:
@@ -218,22 +244,42 @@ class ObjectStore:
     def broker_env(self) -> dict[str, str]:
         """What Tansu's S3 client reads. SeaweedFS runs without identities here, so any
         key pair is accepted; it only listens on loopback."""
-        return {"AWS_ACCESS_KEY_ID": "edxstream", "AWS_SECRET_ACCESS_KEY": "edxstream",
-                "AWS_ENDPOINT": self.endpoint, "AWS_ALLOW_HTTP": "true", "AWS_DEFAULT_REGION": "us-east-1"}
+        return {
+            "AWS_ACCESS_KEY_ID": "edxstream",
+            "AWS_SECRET_ACCESS_KEY": "edxstream",
+            "AWS_ENDPOINT": self.endpoint,
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
 
     def command(self, binary: Path) -> list[str]:
         p = self.ports
-        return [str(binary), "server", f"-dir={self.folder / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-                f"-master.port={p['master']}", f"-master.port.grpc={p['master.port.grpc']}",
-                f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume.port.grpc']}",
-                "-filer", f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer.port.grpc']}",
-                "-s3", f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3.port.grpc']}",
-                "-s3.port.iceberg=0", "-s3.port.lance=0",
-                # small volumes: the default 30 GB preallocation is wasted on a dev machine
-                "-master.volumeSizeLimitMB=64", "-volume.max=0",
-                # one master: no peers to wait for, so elect at once after a restart, and
-                # stop without the grace period meant for a cluster
-                "-master.electionTimeout=1s", "-volume.preStopSeconds=0"]
+        return [
+            str(binary),
+            "server",
+            f"-dir={self.folder / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={p['master']}",
+            f"-master.port.grpc={p['master.port.grpc']}",
+            f"-volume.port={p['volume']}",
+            f"-volume.port.grpc={p['volume.port.grpc']}",
+            "-filer",
+            f"-filer.port={p['filer']}",
+            f"-filer.port.grpc={p['filer.port.grpc']}",
+            "-s3",
+            f"-s3.port={p['s3']}",
+            f"-s3.port.grpc={p['s3.port.grpc']}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            # small volumes: the default 30 GB preallocation is wasted on a dev machine
+            "-master.volumeSizeLimitMB=64",
+            "-volume.max=0",
+            # one master: no peers to wait for, so elect at once after a restart, and
+            # stop without the grace period meant for a cluster
+            "-master.electionTimeout=1s",
+            "-volume.preStopSeconds=0",
+        ]
 
     def ready(self) -> bool:
         """The bucket exists and an object round-trips (the S3 port opens before the
@@ -258,8 +304,13 @@ def start_object_store(binary: Path, store: ObjectStore, log_path: Path, timeout
     log_path.parent.mkdir(parents=True, exist_ok=True)
     (store.folder / "data").mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(store.command(binary), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            store.command(binary),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     try:
         _wait(lambda: proc.poll() is None and store.ready(), timeout, f"SeaweedFS S3 on {store.endpoint}")
     except UserError:
@@ -330,8 +381,9 @@ def object_store_down(settings: Settings) -> str:
 def object_store_status(settings: Settings) -> ServiceStatus:
     store = object_store(settings)
     ok = store.ready()
-    return ServiceStatus("seaweedfs", store.endpoint, ok,
-                         f"S3 bucket {S3_BUCKET} in {store.folder}" if ok else "not answering")
+    return ServiceStatus(
+        "seaweedfs", store.endpoint, ok, f"S3 bucket {S3_BUCKET} in {store.folder}" if ok else "not answering"
+    )
 
 
 def broker_storage(settings: Settings) -> tuple[str, dict[str, str] | None]:
@@ -344,10 +396,15 @@ def broker_storage(settings: Settings) -> tuple[str, dict[str, str] | None]:
 
 # -- MariaDB --------------------------------------------------------------------------
 
+
 def _mysql_root(settings: Settings) -> dict:
     m = settings.mysql
-    return {"host": m["host"], "port": m["port"], "user": settings.mysql_admin_user,
-            "password": settings.mysql_admin_password}
+    return {
+        "host": m["host"],
+        "port": m["port"],
+        "user": settings.mysql_admin_user,
+        "password": settings.mysql_admin_password,
+    }
 
 
 def mysql_up(settings: Settings) -> str:
@@ -375,8 +432,7 @@ MARIADB_SERVER_FLAGS = ("--innodb-buffer-pool-size=1G", "--innodb-log-file-size=
 
 
 def _mariadbd_running() -> bool:
-    return subprocess.run(["start-stop-daemon", "--status", "--exec", MARIADBD],
-                          capture_output=True).returncode == 0
+    return subprocess.run(["start-stop-daemon", "--status", "--exec", MARIADBD], capture_output=True).returncode == 0
 
 
 def _error_log_tail(lines: int = 5) -> str:
@@ -398,11 +454,15 @@ def start_mariadb(host: str, port: int) -> None:
             "run `apt-get install -y mariadb-server` (./dev does this)"
         )
     if _mariadbd_running():
-        raise UserError(f"MariaDB is running but does not answer on {where}: check the port in "
-                        f"EDXSTREAM_MYSQL_DSN against the server's (see /etc/mysql)")
+        raise UserError(
+            f"MariaDB is running but does not answer on {where}: check the port in "
+            f"EDXSTREAM_MYSQL_DSN against the server's (see /etc/mysql)"
+        )
     if not (MARIADB_DATADIR / "mysql").is_dir():
-        raise UserError(f"MariaDB is installed but its data folder {MARIADB_DATADIR} is not initialised: "
-                        f"run `mariadb-install-db --user=mysql` (./dev does this)")
+        raise UserError(
+            f"MariaDB is installed but its data folder {MARIADB_DATADIR} is not initialised: "
+            f"run `mariadb-install-db --user=mysql` (./dev does this)"
+        )
     # the socket folder is normally made by systemd, which is absent in containers
     run_dir = Path("/run/mysqld")
     try:
@@ -411,8 +471,21 @@ def start_mariadb(host: str, port: int) -> None:
             shutil.chown(run_dir, "mysql", "mysql")
     except (OSError, LookupError) as exc:  # not root: start-stop-daemon will say so too
         raise UserError(f"cannot prepare {run_dir} to start MariaDB ({exc}); run as root, or `./dev install`") from exc
-    r = subprocess.run(["start-stop-daemon", "--start", "--oknodo", "--background", "--exec", MARIADBD,
-                        "--", "--user=mysql", *MARIADB_SERVER_FLAGS], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            "start-stop-daemon",
+            "--start",
+            "--oknodo",
+            "--background",
+            "--exec",
+            MARIADBD,
+            "--",
+            "--user=mysql",
+            *MARIADB_SERVER_FLAGS,
+        ],
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:
         raise UserError(f"MariaDB is installed but could not be started: {r.stderr.strip() or r.stdout.strip()}")
     deadline = time.monotonic() + 60
@@ -466,6 +539,7 @@ def mysql_status(settings: Settings) -> ServiceStatus:
 
 # -- ClickHouse -----------------------------------------------------------------------
 
+
 def clickhouse_status(settings: Settings) -> ServiceStatus:
     from edxstream.core import chdb_server, clickhouse
 
@@ -477,9 +551,12 @@ def clickhouse_status(settings: Settings) -> ServiceStatus:
             version = chdb_server.open_runner(settings).raw("SELECT version()", "TabSeparated").decode().strip()
         except UserError as exc:
             return ServiceStatus("clickhouse", address, False, str(exc))
-        return ServiceStatus("clickhouse", address, True,
-                             f"embedded chdb {version}, open in pid {held['pid']} (a ClickHouse sink), "
-                             f"which answers queries for it")
+        return ServiceStatus(
+            "clickhouse",
+            address,
+            True,
+            f"embedded chdb {version}, open in pid {held['pid']} (a ClickHouse sink), which answers queries for it",
+        )
     try:
         client = clickhouse.connect(settings)
         version = client.query("SELECT version()").result_rows[0][0]
@@ -501,6 +578,7 @@ def clickhouse_up(settings: Settings) -> str:
 
 # -- the web app ----------------------------------------------------------------------
 
+
 def _web_pidfile(settings: Settings) -> Path:
     return settings.data_dir / "run" / "web.pid"
 
@@ -508,8 +586,9 @@ def _web_pidfile(settings: Settings) -> Path:
 def web_up(settings: Settings, demo: bool = False) -> str:
     """Start ``edxstream serve`` in the background (its log in logs/web.log) and return
     once its health check answers; the default secret key is accepted only for the demo."""
-    if port_open(settings.web_host if settings.web_host not in ("0.0.0.0", "::") else "127.0.0.1",
-                 settings.web_app_port):
+    if port_open(
+        settings.web_host if settings.web_host not in ("0.0.0.0", "::") else "127.0.0.1", settings.web_app_port
+    ):
         return f"already running at {settings.web_url}/"
     if settings.web_secret_key == "change-me" and not demo:
         return "not started: set EDXSTREAM_WEB_SECRET_KEY to a long random value, then `edxstream serve`"
@@ -518,9 +597,14 @@ def web_up(settings: Settings, demo: bool = False) -> str:
     log_path = settings.log_dir / "web.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(edxstream_argv("serve", *(["--demo"] if demo else [])), stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                env=settings_env(settings))
+        proc = subprocess.Popen(
+            edxstream_argv("serve", *(["--demo"] if demo else [])),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=settings_env(settings),
+        )
 
     def healthy() -> bool:
         if proc.poll() is not None:
@@ -543,16 +627,25 @@ def web_down(settings: Settings) -> str:
 
 # -- the stack ------------------------------------------------------------------------
 
+
 def up(settings: Settings) -> list[tuple[str, str]]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return [("kafka", broker_up(settings)), ("mysql", mysql_up(settings)), ("clickhouse", clickhouse_up(settings)),
-            ("web", web_up(settings))]
+    return [
+        ("kafka", broker_up(settings)),
+        ("mysql", mysql_up(settings)),
+        ("clickhouse", clickhouse_up(settings)),
+        ("web", web_up(settings)),
+    ]
 
 
 def down(settings: Settings) -> list[tuple[str, str]]:
     # MariaDB is shared with the machine (it may have been running before us): left up.
-    stopped = [("web", web_down(settings)), ("kafka", broker_down(settings)), ("mysql", "left running (shared server)"),
-               ("clickhouse", "embedded: nothing to stop")]
+    stopped = [
+        ("web", web_down(settings)),
+        ("kafka", broker_down(settings)),
+        ("mysql", "left running (shared server)"),
+        ("clickhouse", "embedded: nothing to stop"),
+    ]
     if _store_pidfile(settings).exists():  # after the broker, which writes to it
         stopped.insert(1, ("seaweedfs", object_store_down(settings)))
     return stopped
@@ -628,12 +721,17 @@ def components(settings: Settings) -> list[ComponentStatus]:
         exit_info = data.pop("exit", None) or {}
         pid = data.pop("pid", None)
         running = pid is not None and _pid_alive(pid) and not exit_info
-        found.append(ComponentStatus(
-            name=path.name.removesuffix(".metrics.json"), pid=pid, running=running, last_report=iso_utc(mtime),
-            metrics={k: _readable(k, v) for k, v in data.items()},
-            exited_at=None if running else exit_info.get("at") or iso_utc(mtime),
-            exit=None if running else exit_info.get("how") or "no exit recorded (killed, or the machine stopped)",
-        ))
+        found.append(
+            ComponentStatus(
+                name=path.name.removesuffix(".metrics.json"),
+                pid=pid,
+                running=running,
+                last_report=iso_utc(mtime),
+                metrics={k: _readable(k, v) for k, v in data.items()},
+                exited_at=None if running else exit_info.get("at") or iso_utc(mtime),
+                exit=None if running else exit_info.get("how") or "no exit recorded (killed, or the machine stopped)",
+            )
+        )
     return found
 
 
@@ -663,4 +761,3 @@ def overall(services: list[ServiceStatus], running: list[ComponentStatus]) -> st
     if answering < len(services) or not all(c.healthy for c in running):
         return "degraded"
     return "up"
-

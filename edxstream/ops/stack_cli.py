@@ -14,7 +14,8 @@ EXIT_CODES = {"up": 0, "degraded": 1, "down": 3}
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "stack", help="start, stop or check the local services (Kafka broker, MariaDB, ClickHouse)",
+        "stack",
+        help="start, stop or check the local services (Kafka broker, MariaDB, ClickHouse)",
         description="Start, stop or check the local services, with no Docker needed: a Kafka broker (Tansu), "
         "the machine's MariaDB and the embedded ClickHouse engine, with their data under EDXSTREAM_HOME. "
         "`status` also lists the edxstream processes running under that home (shipper, stream app, sinks) "
@@ -22,9 +23,12 @@ def register(sub) -> None:
         epilog="exit status of up and status: 0 every service answers (up), 1 some do not or a running "
         "process reports trouble (degraded), 3 none answers (down), 2 an error to fix.",
     )
-    p.add_argument("action", choices=["up", "down", "status"],
-                   help="up: start what is not running (safe to repeat); down: stop what up started; "
-                   "status: what answers and what runs")
+    p.add_argument(
+        "action",
+        choices=["up", "down", "status"],
+        help="up: start what is not running (safe to repeat); down: stop what up started; "
+        "status: what answers and what runs",
+    )
     p.add_argument("--json", action="store_true", help="print the status as one JSON object (for scripts)")
     p.set_defaults(func=run)
 
@@ -42,8 +46,7 @@ def _value(v) -> str:
 
 
 def format_status(services: list[stack.ServiceStatus], comps: list[stack.ComponentStatus], state: str) -> str:
-    lines = [f"{st.name:<11} {st.address:<45} {'answers' if st.answers else 'DOWN':<8} {st.detail}"
-             for st in services]
+    lines = [f"{st.name:<11} {st.address:<45} {'answers' if st.answers else 'DOWN':<8} {st.detail}" for st in services]
     running = [c for c in comps if c.running]
     exited = [c for c in comps if not c.running]
     if running:
@@ -57,8 +60,15 @@ def format_status(services: list[stack.ServiceStatus], comps: list[stack.Compone
             lines.append(f"  {c.name:<16} at {c.exited_at}: {c.exit}")
     down = [st.name for st in services if not st.answers]
     troubled = [c.name for c in running if not c.healthy]
-    why = "; ".join(filter(None, [f"not answering: {', '.join(down)}" if down else "",
-                                  f"trouble reported by: {', '.join(troubled)}" if troubled else ""]))
+    why = "; ".join(
+        filter(
+            None,
+            [
+                f"not answering: {', '.join(down)}" if down else "",
+                f"trouble reported by: {', '.join(troubled)}" if troubled else "",
+            ],
+        )
+    )
     lines.append(f"\nstatus: {state}" + (f" ({why})" if why else ""))
     return "\n".join(lines)
 
@@ -77,14 +87,31 @@ def run(args) -> int:
     comps = stack.components(s)
     state = stack.overall(services, [c for c in comps if c.running])
     if args.json:
-        print(json.dumps({
-            "status": state,
-            "services": [{"name": st.name, "address": st.address, "answers": st.answers, "detail": st.detail}
-                         for st in services],
-            "processes": [{"name": c.name, "pid": c.pid, "running": c.running, "healthy": c.healthy,
-                           "last_report": c.last_report, "exited_at": c.exited_at, "exit": c.exit,
-                           "metrics": c.metrics} for c in comps],
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "status": state,
+                    "services": [
+                        {"name": st.name, "address": st.address, "answers": st.answers, "detail": st.detail}
+                        for st in services
+                    ],
+                    "processes": [
+                        {
+                            "name": c.name,
+                            "pid": c.pid,
+                            "running": c.running,
+                            "healthy": c.healthy,
+                            "last_report": c.last_report,
+                            "exited_at": c.exited_at,
+                            "exit": c.exit,
+                            "metrics": c.metrics,
+                        }
+                        for c in comps
+                    ],
+                },
+                indent=2,
+            )
+        )
     else:
         print(format_status(services, comps, state))
     return EXIT_CODES[state]

@@ -48,27 +48,41 @@ def behaviour_correlations(features: pd.DataFrame, outcomes: pd.DataFrame, colum
             if np.ptp(x) == 0 or np.ptp(y) == 0:
                 continue
             rho, lo, hi, p = rank_correlation(x, y)
-            rows.append({"feature": col, "outcome": outcome, "rho": rho, "ci_low": lo, "ci_high": hi,
-                         "p_value": p, "learners": len(sub)})
+            rows.append(
+                {
+                    "feature": col,
+                    "outcome": outcome,
+                    "rho": rho,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "p_value": p,
+                    "learners": len(sub),
+                }
+            )
     return pd.DataFrame(rows, columns=["feature", "outcome", "rho", "ci_low", "ci_high", "p_value", "learners"])
 
 
-def problem_difficulty(interactions: pd.DataFrame, segment_of: pd.Series | None = None,
-                       top_weak: int = 10) -> pd.DataFrame:
+def problem_difficulty(
+    interactions: pd.DataFrame, segment_of: pd.Series | None = None, top_weak: int = 10
+) -> pd.DataFrame:
     """First-try failure rate per problem (segment_label '' = everyone, then per segment)
     and, for the ``top_weak`` most error-prone problems, the most helpful block seen first."""
     tries = interactions[interactions["first_ok"].notna()].copy()
     if tries.empty:
-        return pd.DataFrame(columns=["problem_id", "segment_label", "learners", "first_try_fail_rate",
-                                     "helpful_block", "helpful_lift"])
+        return pd.DataFrame(
+            columns=["problem_id", "segment_label", "learners", "first_try_fail_rate", "helpful_block", "helpful_lift"]
+        )
     tries["fail"] = ~tries["first_ok"].astype(bool)
     overall = tries.groupby("block_id").agg(learners=("user_id", "size"), first_try_fail_rate=("fail", "mean"))
     overall = overall[overall["learners"] >= MIN_LEARNERS].reset_index().assign(segment_label="")
     parts = [overall]
     if segment_of is not None:
         seg = tries.join(segment_of.rename("segment_label"), on="user_id").dropna(subset=["segment_label"])
-        per = seg.groupby(["block_id", "segment_label"]).agg(learners=("user_id", "size"),
-                                                             first_try_fail_rate=("fail", "mean")).reset_index()
+        per = (
+            seg.groupby(["block_id", "segment_label"])
+            .agg(learners=("user_id", "size"), first_try_fail_rate=("fail", "mean"))
+            .reset_index()
+        )
         parts.append(per[per["learners"] >= MIN_GROUP])
     out = pd.concat(parts, ignore_index=True).rename(columns={"block_id": "problem_id"})
     out["helpful_block"], out["helpful_lift"] = "", float("nan")

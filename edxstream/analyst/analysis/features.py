@@ -4,8 +4,9 @@ One SQL query (``features_sql``) builds one row per course and learner from
 ``course_events``: activity days, sessions, interactions per category, video plays,
 completions and seconds watched, problems attempted, the first-try rate and the grade so
 far (each problem's score as the latest check left it, ``grade / max_grade``, as the
-LMS keeps it, averaged over the problems the learner tried), forum posts, days since the last activity and progress (share of the course's
-known video and problem blocks the learner used). With ``first_days`` it only looks at
+LMS keeps it, averaged over the problems the learner tried), forum posts, days since the
+last activity and progress (share of the course's known video and problem blocks the
+learner used). With ``first_days`` it only looks at
 each learner's first days in the course: what is known "after two weeks", the input of
 the predictions. Reading goes through the analyst query path (a ``Runner``); the rest of
 this module is pure.
@@ -28,9 +29,24 @@ PLAYS = "('play_video', 'edx.video.played')"
 ENDS = "('stop_video', 'complete_video', 'edx.video.completed', 'edx.video.stopped')"
 
 # The numeric behaviour features (columns of ``load_features``) the models use.
-BEHAVIOUR = ("active_days", "sessions", "events", "video_events", "assessment_events", "content_events",
-             "forum_events", "videos_watched", "video_completions", "video_seconds", "problems_attempted",
-             "first_try_rate", "forum_posts", "days_since_last", "progress", "span_days")
+BEHAVIOUR = (
+    "active_days",
+    "sessions",
+    "events",
+    "video_events",
+    "assessment_events",
+    "content_events",
+    "forum_events",
+    "videos_watched",
+    "video_completions",
+    "video_seconds",
+    "problems_attempted",
+    "first_try_rate",
+    "forum_posts",
+    "days_since_last",
+    "progress",
+    "span_days",
+)
 
 
 def features_sql(as_of: datetime, first_days: int | None = None, course: str | None = None) -> str:
@@ -137,7 +153,9 @@ SETTINGS join_use_nulls = 1
 def interactions_sql(as_of: datetime, course: str | None = None) -> str:
     """One row per (course, learner, content block used): the video and problem blocks,
     when the learner first used each, and for problems whether the first try passed."""
-    where = f"user_id IS NOT NULL AND block_id IS NOT NULL AND category IN ('video', 'assessment') AND time <= {_ts(as_of)}"
+    where = (
+        f"user_id IS NOT NULL AND block_id IS NOT NULL AND category IN ('video', 'assessment') AND time <= {_ts(as_of)}"
+    )
     if course is not None:
         where += f" AND course_id = {format_query_value(course)}"
     return f"""
@@ -158,8 +176,9 @@ def read_frame(runner: Runner, sql: str) -> pd.DataFrame:
     return pq.read_table(io.BytesIO(runner.raw(sql, "Parquet"))).to_pandas()
 
 
-def load_features(runner: Runner, as_of: datetime, first_days: int | None = None,
-                  course: str | None = None) -> pd.DataFrame:
+def load_features(
+    runner: Runner, as_of: datetime, first_days: int | None = None, course: str | None = None
+) -> pd.DataFrame:
     return read_frame(runner, features_sql(as_of, first_days, course))
 
 
@@ -178,15 +197,18 @@ def behaviour_shares(df: pd.DataFrame) -> pd.DataFrame:
     they were still coming: first to last activity). Counts alone would mostly separate
     the busy from the quiet."""
     events = df["events"].clip(lower=1)
-    out = pd.DataFrame({
-        "video_share": df["video_events"] / events,
-        "problem_share": df["assessment_events"] / events,
-        "forum_share": df["forum_events"] / events,
-        "first_try_rate": df["first_try_rate"].astype(float),
-        "progress": df["progress"].astype(float),
-        "persistence": df["span_days"] / df["present_days"],
-        "video_block_share": df["videos_watched"] / (df["videos_watched"] + df["problems_attempted"]).clip(lower=1),
-    }, index=df.index)
+    out = pd.DataFrame(
+        {
+            "video_share": df["video_events"] / events,
+            "problem_share": df["assessment_events"] / events,
+            "forum_share": df["forum_events"] / events,
+            "first_try_rate": df["first_try_rate"].astype(float),
+            "progress": df["progress"].astype(float),
+            "persistence": df["span_days"] / df["present_days"],
+            "video_block_share": df["videos_watched"] / (df["videos_watched"] + df["problems_attempted"]).clip(lower=1),
+        },
+        index=df.index,
+    )
     # a learner who tried no problem has no first-try rate: the course's typical one
     # keeps them from being a segment of their own for a missing value
     out["first_try_rate"] = out["first_try_rate"].fillna(out["first_try_rate"].median()).fillna(0.0)

@@ -30,9 +30,25 @@ STOP_DAYS = 14
 PASS_GRADE = 0.6
 VALIDATE_SHARE = 0.3
 MIN_TRAIN = 30  # learners with a known outcome needed to fit ("not enough data" below)
-INPUTS = ("active_days", "sessions", "events", "video_events", "assessment_events", "content_events",
-          "forum_events", "videos_watched", "video_completions", "video_seconds", "problems_attempted",
-          "first_try_rate", "grade_so_far", "forum_posts", "days_since_last", "progress", "span_days")
+INPUTS = (
+    "active_days",
+    "sessions",
+    "events",
+    "video_events",
+    "assessment_events",
+    "content_events",
+    "forum_events",
+    "videos_watched",
+    "video_completions",
+    "video_seconds",
+    "problems_attempted",
+    "first_try_rate",
+    "grade_so_far",
+    "forum_posts",
+    "days_since_last",
+    "progress",
+    "span_days",
+)
 
 
 @dataclass
@@ -49,8 +65,19 @@ def inputs(early: pd.DataFrame) -> pd.DataFrame:
     they are. A learner who tried no problem yet has no rate and no grade: they get the
     course's median, and ``tried_none`` says so (a 0 would read as failing everything)."""
     x = early[list(INPUTS)].astype(float).copy()
-    for c in ("sessions", "events", "video_events", "assessment_events", "content_events", "forum_events",
-              "videos_watched", "video_completions", "video_seconds", "problems_attempted", "forum_posts"):
+    for c in (
+        "sessions",
+        "events",
+        "video_events",
+        "assessment_events",
+        "content_events",
+        "forum_events",
+        "videos_watched",
+        "video_completions",
+        "video_seconds",
+        "problems_attempted",
+        "forum_posts",
+    ):
         x[c] = np.log1p(x[c])
     x["tried_none"] = x["grade_so_far"].isna().astype(float)
     for c in ("first_try_rate", "grade_so_far"):
@@ -65,8 +92,9 @@ def outcomes(now: pd.DataFrame) -> pd.DataFrame:
     # days (someone who comes once a month has not stopped after two quiet weeks)
     gap = now["span_days"].astype(float) / (now["active_days"].astype(float) - 1).clip(lower=1)
     stopped = now["days_since_last"].astype(float) >= np.maximum(STOP_DAYS, 3 * gap)
-    return pd.DataFrame({"user_id": now["user_id"], "grade": grade,
-                         "at_risk": stopped | (grade.fillna(1.0) < PASS_GRADE)})
+    return pd.DataFrame(
+        {"user_id": now["user_id"], "grade": grade, "at_risk": stopped | (grade.fillna(1.0) < PASS_GRADE)}
+    )
 
 
 def mature(now: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
@@ -95,8 +123,10 @@ def predict(early: pd.DataFrame, now: pd.DataFrame, as_of: pd.Timestamp) -> Pred
     target = outcomes(known).set_index("user_id")
     data = early.set_index("user_id").join(target, how="inner").sort_values("first_seen")
     if len(data) < MIN_TRAIN or data["at_risk"].nunique() < 2:
-        raise ValueError(f"{len(data)} learners with a known outcome (in the course for {MATURE_DAYS} days); "
-                         f"the models need at least {MIN_TRAIN}, some at risk and some not")
+        raise ValueError(
+            f"{len(data)} learners with a known outcome (in the course for {MATURE_DAYS} days); "
+            f"the models need at least {MIN_TRAIN}, some at risk and some not"
+        )
     x = inputs(data)
     y_risk = data["at_risk"].astype(int).to_numpy()
     graded = data["grade"].notna().to_numpy()
@@ -120,6 +150,13 @@ def predict(early: pd.DataFrame, now: pd.DataFrame, as_of: pd.Timestamp) -> Pred
         grade = np.clip(grade_m.predict(everyone), 0.0, 1.0)
     else:
         grade = np.full(len(everyone), np.nan)
-    frame = pd.DataFrame({"user_id": early["user_id"].to_numpy(), "predicted_grade": grade, "risk": risk,
-                          "at_risk": risk >= 0.5, "drivers": drivers(risk_m, everyone)})
+    frame = pd.DataFrame(
+        {
+            "user_id": early["user_id"].to_numpy(),
+            "predicted_grade": grade,
+            "risk": risk,
+            "at_risk": risk >= 0.5,
+            "drivers": drivers(risk_m, everyone),
+        }
+    )
     return Prediction(frame, auc, r2, len(data), len(data) - cut)

@@ -90,8 +90,9 @@ def split_latest(interactions: pd.DataFrame, holdout: float = 0.2) -> tuple[pd.D
     return df[~test_mask], df[test_mask]
 
 
-def hit_rate(interactions: pd.DataFrame, grade: pd.Series | None = None, k: int = TOP,
-             holdout: float = 0.2) -> tuple[float, float]:
+def hit_rate(
+    interactions: pd.DataFrame, grade: pd.Series | None = None, k: int = TOP, holdout: float = 0.2
+) -> tuple[float, float]:
     """(collaborative filtering, most-popular baseline) hit rate at ``k`` on held-out blocks."""
     train, test = split_latest(interactions, holdout)
     if test.empty or train["user_id"].nunique() < MIN_LEARNERS:
@@ -103,8 +104,7 @@ def hit_rate(interactions: pd.DataFrame, grade: pd.Series | None = None, k: int 
     col = {b: j for j, b in enumerate(blocks)}
     row = {u: i for i, u in enumerate(users)}
     held = test[test["user_id"].isin(row) & test["block_id"].isin(col)]
-    truth = sp.csr_matrix((np.ones(len(held)), (held["user_id"].map(row), held["block_id"].map(col))),
-                          shape=s.shape)
+    truth = sp.csr_matrix((np.ones(len(held)), (held["user_id"].map(row), held["block_id"].map(col))), shape=s.shape)
     evaluated = np.unique(held["user_id"].map(row).to_numpy())
     if len(evaluated) == 0:
         return float("nan"), float("nan")

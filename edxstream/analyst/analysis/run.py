@@ -27,8 +27,16 @@ from edxstream.core.chdb_server import Runner
 OK, NOT_ENOUGH = "ok", "not enough data"
 # WHERE condition keeping an analysis table's rows of the latest run of each course
 LATEST = "(course_id, run_id) IN (SELECT course_id, run_id FROM latest_analysis_runs)"
-TABLES = ("analysis_runs", "learner_segments", "segment_profiles", "learner_predictions",
-          "behaviour_correlations", "problem_difficulty", "recommendations", "suggestions")
+TABLES = (
+    "analysis_runs",
+    "learner_segments",
+    "segment_profiles",
+    "learner_predictions",
+    "behaviour_correlations",
+    "problem_difficulty",
+    "recommendations",
+    "suggestions",
+)
 
 
 @dataclass
@@ -38,13 +46,27 @@ class CourseResult:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def step(self, name: str, status: str, learners: int, message: str = "", **quality) -> None:
-        self.steps.append({"step": name, "status": status, "learners": learners,
-                           "quality": json.dumps({k: (None if isinstance(v, float) and not np.isfinite(v) else v)
-                                                  for k, v in quality.items()}), "message": message})
+        self.steps.append(
+            {
+                "step": name,
+                "status": status,
+                "learners": learners,
+                "quality": json.dumps(
+                    {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in quality.items()}
+                ),
+                "message": message,
+            }
+        )
 
 
-def analyze_course(course_id: str, now: pd.DataFrame, early: pd.DataFrame, interactions: pd.DataFrame,
-                   as_of: datetime, previous_centres: pd.DataFrame | None = None) -> CourseResult:
+def analyze_course(
+    course_id: str,
+    now: pd.DataFrame,
+    early: pd.DataFrame,
+    interactions: pd.DataFrame,
+    as_of: datetime,
+    previous_centres: pd.DataFrame | None = None,
+) -> CourseResult:
     res = CourseResult(course_id)
     n = len(now)
     as_of_ts = pd.Timestamp(as_of)
@@ -61,20 +83,39 @@ def analyze_course(course_id: str, now: pd.DataFrame, early: pd.DataFrame, inter
         seg[placed["user_id"].to_numpy()] = s.labels.astype(int)
         words = {**s.descriptions, segments.UNPLACED: segments.UNPLACED_LABEL}
         seg_of = seg.map(words)
-        res.tables["learner_segments"] = pd.DataFrame({"user_id": seg.index, "segment": seg.to_numpy(),
-                                                       "segment_label": seg_of.to_numpy(),
-                                                       "silhouette": s.silhouette})
+        res.tables["learner_segments"] = pd.DataFrame(
+            {
+                "user_id": seg.index,
+                "segment": seg.to_numpy(),
+                "segment_label": seg_of.to_numpy(),
+                "silhouette": s.silhouette,
+            }
+        )
         counts = pd.Series(s.labels).value_counts()
-        profiles = pd.DataFrame({
-            "method": "kmeans", "segment": s.centres.index.astype(int),
-            "label": [s.descriptions[int(i)] for i in s.centres.index],
-            "description": [s.descriptions[int(i)] for i in s.centres.index],
-            "learners": [int(counts.get(i, 0)) for i in s.centres.index],
-            "centre": [json.dumps({c: round(float(v), 4) for c, v in row.items()}) for _, row in s.centres.iterrows()],
-            "k": s.k, "silhouette": s.silhouette})
+        profiles = pd.DataFrame(
+            {
+                "method": "kmeans",
+                "segment": s.centres.index.astype(int),
+                "label": [s.descriptions[int(i)] for i in s.centres.index],
+                "description": [s.descriptions[int(i)] for i in s.centres.index],
+                "learners": [int(counts.get(i, 0)) for i in s.centres.index],
+                "centre": [
+                    json.dumps({c: round(float(v), 4) for c, v in row.items()}) for _, row in s.centres.iterrows()
+                ],
+                "k": s.k,
+                "silhouette": s.silhouette,
+            }
+        )
         res.tables["segment_profiles"] = profiles
-        res.step("segments", OK, n, placed=len(placed), k=s.k, silhouette=round(s.silhouette, 4),
-                 silhouettes={str(k): round(v, 4) for k, v in s.silhouettes.items()})
+        res.step(
+            "segments",
+            OK,
+            n,
+            placed=len(placed),
+            k=s.k,
+            silhouette=round(s.silhouette, 4),
+            silhouettes={str(k): round(v, 4) for k, v in s.silhouettes.items()},
+        )
     # prediction
     pred = None
     try:
@@ -103,8 +144,13 @@ def analyze_course(course_id: str, now: pd.DataFrame, early: pd.DataFrame, inter
     recs = None
     n_blocks = interactions["block_id"].nunique()
     if interactions["user_id"].nunique() < recommendations.MIN_LEARNERS or n_blocks < recommendations.MIN_BLOCKS:
-        res.step("recommendations", NOT_ENOUGH, n, f"{interactions['user_id'].nunique()} learners and {n_blocks} "
-                 f"content blocks; recommendations need {recommendations.MIN_LEARNERS} and {recommendations.MIN_BLOCKS}")
+        res.step(
+            "recommendations",
+            NOT_ENOUGH,
+            n,
+            f"{interactions['user_id'].nunique()} learners and {n_blocks} "
+            f"content blocks; recommendations need {recommendations.MIN_LEARNERS} and {recommendations.MIN_BLOCKS}",
+        )
     else:
         grade = outcomes.set_index("user_id")["grade"]
         hit, base = recommendations.hit_rate(interactions, grade)
@@ -129,18 +175,26 @@ def remediate(recs: pd.DataFrame, interactions: pd.DataFrame, difficulty: pd.Dat
     if helpful.empty:
         return recs
     failed = interactions[interactions["first_ok"].notna() & ~interactions["first_ok"].astype(bool)]
-    failed = failed.merge(helpful[["problem_id", "helpful_block", "helpful_lift"]], left_on="block_id",
-                          right_on="problem_id")
+    failed = failed.merge(
+        helpful[["problem_id", "helpful_block", "helpful_lift"]], left_on="block_id", right_on="problem_id"
+    )
     used = set(zip(interactions["user_id"], interactions["block_id"], strict=False))
     failed = failed[[(u, b) not in used for u, b in zip(failed["user_id"], failed["helpful_block"], strict=False)]]
     if failed.empty:
         return recs
     first = failed.sort_values("helpful_lift", ascending=False).drop_duplicates("user_id")
-    extra = pd.DataFrame({"user_id": first["user_id"].astype(int), "rank": 0, "block_id": first["helpful_block"],
-                          "score": first["helpful_lift"].astype(float),
-                          "reason": [f"learners who used it before {suggestions.short(p)} passed it "
-                                     f"{lift:.1f} times as often" for p, lift in zip(first["problem_id"],
-                                                                                      first["helpful_lift"], strict=False)]})
+    extra = pd.DataFrame(
+        {
+            "user_id": first["user_id"].astype(int),
+            "rank": 0,
+            "block_id": first["helpful_block"],
+            "score": first["helpful_lift"].astype(float),
+            "reason": [
+                f"learners who used it before {suggestions.short(p)} passed it {lift:.1f} times as often"
+                for p, lift in zip(first["problem_id"], first["helpful_lift"], strict=False)
+            ],
+        }
+    )
     merged = pd.concat([extra, recs], ignore_index=True)
     merged = merged.drop_duplicates(["user_id", "block_id"]).sort_values(["user_id", "rank"], kind="stable")
     merged["rank"] = merged.groupby("user_id").cumcount() + 1
@@ -160,10 +214,13 @@ def latest_event_time(runner: Runner) -> datetime | None:
 
 def previous_centres(runner: Runner) -> dict[str, pd.DataFrame]:
     """The latest run's k-means centres per course (segment number -> feature means)."""
-    df = features.read_frame(runner, f"""
+    df = features.read_frame(
+        runner,
+        f"""
         SELECT course_id, segment, centre FROM segment_profiles
         WHERE method = 'kmeans' AND {LATEST}
-        ORDER BY course_id, segment""")
+        ORDER BY course_id, segment""",
+    )
     out: dict[str, pd.DataFrame] = {}
     for course, part in df.groupby("course_id"):
         out[str(course)] = pd.DataFrame([json.loads(c) for c in part["centre"]], index=part["segment"].astype(int))
@@ -178,8 +235,13 @@ class RunSummary:
     courses: list[CourseResult]
 
 
-def run(runner: Runner, client, as_of: datetime | None = None, courses: list[str] | None = None,
-        say: Callable[[str], None] = lambda s: None) -> RunSummary:
+def run(
+    runner: Runner,
+    client,
+    as_of: datetime | None = None,
+    courses: list[str] | None = None,
+    say: Callable[[str], None] = lambda s: None,
+) -> RunSummary:
     """Analyse every course (or ``courses``) as of ``as_of`` (default: the latest event)
     and write the tables with ``client``; returns what was done per course."""
     run_at = datetime.now(timezone.utc)
@@ -199,10 +261,16 @@ def run(runner: Runner, client, as_of: datetime | None = None, courses: list[str
     with threadpool_limits(limits=1):
         for i, course in enumerate(ids, 1):
             say(f"[{i}/{len(ids)}] {course}")
-            summary.courses.append(analyze_course(
-                course, now[now["course_id"] == course].reset_index(drop=True),
-                early[early["course_id"] == course].reset_index(drop=True),
-                inter[inter["course_id"] == course].reset_index(drop=True), as_of, prev.get(course)))
+            summary.courses.append(
+                analyze_course(
+                    course,
+                    now[now["course_id"] == course].reset_index(drop=True),
+                    early[early["course_id"] == course].reset_index(drop=True),
+                    inter[inter["course_id"] == course].reset_index(drop=True),
+                    as_of,
+                    prev.get(course),
+                )
+            )
     write(client, summary)
     return summary
 
@@ -216,8 +284,9 @@ def write(client, summary: RunSummary) -> None:
         for table, df in c.tables.items():
             if len(df):
                 frames[table].append(df.assign(course_id=c.course_id, **stamp))
-        frames["analysis_runs"].append(pd.DataFrame(c.steps).assign(course_id=c.course_id, as_of=summary.as_of,
-                                                                     **stamp))
+        frames["analysis_runs"].append(
+            pd.DataFrame(c.steps).assign(course_id=c.course_id, as_of=summary.as_of, **stamp)
+        )
     for table in TABLES[1:] + TABLES[:1]:
         if frames[table]:
             df = pd.concat(frames[table], ignore_index=True)

@@ -86,8 +86,9 @@ def match_previous(centres: np.ndarray, previous: np.ndarray | None) -> list[int
     return numbers
 
 
-def segment(features: pd.DataFrame, previous_centres: pd.DataFrame | None = None,
-            k_range: range = K_RANGE, seed: int = SEED) -> Segmentation:
+def segment(
+    features: pd.DataFrame, previous_centres: pd.DataFrame | None = None, k_range: range = K_RANGE, seed: int = SEED
+) -> Segmentation:
     """k-means over ``k_range``, keeping the k with the best silhouette.
     ``previous_centres`` (segment number -> feature means, original units) keeps numbers
     stable; raises ValueError when there are too few learners."""
@@ -120,8 +121,8 @@ def segment(features: pd.DataFrame, previous_centres: pd.DataFrame | None = None
     numbers = match_previous(model.cluster_centers_, prev)
     labels = np.asarray(numbers)[model.labels_]
     centres_z = pd.DataFrame(model.cluster_centers_, columns=features.columns, index=numbers).sort_index()
-    centres = pd.DataFrame(scaler.inverse_transform(centres_z.to_numpy()), columns=features.columns,
-                           index=centres_z.index)
+    centres = pd.DataFrame(
+        scaler.inverse_transform(centres_z.to_numpy()), columns=features.columns, index=centres_z.index
+    )
     descriptions = {int(n): describe(centres_z.loc[n]) for n in centres_z.index}
     return Segmentation(labels, centres, descriptions, k, scores[k], scores)
-

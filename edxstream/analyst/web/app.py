@@ -121,13 +121,18 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
     """The app. ``runner`` replaces the configured query path (tests give one). The
     default secret key is refused unless ``demo`` (the demo's data is synthetic)."""
     if settings.web_secret_key == DEFAULT_SECRET and not demo:
-        raise UserError("EDXSTREAM_WEB_SECRET_KEY is the default: set a long random value of your own "
-                        "(for example `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
+        raise UserError(
+            "EDXSTREAM_WEB_SECRET_KEY is the default: set a long random value of your own "
+            "(for example `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+        )
     app = Flask(__name__)
     app.secret_key = settings.web_secret_key
-    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
-                      SESSION_COOKIE_SECURE=settings.web_url.startswith("https://"),
-                      WTF_CSRF_TIME_LIMIT=None)
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.web_url.startswith("https://"),
+        WTF_CSRF_TIME_LIMIT=None,
+    )
     CSRFProtect(app)
     app.extensions["edxstream_accounts"] = Accounts(accounts_file(settings))
     holder = RunnerHolder(settings)
@@ -136,8 +141,9 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
     app.extensions["edxstream_runner"] = holder
     app.extensions["edxstream_settings"] = settings
     app.jinja_env.filters.update(num=num, pct=pct)
-    app.jinja_env.globals.update(change=change, figure=figure, current_account=auth.current_account,
-                                 csv_tables=CSV_TABLES)
+    app.jinja_env.globals.update(
+        change=change, figure=figure, current_account=auth.current_account, csv_tables=CSV_TABLES
+    )
 
     # The embedded engine opened in this process takes one query at a time; a server
     # and the sink's endpoint take them concurrently.
@@ -204,8 +210,9 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
     @app.get("/static/plotly.min.js")
     def plotly_js():
         path = resources.files("plotly").joinpath("package_data", "plotly.min.js")
-        return Response(path.read_bytes(), mimetype="text/javascript",
-                        headers={"Cache-Control": "public, max-age=86400"})
+        return Response(
+            path.read_bytes(), mimetype="text/javascript", headers={"Cache-Control": "public, max-age=86400"}
+        )
 
     @app.route("/login", methods=["GET", "POST"])
     def login():
@@ -232,8 +239,9 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
         account = auth.current_account()
         visible = [c for c in rows(data.courses) if account.can_see(c["course_id"])]
         enrolments = [e for e in rows(data.enrolment_table) if account.can_see(e["course_id"])]
-        return render_template("home.html", courses=visible, enrolments=enrolments,
-                               totals=_enrolment_totals(enrolments))
+        return render_template(
+            "home.html", courses=visible, enrolments=enrolments, totals=_enrolment_totals(enrolments)
+        )
 
     @app.get("/overview/<path:course_id>")
     @auth.login_required
@@ -243,11 +251,18 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
         week = rows(data.week_change, course_id)
         modes = rows(data.enrolments_by_mode, course_id)
         return render_template(
-            "overview.html", course=course_id, charts=True, s=summary["summary"], enrol=summary["enrolments"], week=week,
-            due=summary["due"], suggestions=rows(data.suggestions, course_id, "teacher"),
+            "overview.html",
+            course=course_id,
+            charts=True,
+            s=summary["summary"],
+            enrol=summary["enrolments"],
+            week=week,
+            due=summary["due"],
+            suggestions=rows(data.suggestions, course_id, "teacher"),
             chart_daily=charts.daily_interactions(summary["daily"], summary["due"]) if summary["daily"] else None,
             chart_learners=charts.active_learners(summary["learners"]) if summary["learners"] else None,
-            chart_modes=charts.enrolments_by_mode(modes) if modes else None)
+            chart_modes=charts.enrolments_by_mode(modes) if modes else None,
+        )
 
     @app.get("/content/<path:course_id>")
     @auth.login_required
@@ -265,11 +280,19 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
         grades = rows(data.grade_distribution, course_id)
         forum = rows(data.forum, course_id)
         return render_template(
-            "content.html", course=course_id, charts=True, videos=videos, problems=rows(data.problems, course_id),
-            answers=answers, sections=rows(data.time_on_sections, course_id), forum=forum,
+            "content.html",
+            course=course_id,
+            charts=True,
+            videos=videos,
+            problems=rows(data.problems, course_id),
+            answers=answers,
+            sections=rows(data.time_on_sections, course_id),
+            forum=forum,
             forum_totals={k: sum(int(r[k]) for r in forum) for k in ("threads", "responses", "comments", "votes")},
             chart_grades=charts.grades(grades) if grades else None,
-            chart_forum=charts.forum(forum) if forum else None, label=report_mod.block_label)
+            chart_forum=charts.forum(forum) if forum else None,
+            label=report_mod.block_label,
+        )
 
     @app.get("/learners/<path:course_id>")
     @auth.login_required
@@ -288,16 +311,28 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
         if who is None:
             abort(404)
         link = url_for("learner_page", token=auth.learner_token(course_id, user_id))
-        return render_template("timeline.html", course=course_id, who=who, events=rows(data.timeline, course_id, user_id),
-                               link=settings.web_url + link)
+        return render_template(
+            "timeline.html",
+            course=course_id,
+            who=who,
+            events=rows(data.timeline, course_id, user_id),
+            link=settings.web_url + link,
+        )
 
     @app.get("/live/<path:course_id>")
     @auth.login_required
     def live(course_id):
         course_or_404(course_id)
         live_now = _live(course_id)
-        return render_template("live.html", course=course_id, charts=True, window=min(settings.windows),
-                               live_charts=live_now["charts"], top=live_now["top"], last=live_now["last"])
+        return render_template(
+            "live.html",
+            course=course_id,
+            charts=True,
+            window=min(settings.windows),
+            live_charts=live_now["charts"],
+            top=live_now["top"],
+            last=live_now["last"],
+        )
 
     @app.get("/live.json/<path:course_id>")
     @auth.login_required
@@ -308,8 +343,11 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
     def _live(course_id: str) -> dict:
         window = min(settings.windows)
         series = rows(data.live_series, course_id, window, fresh=True)
-        return {"charts": charts.live(series), "top": rows(data.live_top_actions, course_id, window, fresh=True),
-                "last": series[-1]["at"] if series else None}
+        return {
+            "charts": charts.live(series),
+            "top": rows(data.live_top_actions, course_id, window, fresh=True),
+            "last": series[-1]["at"] if series else None,
+        }
 
     @app.get("/csv/<name>/<path:course_id>")
     @auth.login_required
@@ -324,8 +362,11 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
             writer.writeheader()
             writer.writerows(table)
         safe = "".join(ch if ch.isalnum() else "_" for ch in course_id)
-        return Response(out.getvalue(), mimetype="text/csv",
-                        headers={"Content-Disposition": f'attachment; filename="{safe}-{name}.csv"'})
+        return Response(
+            out.getvalue(),
+            mimetype="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{safe}-{name}.csv"'},
+        )
 
     @app.get("/report/<path:course_id>")
     @auth.login_required
@@ -342,10 +383,16 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
         if who is None:
             abort(404)
         peers = rows(data.peer_quartiles, course_id)
-        return render_template("me.html", course=course_id, who=who, peers=peers, measures=data.PEER_MEASURES,
-                               recommendations=rows(data.recommendations, course_id, user_id),
-                               suggestions=rows(data.suggestions, course_id, "learner", user_id),
-                               label=report_mod.block_label)
+        return render_template(
+            "me.html",
+            course=course_id,
+            who=who,
+            peers=peers,
+            measures=data.PEER_MEASURES,
+            recommendations=rows(data.recommendations, course_id, user_id),
+            suggestions=rows(data.suggestions, course_id, "learner", user_id),
+            label=report_mod.block_label,
+        )
 
     @app.get("/operators")
     @auth.operator_required
@@ -359,8 +406,10 @@ def _enrolment_totals(rows: list[dict]) -> list[dict]:
     """Each course's runs added up (org and course: the paper's Table 1 totals)."""
     totals: dict[tuple[str, str], dict] = {}
     for r in rows:
-        t = totals.setdefault((r["org"], r["course"]), {"org": r["org"], "course": r["course"], "runs": 0,
-                                                         "enrolments": 0, "unenrolments": 0, "enrolled_now": 0})
+        t = totals.setdefault(
+            (r["org"], r["course"]),
+            {"org": r["org"], "course": r["course"], "runs": 0, "enrolments": 0, "unenrolments": 0, "enrolled_now": 0},
+        )
         t["runs"] += 1
         for k in ("enrolments", "unenrolments", "enrolled_now"):
             t[k] += int(r[k] or 0)
@@ -374,4 +423,3 @@ def serve(settings: Settings, demo: bool = False) -> None:
     app = create_app(settings, demo=demo)
     print(f"edxstream web app on {settings.web_url}/ (Ctrl-C stops it)", file=sys.stderr, flush=True)
     waitress_serve(app, host=settings.web_host, port=settings.web_app_port, threads=4, ident="edxstream")
-

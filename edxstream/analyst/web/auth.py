@@ -33,11 +33,13 @@ def current_account() -> Account | None:
 
 def login_required(view):
     """The page needs an account (any role); without one, the login page."""
+
     @wraps(view)
     def wrapped(*args, **kwargs):
         if current_account() is None:
             return redirect(url_for("login", next=request.full_path))
         return view(*args, **kwargs)
+
     return wrapped
 
 
@@ -48,6 +50,7 @@ def operator_required(view):
         if current_account().role != "operator":
             abort(403)
         return view(*args, **kwargs)
+
     return wrapped
 
 

@@ -47,8 +47,13 @@ def component_metrics(settings: Settings) -> list[dict]:
             values = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        out.append({"name": path.name.removesuffix(".metrics.json"),
-                    "age": time.time() - path.stat().st_mtime, "values": values})
+        out.append(
+            {
+                "name": path.name.removesuffix(".metrics.json"),
+                "age": time.time() - path.stat().st_mtime,
+                "values": values,
+            }
+        )
     return out
 
 
@@ -56,10 +61,14 @@ def dead_letters(settings: Settings) -> tuple[list[dict] | None, str]:
     from sinks.migrate import mysql_rows
 
     try:
-        rows = mysql_rows(settings, """
+        rows = mysql_rows(
+            settings,
+            """
             SELECT reason, stage, COUNT(*) AS n, MAX(seen_at) AS last_seen,
                    SUBSTRING(MIN(raw), 1, %d) AS sample
-            FROM dead_letters GROUP BY reason, stage ORDER BY n DESC, reason""" % SAMPLE_CHARS)
+            FROM dead_letters GROUP BY reason, stage ORDER BY n DESC, reason"""
+            % SAMPLE_CHARS,
+        )
     except Exception as exc:  # noqa: BLE001 - shown on the page
         return None, str(exc).splitlines()[0][:200]
     return rows, ""
@@ -67,6 +76,11 @@ def dead_letters(settings: Settings) -> tuple[list[dict] | None, str]:
 
 def health(settings: Settings) -> dict:
     letters, letters_error = dead_letters(settings)
-    return {"lags": consumer_lags(settings), "components": component_metrics(settings),
-            "dead_letters": letters, "dead_letters_error": letters_error,
-            "bootstrap": settings.kafka_bootstrap, "home": Path(settings.data_dir)}
+    return {
+        "lags": consumer_lags(settings),
+        "components": component_metrics(settings),
+        "dead_letters": letters,
+        "dead_letters_error": letters_error,
+        "bootstrap": settings.kafka_bootstrap,
+        "home": Path(settings.data_dir),
+    }

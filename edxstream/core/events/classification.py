@@ -151,14 +151,25 @@ NAMES: tuple[Rule, ...] = (
     _R("edx.team.*", LEARNER, FORUM, "team.*", ref=_STUDENT),
     # --- assessment: the server record of a capa action is the one counted ---------------
     _R("problem_check", LEARNER, ASSESSMENT, "problem.submitted", "server", ref=f"{_STUDENT}; {_XAPI} (evaluated)"),
-    _R("problem_check", ECHO, ASSESSMENT, "problem.submitted", "browser",
-       ref=f"{_STUDENT}; {_XAPI} (browser: attempted)"),
+    _R(
+        "problem_check",
+        ECHO,
+        ASSESSMENT,
+        "problem.submitted",
+        "browser",
+        ref=f"{_STUDENT}; {_XAPI} (browser: attempted)",
+    ),
     _R("problem_check", LEARNER, ASSESSMENT, "problem.submitted", ref=_STUDENT),
     _R("problem_check_fail", LEARNER, ASSESSMENT, "problem.submitted", ref=f"{_STUDENT} (submission refused)"),
     _R("problem_graded", ECHO, ASSESSMENT, "problem.submitted", ref=f"{_STUDENT} (browser, after the check)"),
     _R("edx.grades.problem.submitted", ECHO, ASSESSMENT, "problem.submitted", ref=f"{_STUDENT}; {_XAPI}"),
-    _R("edx.problem.hint.feedback_displayed", ECHO, ASSESSMENT, "problem.submitted",
-       ref=f"{_STUDENT} (shown with the check's result)"),
+    _R(
+        "edx.problem.hint.feedback_displayed",
+        ECHO,
+        ASSESSMENT,
+        "problem.submitted",
+        ref=f"{_STUDENT} (shown with the check's result)",
+    ),
     _R("problem_show", ECHO, ASSESSMENT, "answer.shown", "browser", ref=_STUDENT),
     _R("showanswer", LEARNER, ASSESSMENT, "answer.shown", ref=f"{_STUDENT}; {_XAPI}"),
     _R("show_answer", LEARNER, ASSESSMENT, "answer.shown", ref=_STUDENT),
@@ -258,8 +269,13 @@ ROUTES: tuple[Rule, ...] = (
     _R("/signin", LEARNER, ACCESS, "login.viewed", ref="sign-in page"),
     _R("/logout", LEARNER, ACCESS, "logged_out", ref="sign-out request"),
     _R("/activate/", LEARNER, ACCESS, "account.activated", ref="account activation link"),
-    _R("/change_enrollment", ECHO, ENROLLMENT, "enrollment.changed",
-       ref=f"{_STUDENT}: the request behind edx.course.enrollment.*"),
+    _R(
+        "/change_enrollment",
+        ECHO,
+        ENROLLMENT,
+        "enrollment.changed",
+        ref=f"{_STUDENT}: the request behind edx.course.enrollment.*",
+    ),
     _R("/dashboard", LEARNER, ACCESS, "dashboard.viewed", ref=_STUDENT),
     _R("/search/course_discovery", ECHO, ACCESS, "catalog.searched", ref="catalog search request"),
     _R("/oauth2/", API, ACCESS, "oauth2", ref="OAuth2 provider"),
@@ -293,7 +309,6 @@ ROUTES: tuple[Rule, ...] = (
     _R("/notification_prefs/", PLUMBING, OTHER, "notification_prefs", ref="page-load request"),
     _R("/heartbeat", SYSTEM, OTHER, "heartbeat", ref="health check"),
     _R("/organizations", API, OTHER, "api", ref="REST API"),
-
 )
 
 UNMATCHED = Taxon(OTHER, OTHER, "")
@@ -327,7 +342,7 @@ def match_rule(action: str, source: Optional[str] = None) -> tuple[Optional[Rule
         return rule, ""
     for prefix, rule in _PREFIX:
         if action.startswith(prefix):
-            return rule, action[len(prefix):]
+            return rule, action[len(prefix) :]
     return None, ""
 
 
@@ -387,8 +402,9 @@ _ID_AFTER: dict[str, tuple[str, ...]] = {
     "password_reset_confirm": ("{token}",),
 }
 # words that follow an id-taking segment without being an id
-_VERBS: frozenset[str] = frozenset({"create", "reply", "search", "inline", "upvote", "follow",
-                                    "email_opt_in", "time_zones"})
+_VERBS: frozenset[str] = frozenset(
+    {"create", "reply", "search", "inline", "upvote", "follow", "email_opt_in", "time_zones"}
+)
 # segments that swallow the rest of the path
 _REST_AFTER: frozenset[str] = frozenset({"wiki", "resource", "c4x", "asset", "static"})
 
@@ -435,7 +451,7 @@ def route_template(url: str) -> str:
     # i4x://Org/Course/Category/Name spans four segments: collapse it first
     i = path.find("i4x://")
     while i != -1:
-        rest = path[i + 6:].split("/", 4)
+        rest = path[i + 6 :].split("/", 4)
         tail = "/" + rest[4] if len(rest) > 4 else ""
         path = path[:i] + "{usage_id}" + tail
         i = path.find("i4x://")
@@ -451,14 +467,14 @@ def route_template(url: str) -> str:
             if nxt.startswith("course-v1:") or nxt.startswith("ccx-v1:"):
                 out.append("{course_id}")
                 k += 2
-            elif k + 3 < n and all(_is_key_part(x) for x in segs[k + 1:k + 4]):
+            elif k + 3 < n and all(_is_key_part(x) for x in segs[k + 1 : k + 4]):
                 # old Org/Course/Run spans three segments
                 out.append("{course_id}")
                 k += 4
             else:
                 k += 1
             continue
-        if seg in _REST_AFTER and k + 1 < n and any(segs[k + 1:]):
+        if seg in _REST_AFTER and k + 1 < n and any(segs[k + 1 :]):
             out.append(seg)
             out.append(_ID_AFTER.get(seg, ("{path}",))[0])
             if seg == "resource" and k + 2 < n:

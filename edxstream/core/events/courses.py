@@ -56,7 +56,7 @@ def normalize_course_id(value: str | None) -> str | None:
     if value.startswith(COURSE_V1) or value.startswith(CCX_V1):
         prefix = COURSE_V1 if value.startswith(COURSE_V1) else CCX_V1
         value = _take_key(value, 0)
-        parts = value[len(prefix):].split("+")
+        parts = value[len(prefix) :].split("+")
         if len(parts) < 3 or not all(_valid_part(p) for p in parts[:3]) or len(value) > MAX_COURSE_ID:
             return None
         if prefix == COURSE_V1:
@@ -88,7 +88,7 @@ def course_of_usage_key(key: str) -> str | None:
     """Course id of a ``block-v1:`` usage key (None for other keys)."""
     if not key.startswith(BLOCK_V1):
         return None
-    parts = key[len(BLOCK_V1):].split("+")
+    parts = key[len(BLOCK_V1) :].split("+")
     if len(parts) < 3 or not (_valid_part(parts[0]) and _valid_part(parts[1]) and _valid_part(parts[2])):
         return None
     return f"{COURSE_V1}{parts[0]}+{parts[1]}+{parts[2]}"
@@ -109,7 +109,7 @@ def find_usage_key(text: str | None) -> str | None:
     i = text.find(I4X)
     if i != -1:
         # i4x://Org/Course/Category/Name: four path segments after the scheme
-        rest = text[i + len(I4X):]
+        rest = text[i + len(I4X) :]
         segs = rest.split("/", 4)
         if len(segs) >= 4 and all(segs[:4]):
             name = _take_key(segs[3], 0)
@@ -137,8 +137,7 @@ def course_from_path(text: str | None) -> str | None:
         else:
             segs = text[start:].split("/", 3)
             if len(segs) >= 3:
-                found = normalize_course_id("/".join(_take_key(s, 0) if n == 2 else s
-                                                     for n, s in enumerate(segs[:3])))
+                found = normalize_course_id("/".join(_take_key(s, 0) if n == 2 else s for n, s in enumerate(segs[:3])))
                 if found:
                     return found
     for prefix in (COURSE_V1, CCX_V1):
@@ -162,7 +161,7 @@ def courseware_location(path: str | None) -> tuple[str | None, str | None]:
     i = path.find("/courseware/")
     if i == -1:
         return (None, None)
-    rest = path[i + len("/courseware/"):]
+    rest = path[i + len("/courseware/") :]
     q = min((j for j in (rest.find("?"), rest.find("#")) if j != -1), default=-1)
     if q != -1:
         rest = rest[:q]
