@@ -39,10 +39,13 @@ def test_a_bad_dsn_is_one_line_without_its_password(settings):
     assert "postgres://edx:***@127.0.0.1:3306/db" in p.stderr
 
 
-def test_the_demo_help_text_names_no_password():
-    s = settings_mod.load(mysql_dsn="mysql://edxstream:s3cr3t-pw@127.0.0.1:3306/edxstream")
-    text = demo_cli.how_to_query(s, "edxstream_demo")
-    assert "s3cr3t-pw" not in text and "mysql://edxstream:***@127.0.0.1:3306/edxstream" in text
+def test_the_demo_help_text_names_no_password(tmp_path):
+    s = settings_mod.load(mysql_dsn="mysql://edxstream:s3cr3t-pw@127.0.0.1:3306/edxstream", home=tmp_path)
+    options = demo_cli.write_mysql_options(s)
+    text = demo_cli.how_to_query(s, "edxstream_demo", options)
+    # the mysql hint logs in through an option file only its owner can read
+    assert "s3cr3t-pw" not in text and f"--defaults-extra-file={options}" in text
+    assert options.stat().st_mode & 0o077 == 0
 
 
 def test_redact():

@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 # the endpoint's limits, so they are not forwarded.
 OUTPUT_SETTINGS = frozenset({"format_csv_null_representation", "date_time_output_format"})
 MAX_SQL_BYTES = 1_000_000
+# Settings a statement's own SETTINGS clause may change: how a query computes its result,
+# nothing that lifts a limit (the engine refuses `readonly` itself in any case).
+QUERY_SETTINGS = frozenset({"join_use_nulls"})
 
 # Table functions an analyst statement may use: they make rows out of nothing and reach
 # nothing outside the analyst database.
@@ -139,9 +142,11 @@ def check_read_only(sql: str, database: str) -> str:
     for node in root.walk():
         if isinstance(node, exp.Into):
             raise UserError("INTO is not allowed: queries return results, they do not write")
-        if node.args.get("settings"):
+        names = {_setting_name(e) for e in node.args.get("settings") or ()}
+        if not names <= QUERY_SETTINGS:
             raise UserError(
-                "a SETTINGS clause is not allowed here: analyst queries run with the engine's read-only settings"
+                f"a SETTINGS clause may only set {', '.join(sorted(QUERY_SETTINGS))} here: analyst queries run "
+                f"with the engine's read-only settings"
             )
         if isinstance(node, exp.Table):
             if isinstance(node.this, exp.Func):
@@ -158,6 +163,11 @@ def check_read_only(sql: str, database: str) -> str:
                 f"the function {_function_name(node)}() is not allowed here: it reaches outside the analyst database"
             )
     return text
+
+
+def _setting_name(node) -> str | None:
+    """The name a ``SETTINGS name = value`` item sets (None for anything else)."""
+    return node.this.name.lower() if isinstance(node, exp.EQ) and isinstance(node.this, exp.Column) else None
 
 
 def _function_name(node: exp.Func) -> str:

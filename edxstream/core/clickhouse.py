@@ -28,7 +28,11 @@ _lock = threading.Lock()
 _embedded: dict[str, Client] = {}
 _read_only: dict[str, Client] = {}
 # The engine's own guard on analyst sessions (see connect_read_only).
-READ_ONLY_SETTINGS = {"readonly": 1}
+# readonly=2: no writes and no DDL, and `readonly` itself cannot be changed; unlike 1, the
+# session may set query settings (the CSV output settings of `query` and `export`, and
+# join_use_nulls, which chdb_server.check_read_only lets a statement set; it refuses
+# every other SETTINGS clause).
+READ_ONLY_SETTINGS = {"readonly": 2}
 
 
 def _server_client(config: Settings, **extra) -> Client:
