@@ -58,6 +58,7 @@ from edxstream.core.events.classification import counted_as  # noqa: E402
 from edxstream.core.model import parse_line  # noqa: E402
 from edxstream.core.records import EnrichedEvent, encode, enriched_records  # noqa: E402
 from edxstream.core.settings import Settings, load  # noqa: E402
+from producer.fingerprint import fingerprint_of_head  # noqa: E402
 
 PAPER_EVENTS = 1_560_000
 
@@ -561,11 +562,17 @@ def bench_live(b: Bench, scale: Scale) -> dict:
         pipeline.start_workers(pipe)
         pipe.start("ship", "ship", str(live_file), "--poll-interval", "0.05")
 
+        fingerprint: list[str | None] = [None]  # the live file's, once its first line is written
+
         def append(f, doc: dict, into: list[LiveLine]) -> None:
             now = time.time()
             doc["time"] = datetime.fromtimestamp(now, timezone.utc).isoformat()
             raw = orjson.dumps(doc)
-            ev = parse_line(raw)
+            # the line's id as the pipeline gives it: the file's fingerprint and the line's offset
+            offset = f.tell()
+            if offset == 0:
+                fingerprint[0] = fingerprint_of_head(raw + b"\n")
+            ev = parse_line(raw, None, offset, fingerprint[0])
             key = (ev.course_id or "", counted_as(ev.kind, ev.category), int(now // 60) * 60)
             per_key[key] = per_key.get(key, 0) + 1
             into.append(LiveLine(time.monotonic(), ev.event_id, key, per_key[key]))
