@@ -50,6 +50,7 @@ from edxstream.core.records import DeadLetter  # noqa: E402
 from edxstream.core.settings import load  # noqa: E402
 from edxstream.core import kafka_admin  # noqa: E402
 from edxstream.ops import pipeline, stack  # noqa: E402
+from producer.fingerprint import fingerprint_of_head  # noqa: E402
 from sinks import migrate  # noqa: E402
 
 COURSES = ["course-v1:Chaos+C1+2026", "course-v1:Chaos+C2+2026", "course-v1:Chaos+C3+2026"]
@@ -102,6 +103,9 @@ class LogWriter(threading.Thread):
         self.written = 0
         self.rotations = 0
         self.lines: list[bytes] = []
+        # each line's identity as the pipeline gives it: its file's fingerprint (the hash of
+        # the file's first line) and its byte offset in that file
+        self.places: list[tuple[str | None, int]] = []
         self._rotate = threading.Event()
         self._lock = threading.Lock()
 
@@ -119,6 +123,7 @@ class LogWriter(threading.Thread):
 
     def run(self) -> None:
         f = open(self.path, "ab")
+        fp, pos = None, f.tell()
         started = time.monotonic()
         while self.written < self.n:
             if self._rotate.is_set():
@@ -128,6 +133,7 @@ class LogWriter(threading.Thread):
                 # logrotate's rename-and-create: .1 -> .2 ..., the live file -> .1, a new live file
                 self.shift(self.path.name)
                 f = open(self.path, "ab")
+                fp, pos = None, 0
             due = int((time.monotonic() - started) * self.rate) - self.written
             batch = []
             for _ in range(max(0, min(due, self.n - self.written))):
@@ -135,10 +141,17 @@ class LogWriter(threading.Thread):
                 batch.append(line)
                 self.written += 1
             if batch:
+                places = []
+                for line in batch:
+                    if pos == 0:
+                        fp = fingerprint_of_head(line + b"\n")
+                    places.append((fp, pos))
+                    pos += len(line) + 1
                 f.write(b"".join(line + b"\n" for line in batch))
                 f.flush()
                 with self._lock:
                     self.lines.extend(batch)
+                    self.places.extend(places)
             time.sleep(0.05)
         f.close()
 
@@ -161,6 +174,7 @@ class Chaos:
             mysql_dsn=f"mysql://{self.user}:{password}@127.0.0.1:3306/{self.db}",
             clickhouse_url=f"chdb://{self.home / 'clickhouse'}",
             checkpoint_dir=self.home / "checkpoints",
+            pseudonym_key=secrets.token_hex(32),  # the sinks refuse the default key
         )
         self.password = password
         self.log = self.home / "logs-in" / "tracking.log"
@@ -314,13 +328,13 @@ class Chaos:
             f"({dict(self.disruptions)}); waiting for the stores",
             flush=True,
         )
-        return self._check(writer.lines, started, a)
+        return self._check(writer.lines, writer.places, started, a)
 
-    def _check(self, lines: list[bytes], started: float, a) -> int:
+    def _check(self, lines: list[bytes], places: list[tuple[str | None, int]], started: float, a) -> int:
         events, dead = {}, set()
         windows: Counter = Counter()
-        for line in lines:
-            r = parse_line(line)
+        for line, (fp, offset) in zip(lines, places, strict=True):
+            r = parse_line(line, None, offset, fp)
             if r.__class__ is DeadLetter:
                 dead.add(r.dead_letter_id)
                 continue

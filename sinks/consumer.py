@@ -14,7 +14,6 @@ them; the writers upsert by deterministic ids, so re-delivery changes nothing.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -26,6 +25,7 @@ from typing import Any, Protocol
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from edxstream.core import kafka_admin
+from edxstream.core.jsonfile import write_json
 from edxstream.core.settings import Settings
 from sinks.rows import Msg, from_kafka
 
@@ -348,9 +348,7 @@ class SinkLoop:
                 "last_error": self.stats.last_error,
                 "last_write": self.stats.last_write,
             }
-            tmp = self.metrics_path.with_suffix(f".{threading.get_ident()}.tmp")
-            tmp.write_text(json.dumps(data))
-            tmp.replace(self.metrics_path)
+            write_json(self.metrics_path, data)
         except OSError as exc:
             log.debug("cannot write %s: %s", self.metrics_path, exc)
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import pymysql
 
 from edxstream.core.errors import UserError
+from edxstream.core.jsonfile import write_json
 from edxstream.core.settings import Settings
 
 MARIADBD = "/usr/sbin/mariadbd"
@@ -745,9 +746,7 @@ def record_exit(settings: Settings, how: str) -> None:
             if not isinstance(data, dict) or data.get("pid") != os.getpid():
                 continue
             data["exit"] = {"at": iso_utc(time.time()), "how": how}
-            tmp = path.with_name(f"{path.name}.exit{os.getpid()}")
-            tmp.write_text(json.dumps(data))
-            os.replace(tmp, path)
+            write_json(path, data)
         except (OSError, ValueError):
             continue
 
