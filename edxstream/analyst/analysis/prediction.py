@@ -24,30 +24,18 @@ from sklearn.metrics import r2_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from edxstream.analyst.analysis.features import BEHAVIOUR
+
 EARLY_DAYS = 14
 MATURE_DAYS = 28
 STOP_DAYS = 14
 PASS_GRADE = 0.6
 VALIDATE_SHARE = 0.3
 MIN_TRAIN = 30  # learners with a known outcome needed to fit ("not enough data" below)
-INPUTS = (
-    "active_days",
-    "sessions",
-    "events",
-    "video_events",
-    "assessment_events",
-    "content_events",
-    "forum_events",
-    "videos_watched",
-    "video_completions",
-    "video_seconds",
-    "problems_attempted",
-    "first_try_rate",
-    "grade_so_far",
-    "forum_posts",
-    "days_since_last",
-    "progress",
-    "span_days",
+# the behaviour features and the grade so far; counts go in on a log scale (LOG_SCALED)
+INPUTS = (*BEHAVIOUR, "grade_so_far")
+LOG_SCALED = tuple(
+    c for c in BEHAVIOUR if c not in ("active_days", "first_try_rate", "days_since_last", "progress", "span_days")
 )
 
 
@@ -65,19 +53,7 @@ def inputs(early: pd.DataFrame) -> pd.DataFrame:
     they are. A learner who tried no problem yet has no rate and no grade: they get the
     course's median, and ``tried_none`` says so (a 0 would read as failing everything)."""
     x = early[list(INPUTS)].astype(float).copy()
-    for c in (
-        "sessions",
-        "events",
-        "video_events",
-        "assessment_events",
-        "content_events",
-        "forum_events",
-        "videos_watched",
-        "video_completions",
-        "video_seconds",
-        "problems_attempted",
-        "forum_posts",
-    ):
+    for c in LOG_SCALED:
         x[c] = np.log1p(x[c])
     x["tried_none"] = x["grade_so_far"].isna().astype(float)
     for c in ("first_try_rate", "grade_so_far"):
