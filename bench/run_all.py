@@ -396,6 +396,7 @@ def bench_sinks(b: Bench, scale: Scale) -> dict:
         pipeline.prepare(pipe, reset=False)
         # MySQL: from the first row to the last
         conn = migrate.mysql_connect(s, autocommit=True)
+        counts = pipeline.RowCounter(conn, len(events))
         pipe.start("sink-mysql", "sink", "mysql")
         # from the last look that saw no row (the sink has joined its group and is about
         # to write its first batch) to the look that sees them all
@@ -404,7 +405,7 @@ def bench_sinks(b: Bench, scale: Scale) -> dict:
         while time.monotonic() < deadline:
             pipe.check_alive("sink-mysql")
             now = time.monotonic()
-            n, _ = pipeline.mysql_counts(conn, len(events))
+            n, _ = counts()
             if n == 0:
                 t_zero = now
             if n >= len(events):
