@@ -29,6 +29,20 @@ def q(value) -> str:
     return format_query_value(value)
 
 
+def data_version(runner: Runner) -> tuple:
+    """What changes whenever what the pages show may change: the row counts of the
+    tables behind them (events: written by the sink, shrunk by deduplicating merges and
+    by forgetting a learner; the courses' structure; the analysis runs). The engine
+    answers these counts from its metadata, without reading the rows."""
+    rows = json_rows(
+        runner,
+        """
+        SELECT (SELECT count() FROM events) AS events, (SELECT count() FROM course_blocks) AS blocks,
+               (SELECT count() FROM analysis_runs) AS runs""",
+    )
+    return tuple(rows[0].values()) if rows else ()
+
+
 def course_exists(runner: Runner, course: str) -> bool:
     return bool(json_rows(runner, f"SELECT 1 AS x FROM events WHERE course_id = {q(course)} LIMIT 1"))
 
