@@ -492,7 +492,9 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
         return render_template("operators.html", **operators.health(settings))
 
     if settings.web_cache_seconds > 0 and warm_up:
-        threading.Thread(target=warm, name="web-warm", daemon=True).start()
+        warming = threading.Thread(target=warm, name="web-warm", daemon=True)
+        app.extensions["edxstream_warm"] = warming  # the bench waits for it
+        warming.start()
     return app
 
 
