@@ -21,8 +21,11 @@ check's median is the floor. Two ways, in the same run, on the same data:
   background from its start (the time that takes is printed); once it has, the *first*
   request of each page, then the median of ``--repeat`` more.
 
-Each course page is timed on the course with the most events. Nothing here asserts a
-figure.
+Each course page is timed on the course with the most events. The live page's queries
+are never kept (they show the latest windows); they are timed as they were (the latest
+window found through the deduplicating view, over the course's whole history) and as
+they are (found from the stored rows). Windows are written for every minute of each
+course, as the stream app's one-minute windows would be. Nothing here asserts a figure.
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ def load(folder: Path, name: str, events: int, courses: int, learners: int, days
         n = load_clickhouse_events(s, f, client=client)
     for path in exports:
         course_import.store(client, course_import.read_structure(path))
+    write_windows(client)
     print(f"  loaded {n:,} events in {time.monotonic() - t:.0f}s", file=sys.stderr, flush=True)
     runner = open_runner(s)
     if analyse:
@@ -87,6 +91,54 @@ def load(folder: Path, name: str, events: int, courses: int, learners: int, days
         analysis.run(runner, client)
         print(f"  analysis run in {time.monotonic() - t:.0f}s", file=sys.stderr, flush=True)
     return s, runner, n
+
+
+# the live series as it was read before: the latest window found through the view
+OLD_LIVE_SERIES = """
+    WITH (SELECT max(window_start) FROM window_counts_final
+          WHERE course_id = {c} AND window_seconds = 60) AS last
+    SELECT toString(window_start) AS at, sumIf(count, kind = 'course_category') AS events,
+           sumIf(count, kind = 'course_learners') AS learners
+    FROM window_counts_final
+    WHERE course_id = {c} AND window_seconds = 60 AND window_start > last - INTERVAL 3600 SECOND
+    GROUP BY at ORDER BY at"""
+
+
+def write_windows(client) -> None:
+    """One-minute windows for every minute of each course, as the stream app counts them."""
+    for kind, dimension, value in (
+        ("course_category", "category", "count()"),
+        ("course_action", "action", "count()"),
+        ("course_learners", "''", "uniqExact(user_id)"),
+    ):
+        client.command(f"""
+            INSERT INTO window_counts
+            SELECT '{kind}', course_id, {dimension}, 60, toStartOfMinute(time), {value}, 1
+            FROM course_events GROUP BY course_id, {dimension}, toStartOfMinute(time)""")
+
+
+def time_live_queries(runner, repeat: int) -> dict:
+    """The live series query before and after, on the runner (median ms)."""
+    from edxstream.analyst.report import json_rows
+    from edxstream.analyst.web import data
+
+    course = json_rows(runner, "SELECT course_id FROM course_events GROUP BY course_id ORDER BY count() DESC LIMIT 1")[
+        0
+    ]["course_id"]
+
+    def median_ms(fn) -> float:
+        fn()
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return 1000 * statistics.median(times)
+
+    old = median_ms(lambda: json_rows(runner, OLD_LIVE_SERIES.format(c=data.q(course))))
+    new = median_ms(lambda: data.live_series(runner, course, 60))
+    same = json_rows(runner, OLD_LIVE_SERIES.format(c=data.q(course))) == data.live_series(runner, course, 60)
+    return {"old_ms": old, "new_ms": new, "same_rows": same}
 
 
 def uncached(s):
@@ -166,12 +218,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-web-") as tmp:
         print(f"demo-sized: {args.events:,} events, 4 course runs", file=sys.stderr)
         s, runner, n = load(Path(tmp), "demo", args.events, 4, 1_500, 14, analyse=True)
+        live = {"demo": time_live_queries(runner, args.repeat)}
         results["demo before"] = {"events": n, **time_pages(uncached(s), runner, args.repeat)}
         results["demo after"] = {"events": n, **time_pages(s, runner, args.repeat)}
         if args.big:
             print(f"one big course: {args.big:,} events", file=sys.stderr)
             learners = max(1_500, args.big // 200)
             s, runner, n = load(Path(tmp), "big", args.big, 1, learners, 60, analyse=False)
+            live["big"] = time_live_queries(runner, args.repeat)
             results["big before"] = {"events": n, **time_pages(uncached(s), runner, args.repeat)}
             results["big after"] = {"events": n, **time_pages(s, runner, args.repeat)}
     # before: the median (each request computes); after: the first request once the
@@ -194,8 +248,13 @@ def main() -> int:
     for name, v in results.items():
         if v.get("warm_up_s") is not None:
             print(f"{name}: the app computed every course's figures in {v['warm_up_s']:.1f} s after its start")
+    for name, v in live.items():
+        print(
+            f"{name}: live series query {v['old_ms']:.0f} ms as it was (latest window through the view), "
+            f"{v['new_ms']:.0f} ms now (from the stored rows); {'the same' if v['same_rows'] else 'DIFFERENT'} rows"
+        )
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+        args.json.write_text(json.dumps({"pages": results, "live_series": live}, indent=1))
     return 0
 
 

@@ -58,17 +58,23 @@ DROPOFF_VIDEOS = 5
 # how long the data version, read before a cached figure is used, is taken as current
 VERSION_SECONDS = 1.0
 
-# tables a course page offers as CSV: name -> (title, rows)
+# tables a course page offers as CSV: name -> the data function (the same results the
+# pages show, so a download shares their kept figures)
 CSV_TABLES = {
-    "daily": lambda r, c: data.daily_categories(r, c),
-    "enrolments": lambda r, c: data.enrolments_by_mode(r, c),
-    "videos": lambda r, c: data.videos(r, c),
-    "problems": lambda r, c: data.problems(r, c),
-    "answers": lambda r, c: data.answer_distribution(r, c),
-    "sections": lambda r, c: data.time_on_sections(r, c),
-    "forum": lambda r, c: data.forum(r, c),
-    "learners": lambda r, c: data.roster(r, c),
+    "daily": data.daily_categories,
+    "enrolments": data.enrolments_by_mode,
+    "videos": data.videos,
+    "problems": data.problems,
+    "answers": data.answer_distribution,
+    "sections": data.time_on_sections,
+    "forum": data.forum,
+    "learners": data.roster,
 }
+
+
+def report_page(runner: Runner, course: str, pseudonymized: bool) -> str:
+    """The static report of a course as HTML (kept whole: drawing its charts takes time)."""
+    return report_mod.render(report_mod.gather(runner, course), pseudonymized=pseudonymized)
 
 
 class RunnerHolder:
@@ -265,7 +271,9 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
             (data.learner_count, (course,)),
             (data.peer_quartiles, (course,)),
             (data.enrolment_table, ()),
-            (report_mod.gather, (course,)),
+            (data.daily_categories, (course,)),
+            (data.roster, (course,)),
+            (report_page, (course, settings.pseudonymize)),
         ]
 
     def _rows(fn, *args):
@@ -464,8 +472,7 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
     @auth.login_required
     def static_report(course_id):
         course_or_404(course_id)
-        gathered = rows(report_mod.gather, course_id)
-        page = report_mod.render(gathered, pseudonymized=settings.pseudonymize)
+        page = rows(report_page, course_id, settings.pseudonymize)
         return Response(page.replace('src="plotly.min.js"', f'src="{url_for("plotly_js")}"'), mimetype="text/html")
 
     @app.get("/me/<token>")
