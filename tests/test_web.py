@@ -540,6 +540,43 @@ def test_live_figures_are_never_served_from_the_cache(web, browser):
     ctx.close()
 
 
+def test_kept_figures_follow_the_data(web, browser):
+    """Figures are kept per data version: new events of a course show once computed again,
+    and what a page shows is always the events' count of one version, never a mix or a
+    guess. (Runs after the other tests of the app: it changes the data.)"""
+    import time
+
+    url, runner = web["url"], web["runner"]
+    course = web["other_course"]
+    ctx, page = login(browser, url, "ops")
+
+    def shown() -> int:
+        page.goto(url + "/")
+        row = page.locator("#courses tbody tr", has_text=course)
+        return int(row.locator("td").nth(1).inner_text().replace(",", ""))
+
+    def stored() -> int:
+        return int(one(runner, f"SELECT count() AS n FROM course_events WHERE course_id = '{course}'")["n"])
+
+    before = stored()
+    assert shown() == before
+    clickhouse.connect(web["settings"]).command(
+        f"INSERT INTO events SELECT * REPLACE (concat(event_id, '-again') AS event_id) FROM events "
+        f"WHERE course_id = '{course}' ORDER BY event_id LIMIT 3"
+    )
+    after = stored()
+    assert after == before + 3
+    seen = set()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        seen.add(shown())
+        if after in seen:
+            break
+        time.sleep(0.5)
+    assert after in seen and seen <= {before, after}, seen
+    ctx.close()
+
+
 def test_operators_lag_per_group_and_partition(settings):
     """The pipeline page's lag: every partition of each group's topics, what is not yet
     committed; kafka_admin.group_lag is their sum."""
