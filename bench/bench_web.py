@@ -159,9 +159,9 @@ def time_pages(s, runner, repeat: int, first: bool = False) -> dict:
     t = time.perf_counter()
     app = create_app(s, runner=runner)
     app.config["WTF_CSRF_ENABLED"] = False  # the bench logs in with a plain POST
-    warming = app.extensions.get("edxstream_warm")
+    warming = app.extensions.get("edxstream_warmed")
     if warming is not None:
-        warming.join()
+        warming.wait()
     warm_s = time.perf_counter() - t
     server = create_server(app, host="127.0.0.1", port=0, threads=4)
     port = server.socket.getsockname()[1]

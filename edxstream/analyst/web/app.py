@@ -163,8 +163,8 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
     # the data changed, a result younger than web_cache_seconds is still shown while it
     # is computed again in the background, so a page never waits for a big course while
     # the pipeline writes. At start the figures of every course are computed in the
-    # background, most events first. The live page's queries bypass all this: they are
-    # cheap and must show the latest windows.
+    # background, most events first, and computed again whenever the data changed. The
+    # live page's queries bypass all this: they are cheap and must show the latest windows.
     cache: dict[tuple, tuple[object, float, object]] = {}  # key -> (version, computed at, value)
     cache_lock = threading.Lock()
     computing: dict[tuple, threading.Event] = {}
@@ -252,6 +252,28 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
                 rows(data.video_dropoff, course, top)
         except Exception:  # noqa: BLE001 - a store not up yet: pages compute on demand
             log.debug("warming the figures failed", exc_info=True)
+
+    warmed = threading.Event()
+
+    def keep_fresh() -> None:
+        """Warm up, then, whenever the data changed, compute every kept figure again, so a
+        page shown after a change waits for nothing and its figures are at most about
+        one computation old."""
+        warm()
+        warmed.set()
+        while True:
+            time.sleep(max(1.0, settings.web_cache_seconds / 3))
+            try:
+                version = current_version()
+            except Exception:  # noqa: BLE001 - the store is away: try again later
+                continue
+            with cache_lock:
+                stale = [key for key, entry in cache.items() if entry[0] != version]
+            for key in stale:
+                try:
+                    compute(key, key[0], key[1], version)
+                except Exception:  # noqa: BLE001 - a page asking for it shows the error
+                    log.debug("refreshing %s failed", key, exc_info=True)
 
     def page_figures(course: str) -> list[tuple]:
         """The cached data calls of a course's pages (what warm() computes)."""
@@ -499,9 +521,8 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
         return render_template("operators.html", **operators.health(settings))
 
     if settings.web_cache_seconds > 0 and warm_up:
-        warming = threading.Thread(target=warm, name="web-warm", daemon=True)
-        app.extensions["edxstream_warm"] = warming  # the bench waits for it
-        warming.start()
+        app.extensions["edxstream_warmed"] = warmed  # set once every course's figures are in (the bench waits)
+        threading.Thread(target=keep_fresh, name="web-keep-fresh", daemon=True).start()
     return app
 
 
