@@ -229,6 +229,7 @@ class EndpointServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.client = client
         self.writer = writer  # a writing handle for the analysis tables' inserts (None: refused)
+        self.owns_writer = False  # set when the writer is a handle of its own, closed with the endpoint
         self.on_release = on_release  # set when the folder is handed over on request (a yielding holder)
         self.database = database
         self.token = token
@@ -242,10 +243,18 @@ class EndpointServer(ThreadingHTTPServer):
         assert isinstance(host, str)  # an AF_INET server's address is (str, int)
         return f"http://{host}:{port}/"
 
+    def close_writer(self) -> None:
+        """Close the writing handle, when it is the endpoint's own (on the embedded engine)."""
+        with self.lock:
+            writer, self.writer = self.writer, None
+        if writer is not None and writer is not self.client and self.owns_writer:
+            writer.close()
+
     def stop(self) -> None:
         """Stop answering and remove the endpoint file (if it is still ours)."""
         self.shutdown()
         self.server_close()
+        self.close_writer()
         try:
             if json.loads(self.path_file.read_text()).get("token") == self.token:
                 self.path_file.unlink()
@@ -354,7 +363,8 @@ def serve(client, settings: Settings, host: str = "127.0.0.1", on_release=None) 
     target = endpoint_file(settings)
     token = secrets.token_hex(16)
 
-    def release() -> None:
+    def release() -> None:  # called with server.lock held
+        server.writer = None
         writer.close()
         if on_release is not None:
             on_release()
@@ -368,6 +378,7 @@ def serve(client, settings: Settings, host: str = "127.0.0.1", on_release=None) 
         writer=writer,
         on_release=release if on_release is not None else None,
     )
+    server.owns_writer = path is not None
     write_json(
         target,
         {"url": server.url, "token": token, "pid": os.getpid(), "path": str(path), "yields": on_release is not None},
