@@ -202,9 +202,38 @@ def time_pages(s, runner, repeat: int, first: bool = False) -> dict:
             file=sys.stderr,
             flush=True,
         )
+    if warming is not None:
+        out.update(after_a_change(s, runner, session, base, course))
     session.close()
     server.close()
     return out
+
+
+def after_a_change(s, runner, session, base: str, course: str) -> dict:
+    """New events arrive (1,000 copies of the course's events with new ids): the content
+    page's first request after it, and how long until the overview shows the new count."""
+    import re
+
+    from edxstream.analyst.report import json_rows
+    from edxstream.core import clickhouse
+
+    clickhouse.connect(s).command(
+        "INSERT INTO events SELECT * REPLACE (concat(event_id, '-new') AS event_id) FROM events "
+        f"WHERE course_id = '{course}' ORDER BY event_id LIMIT 1000"
+    )
+    path = "/content/" + quote(course, safe=":+")
+    t = time.perf_counter()
+    assert session.get(base + path, timeout=300).status_code == 200
+    first = 1000 * (time.perf_counter() - t)
+    want = int(json_rows(runner, f"SELECT count() AS n FROM course_events WHERE course_id = '{course}'")[0]["n"])
+    t = time.perf_counter()
+    while time.perf_counter() - t < 600:
+        page = session.get(base + "/", timeout=300).text
+        m = re.search(re.escape(course) + r'</a></td>\s*<td class="n">([^<]+)</td>', page)
+        if m and int(m.group(1).replace(",", "")) == want:
+            break
+        time.sleep(0.2)
+    return {"content_after_change_ms": first, "new_count_shown_after_s": time.perf_counter() - t}
 
 
 def main() -> int:
@@ -248,6 +277,12 @@ def main() -> int:
     for name, v in results.items():
         if v.get("warm_up_s") is not None:
             print(f"{name}: the app computed every course's figures in {v['warm_up_s']:.1f} s after its start")
+        if "content_after_change_ms" in v:
+            print(
+                f"{name}: after 1,000 new events, the content page answered in {v['content_after_change_ms']:.0f} ms "
+                f"(the figures before them) and the home page showed the new count after "
+                f"{v['new_count_shown_after_s']:.1f} s"
+            )
     for name, v in live.items():
         print(
             f"{name}: live series query {v['old_ms']:.0f} ms as it was (latest window through the view), "

@@ -117,10 +117,6 @@ class ClickHouseWriter:
         return p
 
     def _connect(self) -> None:
-        if self.settings.clickhouse_embedded_path is not None:
-            # the web app or `analyze` may hold the folder: they hand it over and go on
-            # through this sink's endpoint
-            chdb_server.claim(self.settings)
         client = clickhouse.connect(self.settings)
         if self.migrate_on_connect:
             for m in migrate.migrate_clickhouse(self.settings, client=client):

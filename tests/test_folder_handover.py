@@ -98,3 +98,25 @@ def test_web_app_first_then_sink_then_analyze(settings):
             if p is not None and p.poll() is None:
                 p.send_signal(signal.SIGTERM)
                 p.wait(60)
+
+
+def test_a_short_writer_takes_the_folder_from_the_web_app_and_gives_it_back(settings):
+    """`edxstream db init` (any command that writes ClickHouse itself) run while the web
+    app holds the folder: it gets the folder, and once it exits the web app opens it
+    again and serves queries."""
+    env = env_for(settings, EDXSTREAM_WEB_SECRET_KEY="handover-key-long-enough-0123456789")
+    sub = settings.model_copy(update={"clickhouse_url": env["EDXSTREAM_CLICKHOUSE_URL"]})
+    web = subprocess.Popen(
+        edxstream_cmd("serve"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        _wait("the web app's endpoint", lambda: (_endpoint(sub) or {}).get("pid") == web.pid)
+        r = subprocess.run(edxstream_cmd("db", "init"), env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        # the web app opens the folder again when next asked (its figures' refresh asks)
+        _wait("the web app's endpoint again", lambda: (_endpoint(sub) or {}).get("pid") == web.pid)
+        assert _query(env, "SELECT count() FROM events") == "0"
+        assert web.poll() is None
+    finally:
+        web.send_signal(signal.SIGTERM)
+        web.wait(60)

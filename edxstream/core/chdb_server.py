@@ -26,7 +26,6 @@ import os
 import re
 import secrets
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -68,9 +67,6 @@ ANALYSIS_TABLES = (
     "recommendations",
     "suggestions",
 )
-# How long a store that handed its folder over waits for the new holder's endpoint
-# before it may open the folder again itself.
-HANDOVER_SECONDS = 60.0
 
 # Table functions an analyst statement may use: they make rows out of nothing and reach
 # nothing outside the analyst database.
@@ -291,7 +287,7 @@ class _Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlparse(self.path)
         params = urllib.parse.parse_qs(url.query, keep_blank_values=True)
         if url.path == "/release":
-            self._release()
+            self._release(body)
             return
         if url.path == "/insert":
             self._insert(params.get("table", [""])[0], body)
@@ -312,14 +308,18 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._reply(HTTPStatus.OK, body, "application/octet-stream")
 
-    def _release(self) -> None:
-        """Hand the folder over (a yielding holder only): the engine is closed when the
-        reply goes out, then the endpoint stops."""
+    def _release(self, body: bytes) -> None:
+        """Hand the folder over to the process whose pid is the body (a yielding holder
+        only): the engine is closed when the reply goes out, then the endpoint stops."""
         if self.server.on_release is None:
             self._reply(HTTPStatus.CONFLICT, b"this process keeps its folder\n")
             return
+        try:
+            claimant = int(body or b"0")
+        except ValueError:
+            claimant = 0
         with self.server.lock:
-            self.server.on_release()
+            self.server.on_release(claimant)
         self._reply(HTTPStatus.OK, b"released\n")
         threading.Thread(target=self.server.stop, name="chdb-endpoint-stop", daemon=True).start()
 
@@ -355,19 +355,20 @@ def serve(client, settings: Settings, host: str = "127.0.0.1", on_release=None) 
     second handle of its own inserts the analysis tables' rows (``/insert``).
 
     ``on_release``: the holder yields its folder: a process that needs it for itself (a
-    ClickHouse sink, :func:`claim`) asks on ``/release``, ``on_release()`` closes every
-    handle of this process on the engine, and the endpoint stops."""
+    ClickHouse sink, :func:`claim`) asks on ``/release`` with its pid,
+    ``on_release(pid)`` closes every handle of this process on the engine, and the
+    endpoint stops."""
     path = settings.clickhouse_embedded_path
     own = clickhouse.connect_read_only(settings) if path is not None else client
     writer = clickhouse.connect_handle(settings) if path is not None else client
     target = endpoint_file(settings)
     token = secrets.token_hex(16)
 
-    def release() -> None:  # called with server.lock held
+    def release(claimant: int) -> None:  # called with server.lock held
         server.writer = None
         writer.close()
         if on_release is not None:
-            on_release()
+            on_release(claimant)
 
     server = EndpointServer(
         (host, 0),
@@ -496,7 +497,7 @@ def claim(settings: Settings) -> None:
         return
     where = f"chdb:{settings.clickhouse_embedded_path} via pid {info['pid']}"
     try:
-        _post(info["url"], "release", info["token"], b"", where)
+        _post(info["url"], "release", info["token"], str(os.getpid()).encode(), where)
     except UserError as exc:
         log.warning("the process holding the ClickHouse folder did not hand it over: %s", exc)
         return
@@ -523,6 +524,16 @@ def holder(settings: Settings) -> dict | None:
     except PermissionError:
         pass  # alive, another user's
     return info
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def open_runner(settings: Settings) -> Runner:
@@ -562,7 +573,8 @@ class SharedStore:
     the folder and serves a yielding endpoint (:func:`serve` with ``on_release``) for
     ``edxstream query`` and the others, until a process that needs the folder
     (:func:`claim`) asks for it. It then closes its engine, waits for the new holder's
-    endpoint (at most HANDOVER_SECONDS) and carries on through it. When a holder's
+    endpoint (or for it to exit: a short writer such as ``course import``) and carries on
+    through it. When a holder's
     endpoint stops answering (the sink stopped), the next statement finds the folder
     free and opens it again."""
 
@@ -570,7 +582,7 @@ class SharedStore:
         self.settings = settings
         self._runner: Runner | None = None
         self._server: EndpointServer | None = None
-        self._released_at: float | None = None
+        self._claimant = 0  # the process the folder was handed to
         self._state = threading.Lock()  # guards _runner and _server
         self._engine = threading.Lock()  # held by a statement on our own engine; release waits for it
 
@@ -587,21 +599,22 @@ class SharedStore:
             if s.clickhouse_embedded_path is None or info is not None:
                 self._runner = open_runner(s)
                 return self._runner
-            if self._released_at is not None and time.monotonic() - self._released_at < HANDOVER_SECONDS:
+            if self._claimant and _alive(self._claimant):
                 raise UserError(
-                    "the ClickHouse sink is taking over the embedded ClickHouse folder; try again in a moment"
+                    f"process {self._claimant} (a ClickHouse sink or another writer) has the embedded ClickHouse "
+                    f"folder and does not serve queries yet; try again in a moment"
                 )
             self._runner = open_runner(s)
             self._server = serve(clickhouse.connect(s), s, on_release=self._release)
-            self._released_at = None
+            self._claimant = 0
             return self._runner
 
-    def _release(self) -> None:
+    def _release(self, claimant: int) -> None:
         """Called by our endpoint when a sink claims the folder: close every handle."""
         with self._engine, self._state:
             self._runner = None
             self._server = None
-            self._released_at = time.monotonic()
+            self._claimant = claimant
             clickhouse.close_embedded(self.settings)
 
     def reset(self) -> None:

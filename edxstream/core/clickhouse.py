@@ -64,6 +64,11 @@ def connect(settings: Settings, database: str | None = None) -> Client:
     with _lock:
         embedded = _embedded.get(key)
         if embedded is None:
+            # the web app or `analyze` may hold the folder, yielding it: they hand it over
+            # and go on through this process's endpoint (if it serves one) or wait for it
+            from edxstream.core import chdb_server
+
+            chdb_server.claim(settings)
             path.mkdir(parents=True, exist_ok=True)
             try:
                 with native_output_to_debug_log():
