@@ -160,8 +160,8 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
     # takes seconds. A result is therefore kept with the data version it was computed on
     # (data_version: the row counts of the tables the pages read) and shared by every
     # page and viewer that needs it: while the data has not changed it is exact. Once
-    # the data changed, a result younger than web_cache_seconds is still shown while it
-    # is computed again in the background, so a page never waits for a big course while
+    # the data changed, a result is still shown for up to web_cache_seconds while it is
+    # computed again in the background, so a page never waits for a big course while
     # the pipeline writes. At start the figures of every course are computed in the
     # background, most events first, and computed again whenever the data changed. The
     # live page's queries bypass all this: they are cheap and must show the latest windows.
@@ -169,6 +169,7 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
     cache_lock = threading.Lock()
     computing: dict[tuple, threading.Event] = {}
     version_memo: list = [None, 0.0]  # (version, when read)
+    seen_until: dict[object, float] = {}  # version -> when it was last read as current
 
     def current_version():
         with cache_lock:
@@ -177,6 +178,9 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
         version = _rows(data.data_version)
         with cache_lock:
             version_memo[:] = [version, time.monotonic()]
+            if len(seen_until) > 64:
+                seen_until.clear()
+            seen_until[version] = version_memo[1]
         return version
 
     def compute(key, fn, args, version):
@@ -227,10 +231,12 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
         with cache_lock:
             hit = cache.get(key)
             busy = key in computing
+            # how long ago the kept figure's data stopped being the current data
+            stale_for = time.monotonic() - seen_until.get(hit[0], hit[1]) if hit is not None else 0.0
         if hit is not None:
             if hit[0] == version:
                 return hit[2]
-            if time.monotonic() - hit[1] < settings.web_cache_seconds:
+            if stale_for < settings.web_cache_seconds:
                 if not busy:
                     refresh_later(key, fn, args, version)
                 return hit[2]
