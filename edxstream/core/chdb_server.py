@@ -574,9 +574,8 @@ class SharedStore:
     ``edxstream query`` and the others, until a process that needs the folder
     (:func:`claim`) asks for it. It then closes its engine, waits for the new holder's
     endpoint (or for it to exit: a short writer such as ``course import``) and carries on
-    through it. When a holder's
-    endpoint stops answering (the sink stopped), the next statement finds the folder
-    free and opens it again."""
+    through it. When a holder's endpoint stops answering (the sink stopped), the next
+    statement finds the folder free and opens it again."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -628,9 +627,11 @@ class SharedStore:
         try:
             if isinstance(runner, ClientRunner) and self.settings.clickhouse_embedded_path is not None:
                 with self._engine:
-                    if runner is not self._runner:  # handed over while we waited
-                        return self._run(call)
-                    return call(runner)
+                    current = runner is self._runner
+                    if current:
+                        return call(runner)
+                # handed over while we waited for our engine: again, on whatever holds it now
+                return self._run(call)
             return call(runner)
         except UserError:
             now = holder(self.settings)
