@@ -2,6 +2,9 @@
 
     python bench/bench_web.py [--events 40000] [--big 2000000] [--repeat 5] [--json FILE]
 
+(on a shared 2-core machine, ``--big 200000`` or ``500000`` and scale up: the queries of
+a page without kept figures grow about linearly with the course's events)
+
 1. Demo-sized data: the demo's default sample (40,000 events, 4 course runs, 1,500
    learners, 14 days; ``edxstream generate``), parsed and stored in ClickHouse as the
    pipeline stores them (``pipeline.load_clickhouse_events``), the courses' structure
@@ -19,7 +22,10 @@ check's median is the floor. Two ways, in the same run, on the same data:
   median of ``--repeat`` requests after one more);
 - **after**: a freshly started app, which computes every course's figures in the
   background from its start (the time that takes is printed); once it has, the *first*
-  request of each page, then the median of ``--repeat`` more.
+  request of each page, then the median of ``--repeat`` more. Then 1,000 new events
+  arrive: the content page's first request after them (it shows the figures before
+  them while they are computed again) and the time until the home page shows the new
+  count.
 
 Each course page is timed on the course with the most events. The live page's queries
 are never kept (they show the latest windows); they are timed as they were (the latest
