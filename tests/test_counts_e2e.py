@@ -30,6 +30,7 @@ import pytest
 
 from edxstream.core import clickhouse
 from edxstream.core.events.classification import counted_as
+from edxstream.core.jsonfile import reconcile_file
 from edxstream.ops import reconcile
 from tests.test_replay_e2e import process, run_cli, sinks
 from tests.test_stream_app import COURSES, EVENT_TYPES, _event
@@ -193,6 +194,10 @@ def check(settings, want_events: list[dict], dead: int) -> None:
     figures, diffs = reconcile.reconcile(settings, progress=False)
     assert diffs == [], reconcile.format_report(figures, diffs)
     assert sum(figures.shipped.values()) == len(want_events) and figures.dead_shipped == dead
+    # and the operators' page has the run's outcome
+    last = orjson.loads(reconcile_file(settings).read_bytes())
+    assert last["agree"] == {"mysql": True, "clickhouse": True, "windows": True}
+    assert last["events"] == len(want_events) and last["differences"] == 0
 
 
 def late_total(settings) -> int:

@@ -3,9 +3,9 @@ the real services in tests/test_counts_e2e.py and, through the demo, tests/test_
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timezone
 
-from edxstream.ops.reconcile import Difference, Figures, day_window, differences, format_report
+from edxstream.ops.reconcile import Difference, Figures, day_window, differences, format_report, outcome
 
 C = "course-v1:Org+C1+2024"
 D1, D2 = date(2024, 5, 1), date(2024, 5, 2)
@@ -64,3 +64,30 @@ def test_the_day_window_is_the_largest_that_tiles_a_day():
     assert day_window([60, 3600]) == 3600
     assert day_window([60, 7 * 86400]) == 60
     assert day_window([7 * 86400, 7000]) is None
+
+
+def test_the_outcome_says_which_place_disagreed():
+    """What the operators' page shows of a run: per place, whether it agreed."""
+    at = datetime(2024, 5, 3, 12, 0, tzinfo=timezone.utc)
+    f = figures()
+    assert outcome(f, differences(f), at) == {
+        "ran_at": "2024-05-03T12:00:00+00:00",
+        "events": 17,
+        "courses": 1,
+        "days": 2,
+        "dead_letters": 3,
+        "compared_after": None,
+        "agree": {"mysql": True, "clickhouse": True, "windows": True},
+        "differences": 0,
+        "sample": [],
+    }
+    f = figures(clickhouse={(C, D1): 10, (C, D2): 4, ("", D1): 2}, windows=None)
+    got = outcome(f, differences(f), at)
+    assert got["agree"] == {"mysql": True, "clickhouse": False, "windows": None}
+    assert got["sample"] == [
+        {"course": C, "day": "2024-05-02", "shipped": 5, "mysql": 5, "clickhouse": 4, "windows": None}
+    ]
+    f = figures(dead_mysql=2, windows={(C, D1): 10, (C, D2): 6})
+    got = outcome(f, differences(f), at, limit=1)
+    assert got["agree"] == {"mysql": False, "clickhouse": True, "windows": False}
+    assert got["differences"] == 2 and len(got["sample"]) == 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from datetime import date, datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
@@ -26,6 +27,8 @@ from edxstream.analyst.web.app import create_app
 from edxstream.core import clickhouse
 from edxstream.core import settings as settings_mod
 from edxstream.core.chdb_server import open_runner
+from edxstream.core.jsonfile import reconcile_file, write_json
+from edxstream.ops import reconcile
 from edxstream.ops.generate import GenConfig
 from tests import conftest
 from tests.test_analysis import load_generated
@@ -338,6 +341,37 @@ def test_operator_sees_every_page_with_the_query_figures(web, browser, shots):
 
         page.goto(f"{url}/operators")
         assert page.locator("h1").inner_text() == "Pipeline health"
+        reconcile_file(web["settings"]).unlink(missing_ok=True)
+        page.goto(f"{url}/operators")
+        assert "No reconcile has run yet" in page.inner_text("body")
+        # a reconcile that found ClickHouse short of one event on a day
+        day = date(2024, 5, 2)
+        figures = reconcile.Figures(
+            shipped={(course, day): 5},
+            mysql={(course, day): 5},
+            clickhouse={(course, day): 4},
+            windows={(course, day): 5},
+            dead_shipped=2,
+            dead_mysql=2,
+        )
+        ran = datetime(2024, 5, 3, 9, 30, tzinfo=timezone.utc)
+        write_json(reconcile_file(web["settings"]), reconcile.outcome(figures, reconcile.differences(figures), ran))
+        page.goto(f"{url}/operators")
+        summary = page.inner_text("#reconcile-summary")
+        assert summary.startswith("1 difference at 2024-05-03T09:30:00+00:00") and "5 events shipped" in summary
+        assert page.locator("#reconcile tbody tr").all_inner_texts() == [
+            "MySQL events and dead letters\tyes",
+            "ClickHouse events\tno",
+            "Window counts\tyes",
+        ]
+        assert page.locator("#reconcile-differences tbody td").all_inner_texts() == [
+            course,
+            "2024-05-02",
+            "5",
+            "5",
+            "4",
+            "5",
+        ]
         check_layout(page, shots, "operators")
 
         assert page.goto(f"{url}/overview/course-v1:No+Such+Course").status == 404
@@ -503,6 +537,43 @@ def test_live_figures_are_never_served_from_the_cache(web, browser):
     )
     after = ctx.request.get(f"{url}/live.json/{c(course)}").json()
     assert before["last"] != after["last"] == last["s"]
+    ctx.close()
+
+
+def test_kept_figures_follow_the_data(web, browser):
+    """Figures are kept per data version: new events of a course show once computed again,
+    and what a page shows is always the events' count of one version, never a mix or a
+    guess. (Runs after the other tests of the app: it changes the data.)"""
+    import time
+
+    url, runner = web["url"], web["runner"]
+    course = web["other_course"]
+    ctx, page = login(browser, url, "ops")
+
+    def shown() -> int:
+        page.goto(url + "/")
+        row = page.locator("#courses tbody tr", has_text=course)
+        return int(row.locator("td").nth(1).inner_text().replace(",", ""))
+
+    def stored() -> int:
+        return int(one(runner, f"SELECT count() AS n FROM course_events WHERE course_id = '{course}'")["n"])
+
+    before = stored()
+    assert shown() == before
+    clickhouse.connect(web["settings"]).command(
+        f"INSERT INTO events SELECT * REPLACE (concat(event_id, '-again') AS event_id) FROM events "
+        f"WHERE course_id = '{course}' ORDER BY event_id LIMIT 3"
+    )
+    after = stored()
+    assert after == before + 3
+    seen = set()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        seen.add(shown())
+        if after in seen:
+            break
+        time.sleep(0.5)
+    assert after in seen and seen <= {before, after}, seen
     ctx.close()
 
 

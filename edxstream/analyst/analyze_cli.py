@@ -1,9 +1,10 @@
 """``edxstream analyze``: learner segments, predictions, correlations, recommendations and
 suggestions, written to the analysis tables (docs/analysts.md), once or every N minutes.
 
-It reads the events through the analyst query path and writes with a ClickHouse client:
-on a ClickHouse server it runs next to the pipeline; on the embedded engine the folder
-must be free (the ClickHouse sink holds it while it runs).
+It reads the events through the analyst query path and writes the analysis tables with
+the same store (:class:`edxstream.core.chdb_server.SharedStore`): on a ClickHouse server
+directly; on the embedded engine through the ClickHouse sink while it holds the folder,
+else on the folder itself, which it hands over to a sink that starts meanwhile.
 """
 
 from __future__ import annotations
@@ -31,28 +32,23 @@ def register(sub) -> None:
 def run_analyze(args) -> int:
     from edxstream.analyst.analysis import run as analysis
     from edxstream.analyst.cli import parse_when
-    from edxstream.core import clickhouse
     from edxstream.core import settings as settings_mod
-    from edxstream.core.chdb_server import open_runner
+    from edxstream.core.chdb_server import SharedStore
 
     if args.every is not None and args.every <= 0:
         raise UserError("--every takes a positive number of minutes")
     settings = settings_mod.load()
     as_of = parse_when(args.as_of)
-    runner = open_runner(settings)
+    store = SharedStore(settings)
     try:
-        client = clickhouse.connect(settings)
-    except UserError as exc:
-        raise UserError(
-            f"{exc}. edxstream analyze writes its tables itself: with the embedded engine, run it "
-            f"while the ClickHouse sink is stopped, or use a ClickHouse server"
-        ) from None
-    while True:
-        summary = analysis.run(runner, client, as_of, args.course, say=lambda s: print(s, file=sys.stderr))
-        print_summary(summary)
-        if args.every is None:
-            return 0
-        time.sleep(args.every * 60)
+        while True:
+            summary = analysis.run(store, store, as_of, args.course, say=lambda s: print(s, file=sys.stderr))
+            print_summary(summary)
+            if args.every is None:
+                return 0
+            time.sleep(args.every * 60)
+    finally:
+        store.close()
 
 
 def print_summary(summary) -> None:

@@ -85,7 +85,7 @@ def run_user(args) -> int:
         from edxstream.analyst.web.app import create_app
         from edxstream.analyst.web.auth import learner_token
 
-        app = create_app(settings, demo=True)
+        app = create_app(settings, demo=True, warm_up=False)
         with app.test_request_context():
             print(f"{settings.web_url}/me/{learner_token(args.course[0], args.user_id)}")
         return 0

@@ -9,6 +9,13 @@ any ClickHouse output format. Its address and a random token are written to
 
 :func:`open_runner` is the client side: a :class:`Runner` that queries a ClickHouse
 server, or the chdb folder directly when it is free, or the endpoint when it is held.
+
+Processes that only read, plus ``edxstream analyze``'s inserts into the analysis tables
+(the web app, ``analyze``), use a :class:`SharedStore`: through the holder's endpoint
+when there is one; else they open the folder themselves and serve an endpoint that
+*yields*: a ClickHouse sink starting later calls :func:`claim`, the store closes its
+engine and hands the folder over, and goes on through the sink's endpoint. So starting
+the web app never keeps a sink from starting.
 """
 
 from __future__ import annotations
@@ -47,6 +54,19 @@ MAX_SQL_BYTES = 1_000_000
 # Settings a statement's own SETTINGS clause may change: how a query computes its result,
 # nothing that lifts a limit (the engine refuses `readonly` itself in any case).
 QUERY_SETTINGS = frozenset({"join_use_nulls"})
+# The tables a client may add rows to through the endpoint: the analysis tables, which
+# ``edxstream analyze`` writes (in this order: analysis_runs, which says a run is
+# complete, comes last).
+ANALYSIS_TABLES = (
+    "analysis_runs",
+    "learner_segments",
+    "segment_profiles",
+    "learner_predictions",
+    "behaviour_correlations",
+    "problem_difficulty",
+    "recommendations",
+    "suggestions",
+)
 
 # Table functions an analyst statement may use: they make rows out of nothing and reach
 # nothing outside the analyst database.
@@ -201,9 +221,12 @@ class EndpointServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address, client, database: str, token: str, path_file: Path):
+    def __init__(self, address, client, database: str, token: str, path_file: Path, writer=None, on_release=None):
         super().__init__(address, _Handler)
         self.client = client
+        self.writer = writer  # a writing handle for the analysis tables' inserts (None: refused)
+        self.owns_writer = False  # set when the writer is a handle of its own, closed with the endpoint
+        self.on_release = on_release  # set when the folder is handed over on request (a yielding holder)
         self.database = database
         self.token = token
         self.path_file = path_file
@@ -216,10 +239,18 @@ class EndpointServer(ThreadingHTTPServer):
         assert isinstance(host, str)  # an AF_INET server's address is (str, int)
         return f"http://{host}:{port}/"
 
+    def close_writer(self) -> None:
+        """Close the writing handle, when it is the endpoint's own (on the embedded engine)."""
+        with self.lock:
+            writer, self.writer = self.writer, None
+        if writer is not None and writer is not self.client and self.owns_writer:
+            writer.close()
+
     def stop(self) -> None:
         """Stop answering and remove the endpoint file (if it is still ours)."""
         self.shutdown()
         self.server_close()
+        self.close_writer()
         try:
             if json.loads(self.path_file.read_text()).get("token") == self.token:
                 self.path_file.unlink()
@@ -252,8 +283,16 @@ class _Handler(BaseHTTPRequestHandler):
         if length > MAX_SQL_BYTES:
             self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"query too long\n")
             return
-        sql = self.rfile.read(length).decode("utf-8", "replace")
-        params = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query, keep_blank_values=True)
+        body = self.rfile.read(length)
+        url = urllib.parse.urlparse(self.path)
+        params = urllib.parse.parse_qs(url.query, keep_blank_values=True)
+        if url.path == "/release":
+            self._release(body)
+            return
+        if url.path == "/insert":
+            self._insert(params.get("table", [""])[0], body)
+            return
+        sql = body.decode("utf-8", "replace")
         fmt = params.get("format", ["TabSeparatedWithNames"])[0]
         settings = {k: v[0] for k, v in params.items() if k in OUTPUT_SETTINGS}
         try:
@@ -269,20 +308,83 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._reply(HTTPStatus.OK, body, "application/octet-stream")
 
+    def _release(self, body: bytes) -> None:
+        """Hand the folder over to the process whose pid is the body (a yielding holder
+        only): the engine is closed when the reply goes out, then the endpoint stops."""
+        if self.server.on_release is None:
+            self._reply(HTTPStatus.CONFLICT, b"this process keeps its folder\n")
+            return
+        try:
+            claimant = int(body or b"0")
+        except ValueError:
+            claimant = 0
+        with self.server.lock:
+            self.server.on_release(claimant)
+        self._reply(HTTPStatus.OK, b"released\n")
+        threading.Thread(target=self.server.stop, name="chdb-endpoint-stop", daemon=True).start()
 
-def serve(client, settings: Settings, host: str = "127.0.0.1") -> EndpointServer:
+    def _insert(self, table: str, body: bytes) -> None:
+        """Rows for an analysis table, as Parquet (``edxstream analyze`` while another
+        process holds the folder): inserted as the analysis inserts them itself."""
+        if table not in ANALYSIS_TABLES or self.server.writer is None:
+            self._reply(
+                HTTPStatus.FORBIDDEN, f"rows may be added to the analysis tables only, not {table!r}\n".encode()
+            )
+            return
+        import io
+
+        import pandas as pd
+
+        try:
+            df = pd.read_parquet(io.BytesIO(body))
+            with self.server.lock:
+                self.server.writer.insert_df(table, df)
+        except Exception as exc:  # the engine's own message is what the caller needs
+            self._reply(HTTPStatus.BAD_REQUEST, f"{' '.join(str(exc).split())[:2000]}\n".encode())
+            return
+        self._reply(HTTPStatus.OK, b"inserted\n")
+
+
+def serve(client, settings: Settings, host: str = "127.0.0.1", on_release=None) -> EndpointServer:
     """Answer analyst queries on ``client``'s chdb folder from other processes, in a
     background thread, until ``.stop()``. Writes the endpoint file other processes look for.
 
     The endpoint gets its own read-only handle on the engine (chdb allows several per
     folder inside one process): its session runs with clickhouse.READ_ONLY_SETTINGS in the
-    analyst database, and never disturbs the caller's client, which keeps writing."""
+    analyst database, and never disturbs the caller's client, which keeps writing. A
+    second handle of its own inserts the analysis tables' rows (``/insert``).
+
+    ``on_release``: the holder yields its folder: a process that needs it for itself (a
+    ClickHouse sink, :func:`claim`) asks on ``/release`` with its pid,
+    ``on_release(pid)`` closes every handle of this process on the engine, and the
+    endpoint stops."""
     path = settings.clickhouse_embedded_path
     own = clickhouse.connect_read_only(settings) if path is not None else client
+    writer = clickhouse.connect_handle(settings) if path is not None else client
     target = endpoint_file(settings)
     token = secrets.token_hex(16)
-    server = EndpointServer((host, 0), own, settings.clickhouse_database, token, target)
-    write_json(target, {"url": server.url, "token": token, "pid": os.getpid(), "path": str(path)}, private=True)
+
+    def release(claimant: int) -> None:  # called with server.lock held
+        server.writer = None
+        writer.close()
+        if on_release is not None:
+            on_release(claimant)
+
+    server = EndpointServer(
+        (host, 0),
+        own,
+        settings.clickhouse_database,
+        token,
+        target,
+        writer=writer,
+        on_release=release if on_release is not None else None,
+    )
+    server.owns_writer = path is not None
+    write_json(
+        target,
+        {"url": server.url, "token": token, "pid": os.getpid(), "path": str(path), "yields": on_release is not None},
+        private=True,
+    )
     server.thread = threading.Thread(target=server.serve_forever, name="chdb-endpoint", daemon=True)
     server.thread.start()
     log.info("ClickHouse query endpoint on %s (for edxstream query/export/report)", server.url)
@@ -365,6 +467,42 @@ class EndpointRunner:
             while chunk := resp.read(1 << 20):
                 yield chunk
 
+    def insert_df(self, table: str, df) -> None:
+        """Add rows to an analysis table through the holder (sent as Parquet)."""
+        import io
+
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        _post(self.url, "insert?" + urllib.parse.urlencode({"table": table}), self.token, buf.getvalue(), self.where)
+
+
+def _post(url: str, path: str, token: str, body: bytes, where: str) -> bytes:
+    req = urllib.request.Request(url + path, data=body, method="POST", headers={"X-Edxstream-Token": token})
+    try:
+        with urllib.request.urlopen(req, timeout=600) as resp:
+            return resp.read()
+    except urllib.error.HTTPError as exc:
+        raise UserError(f"ClickHouse ({where}): {exc.read().decode(errors='replace').strip()}") from None
+    except OSError as exc:
+        raise UserError(f"the process holding the ClickHouse folder does not answer on {url} ({exc})") from None
+
+
+def claim(settings: Settings) -> None:
+    """Before this process opens the embedded folder for itself (the ClickHouse sink):
+    when a yielding holder (the web app, ``analyze``) has it, ask it to hand it over.
+    Returns once it has closed its engine; a holder that keeps its folder is left alone
+    (opening then says who holds it)."""
+    info = holder(settings)
+    if info is None or not info.get("yields"):
+        return
+    where = f"chdb:{settings.clickhouse_embedded_path} via pid {info['pid']}"
+    try:
+        _post(info["url"], "release", info["token"], str(os.getpid()).encode(), where)
+    except UserError as exc:
+        log.warning("the process holding the ClickHouse folder did not hand it over: %s", exc)
+        return
+    log.info("ClickHouse: pid %s handed the embedded folder over", info["pid"])
+
 
 def holder(settings: Settings) -> dict | None:
     """The endpoint file of the other live process that holds the embedded ClickHouse
@@ -386,6 +524,16 @@ def holder(settings: Settings) -> dict | None:
     except PermissionError:
         pass  # alive, another user's
     return info
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def open_runner(settings: Settings) -> Runner:
@@ -414,3 +562,108 @@ def open_runner(settings: Settings) -> Runner:
             f"publishes no query endpoint ({endpoint_file(settings)} is missing or stale). Stop that "
             f"process, or run the ClickHouse sink of this version, which serves queries."
         ) from None
+
+
+class SharedStore:
+    """The query path (a :class:`Runner`) and the analysis tables' writer of a process
+    that does not need the embedded folder for itself: the web app and ``analyze``.
+
+    On a ClickHouse server it is the configured server. On the embedded engine it goes
+    through the endpoint of the process that holds the folder; when none does, it opens
+    the folder and serves a yielding endpoint (:func:`serve` with ``on_release``) for
+    ``edxstream query`` and the others, until a process that needs the folder
+    (:func:`claim`) asks for it. It then closes its engine, waits for the new holder's
+    endpoint (or for it to exit: a short writer such as ``course import``) and carries on
+    through it. When a holder's endpoint stops answering (the sink stopped), the next
+    statement finds the folder free and opens it again."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._runner: Runner | None = None
+        self._server: EndpointServer | None = None
+        self._claimant = 0  # the process the folder was handed to
+        self._state = threading.Lock()  # guards _runner and _server
+        self._engine = threading.Lock()  # held by a statement on our own engine; release waits for it
+
+    @property
+    def where(self) -> str:
+        return self._current().where
+
+    def _current(self) -> Runner:
+        with self._state:
+            if self._runner is not None:
+                return self._runner
+            s = self.settings
+            info = holder(s)
+            if s.clickhouse_embedded_path is None or info is not None:
+                self._runner = open_runner(s)
+                return self._runner
+            if self._claimant and _alive(self._claimant):
+                raise UserError(
+                    f"process {self._claimant} (a ClickHouse sink or another writer) has the embedded ClickHouse "
+                    f"folder and does not serve queries yet; try again in a moment"
+                )
+            self._runner = open_runner(s)
+            self._server = serve(clickhouse.connect(s), s, on_release=self._release)
+            self._claimant = 0
+            return self._runner
+
+    def _release(self, claimant: int) -> None:
+        """Called by our endpoint when a sink claims the folder: close every handle."""
+        with self._engine, self._state:
+            self._runner = None
+            self._server = None
+            self._claimant = claimant
+            clickhouse.close_embedded(self.settings)
+
+    def reset(self) -> None:
+        """Forget a holder's endpoint (it stopped answering); our own engine is kept."""
+        with self._state:
+            if self._server is None:
+                self._runner = None
+
+    def _run(self, call):
+        runner = self._current()
+        try:
+            if isinstance(runner, ClientRunner) and self.settings.clickhouse_embedded_path is not None:
+                with self._engine:
+                    current = runner is self._runner
+                    if current:
+                        return call(runner)
+                # handed over while we waited for our engine: again, on whatever holds it now
+                return self._run(call)
+            return call(runner)
+        except UserError:
+            now = holder(self.settings)
+            same = now is not None and (now.get("url"), now.get("token")) == (
+                getattr(runner, "url", None),
+                getattr(runner, "token", None),
+            )
+            if not isinstance(runner, EndpointRunner) or same:
+                raise
+            self.reset()  # the holder went away or changed: once more on whatever holds it now
+            return call(self._current())
+
+    def raw(self, sql: str, fmt: str, settings: dict[str, str] | None = None) -> bytes:
+        return self._run(lambda r: r.raw(sql, fmt, settings))
+
+    def stream(self, sql: str, fmt: str, settings: dict[str, str] | None = None) -> Iterator[bytes]:
+        yield from self._run(lambda r: list(r.stream(sql, fmt, settings)))
+
+    def insert_df(self, table: str, df) -> None:
+        """Add an analysis table's rows, on our engine or through the holder's endpoint."""
+        if table not in ANALYSIS_TABLES:
+            raise UserError(f"rows may be added to the analysis tables only, not {table!r}")
+
+        def insert(runner):
+            if isinstance(runner, EndpointRunner):
+                return runner.insert_df(table, df)
+            return clickhouse.connect(self.settings).insert_df(table, df)
+
+        self._run(insert)
+
+    def close(self) -> None:
+        with self._state:
+            server, self._server, self._runner = self._server, None, None
+        if server is not None:
+            server.stop()

@@ -64,6 +64,11 @@ def connect(settings: Settings, database: str | None = None) -> Client:
     with _lock:
         embedded = _embedded.get(key)
         if embedded is None:
+            # the web app or `analyze` may hold the folder, yielding it: they hand it over
+            # and go on through this process's endpoint (if it serves one) or wait for it
+            from edxstream.core import chdb_server
+
+            chdb_server.claim(settings)
             path.mkdir(parents=True, exist_ok=True)
             try:
                 with native_output_to_debug_log():
@@ -144,6 +149,27 @@ def connect_read_only(settings: Settings) -> Client:
             _read_only[key] = client
     client.database = database
     return client
+
+
+def connect_handle(settings: Settings) -> Client:
+    """A writing client of its own on the embedded engine this process holds (a new
+    handle, not the cached one another thread writes with); the caller closes it."""
+    connect(settings)
+    return clickhouse_connect.get_client(
+        interface="chdb", path=str(settings.clickhouse_embedded_path), database=settings.clickhouse_database
+    )
+
+
+def close_embedded(settings: Settings) -> None:
+    """Close this process's cached handles on the embedded folder. Once every handle on
+    it is closed (the caller closes its own), the engine stops and another process can
+    open the folder."""
+    key = str(settings.clickhouse_embedded_path)
+    with _lock:
+        for cache in (_read_only, _embedded):
+            client = cache.pop(key, None)
+            if client is not None:
+                client.close()
 
 
 def describe(settings: Settings) -> str:

@@ -8,9 +8,17 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from edxstream.core.settings import Settings
+
+
+def reconcile_file(settings: Settings) -> Path:
+    """Where ``edxstream reconcile`` leaves its last outcome (the operators' page reads it)."""
+    return settings.data_dir / "run" / "reconcile.json"
 
 
 def write_json(path: Path, data: Any, *, private: bool = False, durable: bool = False) -> None:

@@ -123,8 +123,8 @@ class Settings(BaseSettings):
     web_public_url: str = ""
     # Key that signs sessions and learner links: set your own (serve refuses the default outside the demo).
     web_secret_key: str = "change-me"
-    # Seconds the web app keeps a course figure before computing it again (0: never keeps;
-    # the live page never waits for it).
+    # Seconds the web app still shows a course figure after the data changed, while it
+    # computes it again (0: keeps nothing, every page computes; the live page never waits).
     web_cache_seconds: float = 30.0
 
     @cached_property

@@ -14,7 +14,9 @@ Per course and UTC day, four figures that must be equal:
 
 Plus one line for the dead letters: lines the event model rejects against the parse
 dead letters in MySQL. The comparison is pure (:func:`differences`); reading the topic
-and the stores is at the edges.
+and the stores is at the edges. Each run leaves its outcome in
+``<EDXSTREAM_HOME>/run/reconcile.json`` (:func:`outcome`), which the web app's operators
+page shows.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Callable, Iterable, Optional
 
 from edxstream.core import frames
 from edxstream.core.chdb_server import open_runner
+from edxstream.core.jsonfile import reconcile_file, write_json
 from edxstream.core.model import parse_line
 from edxstream.core.records import EnrichedEvent
 from edxstream.core.settings import Settings
@@ -207,11 +210,47 @@ def store_figures(
 def reconcile(
     settings: Settings, progress: bool = True, clickhouse_rows: Optional[Callable[[str], list[dict]]] = None
 ) -> tuple[Figures, list[Difference]]:
+    """Compare, and record the outcome for the operators' page (:func:`outcome`)."""
     shipped, dead_shipped, trimmed = shipped_figures(settings, progress)
     mysql, ch, windows, dead_mysql = store_figures(settings, clickhouse_rows)
     first_day = min((d for _, d in shipped), default=None) if trimmed else None
     figures = Figures(shipped, mysql, ch, windows, dead_shipped, dead_mysql, first_day)
-    return figures, differences(figures)
+    diffs = differences(figures)
+    write_json(reconcile_file(settings), outcome(figures, diffs, datetime.now(UTC)))
+    return figures, diffs
+
+
+def outcome(figures: Figures, diffs: list[Difference], ran_at: datetime, limit: int = 20) -> dict:
+    """What a run found, as the operators' page shows it: when it ran, what it compared,
+    whether each place (MySQL, ClickHouse, the windows) agreed with what was shipped
+    (None: not compared) and the first ``limit`` differences."""
+    days = [d for d in diffs if d.day is not None]
+    dead_ok = figures.dead_shipped == figures.dead_mysql or figures.compared_after is not None
+    return {
+        "ran_at": ran_at.isoformat(timespec="seconds"),
+        "events": sum(figures.shipped.values()),
+        "courses": len({c for c, _ in figures.shipped if c != NO_COURSE}),
+        "days": len({d for _, d in figures.shipped}),
+        "dead_letters": figures.dead_shipped,
+        "compared_after": figures.compared_after.isoformat() if figures.compared_after else None,
+        "agree": {
+            "mysql": dead_ok and all(d.mysql == d.shipped for d in days),
+            "clickhouse": all(d.clickhouse == d.shipped for d in days),
+            "windows": None if figures.windows is None else all(d.windows in (None, d.shipped) for d in days),
+        },
+        "differences": len(diffs),
+        "sample": [
+            {
+                "course": d.course or "(no course)",
+                "day": d.day.isoformat() if d.day else "",
+                "shipped": d.shipped,
+                "mysql": d.mysql,
+                "clickhouse": d.clickhouse,
+                "windows": d.windows,
+            }
+            for d in diffs[:limit]
+        ],
+    }
 
 
 def format_report(figures: Figures, diffs: list[Difference], limit: int = 50) -> str:

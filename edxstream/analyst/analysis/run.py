@@ -22,21 +22,12 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from edxstream.analyst.analysis import correlations, features, prediction, recommendations, segments, suggestions
-from edxstream.core.chdb_server import Runner
+from edxstream.core.chdb_server import ANALYSIS_TABLES, Runner
 
 OK, NOT_ENOUGH = "ok", "not enough data"
 # WHERE condition keeping an analysis table's rows of the latest run of each course
 LATEST = "(course_id, run_id) IN (SELECT course_id, run_id FROM latest_analysis_runs)"
-TABLES = (
-    "analysis_runs",
-    "learner_segments",
-    "segment_profiles",
-    "learner_predictions",
-    "behaviour_correlations",
-    "problem_difficulty",
-    "recommendations",
-    "suggestions",
-)
+TABLES = ANALYSIS_TABLES
 
 
 @dataclass

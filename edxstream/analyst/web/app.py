@@ -42,7 +42,7 @@ import orjson
 from edxstream.analyst import report as report_mod
 from edxstream.analyst.web import auth, charts, data, operators
 from edxstream.analyst.web.accounts import Accounts, accounts_file
-from edxstream.core.chdb_server import Runner, open_runner
+from edxstream.core.chdb_server import Runner, SharedStore
 from edxstream.core.errors import UserError
 from edxstream.core.settings import Settings
 
@@ -51,39 +51,47 @@ log = logging.getLogger(__name__)
 DEFAULT_SECRET = "change-me"
 # learners listed on the roster page (the most recently seen); its CSV has them all
 ROSTER_ROWS = 500
+# the parts of the static report the overview shows
+OVERVIEW_PARTS = ("summary", "enrolments", "daily", "learners", "due")
+# videos of the content page with a drop-off curve (the most viewed)
+DROPOFF_VIDEOS = 5
+# how long the data version, read before a cached figure is used, is taken as current
+VERSION_SECONDS = 1.0
 
-# tables a course page offers as CSV: name -> (title, rows)
+# tables a course page offers as CSV: name -> the data function (the same results the
+# pages show, so a download shares their kept figures)
 CSV_TABLES = {
-    "daily": lambda r, c: data.daily_categories(r, c),
-    "enrolments": lambda r, c: data.enrolments_by_mode(r, c),
-    "videos": lambda r, c: data.videos(r, c),
-    "problems": lambda r, c: data.problems(r, c),
-    "answers": lambda r, c: data.answer_distribution(r, c),
-    "sections": lambda r, c: data.time_on_sections(r, c),
-    "forum": lambda r, c: data.forum(r, c),
-    "learners": lambda r, c: data.roster(r, c),
+    "daily": data.daily_categories,
+    "enrolments": data.enrolments_by_mode,
+    "videos": data.videos,
+    "problems": data.problems,
+    "answers": data.answer_distribution,
+    "sections": data.time_on_sections,
+    "forum": data.forum,
+    "learners": data.roster,
 }
 
 
-class RunnerHolder:
-    """One runner for the app, opened on first use and opened again after a failure
-    (the ClickHouse sink may start or stop while the app runs, moving queries between
-    the folder and its endpoint)."""
+def report_page(runner: Runner, course: str, pseudonymized: bool) -> str:
+    """The static report of a course as HTML (kept whole: drawing its charts takes time)."""
+    return report_mod.render(report_mod.gather(runner, course), pseudonymized=pseudonymized)
 
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self._runner: Runner | None = None
-        self._lock = threading.Lock()
+
+class RunnerHolder:
+    """The app's query path: a :class:`~edxstream.core.chdb_server.SharedStore` (through
+    the process holding the chdb folder, or the folder itself, handed over to a ClickHouse
+    sink that starts later), or the runner a test gives."""
+
+    def __init__(self, settings: Settings, runner: Runner | None = None):
+        self.runner: Runner = runner if runner is not None else SharedStore(settings)
 
     def get(self) -> Runner:
-        with self._lock:
-            if self._runner is None:
-                self._runner = open_runner(self.settings)
-            return self._runner
+        return self.runner
 
     def reset(self) -> None:
-        with self._lock:
-            self._runner = None
+        reset = getattr(self.runner, "reset", None)
+        if reset is not None:
+            reset()
 
 
 def _missing(value) -> bool:
@@ -117,9 +125,10 @@ def figure(fig: dict, name: str) -> Markup:
     return Markup(f'<div class="chart" data-name="{name}"><script type="application/json">{payload}</script></div>')
 
 
-def create_app(settings: Settings, runner: Runner | None = None, demo: bool = False) -> Flask:
+def create_app(settings: Settings, runner: Runner | None = None, demo: bool = False, warm_up: bool = True) -> Flask:
     """The app. ``runner`` replaces the configured query path (tests give one). The
-    default secret key is refused unless ``demo`` (the demo's data is synthetic)."""
+    default secret key is refused unless ``demo`` (the demo's data is synthetic).
+    ``warm_up``: compute every course's figures in the background from the start."""
     if settings.web_secret_key == DEFAULT_SECRET and not demo:
         raise UserError(
             "EDXSTREAM_WEB_SECRET_KEY is the default: set a long random value of your own "
@@ -135,9 +144,7 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
     )
     CSRFProtect(app)
     app.extensions["edxstream_accounts"] = Accounts(accounts_file(settings))
-    holder = RunnerHolder(settings)
-    if runner is not None:
-        holder._runner = runner
+    holder = RunnerHolder(settings, runner)
     app.extensions["edxstream_runner"] = holder
     app.extensions["edxstream_settings"] = settings
     app.jinja_env.filters.update(num=num, pct=pct)
@@ -150,31 +157,152 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
     one_at_a_time = threading.Lock() if settings.clickhouse_embedded_path else None
 
     # Course figures are computed from every event of the course; for a big course that
-    # takes seconds, so a result is kept for web_cache_seconds and shared by every page
-    # and viewer that needs it (the live page's queries bypass it: they are cheap).
-    cache: dict[tuple, tuple[float, object]] = {}
+    # takes seconds. A result is therefore kept with the data version it was computed on
+    # (data_version: the row counts of the tables the pages read) and shared by every
+    # page and viewer that needs it: while the data has not changed it is exact. Once
+    # the data changed, a result is still shown for up to web_cache_seconds while it is
+    # computed again in the background, so a page never waits for a big course while
+    # the pipeline writes. At start the figures of every course are computed in the
+    # background, most events first, and computed again whenever the data changed. The
+    # live page's queries bypass all this: they are cheap and must show the latest windows.
+    cache: dict[tuple, tuple[object, float, object]] = {}  # key -> (version, computed at, value)
     cache_lock = threading.Lock()
+    computing: dict[tuple, threading.Event] = {}
+    version_memo: list = [None, 0.0]  # (version, when read)
+    seen_until: dict[object, float] = {}  # version -> when it was last read as current
+
+    def current_version():
+        with cache_lock:
+            if time.monotonic() - version_memo[1] < VERSION_SECONDS:
+                return version_memo[0]
+        version = _rows(data.data_version)
+        with cache_lock:
+            version_memo[:] = [version, time.monotonic()]
+            if len(seen_until) > 64:
+                seen_until.clear()
+            seen_until[version] = version_memo[1]
+        return version
+
+    def compute(key, fn, args, version):
+        """Compute ``fn(*args)`` once for ``version`` (a caller arriving while another
+        computes the same key waits for that result) and keep it."""
+        with cache_lock:
+            running = computing.get(key)
+            if running is None:
+                running = computing[key] = threading.Event()
+                mine = True
+            else:
+                mine = False
+        if not mine:
+            running.wait()
+            with cache_lock:
+                hit = cache.get(key)
+            if hit is not None:
+                return hit[2]
+            return compute(key, fn, args, version)
+        try:
+            value = _locked(fn, *args)
+            with cache_lock:
+                if len(cache) > 4096:
+                    cache.clear()
+                cache[key] = (version, time.monotonic(), value)
+            return value
+        finally:
+            with cache_lock:
+                computing.pop(key, None)
+            running.set()
+
+    def refresh_later(key, fn, args, version):
+        def run():
+            try:
+                compute(key, fn, args, version)
+            except Exception:  # noqa: BLE001 - the next request computes it and shows the error
+                log.debug("background refresh of %s failed", key, exc_info=True)
+
+        threading.Thread(target=run, name="web-refresh", daemon=True).start()
 
     def rows(fn, *args, fresh: bool = False):
         """Run a data function on the runner (or take its result from the cache); a store
         that stopped answering gets one fresh runner before the page gives up."""
+        if fresh or settings.web_cache_seconds <= 0:
+            return _locked(fn, *args)
         key = (fn, tuple(tuple(a) if isinstance(a, list) else a for a in args))
-        if not fresh and settings.web_cache_seconds > 0:
-            with cache_lock:
-                hit = cache.get(key)
-            if hit is not None and time.monotonic() - hit[0] < settings.web_cache_seconds:
-                return hit[1]
+        version = current_version()
+        with cache_lock:
+            hit = cache.get(key)
+            busy = key in computing
+            # how long ago the kept figure's data stopped being the current data
+            stale_for = time.monotonic() - seen_until.get(hit[0], hit[1]) if hit is not None else 0.0
+        if hit is not None:
+            if hit[0] == version:
+                return hit[2]
+            if stale_for < settings.web_cache_seconds:
+                if not busy:
+                    refresh_later(key, fn, args, version)
+                return hit[2]
+        return compute(key, fn, args, version)
+
+    def _locked(fn, *args):
         if one_at_a_time is not None:
             with one_at_a_time:
-                value = _rows(fn, *args)
-        else:
-            value = _rows(fn, *args)
-        if not fresh and settings.web_cache_seconds > 0:
+                return _rows(fn, *args)
+        return _rows(fn, *args)
+
+    def warm() -> None:
+        """Compute every course's figures once, most events first (in the background)."""
+        try:
+            for course in [c["course_id"] for c in rows(data.courses)]:
+                for fn, args in page_figures(course):
+                    rows(fn, *args)
+                top = [v["video_id"] for v in rows(data.videos, course)[:DROPOFF_VIDEOS]]
+                rows(data.video_dropoff, course, top)
+        except Exception:  # noqa: BLE001 - a store not up yet: pages compute on demand
+            log.debug("warming the figures failed", exc_info=True)
+
+    warmed = threading.Event()
+
+    def keep_fresh() -> None:
+        """Warm up, then, whenever the data changed, compute every kept figure again, so a
+        page shown after a change waits for nothing and its figures are at most about
+        one computation old."""
+        warm()
+        warmed.set()
+        while True:
+            time.sleep(max(1.0, settings.web_cache_seconds / 3))
+            try:
+                version = current_version()
+            except Exception:  # noqa: BLE001 - the store is away: try again later
+                continue
             with cache_lock:
-                if len(cache) > 1024:
-                    cache.clear()
-                cache[key] = (time.monotonic(), value)
-        return value
+                stale = [key for key, entry in cache.items() if entry[0] != version]
+            for key in stale:
+                try:
+                    compute(key, key[0], key[1], version)
+                except Exception:  # noqa: BLE001 - a page asking for it shows the error
+                    log.debug("refreshing %s failed", key, exc_info=True)
+
+    def page_figures(course: str) -> list[tuple]:
+        """The cached data calls of a course's pages (what warm() computes)."""
+        return [
+            (data.course_exists, (course,)),
+            (report_mod.gather, (course, 10, OVERVIEW_PARTS)),
+            (data.week_change, (course,)),
+            (data.enrolments_by_mode, (course,)),
+            (data.suggestions, (course, "teacher")),
+            (data.videos, (course,)),
+            (data.answer_distribution, (course,)),
+            (data.grade_distribution, (course,)),
+            (data.forum, (course,)),
+            (data.problems, (course,)),
+            (data.time_on_sections, (course,)),
+            (data.roster, (course, ROSTER_ROWS)),
+            (data.learner_count, (course,)),
+            (data.peer_quartiles, (course,)),
+            (data.enrolment_table, ()),
+            (data.daily_categories, (course,)),
+            (data.roster, (course,)),
+            (report_page, (course, settings.pseudonymize)),
+        ]
 
     def _rows(fn, *args):
         try:
@@ -247,7 +375,7 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
     @auth.login_required
     def overview(course_id):
         course_or_404(course_id)
-        summary = rows(report_mod.gather, course_id, 10, ("summary", "enrolments", "daily", "learners", "due"))
+        summary = rows(report_mod.gather, course_id, 10, OVERVIEW_PARTS)
         week = rows(data.week_change, course_id)
         modes = rows(data.enrolments_by_mode, course_id)
         return render_template(
@@ -270,9 +398,9 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
         course_or_404(course_id)
         videos = rows(data.videos, course_id)
         curves: dict[str, list[dict]] = {}
-        for r in rows(data.video_dropoff, course_id, [v["video_id"] for v in videos[:5]]):
+        for r in rows(data.video_dropoff, course_id, [v["video_id"] for v in videos[:DROPOFF_VIDEOS]]):
             curves.setdefault(r["video_id"], []).append(r)
-        for v in videos[:5]:
+        for v in videos[:DROPOFF_VIDEOS]:
             v["dropoff"] = charts.dropoff(curves[v["video_id"]]) if v["video_id"] in curves else None
         answers: dict[str, list[dict]] = {}
         for a in rows(data.answer_distribution, course_id):
@@ -372,8 +500,7 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
     @auth.login_required
     def static_report(course_id):
         course_or_404(course_id)
-        gathered = rows(report_mod.gather, course_id)
-        page = report_mod.render(gathered, pseudonymized=settings.pseudonymize)
+        page = rows(report_page, course_id, settings.pseudonymize)
         return Response(page.replace('src="plotly.min.js"', f'src="{url_for("plotly_js")}"'), mimetype="text/html")
 
     @app.get("/me/<token>")
@@ -399,6 +526,9 @@ def create_app(settings: Settings, runner: Runner | None = None, demo: bool = Fa
     def operators_page():
         return render_template("operators.html", **operators.health(settings))
 
+    if settings.web_cache_seconds > 0 and warm_up:
+        app.extensions["edxstream_warmed"] = warmed  # set once every course's figures are in (the bench waits)
+        threading.Thread(target=keep_fresh, name="web-keep-fresh", daemon=True).start()
     return app
 
 

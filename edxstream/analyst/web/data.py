@@ -29,6 +29,20 @@ def q(value) -> str:
     return format_query_value(value)
 
 
+def data_version(runner: Runner) -> tuple:
+    """What changes whenever what the pages show may change: the row counts of the
+    tables behind them (events: written by the sink, shrunk by deduplicating merges and
+    by forgetting a learner; the courses' structure; the analysis runs). The engine
+    answers these counts from its metadata, without reading the rows."""
+    rows = json_rows(
+        runner,
+        """
+        SELECT (SELECT count() FROM events) AS events, (SELECT count() FROM course_blocks) AS blocks,
+               (SELECT count() FROM analysis_runs) AS runs""",
+    )
+    return tuple(rows[0].values()) if rows else ()
+
+
 def course_exists(runner: Runner, course: str) -> bool:
     return bool(json_rows(runner, f"SELECT 1 AS x FROM events WHERE course_id = {q(course)} LIMIT 1"))
 
@@ -310,14 +324,25 @@ def suggestions(runner: Runner, course: str, audience: str, user_id: int | None 
     )
 
 
+def _last_window(course: str, window: int) -> str:
+    """The start of the course's latest stored window of ``window`` seconds (SQL)."""
+    return (
+        f"(SELECT max(window_start) FROM window_counts WHERE course_id = {q(course)} "
+        f"AND window_seconds = {int(window)})"
+    )
+
+
 def live_series(runner: Runner, course: str, window: int, points: int = 60) -> list[dict]:
     """The stream app's latest windows of the course: events (every kind) and active
-    learners per window, as the ClickHouse sink has them (seconds behind the stream)."""
+    learners per window, as the ClickHouse sink has them (seconds behind the stream).
+
+    The latest window is read from the stored rows, not the deduplicating view: a
+    window the view shows has stored rows (counts or a recount mark), and the view's
+    work then covers only the windows shown, not the course's whole history."""
     return json_rows(
         runner,
         f"""
-        WITH (SELECT max(window_start) FROM window_counts_final
-              WHERE course_id = {q(course)} AND window_seconds = {int(window)}) AS last
+        WITH {_last_window(course, window)} AS last
         SELECT toString(window_start) AS at,
                sumIf(count, kind = 'course_category') AS events,
                sumIf(count, kind = 'course_learners') AS learners
@@ -332,8 +357,7 @@ def live_top_actions(runner: Runner, course: str, window: int) -> list[dict]:
     return json_rows(
         runner,
         f"""
-        WITH (SELECT max(window_start) FROM window_counts_final
-              WHERE course_id = {q(course)} AND window_seconds = {int(window)}) AS last
+        WITH {_last_window(course, window)} AS last
         SELECT dimension AS action, sum(count) AS events FROM window_counts_final
         WHERE course_id = {q(course)} AND window_seconds = {int(window)} AND kind = 'course_action'
           AND window_start > last - INTERVAL {int(window) * 10} SECOND

@@ -5,7 +5,9 @@
 - each running component's own metrics (throughput, batches, state), which the shipper,
   the stream app and the sinks publish as ``run/*.metrics.json`` under EDXSTREAM_HOME;
 - dead letters by reason with a sample line each, from MySQL's ``dead_letters`` table
-  (operators see raw lines; course staff never do).
+  (operators see raw lines; course staff never do);
+- the last ``edxstream reconcile``: when it ran and whether MySQL, ClickHouse and the
+  windows agreed with what was shipped, from the outcome it leaves under EDXSTREAM_HOME.
 
 Each part that cannot be read says why instead of failing the page.
 """
@@ -17,6 +19,7 @@ import time
 from pathlib import Path
 
 from edxstream.core import kafka_admin
+from edxstream.core.jsonfile import reconcile_file
 from edxstream.core.settings import Settings
 
 SAMPLE_CHARS = 300
@@ -74,9 +77,21 @@ def dead_letters(settings: Settings) -> tuple[list[dict] | None, str]:
     return rows, ""
 
 
+def last_reconcile(settings: Settings) -> dict | None:
+    """The outcome the last reconcile left (None: it never ran here), with its age."""
+    path = reconcile_file(settings)
+    try:
+        out = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    out["age"] = time.time() - path.stat().st_mtime
+    return out
+
+
 def health(settings: Settings) -> dict:
     letters, letters_error = dead_letters(settings)
     return {
+        "reconcile": last_reconcile(settings),
         "lags": consumer_lags(settings),
         "components": component_metrics(settings),
         "dead_letters": letters,
