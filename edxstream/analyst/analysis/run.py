@@ -125,7 +125,16 @@ def analyze_course(
     else:
         pred = p.frame
         res.tables["learner_predictions"] = pred.assign(auc=p.auc, r2=p.r2, trained_on=p.trained_on)
-        res.step("prediction", OK, n, auc=p.auc, r2=p.r2, trained_on=p.trained_on, validated_on=p.validated_on)
+        res.step(
+            "prediction",
+            OK,
+            n,
+            auc=p.auc,
+            r2=p.r2,
+            trained_on=p.trained_on,
+            validated_on=p.validated_on,
+            risk_model=p.method,
+        )
     # correlations and problems
     outcomes = prediction.outcomes(now)
     corr = correlations.behaviour_correlations(now, outcomes, [c for c in features.BEHAVIOUR if c in now])

@@ -36,6 +36,7 @@ WORDS = {
     "problem_share": ("attempts many problems", "rarely attempts problems"),
     "forum_share": ("active in the forum", None),
     "first_try_rate": ("often right on the first try", "often wrong on the first try"),
+    "first_try_score": ("often right on the first try", "often wrong on the first try"),
     "progress": ("far through the course", "early in the course"),
     "persistence": ("keeps coming back", "stopped coming early"),
     "video_block_share": ("mostly videos", "mostly problems"),
@@ -51,6 +52,16 @@ class Segmentation:
     silhouette: float
     silhouettes: dict[int, float]  # k -> silhouette, as chosen from
     method: str = "kmeans"
+    scaler: StandardScaler | None = None  # the fit's standardisation
+
+    def nearest(self, features: pd.DataFrame) -> np.ndarray:
+        """The segment number whose centre is nearest to each row of ``features`` (same
+        columns as the fit): where learners the fit did not use would go."""
+        assert self.scaler is not None
+        z = self.scaler.transform(features[self.centres.columns].to_numpy(dtype=float))
+        centres = self.scaler.transform(self.centres.to_numpy(dtype=float))
+        distance = np.linalg.norm(z[:, None, :] - centres[None, :, :], axis=2)
+        return np.asarray(self.centres.index)[np.argmin(distance, axis=1)]
 
 
 def describe(centre_z: pd.Series, limit: int = 3, threshold: float = 0.4) -> str:
@@ -125,4 +136,4 @@ def segment(
         scaler.inverse_transform(centres_z.to_numpy()), columns=features.columns, index=centres_z.index
     )
     descriptions = {int(n): describe(centres_z.loc[n]) for n in centres_z.index}
-    return Segmentation(labels, centres, descriptions, k, scores[k], scores)
+    return Segmentation(labels, centres, descriptions, k, scores[k], scores, scaler=scaler)
