@@ -121,17 +121,40 @@ def _models(n: int):
     return risk, grade, name
 
 
+# The inputs in groups a person reads (a driver is a group: credit is not split between
+# inputs that say the same thing, such as video events and videos watched).
+DRIVER_GROUPS = {
+    "videos": (
+        "video_events",
+        "videos_watched",
+        "video_completions",
+        "video_seconds",
+        "video_share",
+        "video_block_share",
+    ),
+    "problems": ("assessment_events", "problems_attempted", "problem_share", "tried_none"),
+    "scores": ("first_try_rate", "first_try_score", "grade_so_far"),
+    "forum": ("forum_events", "forum_posts", "forum_share"),
+    "activity": ("active_days", "sessions", "events", "content_events"),
+    "recency": ("days_since_last", "span_days", "persistence"),
+    "progress": ("progress",),
+    "other_courses": ("other_events", "other_video_share", "other_problem_share", "other_none", "other_score"),
+}
+
+
 def drivers(model, x: pd.DataFrame, top: int = 3) -> list[str]:
-    """The features that pushed each learner's risk most: the risk minus the risk with
-    that one feature set to the course's median (what a typical learner has)."""
+    """What pushed each learner's risk most: the risk minus the risk with one group of
+    inputs (``DRIVER_GROUPS``) set to the course's median (what a typical learner has)."""
     base = model.predict_proba(x)[:, 1]
     typical = x.median()
-    contrib = np.empty(x.shape, dtype=float)
-    for j, c in enumerate(x.columns):
+    groups = {g: [c for c in cols if c in x.columns] for g, cols in DRIVER_GROUPS.items()}
+    groups = {g: cols for g, cols in groups.items() if cols}
+    contrib = np.empty((len(x), len(groups)), dtype=float)
+    for j, cols in enumerate(groups.values()):
         moved = x.copy()
-        moved[c] = typical[c]
+        moved[cols] = typical[cols].to_numpy()
         contrib[:, j] = base - model.predict_proba(moved)[:, 1]
-    names = np.asarray(x.columns)
+    names = np.asarray(list(groups))
     order = np.argsort(-np.abs(contrib), axis=1)[:, :top]
     return [", ".join(f"{names[j]} {contrib[i, j]:+.2f}" for j in row) for i, row in enumerate(order)]
 
