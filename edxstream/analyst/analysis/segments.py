@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
+from sklearn import config_context
 from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 from sklearn.preprocessing import StandardScaler
@@ -123,7 +124,9 @@ def segment(
         labels = model.labels_
         if len(set(labels[sample])) < 2:
             continue
-        scores[k] = float(silhouette_score(xs[sample], labels[sample]))
+        # in chunks of 64 MB of distances rather than all 4000 x 4000 at once
+        with config_context(working_memory=64):
+            scores[k] = float(silhouette_score(xs[sample], labels[sample]))
         if best is None or scores[k] > scores[best[0]]:
             best = (k, model)
     if best is None:
