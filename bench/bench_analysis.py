@@ -82,8 +82,8 @@ SCALES = {
     "small": {
         "quality": GenConfig(events=40_000, courses=1, learners=200, days=60, seed=42, malformed=0, prefixed=0),
         "scale": GenConfig(events=40_000, courses=1, learners=2_000, days=70, seed=7),
-        "learners": 100_000,
-        "events": 2_000_000,
+        "learners": 10_000,
+        "events": 200_000,
     },
 }
 AIMS = {"ari": 0.7, "auc": 0.85, "hit_vs_baseline": 1.5, "fit_seconds": 60, "fit_peak_mb": 1536}
