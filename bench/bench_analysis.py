@@ -7,23 +7,32 @@
    and its events stored in ClickHouse as the pipeline stores them (without Kafka:
    ``pipeline.load_clickhouse_events``), then one ``analyze`` run, then:
    - ARI of the segments against the planted profiles (learners placed in a segment),
-     next to k-means with the same k on raw counts per category;
+     next to k-means with the same k on raw counts per category, and a Gaussian mixture
+     (k by BIC) on the same features; and over every learner, those with too few events
+     put in the segment with the nearest centre (and as stored: apart, as 999);
    - AUC of the week-2 "at risk" prediction against the planted at-risk outcome, next to
-     "days since the last activity at week 2" as the risk score;
+     "days since the last activity at week 2" as the risk score, the model before
+     (logistic regression on the week-2 counts, trained the same way) and the ceiling of
+     these inputs (the same model fitted to the planted outcome itself, 5 folds of
+     learners);
    - R² of the week-2 grade prediction against the grade at the end of the log, on the
      later learners the run held out (its own figure), next to "the grade so far at
      week 2" as the prediction for the same kind of learners;
    - recommendation hit rate at 10 on each learner's latest blocks held out, next to the
      most-popular baseline (the run's own figures).
-2. Scale: one fit of every step for 100,000 learners with 2 million events' worth of
-   features. Pushing 2 million generated events through parsing and into chdb takes
-   several minutes here, so the features and interactions are drawn directly from the
-   same profile model (``synthetic_course``): the time and peak memory are those of the
-   fit, not of reading the events. Run in a child process, for its own peak memory.
+2. Scale: a larger generated log stored in its own ClickHouse folder (by a child
+   process), then what ``analyze`` does before writing, in a fresh child each time: read
+   the features from ClickHouse and fit every step, as of a quarter, half and all of the
+   way through the log, and the fit once more on that log's learners drawn with
+   replacement up to 100,000. Time and peak memory are measured; the figure for 100,000
+   learners and 2 million events is an estimate (labelled as such): the reading
+   extrapolated along the line through the three, plus the fit measured at 100,000:
+   the machine here is shared and has 2 cores, so the bench does not store 2 million
+   events.
 3. The public corpus (``../shared/corpus/public-tracking.log``): every step runs, and says
    "not enough data" where a course has too few learners.
 
-Single process (plus the child for the scale fit); nothing here asserts a figure.
+One process, plus the children of the scale part; nothing here asserts a figure.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,10 +53,16 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.cluster import KMeans  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.mixture import GaussianMixture  # noqa: E402
+from sklearn.model_selection import GroupKFold, cross_val_predict  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.metrics import adjusted_rand_score, r2_score, roc_auc_score  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from edxstream.analyst.analysis import features, prediction, segments  # noqa: E402
+from edxstream.analyst.cli import _ts  # noqa: E402
 from edxstream.analyst.analysis import run as analysis  # noqa: E402
 from edxstream.core import clickhouse  # noqa: E402
 from edxstream.core.chdb_server import open_runner  # noqa: E402
@@ -59,13 +75,15 @@ CORPUS = REPO.parent / "shared" / "corpus" / "public-tracking.log"
 SCALES = {
     "full": {
         "quality": GenConfig(events=400_000, courses=3, learners=2_000, days=70, seed=42, malformed=0, prefixed=0),
+        "scale": GenConfig(events=300_000, courses=1, learners=15_000, days=70, seed=7),
         "learners": 100_000,
         "events": 2_000_000,
     },
     "small": {
         "quality": GenConfig(events=40_000, courses=1, learners=200, days=60, seed=42, malformed=0, prefixed=0),
-        "learners": 5_000,
-        "events": 100_000,
+        "scale": GenConfig(events=40_000, courses=1, learners=2_000, days=70, seed=7),
+        "learners": 10_000,
+        "events": 200_000,
     },
 }
 AIMS = {"ari": 0.7, "auc": 0.85, "hit_vs_baseline": 1.5, "fit_seconds": 60, "fit_peak_mb": 1536}
@@ -110,19 +128,35 @@ def bench_quality(work: Path, cfg: GenConfig) -> dict:
         (c, st): json.loads(q) for c, st, q in zip(runs["course_id"], runs["step"], runs["quality"], strict=False)
     }
 
-    # segments vs planted profiles, and the raw-count baseline with the same k
+    # segments vs planted profiles, and the raw-count baseline with the same k; a
+    # Gaussian mixture (k by BIC) on the same features as a second method; and every
+    # learner, those under MIN_EVENTS put in the segment with the nearest centre
     seg = latest(client, "learner_segments").merge(truth, on=["course_id", "user_id"])
     now = features.load_features(runner, summary.as_of)
-    ari, base_ari, placed, weights = [], [], 0, []
-    for course, part in seg[seg["segment"] != segments.UNPLACED].groupby("course_id"):
+    ari, base_ari, gmm_ari, all_ari, table_ari, placed, weights, all_weights = [], [], [], [], [], 0, [], []
+    for course, everyone in seg.groupby("course_id"):
+        part = everyone[everyone["segment"] != segments.UNPLACED]
+        if part.empty:
+            continue
         k = quality[(course, "segments")]["k"]
         counts = now.merge(part[["course_id", "user_id", "profile"]], on=["course_id", "user_id"])
         raw = np.log1p(counts[["video_events", "assessment_events", "content_events", "forum_events"]].to_numpy(float))
+        shares = features.behaviour_shares(counts)
+        mine = now[now["course_id"] == course].merge(everyone[["user_id", "profile"]], on="user_id")
         with threadpool_limits(1):
             base = KMeans(n_clusters=k, n_init=4, random_state=0).fit_predict(raw)
+            z = StandardScaler().fit_transform(shares)
+            mixtures = [GaussianMixture(j, covariance_type="diag", random_state=0).fit(z) for j in segments.K_RANGE]
+            gmm = min(mixtures, key=lambda m: m.bic(z)).predict(z)
+            fit = segments.segment(features.behaviour_shares(mine[mine["events"] >= segments.MIN_EVENTS]))
+        nearest = fit.nearest(features.behaviour_shares(mine))
         ari.append(adjusted_rand_score(part["profile"], part["segment"]))
         base_ari.append(adjusted_rand_score(counts["profile"], base))
+        gmm_ari.append(adjusted_rand_score(counts["profile"], gmm))
+        all_ari.append(adjusted_rand_score(mine["profile"], nearest))
+        table_ari.append(adjusted_rand_score(everyone["profile"], everyone["segment"]))
         weights.append(len(part))
+        all_weights.append(len(everyone))
         placed += len(part)
 
     # at risk at week 2 vs planted outcome; baseline: days since last activity at week 2
@@ -133,6 +167,9 @@ def bench_quality(work: Path, cfg: GenConfig) -> dict:
     )
     auc = roc_auc_score(pred["at_risk_y"], pred["risk"])
     base_auc = roc_auc_score(pred["at_risk_y"], pred["days_since_last"])
+    before = previous_model(early, now, pd.Timestamp(summary.as_of)).merge(truth, on=["course_id", "user_id"])
+    auc_before = roc_auc_score(before["at_risk"], before["risk"])
+    ceiling = truth_ceiling(early, truth)
     # grade at week 2: the run's R² on held-out later learners; baseline on mature learners
     r2 = [quality[(c, "prediction")]["r2"] for c in runs["course_id"].unique() if (c, "prediction") in quality]
     mature = now[prediction.mature(now, pd.Timestamp(summary.as_of))][["course_id", "user_id", "grade_so_far"]]
@@ -149,7 +186,12 @@ def bench_quality(work: Path, cfg: GenConfig) -> dict:
         "quality_run_seconds": round(run_seconds, 1),
         "ari": round(float(np.average(ari, weights=w)), 3),
         "ari_baseline_raw_counts": round(float(np.average(base_ari, weights=w)), 3),
+        "ari_baseline_gaussian_mixture": round(float(np.average(gmm_ari, weights=w)), 3),
         "ari_placed_share": round(placed / max(1, len(seg)), 3),
+        "ari_all_learners_nearest": round(float(np.average(all_ari, weights=all_weights)), 3),
+        "ari_all_learners_as_stored": round(float(np.average(table_ari, weights=all_weights)), 3),
+        "auc_previous_model": round(float(auc_before), 3),
+        "auc_ceiling_fitted_to_truth": round(float(ceiling), 3),
         "auc_at_risk_week2": round(float(auc), 3),
         "auc_baseline_days_since_last": round(float(base_auc), 3),
         "r2_grade_week2": round(float(np.nanmean(r2)), 3),
@@ -159,118 +201,203 @@ def bench_quality(work: Path, cfg: GenConfig) -> dict:
     }
 
 
+PREVIOUS_LOG_SCALED = (
+    "sessions",
+    "events",
+    "video_events",
+    "assessment_events",
+    "content_events",
+    "forum_events",
+    "videos_watched",
+    "video_completions",
+    "video_seconds",
+    "problems_attempted",
+    "forum_posts",
+)
+PREVIOUS_INPUTS = (
+    *PREVIOUS_LOG_SCALED,
+    "active_days",
+    "first_try_rate",
+    "days_since_last",
+    "progress",
+    "span_days",
+    "grade_so_far",
+)
+
+
+def previous_inputs(early: pd.DataFrame) -> pd.DataFrame:
+    """The inputs of the model before boosted trees: the counts (log scale) and rates of
+    the learner's first weeks, without the shares, the first-try score or other courses."""
+    x = early[list(PREVIOUS_INPUTS)].astype(float).copy()
+    for c in PREVIOUS_LOG_SCALED:
+        x[c] = np.log1p(x[c])
+    x["tried_none"] = x["grade_so_far"].isna().astype(float)
+    for c in ("first_try_rate", "grade_so_far"):
+        x[c] = x[c].fillna(x[c].median())
+    return x.fillna(0.0)
+
+
+def previous_model(early: pd.DataFrame, now: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Risk per learner from the model before (a logistic regression on
+    ``previous_inputs``), trained like the run's on the same outcomes of the learners
+    with a known one: the "before" next to the run's "after"."""
+    out = []
+    for course in sorted(early["course_id"].unique()):
+        e, n = early[early["course_id"] == course], now[now["course_id"] == course]
+        known = n[prediction.mature(n, as_of)]
+        data = e.merge(prediction.outcomes(known), on="user_id")
+        if len(data) < prediction.MIN_TRAIN or data["at_risk"].nunique() < 2:
+            continue
+        with threadpool_limits(1):
+            model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, C=0.5))
+            model.fit(previous_inputs(data), data["at_risk"].astype(int))
+            risk = model.predict_proba(previous_inputs(e))[:, 1]
+        out.append(pd.DataFrame({"course_id": course, "user_id": e["user_id"].to_numpy(), "risk": risk}))
+    return pd.concat(out, ignore_index=True)
+
+
+def truth_ceiling(early: pd.DataFrame, truth: pd.DataFrame) -> float:
+    """How far the week-2 inputs can go: the same inputs and model fitted to the planted
+    outcome itself (which no run sees), AUC over 5 folds of learners (a learner's
+    courses stay in one fold). Not a figure of the product: the ceiling it is under."""
+    data = early.merge(truth, on=["course_id", "user_id"])
+    x = pd.concat([prediction.inputs(part) for _, part in data.groupby("course_id")]).loc[data.index]
+    risk_model = prediction._models(len(data))[0]
+    with threadpool_limits(1):
+        p = cross_val_predict(
+            risk_model, x, data["at_risk"].astype(int), cv=GroupKFold(5), groups=data["user_id"], method="predict_proba"
+        )[:, 1]
+    return float(roc_auc_score(data["at_risk"], p))
+
+
 # -- 2. scale ----------------------------------------------------------------------------------
 
 
-def synthetic_course(learners: int, events: int, seed: int = 0, blocks: int = 300, days: int = 70):
-    """(now, early, interactions) frames for one course drawn from the generator's profile
-    model: category shares, ability, stopping, a walk through the blocks in order."""
-    rng = np.random.default_rng(seed)
-    profs = generate.PROFILES
-    p = rng.choice(len(profs), size=learners, p=[x.share for x in profs])
-    video, problem, forum = (np.array([getattr(x, a) for x in profs])[p] for a in ("video", "problem", "forum"))
-    ability = np.clip(
-        np.array([x.ability for x in profs])[p] + rng.normal(0, generate.ABILITY_SD, learners), 0.05, 0.95
-    )
-    stops = np.array([x.stops for x in profs])[p]
-    activity = rng.pareto(1.3, learners) + 1
-    ev = np.maximum(3, rng.poisson(activity / activity.sum() * events)).astype(np.int64)
-    start = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(rng.uniform(0, days * 0.6, learners), unit="D")
-    as_of = pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(days=days)
-    present = (as_of - start).total_seconds().to_numpy() / 86400
-    span = np.where(
-        stops,
-        np.minimum(rng.exponential(generate.STOP_MEAN_DAYS, learners), present),
-        present * rng.uniform(0.6, 1.0, learners),
-    )
-    kind = rng.choice(["video", "problem"], size=blocks, p=[0.55, 0.45])
-
-    def frame(fraction: np.ndarray, window_days: float | None) -> pd.DataFrame:
-        e = np.maximum(1, (ev * fraction).astype(np.int64))
-        shares = np.stack([video * 0.6, problem * 0.5, forum * 0.2, np.full(learners, 0.3)], 1)
-        shares /= shares.sum(1, keepdims=True)
-        cats = np.array([rng.multinomial(n, s) for n, s in zip(e, shares, strict=False)])
-        attempted = rng.binomial(np.maximum(1, cats[:, 1] // 5), 0.9)
-        first_ok = rng.binomial(attempted, ability)
-        sp = np.minimum(span, window_days) if window_days else span
-        end = np.minimum(present, window_days) if window_days else present
-        return pd.DataFrame(
-            {
-                "course_id": "bench",
-                "user_id": np.arange(learners),
-                "first_seen": start,
-                "last_seen": start + pd.to_timedelta(sp, unit="D"),
-                "active_days": np.maximum(1, np.minimum(sp + 1, e // 25 + 1)).astype(int),
-                "sessions": e // 30 + 1,
-                "events": e,
-                "video_events": cats[:, 0],
-                "assessment_events": cats[:, 1],
-                "content_events": cats[:, 3],
-                "forum_events": cats[:, 2],
-                "videos_watched": cats[:, 0] // 8,
-                "video_completions": cats[:, 0] // 20,
-                "video_seconds": cats[:, 0] * 40.0,
-                "problems_attempted": attempted,
-                "first_try_rate": np.where(attempted > 0, first_ok / np.maximum(attempted, 1), np.nan),
-                "grade_so_far": np.where(
-                    attempted > 0, np.clip(ability + 0.1 + rng.normal(0, 0.05, learners), 0, 1), np.nan
-                ),
-                "forum_posts": cats[:, 2] // 4,
-                "days_since_last": end - sp,
-                "progress": np.minimum(1, (cats[:, 0] // 8 + attempted) / blocks),
-                "span_days": sp,
-                "present_days": np.maximum(end, 1),
-            }
-        )
-
-    now = frame(np.ones(learners), None)
-    early = frame(np.minimum(1, prediction.EARLY_DAYS / np.maximum(span, 1)), prediction.EARLY_DAYS)
-    # interactions: each learner walks the blocks from the start, using a block of a kind
-    # with their profile's probability
-    n_used = np.minimum(blocks, np.maximum(1, ev // 6))
-    rows_u, rows_b = [], []
-    for u in range(learners):
-        walk = np.arange(n_used[u])
-        keep = rng.random(len(walk)) < np.where(kind[walk] == "video", video[u], problem[u])
-        rows_u.append(np.full(keep.sum(), u))
-        rows_b.append(walk[keep])
-    users, blocks_used = np.concatenate(rows_u), np.concatenate(rows_b)
-    t = start.tz_localize(None).to_numpy()[users] + (blocks_used * 3600 * 4).astype("timedelta64[s]")
-    is_problem = kind[blocks_used] == "problem"
-    ok = np.where(is_problem, rng.random(len(users)) < ability[users], np.nan)
-    inter = pd.DataFrame(
-        {
-            "course_id": "bench",
-            "user_id": users,
-            "block_id": np.char.add("block", blocks_used.astype(str)),
-            "first_used": t,
-            "is_problem": is_problem,
-            "first_try_at": np.where(is_problem, t, np.datetime64("NaT")),
-            "first_ok": ok,
-        }
-    )
-    return now, early, inter, as_of.to_pydatetime()
-
-
-def bench_scale_child(learners: int, events: int) -> None:
-    """In the child: draw the data, then time one fit of every step; print JSON."""
-    now, early, inter, as_of = synthetic_course(learners, events)
+def bench_scale_load(folder: Path, cfg: GenConfig) -> None:
+    """In a child: generate the scale log and store its events in the chdb ``folder``;
+    prints JSON. A process of its own, so the measuring child finds the folder free."""
     t = time.monotonic()
+    write_dir(cfg, folder.parent / "scale-gen", rotate="none")
+    s = load(
+        home=folder.parent / "scale-home",
+        clickhouse_url=f"chdb://{folder}",
+        clickhouse_database="scale",
+        pseudonymize=False,
+    )
+    with open(folder.parent / "scale-gen" / "tracking.log", "rb") as f:  # plain text (rotate="none")
+        n = load_clickhouse_events(s, f)
+    print(json.dumps({"scale_events": n, "scale_load_seconds": round(time.monotonic() - t, 1)}))
+
+
+def bench_scale_fit(folder: Path, share: float) -> None:
+    """In a child: what ``edxstream analyze`` does before writing, timed, as of the time
+    ``share`` of the way through the log (so the children see three amounts of the same
+    log): read the features, the early features (with the other-course history) and the
+    interactions from ClickHouse through the analyst query path, then fit every step of
+    every course. Prints JSON with the times, the events read, this process's peak memory
+    and its memory once the embedded ClickHouse is open (what does not grow with the
+    data)."""
+    s = load(
+        home=folder.parent / "scale-home",
+        clickhouse_url=f"chdb://{folder}",
+        clickhouse_database="scale",
+        pseudonymize=False,
+    )
+    runner = open_runner(s)
+    first = runner.raw("SELECT toUnixTimestamp64Micro(min(time)) FROM course_events", "TabSeparated")
+    last = analysis.latest_event_time(runner)
+    start = datetime.fromtimestamp(int(first.decode()) / 1e6, timezone.utc)
+    as_of = start + (last - start) * share
+    events = int(runner.raw(f"SELECT count() FROM course_events WHERE time <= {_ts(as_of)}", "TabSeparated"))
+    base = rss_mb()
+    t, cpu = time.monotonic(), time.process_time()
+    now = features.load_features(runner, as_of)
+    early = features.load_features(runner, as_of, prediction.EARLY_DAYS)
+    inter = features.load_interactions(runner, as_of)
+    read, read_cpu = time.monotonic() - t, time.process_time() - cpu
+    t, cpu = time.monotonic(), time.process_time()
+    steps: dict[str, str] = {}
     with threadpool_limits(limits=1):
-        res = analysis.analyze_course("bench", now, early, inter, as_of)
-    seconds = time.monotonic() - t
+        for course in sorted(now["course_id"].unique()):
+            res = analysis.analyze_course(
+                course,
+                now[now["course_id"] == course].reset_index(drop=True),
+                early[early["course_id"] == course].reset_index(drop=True),
+                inter[inter["course_id"] == course].reset_index(drop=True),
+                as_of,
+            )
+            steps.update({st["step"]: st["status"] for st in res.steps})
+    fit, fit_cpu = time.monotonic() - t, time.process_time() - cpu
     print(
         json.dumps(
             {
-                "fit_seconds": round(seconds, 1),
-                "fit_learners": learners,
-                "fit_events": events,
-                "fit_interactions": len(inter),
-                "fit_steps": {s["step"]: s["status"] for s in res.steps},
-                "fit_peak_mb": peak_mb(),
+                "events": events,
+                "read_seconds": round(read, 1),
+                "model_seconds": round(fit, 1),
+                "seconds": round(read + fit, 1),
+                "read_cpu_seconds": round(read_cpu, 1),
+                "model_cpu_seconds": round(fit_cpu, 1),
+                "cpu_seconds": round(read_cpu + fit_cpu, 1),
+                "learners": int(len(now)),
+                "interactions": int(len(inter)),
+                "steps": steps,
+                "peak_mb": peak_mb(),
+                "base_mb": base,
             }
         )
     )
+
+
+def bench_scale_resampled(folder: Path, learners: int) -> None:
+    """In a child: the fit alone, measured at ``learners`` learners: the features and
+    interactions read from ClickHouse (the whole scale log), their learners drawn with
+    replacement up to ``learners`` (each copy a learner of its own, with the original's
+    features and blocks), then every step of ``analyze_course`` timed. Prints JSON."""
+    s = load(
+        home=folder.parent / "scale-home",
+        clickhouse_url=f"chdb://{folder}",
+        clickhouse_database="scale",
+        pseudonymize=False,
+    )
+    runner = open_runner(s)
+    as_of = analysis.latest_event_time(runner)
+    course = features.read_frame(runner, "SELECT any(course_id) AS c FROM course_events")["c"].iloc[0]
+    now = features.load_features(runner, as_of, course=course)
+    early = features.load_features(runner, as_of, prediction.EARLY_DAYS, course=course)
+    inter = features.load_interactions(runner, as_of, course=course)
+    rng = np.random.default_rng(0)
+    copies = pd.DataFrame({"user_id": np.arange(learners), "original": rng.choice(now["user_id"].to_numpy(), learners)})
+
+    def resample(df: pd.DataFrame) -> pd.DataFrame:
+        out = copies.merge(df.rename(columns={"user_id": "original"}), on="original")
+        return out.drop(columns="original").sort_values("user_id", kind="stable").reset_index(drop=True)
+
+    now_r, early_r, inter_r = resample(now), resample(early), resample(inter)
+    del now, early, inter
+    base = rss_mb()
+    t, cpu = time.monotonic(), time.process_time()
+    with threadpool_limits(limits=1):
+        res = analysis.analyze_course(course, now_r, early_r, inter_r, as_of)
+    print(
+        json.dumps(
+            {
+                "resampled_learners": learners,
+                "resampled_interactions": int(len(inter_r)),
+                "resampled_fit_seconds": round(time.monotonic() - t, 1),
+                "resampled_fit_cpu_seconds": round(time.process_time() - cpu, 1),
+                "resampled_steps": {st["step"]: st["status"] for st in res.steps},
+                "resampled_base_mb": base,
+                "resampled_peak_mb": peak_mb(),
+            }
+        )
+    )
+
+
+def rss_mb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024)
+    return 0
 
 
 def peak_mb() -> int:
@@ -282,15 +409,69 @@ def peak_mb() -> int:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def bench_scale(learners: int, events: int) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", str(learners), str(events)], capture_output=True, text=True, check=True
+def child(*args: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"bench child {args[0]} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+SCALE_SHARES = (0.25, 0.5, 1.0)  # how far through the scale log each measuring child reads
+
+
+def bench_scale(work: Path, cfg: GenConfig, target_events: int, target_learners: int) -> dict:
+    """Generate and store ``cfg``'s log (a child), then read and fit it as of a quarter,
+    half and all of the way through, each in a fresh child, and fit it once more with its
+    learners drawn up to ``target_learners`` (``bench_scale_resampled``). The estimate at
+    the target: the reading's CPU time extrapolated along the least-squares line through
+    the three by the events, plus the fit measured at ``target_learners``; the memory,
+    that fit's peak plus the growth of the peak with the events along the line (a slope
+    under zero counts as zero). The times are CPU seconds of the child: on a shared machine its wall time
+    says as much about the neighbours as about the fit, while its CPU time is what it
+    would take alone (the fit runs on one thread; reading may use two, so on an idle
+    machine the wall time is at most this)."""
+    folder = work / "scale-clickhouse"
+    res = child("--load", str(folder), str(cfg.events), str(cfg.learners), str(cfg.courses))
+    points = [child("--fit", str(folder), str(share)) for share in SCALE_SHARES]
+    full = points[-1]
+
+    def slope(key: str, by: str) -> float:
+        x = np.array([p[by] for p in points], float)
+        y = np.array([p[key] for p in points], float)
+        return max(0.0, float(np.polyfit(x, y, 1)[0]))
+
+    res.update(child("--fit-resampled", str(folder), str(target_learners)))
+    more_events = target_events - full["events"]
+    read = full["read_cpu_seconds"] + slope("read_cpu_seconds", "events") * more_events
+    res.update({f"fit_{k}": v for k, v in full.items()})
+    res["fit_points"] = [{k: v for k, v in p.items() if k != "steps"} for p in points]
+    res.update(
+        {
+            "fit_target_events": target_events,
+            "fit_target_learners": target_learners,
+            "fit_read_seconds_extrapolated": round(read, 1),
+            "fit_seconds_extrapolated": round(read + res["resampled_fit_cpu_seconds"], 1),
+            "fit_peak_mb_extrapolated": round(res["resampled_peak_mb"] + slope("peak_mb", "events") * more_events),
+        }
     )
-    res = json.loads(out.stdout.strip().splitlines()[-1])
+    for n in points:
+        say(
+            f"scale: {n['events']:,} events of {n['learners']:,} learners read from ClickHouse and fitted "
+            f"({n['interactions']:,} learner x block interactions): read {n['read_seconds']} s "
+            f"({n['read_cpu_seconds']} s CPU), fit {n['model_seconds']} s ({n['model_cpu_seconds']} s CPU), peak "
+            f"{n['peak_mb']:,} MB ({n['base_mb']} MB with the embedded ClickHouse open, before reading)"
+        )
     say(
-        f"scale: every step for {learners:,} learners, {events:,} events' worth of features "
-        f"({res['fit_interactions']:,} learner x block interactions): {res['fit_seconds']} s, "
-        f"peak {res['fit_peak_mb']:,} MB (the child process, with the drawing of the data)"
+        f"scale: the fit alone for {res['resampled_learners']:,} learners (those read, drawn with replacement; "
+        f"{res['resampled_interactions']:,} interactions): {res['resampled_fit_seconds']} s "
+        f"({res['resampled_fit_cpu_seconds']} s CPU), peak {res['resampled_peak_mb']:,} MB"
+    )
+    say(
+        f"scale: estimate for {target_events:,} events and {target_learners:,} learners (not measured as one "
+        f"run): reading extrapolated along the line through the three, {read:.1f} CPU s, + the fit measured on "
+        f"{target_learners:,} learners, {res['resampled_fit_cpu_seconds']} CPU s = {res['fit_seconds_extrapolated']} "
+        f"CPU s; peak {res['fit_peak_mb_extrapolated']:,} MB (the fit's peak, plus the reading's growth with the "
+        "events along the line)"
     )
     return res
 
@@ -321,24 +502,41 @@ def bench_corpus(work: Path) -> dict:
 
 def table(r: dict) -> str:
     rows = [
-        ("segments: ARI vs planted profiles", "ari", "ari_baseline_raw_counts", "ari"),
+        ("segments: ARI vs planted (>= 50 events)", "ari", "ari_baseline_raw_counts", "ari"),
+        ("  Gaussian mixture, same features", "ari_baseline_gaussian_mixture", None, None),
+        ("  every learner, nearest segment", "ari_all_learners_nearest", None, None),
+        ("  every learner, as stored (999 apart)", "ari_all_learners_as_stored", None, None),
         ("at risk at week 2: AUC vs planted", "auc_at_risk_week2", "auc_baseline_days_since_last", "auc"),
+        ("  previous model (logistic, counts)", "auc_previous_model", None, None),
+        ("  ceiling: fitted to the planted outcome", "auc_ceiling_fitted_to_truth", None, None),
         ("grade at week 2: R² (later learners)", "r2_grade_week2", "r2_baseline_grade_at_week2", None),
         ("recommendations: hit rate at 10", "hit_rate_at_10", "hit_rate_baseline_most_popular", None),
     ]
-    out = [f"{'figure':<40} {'value':>8} {'baseline':>9}  aim", "-" * 72]
+    out = [f"{'figure':<42} {'value':>8} {'baseline':>9}  aim", "-" * 74]
     for title, key, base, aim in rows:
         if key in r:
             a = f">= {AIMS[aim]}" if aim else ""
             if key == "hit_rate_at_10":
                 a = f">= {AIMS['hit_vs_baseline']}x baseline (x{r[key] / max(r[base], 1e-9):.2f})"
-            out.append(f"{title:<40} {r[key]:>8} {r[base]:>9}  {a}")
+            b = r[base] if base else ""
+            out.append(f"{title:<42} {r[key]:>8} {b:>9}  {a}")
     if "fit_seconds" in r:
+        n = f"{r['fit_learners']:,} learners, {r['fit_events']:,} events"
+        out.append(f"{'fit: seconds, ' + n:<42} {r['fit_seconds']:>8} {'':>9}  (read {r['fit_read_seconds']} s)")
+        out.append(f"{'fit: CPU seconds, same':<42} {r['fit_cpu_seconds']:>8}")
+        out.append(f"{'fit: peak MB, same':<42} {r['fit_peak_mb']:>8}")
+        target = f"{r['fit_target_learners']:,} learners, {r['fit_target_events']:,} events"
         out.append(
-            f"{'fit: seconds, ' + format(r['fit_learners'], ',') + ' learners':<40} {r['fit_seconds']:>8}"
-            f" {'':>9}  < {AIMS['fit_seconds']}"
+            f"{'fit alone, ' + format(r['resampled_learners'], ',') + ' learners, CPU s':<42}"
+            f" {r['resampled_fit_cpu_seconds']:>8}"
         )
-        out.append(f"{'fit: peak MB':<40} {r['fit_peak_mb']:>8} {'':>9}  < {AIMS['fit_peak_mb']}")
+        out.append(f"{'fit alone, same, peak MB':<42} {r['resampled_peak_mb']:>8}")
+        out.append(
+            f"{'  estimate CPU s, ' + target:<42} {r['fit_seconds_extrapolated']:>8} {'':>9}  < {AIMS['fit_seconds']}"
+        )
+        out.append(
+            f"{'  estimate peak MB, same':<42} {r['fit_peak_mb_extrapolated']:>8} {'':>9}  < {AIMS['fit_peak_mb']}"
+        )
     return "\n".join(out)
 
 
@@ -346,10 +544,22 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", choices=sorted(SCALES), default="full")
     ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
-    ap.add_argument("--child", nargs=2, type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--load", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--fit", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--fit-resampled", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.child:
-        bench_scale_child(*args.child)
+    if args.load:
+        folder, events, learners, courses = args.load
+        cfg = GenConfig(
+            events=int(events), learners=int(learners), courses=int(courses), days=70, seed=7, malformed=0, prefixed=0
+        )
+        bench_scale_load(Path(folder), cfg)
+        return 0
+    if args.fit_resampled:
+        bench_scale_resampled(Path(args.fit_resampled[0]), int(args.fit_resampled[1]))
+        return 0
+    if args.fit:
+        bench_scale_fit(Path(args.fit[0]), float(args.fit[1]))
         return 0
     scale = SCALES[args.scale]
     results: dict = {"analysis_scale": args.scale}
@@ -357,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="edxstream-bench-analysis-", ignore_cleanup_errors=True) as tmp:
         work = Path(tmp)
         results.update(bench_quality(work, scale["quality"]))
-        results.update(bench_scale(scale["learners"], scale["events"]))
+        results.update(bench_scale(work, scale["scale"], scale["events"], scale["learners"]))
         results.update(bench_corpus(work))
     say("")
     say(table(results))

@@ -20,7 +20,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from edxstream import cli
 from edxstream.analyst import report
-from edxstream.analyst.analysis import recommendations, segments
+from edxstream.analyst.analysis import features, prediction, recommendations, segments
 from edxstream.analyst.analysis import run as analysis
 from edxstream.core import clickhouse, privacy
 from edxstream.core.chdb_server import open_runner
@@ -194,3 +194,36 @@ def test_analyze_runs_on_a_demo_sized_log(settings, tmp_path, monkeypatch, capsy
     assert runs["course_id"].nunique() == 4 and len(out.splitlines()) == 1 + 4 + len(runs)
     assert (runs.query("step == 'prediction'")["message"].str.contains("in the course for 28 days")).all()
     assert (runs.query("step == 'recommendations'")["status"] == analysis.OK).any()
+
+
+def test_segments_place_any_learner_at_the_nearest_centre():
+    rng = np.random.default_rng(2)
+    centres = np.array([[0.9, 0.1], [0.1, 0.9]])
+    frame = pd.DataFrame(
+        np.vstack([c + rng.normal(0, 0.05, (40, 2)) for c in centres]), columns=["video_share", "problem_share"]
+    )
+    s = segments.segment(frame, k_range=range(2, 3))
+    # the learners of the fit land where the fit put them; new ones by their nearest centre
+    assert (s.nearest(frame) == s.labels).all()
+    newcomers = pd.DataFrame({"video_share": [0.8, 0.2], "problem_share": [0.05, 0.7]})
+    assert list(s.nearest(newcomers)) == [s.labels[0], s.labels[-1]]
+
+
+def test_early_features_carry_other_courses_only_from_before_the_window_end(settings, tmp_path):
+    load_generated(settings, tmp_path, GenConfig(events=15_000, courses=2, learners=120, days=40, seed=5))
+    runner = open_runner(settings)
+    as_of = analysis.latest_event_time(runner)
+    early = features.load_features(runner, as_of, prediction.EARLY_DAYS)
+    # the same count, done here in pandas from the events themselves
+    ev = features.read_frame(
+        runner, "SELECT course_id, assumeNotNull(user_id) AS user_id, time FROM course_events WHERE user_id IS NOT NULL"
+    )
+    t0 = ev.groupby(["course_id", "user_id"], as_index=False)["time"].min()
+    t0["end"] = np.minimum(t0["time"] + pd.Timedelta(days=prediction.EARLY_DAYS), pd.Timestamp(as_of))
+    pairs = t0.merge(ev, on="user_id", suffixes=("", "_other"))
+    before = pairs[(pairs["course_id_other"] != pairs["course_id"]) & (pairs["time_other"] < pairs["end"])]
+    expected = before.groupby(["course_id", "user_id"]).size()
+    got = early.set_index(["course_id", "user_id"])["other_events"]
+    assert (got > 0).sum() > 10  # learners in both courses
+    assert got[got > 0].astype(int).sort_index().equals(expected.sort_index().astype(int).rename("other_events"))
+    assert (got.drop(expected.index) == 0).all()

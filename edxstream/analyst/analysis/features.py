@@ -42,6 +42,7 @@ BEHAVIOUR = (
     "video_seconds",
     "problems_attempted",
     "first_try_rate",
+    "first_try_score",
     "forum_posts",
     "days_since_last",
     "progress",
@@ -73,12 +74,14 @@ WITH ev AS (
 problems AS (
     SELECT course_id, user_id, problem_id,
            argMin(success, time) = 1 AS first_ok,
+           argMin(if(max_grade > 0, grade / max_grade, toFloat64(success = 1)), time) AS first_score,
            argMax(if(max_grade > 0, grade / max_grade, toFloat64(success = 1)), time) AS latest
     FROM ev WHERE problem_id IS NOT NULL AND success IS NOT NULL
     GROUP BY course_id, user_id, problem_id
 ),
 per_problem AS (
-    SELECT course_id, user_id, avg(first_ok) AS first_try_rate, avg(latest) AS grade_so_far
+    SELECT course_id, user_id, avg(first_ok) AS first_try_rate, avg(first_score) AS first_try_score,
+           avg(latest) AS grade_so_far
     FROM problems GROUP BY course_id, user_id
 ),
 blocks AS (
@@ -119,6 +122,7 @@ SELECT
     ifNull(v.video_seconds, 0) AS video_seconds,
     a.problems_attempted AS problems_attempted,
     if(a.problems_attempted > 0, p.first_try_rate, NULL) AS first_try_rate,
+    if(a.problems_attempted > 0, p.first_try_score, NULL) AS first_try_score,
     if(a.problems_attempted > 0, p.grade_so_far, NULL) AS grade_so_far,
     a.forum_posts AS forum_posts,
     dateDiff('second', a.last_seen, a.window_end) / 86400.0 AS days_since_last,
@@ -147,6 +151,39 @@ LEFT JOIN videos AS v ON a.course_id = v.course_id AND a.user_id = v.user_id
 LEFT JOIN blocks AS b ON a.course_id = b.course_id
 ORDER BY course_id, user_id
 SETTINGS join_use_nulls = 1
+"""
+
+
+# What a learner did in their other courses (``history_sql``): known before the prediction
+# time, and telling of how they work and how well (the same person, another course).
+HISTORY = ("other_courses", "other_events", "other_video_events", "other_assessment_events", "other_score")
+
+
+def history_sql(as_of: datetime, first_days: int, course: str | None = None) -> str:
+    """One row per (course, learner) who was active in another course before the end of
+    their first ``first_days`` days in this one: how much, on what, and the average score
+    of their problem checks there. Only events before that moment count, so a prediction
+    made then could have used them."""
+    until = _ts(as_of)
+    mine = f"user_id IS NOT NULL AND time <= {until}"
+    if course is not None:
+        mine += f" AND course_id = {format_query_value(course)}"
+    return f"""
+SELECT s.course_id AS course_id, s.user_id AS user_id,
+       uniqExact(o.course_id) AS other_courses,
+       count() AS other_events,
+       countIf(o.category = 'video') AS other_video_events,
+       countIf(o.category = 'assessment') AS other_assessment_events,
+       avgIf(if(o.max_grade > 0, o.grade / o.max_grade, toFloat64(o.success = 1)),
+             o.success IS NOT NULL AND o.problem_id IS NOT NULL) AS other_score
+FROM (SELECT course_id, assumeNotNull(user_id) AS user_id,
+             least(min(time) + INTERVAL {int(first_days)} DAY, {until}) AS window_end
+      FROM course_events WHERE {mine} GROUP BY course_id, user_id) AS s
+INNER JOIN (SELECT course_id, assumeNotNull(user_id) AS user_id, time, category, problem_id, success, grade, max_grade
+            FROM course_events WHERE user_id IS NOT NULL AND time <= {until}) AS o
+ON o.user_id = s.user_id
+WHERE o.course_id != s.course_id AND o.time < s.window_end
+GROUP BY course_id, user_id
 """
 
 
@@ -179,7 +216,15 @@ def read_frame(runner: Runner, sql: str) -> pd.DataFrame:
 def load_features(
     runner: Runner, as_of: datetime, first_days: int | None = None, course: str | None = None
 ) -> pd.DataFrame:
-    return read_frame(runner, features_sql(as_of, first_days, course))
+    """``features_sql``'s rows; with ``first_days``, each learner's history in their other
+    courses joined on (``HISTORY`` columns, 0 and no score for someone with none)."""
+    df = read_frame(runner, features_sql(as_of, first_days, course))
+    if first_days:
+        history = read_frame(runner, history_sql(as_of, first_days, course))
+        df = df.merge(history, on=["course_id", "user_id"], how="left")
+        counts = [c for c in HISTORY if c != "other_score"]
+        df[counts] = df[counts].fillna(0)
+    return df
 
 
 def load_interactions(runner: Runner, as_of: datetime, course: str | None = None) -> pd.DataFrame:
@@ -193,23 +238,24 @@ def load_interactions(runner: Runner, as_of: datetime, course: str | None = None
 def behaviour_shares(df: pd.DataFrame) -> pd.DataFrame:
     """Scale-free descriptions of how a learner works (what segments are made of): the
     share of each kind of interaction, of videos among the blocks they used, the first-try
-    rate, progress, and persistence (the share of their time since they started in which
-    they were still coming: first to last activity). Counts alone would mostly separate
-    the busy from the quiet."""
+    score (the share of a problem's points the first check earned, averaged: how well they
+    answer), and persistence (the share of their time since they started in which they
+    were still coming: first to last activity). Counts alone would mostly separate the
+    busy from the quiet; progress through the course is left out for the same reason (it
+    says how long someone has been in the course more than how they work)."""
     events = df["events"].clip(lower=1)
     out = pd.DataFrame(
         {
             "video_share": df["video_events"] / events,
             "problem_share": df["assessment_events"] / events,
             "forum_share": df["forum_events"] / events,
-            "first_try_rate": df["first_try_rate"].astype(float),
-            "progress": df["progress"].astype(float),
+            "first_try_score": df["first_try_score"].astype(float),
             "persistence": df["span_days"] / df["present_days"],
             "video_block_share": df["videos_watched"] / (df["videos_watched"] + df["problems_attempted"]).clip(lower=1),
         },
         index=df.index,
     )
-    # a learner who tried no problem has no first-try rate: the course's typical one
+    # a learner who tried no problem has no first-try score: the course's typical one
     # keeps them from being a segment of their own for a missing value
-    out["first_try_rate"] = out["first_try_rate"].fillna(out["first_try_rate"].median()).fillna(0.0)
-    return out.replace([np.inf, -np.inf], np.nan).fillna(0.0)
+    out["first_try_score"] = out["first_try_score"].fillna(out["first_try_score"].median()).fillna(0.0)
+    return out.replace([np.inf, -np.inf], np.nan).fillna(0.0).astype(float)

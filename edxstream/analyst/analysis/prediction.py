@@ -1,16 +1,24 @@
-"""Performance prediction from what is known early: a GLM for the grade, a logistic model
-for "at risk".
+"""Performance prediction from what is known early: a GLM for the grade, boosted trees
+(or, with few learners, a logistic model) for "at risk".
 
-The inputs are each learner's features over their first ``EARLY_DAYS`` days in the course;
-the targets come from the same learners' features now: the grade so far, and at risk =
-stopped (silent for ``STOP_DAYS`` days and three times their usual gap) or a grade so far
-under ``PASS_GRADE``. Only
-learners who have been in the course for ``MATURE_DAYS`` days have a known outcome. They
-are ordered by when they started: the earlier ``1 - VALIDATE_SHARE`` train, the later ones
-validate (so the figures say how the model does on learners it has not seen, who came
-later), then the models are refitted on all of them and predict every learner. Each
-prediction comes with the features that pushed its risk most (coefficient x standardised
-value). Pure functions.
+The inputs are each learner's features over their first ``EARLY_DAYS`` days in the course
+(counts, and the shares that say how they work: videos, problems, forum; the first-try
+score), and what they did in their other courses before that moment; the targets come
+from the same learners' features now: the grade so far, and at risk = stopped (silent for
+``STOP_DAYS`` days and three times their usual gap) or a grade so far under
+``PASS_GRADE``. Only learners who have been in the course for ``MATURE_DAYS`` days have
+a known outcome. They are ordered by when they started: the earlier ``1 -
+VALIDATE_SHARE`` train, the later ones validate (so the figures say how the model does on
+learners it has not seen, who came later), then the models are refitted on all of them
+and predict every learner.
+
+The risk model is scikit-learn's histogram gradient boosting with the log loss (a
+logistic link on a sum of small trees) from ``BOOSTED_MIN`` learners with a known
+outcome: it finds what a linear model on these inputs cannot, such as a low score
+mattering only for someone who attempts problems. Below that, a regularised logistic
+regression, which needs fewer learners. Each prediction comes with the features that
+pushed its risk most: how much the risk changes when that one feature is set to the
+course's typical (median) value. Pure functions.
 """
 
 from __future__ import annotations
@@ -19,12 +27,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression, TweedieRegressor
 from sklearn.metrics import r2_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from edxstream.analyst.analysis.features import BEHAVIOUR
+from edxstream.analyst.analysis.features import BEHAVIOUR, HISTORY, behaviour_shares
 
 EARLY_DAYS = 14
 MATURE_DAYS = 28
@@ -32,11 +41,13 @@ STOP_DAYS = 14
 PASS_GRADE = 0.6
 VALIDATE_SHARE = 0.3
 MIN_TRAIN = 30  # learners with a known outcome needed to fit ("not enough data" below)
+BOOSTED_MIN = 200  # from this many learners with a known outcome, boosted trees for the risk
+SEED = 0
 # the behaviour features and the grade so far; counts go in on a log scale (LOG_SCALED)
 INPUTS = (*BEHAVIOUR, "grade_so_far")
-LOG_SCALED = tuple(
-    c for c in BEHAVIOUR if c not in ("active_days", "first_try_rate", "days_since_last", "progress", "span_days")
-)
+RATES = ("first_try_rate", "first_try_score", "grade_so_far")  # no value until a problem is tried
+LOG_SCALED = tuple(c for c in BEHAVIOUR if c not in ("active_days", *RATES, "days_since_last", "progress", "span_days"))
+SHARES = ("video_share", "problem_share", "forum_share", "persistence", "video_block_share")
 
 
 @dataclass
@@ -46,18 +57,32 @@ class Prediction:
     r2: float
     trained_on: int
     validated_on: int
+    method: str = "boosted trees"
 
 
 def inputs(early: pd.DataFrame) -> pd.DataFrame:
     """The model inputs: counts on a log scale (a few learners click far more), rates as
-    they are. A learner who tried no problem yet has no rate and no grade: they get the
-    course's median, and ``tried_none`` says so (a 0 would read as failing everything)."""
+    they are, the shares of ``behaviour_shares``, and the learner's other courses (their
+    events on a log scale, the video and problem shares there, their score there). A
+    learner who tried no problem yet has no rate and no grade: they get the course's
+    median, and ``tried_none`` says so (a 0 would read as failing everything); the same
+    for no score in other courses (``other_none``)."""
     x = early[list(INPUTS)].astype(float).copy()
     for c in LOG_SCALED:
         x[c] = np.log1p(x[c])
     x["tried_none"] = x["grade_so_far"].isna().astype(float)
-    for c in ("first_try_rate", "grade_so_far"):
+    for c in RATES:
         x[c] = x[c].fillna(x[c].median())
+    shares = behaviour_shares(early)
+    for c in SHARES:
+        x[c] = shares[c].to_numpy()
+    other = early.reindex(columns=list(HISTORY)).astype(float)
+    events = other["other_events"].fillna(0.0)
+    x["other_events"] = np.log1p(events)
+    x["other_video_share"] = (other["other_video_events"] / events.clip(lower=1)).fillna(0.0)
+    x["other_problem_share"] = (other["other_assessment_events"] / events.clip(lower=1)).fillna(0.0)
+    x["other_none"] = other["other_score"].isna().astype(float)
+    x["other_score"] = other["other_score"].fillna(other["other_score"].median())
     return x.fillna(0.0)
 
 
@@ -77,17 +102,59 @@ def mature(now: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
     return now["first_seen"] <= as_of - pd.Timedelta(days=MATURE_DAYS)
 
 
-def _models():
-    risk = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, C=0.5))
+def _models(n: int):
+    """(risk, grade) models for ``n`` learners with a known outcome, and the risk model's name."""
+    if n >= BOOSTED_MIN:
+        risk = HistGradientBoostingClassifier(
+            max_iter=200,
+            learning_rate=0.05,
+            max_leaf_nodes=15,
+            min_samples_leaf=30,
+            l2_regularization=1.0,
+            random_state=SEED,
+        )
+        name = "boosted trees"
+    else:
+        risk = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, C=0.5))
+        name = "logistic regression"
     grade = make_pipeline(StandardScaler(), TweedieRegressor(power=0, link="identity", alpha=1e-3, max_iter=1000))
-    return risk, grade
+    return risk, grade, name
+
+
+# The inputs in groups a person reads (a driver is a group: credit is not split between
+# inputs that say the same thing, such as video events and videos watched).
+DRIVER_GROUPS = {
+    "videos": (
+        "video_events",
+        "videos_watched",
+        "video_completions",
+        "video_seconds",
+        "video_share",
+        "video_block_share",
+    ),
+    "problems": ("assessment_events", "problems_attempted", "problem_share", "tried_none"),
+    "scores": ("first_try_rate", "first_try_score", "grade_so_far"),
+    "forum": ("forum_events", "forum_posts", "forum_share"),
+    "activity": ("active_days", "sessions", "events", "content_events"),
+    "recency": ("days_since_last", "span_days", "persistence"),
+    "progress": ("progress",),
+    "other_courses": ("other_events", "other_video_share", "other_problem_share", "other_none", "other_score"),
+}
 
 
 def drivers(model, x: pd.DataFrame, top: int = 3) -> list[str]:
-    """The features that pushed each learner's risk most: coefficient x standardised value."""
-    scaler, logit = model[0], model[-1]
-    contrib = scaler.transform(x) * logit.coef_[0]
-    names = np.asarray(x.columns)
+    """What pushed each learner's risk most: the risk minus the risk with one group of
+    inputs (``DRIVER_GROUPS``) set to the course's median (what a typical learner has)."""
+    base = model.predict_proba(x)[:, 1]
+    typical = x.median()
+    groups = {g: [c for c in cols if c in x.columns] for g, cols in DRIVER_GROUPS.items()}
+    groups = {g: cols for g, cols in groups.items() if cols}
+    contrib = np.empty((len(x), len(groups)), dtype=float)
+    for j, cols in enumerate(groups.values()):
+        moved = x.copy()
+        moved[cols] = typical[cols].to_numpy()
+        contrib[:, j] = base - model.predict_proba(moved)[:, 1]
+    names = np.asarray(list(groups))
     order = np.argsort(-np.abs(contrib), axis=1)[:, :top]
     return [", ".join(f"{names[j]} {contrib[i, j]:+.2f}" for j in row) for i, row in enumerate(order)]
 
@@ -107,7 +174,7 @@ def predict(early: pd.DataFrame, now: pd.DataFrame, as_of: pd.Timestamp) -> Pred
     y_risk = data["at_risk"].astype(int).to_numpy()
     graded = data["grade"].notna().to_numpy()
     cut = int(len(data) * (1 - VALIDATE_SHARE))
-    risk_m, grade_m = _models()
+    risk_m, grade_m, method = _models(len(data))
     auc = r2 = float("nan")
     train, test = slice(0, cut), slice(cut, None)
     if len(set(y_risk[train])) == 2 and len(set(y_risk[test])) == 2:
@@ -117,7 +184,7 @@ def predict(early: pd.DataFrame, now: pd.DataFrame, as_of: pd.Timestamp) -> Pred
     if g_train.sum() >= MIN_TRAIN // 2 and g_test.sum() >= 5:
         grade_m.fit(x.iloc[train][g_train], data["grade"].iloc[train][g_train])
         r2 = float(r2_score(data["grade"].iloc[test][g_test], grade_m.predict(x.iloc[test][g_test])))
-    risk_m, grade_m = _models()
+    risk_m, grade_m, method = _models(len(data))
     risk_m.fit(x, y_risk)
     everyone = inputs(early)
     risk = risk_m.predict_proba(everyone)[:, 1]
@@ -135,4 +202,4 @@ def predict(early: pd.DataFrame, now: pd.DataFrame, as_of: pd.Timestamp) -> Pred
             "drivers": drivers(risk_m, everyone),
         }
     )
-    return Prediction(frame, auc, r2, len(data), len(data) - cut)
+    return Prediction(frame, auc, r2, len(data), len(data) - cut, method)

@@ -17,6 +17,8 @@ used) is scored on the same split.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -45,19 +47,42 @@ def matrix(interactions: pd.DataFrame, weights: pd.Series | None = None, recency
     return m, users, blocks
 
 
-def scores(interactions: pd.DataFrame, grade: pd.Series | None):
-    """(item-item scores of every block for every learner, used blocks at -inf, the
-    binary used matrix, learner ids, block ids). Similarity comes from the
-    outcome-weighted matrix; a learner's latest blocks weigh most in their query, since
-    what comes next is most like what they did last."""
+CHUNK = 8192  # learners scored at a time: the dense scores of a chunk, not of everyone
+
+
+@dataclass
+class Model:
+    """What scoring needs: the binary used matrix, the recency-weighted query rows, the
+    block x block similarities, and the learner and block ids of the rows and columns."""
+
+    used: sp.csr_matrix
+    query: sp.csr_matrix
+    sim: sp.csr_matrix
+    users: np.ndarray
+    blocks: np.ndarray
+
+    def scores(self, rows: np.ndarray) -> np.ndarray:
+        """Item-item scores of every block for the learners at ``rows`` (float32), the
+        blocks each has used at -inf."""
+        s = (self.query[rows] @ self.sim).toarray()
+        used = self.used[rows].nonzero()
+        s[used] = -np.inf
+        return s
+
+
+def fit(interactions: pd.DataFrame, grade: pd.Series | None) -> Model:
+    """Similarity comes from the outcome-weighted matrix; a learner's latest blocks weigh
+    most in their query, since what comes next is most like what they did last."""
     used, users, blocks = matrix(interactions)
     weighted = used if grade is None else matrix(interactions, 0.5 + grade.fillna(0.0).clip(0, 1))[0]
-    query = matrix(interactions, recency=True)[0]
-    sim = cosine_similarity(weighted.T, dense_output=False)
+    query = matrix(interactions, recency=True)[0].astype(np.float32)
+    sim = cosine_similarity(weighted.T, dense_output=False).astype(np.float32).tocsr()
     sim.setdiag(0)
-    s = np.asarray((query @ sim).todense(), dtype=np.float32)
-    s[used.nonzero()] = -np.inf
-    return s, used, users, blocks
+    return Model(used, query, sim, users, blocks)
+
+
+def chunks(n: int) -> list[np.ndarray]:
+    return [np.arange(i, min(n, i + CHUNK)) for i in range(0, n, CHUNK)]
 
 
 def top_blocks(s: np.ndarray, k: int = TOP) -> np.ndarray:
@@ -69,14 +94,26 @@ def top_blocks(s: np.ndarray, k: int = TOP) -> np.ndarray:
 
 def recommend(interactions: pd.DataFrame, grade: pd.Series | None = None, k: int = TOP) -> pd.DataFrame:
     """user_id, rank, block_id, score for every learner (never a block they used)."""
-    s, used, users, blocks = scores(interactions, grade)
-    top = top_blocks(s, k)
-    rows = []
-    for i, user in enumerate(users):
-        for rank, j in enumerate(top[i]):
-            if np.isfinite(s[i, j]) and s[i, j] > 0:
-                rows.append((int(user), rank + 1, str(blocks[j]), float(s[i, j])))
-    return pd.DataFrame(rows, columns=["user_id", "rank", "block_id", "score"])
+    model = fit(interactions, grade)
+    parts = []
+    for rows in chunks(len(model.users)):
+        s = model.scores(rows)
+        top = top_blocks(s, k)
+        score = np.take_along_axis(s, top, axis=1)
+        keep = np.isfinite(score) & (score > 0)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "user_id": np.repeat(model.users[rows], top.shape[1])[keep.ravel()].astype(np.int64),
+                    "rank": np.tile(np.arange(1, top.shape[1] + 1), len(rows))[keep.ravel()],
+                    "block_id": model.blocks[top[keep]].astype(str),
+                    "score": score[keep].astype(float),
+                }
+            )
+        )
+    if not parts:
+        return pd.DataFrame(columns=["user_id", "rank", "block_id", "score"])
+    return pd.concat(parts, ignore_index=True)
 
 
 def split_latest(interactions: pd.DataFrame, holdout: float = 0.2) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -97,21 +134,28 @@ def hit_rate(
     train, test = split_latest(interactions, holdout)
     if test.empty or train["user_id"].nunique() < MIN_LEARNERS:
         return float("nan"), float("nan")
-    s, used, users, blocks = scores(train, grade)
-    popularity = np.asarray(used.sum(axis=0)).ravel().astype(np.float32)
-    pop = np.broadcast_to(popularity, s.shape).copy()
-    pop[used.nonzero()] = -np.inf
-    col = {b: j for j, b in enumerate(blocks)}
-    row = {u: i for i, u in enumerate(users)}
+    model = fit(train, grade)
+    popularity = np.asarray(model.used.sum(axis=0)).ravel().astype(np.float32)
+    col = {b: j for j, b in enumerate(model.blocks)}
+    row = {u: i for i, u in enumerate(model.users)}
     held = test[test["user_id"].isin(row) & test["block_id"].isin(col)]
-    truth = sp.csr_matrix((np.ones(len(held)), (held["user_id"].map(row), held["block_id"].map(col))), shape=s.shape)
+    shape = (len(model.users), len(model.blocks))
+    truth = sp.csr_matrix(
+        (np.ones(len(held), dtype=bool), (held["user_id"].map(row), held["block_id"].map(col))), shape=shape
+    )
     evaluated = np.unique(held["user_id"].map(row).to_numpy())
     if len(evaluated) == 0:
         return float("nan"), float("nan")
-
-    def rate(sc: np.ndarray) -> float:
-        top = top_blocks(sc[evaluated], k)
-        hits = np.asarray(truth[evaluated].todense())
-        return float(np.take_along_axis(hits, top, axis=1).max(axis=1).mean())
-
-    return rate(s), rate(pop)
+    hits = np.zeros(len(evaluated), dtype=bool)
+    base_hits = np.zeros(len(evaluated), dtype=bool)
+    done = 0
+    for part in chunks(len(evaluated)):
+        rows = evaluated[part]
+        seen = truth[rows].toarray()
+        s = model.scores(rows)
+        hits[done : done + len(rows)] = np.take_along_axis(seen, top_blocks(s, k), axis=1).any(axis=1)
+        s[:] = popularity  # the most-popular baseline, on the same rows, the used blocks again at -inf
+        s[model.used[rows].nonzero()] = -np.inf
+        base_hits[done : done + len(rows)] = np.take_along_axis(seen, top_blocks(s, k), axis=1).any(axis=1)
+        done += len(rows)
+    return float(hits.mean()), float(base_hits.mean())

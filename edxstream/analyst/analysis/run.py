@@ -116,7 +116,16 @@ def analyze_course(
     else:
         pred = p.frame
         res.tables["learner_predictions"] = pred.assign(auc=p.auc, r2=p.r2, trained_on=p.trained_on)
-        res.step("prediction", OK, n, auc=p.auc, r2=p.r2, trained_on=p.trained_on, validated_on=p.validated_on)
+        res.step(
+            "prediction",
+            OK,
+            n,
+            auc=p.auc,
+            r2=p.r2,
+            trained_on=p.trained_on,
+            validated_on=p.validated_on,
+            risk_model=p.method,
+        )
     # correlations and problems
     outcomes = prediction.outcomes(now)
     corr = correlations.behaviour_correlations(now, outcomes, [c for c in features.BEHAVIOUR if c in now])
@@ -169,8 +178,10 @@ def remediate(recs: pd.DataFrame, interactions: pd.DataFrame, difficulty: pd.Dat
     failed = failed.merge(
         helpful[["problem_id", "helpful_block", "helpful_lift"]], left_on="block_id", right_on="problem_id"
     )
-    used = set(zip(interactions["user_id"], interactions["block_id"], strict=False))
-    failed = failed[[(u, b) not in used for u, b in zip(failed["user_id"], failed["helpful_block"], strict=False)]]
+    # only a block the learner has not used: an anti-join on (learner, block)
+    used = interactions[["user_id", "block_id"]].rename(columns={"block_id": "helpful_block"}).drop_duplicates()
+    failed = failed.merge(used, on=["user_id", "helpful_block"], how="left", indicator=True)
+    failed = failed[failed["_merge"] == "left_only"].drop(columns="_merge")
     if failed.empty:
         return recs
     first = failed.sort_values("helpful_lift", ascending=False).drop_duplicates("user_id")

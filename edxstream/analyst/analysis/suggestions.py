@@ -67,13 +67,14 @@ def for_learners(predictions: pd.DataFrame | None, recs: pd.DataFrame | None) ->
     """One text per learner at risk: their next step from their first recommendation."""
     if predictions is None or predictions.empty:
         return pd.DataFrame(columns=["user_id", "text"])
-    risky = predictions[predictions["at_risk"]]
-    first = recs[recs["rank"] == 1].set_index("user_id") if recs is not None and not recs.empty else None
-    rows = []
-    for _, p in risky.iterrows():
-        text = "You may be falling behind in this course"
-        if first is not None and p["user_id"] in first.index:
-            r = first.loc[p["user_id"]]
-            text += f"; a good next step: {short(r['block_id'])} ({r['reason']})"
-        rows.append((int(p["user_id"]), text))
-    return pd.DataFrame(rows, columns=["user_id", "text"])
+    risky = predictions.loc[predictions["at_risk"], ["user_id"]]
+    text = pd.Series("You may be falling behind in this course", index=risky.index)
+    if recs is not None and not recs.empty:
+        first = risky.merge(recs[recs["rank"] == 1], on="user_id", how="left").set_index(risky.index)
+        has = first["block_id"].notna()
+        steps = [
+            f"; a good next step: {short(b)} ({r})"
+            for b, r in zip(first["block_id"][has], first["reason"][has], strict=True)
+        ]
+        text[has] += pd.Series(steps, index=first.index[has], dtype=object)
+    return pd.DataFrame({"user_id": risky["user_id"].astype(int).to_numpy(), "text": text.to_numpy()})
