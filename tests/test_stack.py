@@ -134,3 +134,33 @@ def test_up_does_not_try_to_start_a_remote_mysql(settings):
     r = subprocess.run(edxstream_cmd("stack", "up"), env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "192.0.2.1:3306 does not answer" in r.stderr, r.stderr
+
+
+def test_web_up_starts_only_its_own_app_and_names_a_port_held_by_another(tmp_path):
+    """An app on the port that this home did not start (another program, or the web app
+    of another EDXSTREAM_HOME with other data and accounts) is an error naming the
+    setting to change; the app this home started is 'already running'."""
+    import http.server
+    import os
+    import threading
+
+    import pytest
+
+    from edxstream.core import settings as settings_mod
+    from edxstream.core.errors import UserError
+    from edxstream.ops import stack
+
+    port = free_port()
+    server = http.server.HTTPServer(("127.0.0.1", port), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        s = settings_mod.load(home=tmp_path / "home", web_app_port=port, web_host="127.0.0.1")
+        with pytest.raises(UserError, match="EDXSTREAM_WEB_APP_PORT"):
+            stack.web_up(s, demo=True)
+        pidfile = s.data_dir / "run" / "web.pid"
+        pidfile.parent.mkdir(parents=True)
+        pidfile.write_text(str(os.getpid()))  # a live process this home started
+        assert stack.web_up(s, demo=True) == f"already running at {s.web_url}/"
+    finally:
+        server.shutdown()
+        server.server_close()

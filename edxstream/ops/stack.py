@@ -586,11 +586,22 @@ def _web_pidfile(settings: Settings) -> Path:
 
 def web_up(settings: Settings, demo: bool = False) -> str:
     """Start ``edxstream serve`` in the background (its log in logs/web.log) and return
-    once its health check answers; the default secret key is accepted only for the demo."""
-    if port_open(
-        settings.web_host if settings.web_host not in ("0.0.0.0", "::") else "127.0.0.1", settings.web_app_port
-    ):
-        return f"already running at {settings.web_url}/"
+    once its health check answers; the default secret key is accepted only for the demo.
+
+    Only an app this home started (its pid file names a live process) counts as running:
+    an app of another home on the same port shows other data and knows other accounts,
+    so finding one is an error that says what to change."""
+    host = settings.web_host if settings.web_host not in ("0.0.0.0", "::") else "127.0.0.1"
+    pid = _running_pid(_web_pidfile(settings))
+    if port_open(host, settings.web_app_port):
+        if pid is not None:
+            return f"already running at {settings.web_url}/"
+        raise UserError(
+            f"{host}:{settings.web_app_port} is taken by another program (or the web app of another "
+            f"EDXSTREAM_HOME); stop it, or set EDXSTREAM_WEB_APP_PORT to a free port"
+        )
+    if pid is not None:
+        stop_process(pid)  # ours, but not answering: start it again
     if settings.web_secret_key == "change-me" and not demo:
         return "not started: set EDXSTREAM_WEB_SECRET_KEY to a long random value, then `edxstream serve`"
     from edxstream.ops.pipeline import edxstream_argv, settings_env
