@@ -286,6 +286,39 @@ def scrub_url_identities(text: str, key: str) -> str:
     return _QUERY_IDENTITY.sub(param, _URL_NAME.sub(path, text))
 
 
+def _scrub_text(value: str, username: str | None, extra_ip: str | None, key: str, ip_mode: IpMode) -> str:
+    """``value`` with the identities in it replaced: addresses, learners named by URLs,
+    the event's learner's username in any of its forms, IP addresses (pure)."""
+    low = value.lower()
+    if "@" in value or "%40" in value or _may_hold_url_identity(value, low):
+        value = scrub_emails(scrub_url_identities(value, key))
+        low = value.lower()
+    if username:
+        probe = _username_probe(username)
+        if probe is None or any(f in low for f in probe):
+            value = _username_pattern(username).sub(pseudonym_username(username, key), value)
+    if extra_ip and ":" in extra_ip and extra_ip in value:  # IPv6 echoes; IPv4 is caught below
+        value = value.replace(extra_ip, mask_ip(extra_ip, ip_mode) or "[ip]")
+    if _MAYBE_IPV4.search(value) is not None:
+
+        def ip_text(match: re.Match[str]) -> str:
+            text = match.group(0)
+            try:
+                ipaddress.ip_address(text)
+            except ValueError:
+                return text  # a version number or similar, not an address
+            return mask_ip(text, ip_mode) or "[ip]"
+
+        value = _IPV4.sub(ip_text, value)
+    return value
+
+
+# Pages and referers repeat (a learner's video events share their page): short texts are
+# scrubbed once per learner and IP and then read back, in bounded memory.
+_CACHED_TEXT_CHARS = 1024
+_scrubbed_text = lru_cache(maxsize=16384)(_scrub_text)
+
+
 class _Scrubber:
     """Replaces one event's identities inside free-form strings and payload JSON."""
 
@@ -295,29 +328,10 @@ class _Scrubber:
         self.username = event.username or None
         self.forum = event.event_type.startswith("edx.forum.") or event.category == "forum"
 
-    def ip_text(self, match: re.Match[str]) -> str:
-        text = match.group(0)
-        try:
-            ipaddress.ip_address(text)
-        except ValueError:
-            return text  # a version number or similar, not an address
-        return mask_ip(text, self.ip_mode) or "[ip]"
-
     def text(self, value: str, extra_ip: str | None = None) -> str:
-        low = value.lower()
-        if "@" in value or "%40" in value or _may_hold_url_identity(value, low):
-            value = scrub_emails(scrub_url_identities(value, self.key))
-            low = value.lower()
-        name = self.username
-        if name:
-            probe = _username_probe(name)
-            if probe is None or any(f in low for f in probe):
-                value = _username_pattern(name).sub(pseudonym_username(name, self.key), value)
-        if extra_ip and ":" in extra_ip and extra_ip in value:  # IPv6 echoes; IPv4 is caught below
-            value = value.replace(extra_ip, mask_ip(extra_ip, self.ip_mode) or "[ip]")
-        if _MAYBE_IPV4.search(value) is not None:
-            value = _IPV4.sub(self.ip_text, value)
-        return value
+        if len(value) <= _CACHED_TEXT_CHARS:
+            return _scrubbed_text(value, self.username, extra_ip, self.key, self.ip_mode)
+        return _scrub_text(value, self.username, extra_ip, self.key, self.ip_mode)
 
     def event_type(self, value: str) -> str:
         """A URL event type is scrubbed like a page; a dotted name (edx.forum.thread.created)
