@@ -543,7 +543,9 @@ def _role(component: str) -> str:
     return next((r for r in ROLES if component == r or component.startswith(r + "-")), component)
 
 
-def _scaleout_run(b: Bench, part: str, paths: list[Path], expected, streams: int, mysql_sinks: int) -> dict:
+def _scaleout_run(
+    b: Bench, part: str, paths: list[Path], expected, streams: int, mysql_sinks: int, measure_storage: bool
+) -> dict:
     """One backfill of ``paths`` into a pipeline of ``streams`` stream workers,
     ``mysql_sinks`` MySQL sinks and one ClickHouse sink on SCALEOUT_PARTITIONS partitions;
     its rate, its CPU per role from the backfill's start (the workers' start-up
@@ -569,6 +571,7 @@ def _scaleout_run(b: Bench, part: str, paths: list[Path], expected, streams: int
         if _role(name) in ROLES:
             cpu[_role(name)] = cpu.get(_role(name), 0.0) + secs - started.get(name, 0.0)
     exact, detail = _exact(s, expected, r)
+    storage = _storage(s, expected.lines) if measure_storage else {}
     # what each worker did: its lines (stream workers' metrics files) and the enriched
     # partitions it held at the end (MySQL sinks' logs)
     shares = [
@@ -583,6 +586,7 @@ def _scaleout_run(b: Bench, part: str, paths: list[Path], expected, streams: int
         shares.append(f"{name} {held} of {SCALEOUT_PARTITIONS} enriched partitions")
     return {
         "shares": shares,
+        "storage": storage,
         "seconds": r.seconds,
         "events_per_s": expected.lines / r.seconds,
         "cpu_us": {k: 1e6 * v / expected.lines for k, v in cpu.items()},
@@ -650,6 +654,88 @@ def _exact(s: Settings, expected, r) -> tuple[bool, str]:
     )
 
 
+def _storage(s: Settings, events: int) -> dict[str, float]:
+    """Bytes per event that a run left in each store and topic: ClickHouse's tables'
+    folders (the parts as merged so far), MySQL's tables (InnoDB's data and
+    index pages, after ANALYZE TABLE), and each topic's records as the producers send
+    them: the values read back and compressed again in batches of up to 512 KB per
+    partition with the topic's codec (lz4 for the shipper's raw records, the stream
+    app's ``EDXSTREAM_TOPIC_COMPRESSION`` for its own topics; changelogs uncompressed)."""
+    import lz4.frame
+    from aiokafka.codec import zstd_encode
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    out: dict[str, float] = {}
+    folder = s.clickhouse_embedded_path
+    if folder is not None:  # chdb: the tables' folders (each a link into the store)
+        tables = folder / "data" / s.clickhouse_database
+        for table in sorted(tables.iterdir()) if tables.is_dir() else []:
+            size = sum(f.stat().st_size for f in table.resolve().rglob("*") if f.is_file())
+            if size:
+                out[f"ClickHouse {table.name} (folder)"] = size / events
+    conn = migrate.mysql_connect(s, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("ANALYZE TABLE events, dead_letters")
+            cur.fetchall()
+            cur.execute(
+                "SELECT table_name, data_length + index_length FROM information_schema.tables "
+                "WHERE table_schema = DATABASE() AND table_name IN ('events', 'dead_letters')"
+            )
+            for name, size in cur.fetchall():
+                out[f"MySQL {name}"] = int(size) / events
+    finally:
+        conn.close()
+    own = (s.raw_topic, s.enriched_topic, s.deadletter_topic, s.aggregates_topic, s.tally_topic)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": s.kafka_bootstrap,
+            "group.id": f"bench-storage-{os.getpid()}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        topics = consumer.list_topics(timeout=10).topics
+        names = [t for t in topics if t in own or (t.startswith(s.app_id + "-") and t.endswith("-changelog"))]
+        for topic in names:
+            if topic == s.raw_topic:
+                codec, label = lz4.frame.compress, "lz4"
+            elif topic.endswith("-changelog"):
+                codec, label = bytes, "uncompressed"
+            elif s.topic_compression == "zstd":
+                codec, label = zstd_encode, "zstd"
+            else:
+                codec, label = bytes, f"uncompressed; {s.topic_compression} not measured"
+            n_parts = len(topics[topic].partitions)
+            consumer.assign([TopicPartition(topic, p, 0) for p in range(n_parts)])
+            left, total = set(range(n_parts)), 0
+            pending: dict[int, list[bytes]] = {q: [] for q in range(n_parts)}
+            held = dict.fromkeys(range(n_parts), 0)  # bytes in pending
+            quiet_since = time.monotonic()
+            while left and time.monotonic() - quiet_since < 30:  # an empty partition may report no end
+                msg = consumer.poll(1.0)
+                if msg is None:
+                    continue
+                quiet_since = time.monotonic()
+                if msg.error():
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        left.discard(msg.partition())
+                        continue
+                    raise SystemExit(f"reading {topic}: {msg.error()}")
+                q, record = msg.partition(), (msg.key() or b"") + (msg.value() or b"")
+                pending[q].append(record)
+                held[q] += len(record)
+                if held[q] >= 512 * 1024:
+                    total += len(codec(b"".join(pending[q])))
+                    pending[q], held[q] = [], 0
+            total += sum(len(codec(b"".join(batch))) for batch in pending.values() if batch)
+            out[f"Kafka {topic} ({label})"] = total / events
+    finally:
+        consumer.close()
+    return out
+
+
 def bench_scaleout(b: Bench, scale: Scale) -> dict:
     """The same input through one stream worker and one sink of each kind, then through
     two stream workers and two MySQL sinks, on 8 partitions: both exact, with CPU per
@@ -673,7 +759,7 @@ def bench_scaleout(b: Bench, scale: Scale) -> dict:
     )
     runs = {}
     for label, part, streams, mysql_sinks in (("single", "scaleout_1", 1, 1), ("scaled", "scaleout_2", 2, 2)):
-        runs[label] = r = _scaleout_run(b, part, paths, expected, streams, mysql_sinks)
+        runs[label] = r = _scaleout_run(b, part, paths, expected, streams, mysql_sinks, label == "single")
         say(
             f"scale  : {streams} stream worker(s), {mysql_sinks} MySQL sink(s), 1 ClickHouse sink: "
             f"{r['events_per_s']:,.0f} events/s ({r['seconds']:.1f}s), {r['cpu_us_per_event']:.0f} µs CPU per event; "
@@ -692,7 +778,12 @@ def bench_scaleout(b: Bench, scale: Scale) -> dict:
         "lets one process open its data folder. Against a ClickHouse server, several ClickHouse sinks "
         "share the partitions the same way; not measured here)"
     )
+    say(f"         bytes per event a run leaves (one of each; {expected.lines:,} events):")
+    for where, size in sorted(one["storage"].items()):
+        if size >= 0.5:  # not the empty tables
+            say(f"         {where:<60} {size:>8,.0f}")
     return {
+        "scaleout_bytes_per_event": {k: round(v, 1) for k, v in one["storage"].items()},
         "scaleout_events": expected.lines,
         "scaleout_partitions": SCALEOUT_PARTITIONS,
         "scaleout_workers": {"stream": 2, "sink-mysql": 2, "sink-clickhouse": 1},
