@@ -418,27 +418,19 @@ def reset_clickhouse(settings: Settings) -> None:
         raise UserError("cannot reset the ClickHouse database: " + res.stderr.decode(errors="replace")[-500:])
 
 
-def wait_joined(
-    pipe: Pipeline, groups: list[str], timeout: float = 120, members: dict[str, int] | None = None
-) -> float:
+def wait_joined(pipe: Pipeline, groups: list[str], timeout: float = 120) -> float:
     """Wait until the broker reports each consumer group stable (members joined and
-    partitions assigned), with at least ``members[group]`` members where given, while the
-    workers stay alive; returns the seconds it took."""
+    partitions assigned) while the workers stay alive; returns the seconds it took."""
     from confluent_kafka import ConsumerGroupState
 
     admin = kafka_admin.admin(pipe.settings)
-    members = members or {}
     t0 = time.monotonic()
     while True:
         pipe.sample()
         pipe.check_alive()
         try:
             found = admin.describe_consumer_groups(groups, request_timeout=5)
-            described = {g: f.result(timeout=10) for g, f in found.items()}
-            if all(
-                d.state == ConsumerGroupState.STABLE and (g not in members or len(d.members) >= members[g])
-                for g, d in described.items()
-            ):
+            if all(f.result(timeout=10).state == ConsumerGroupState.STABLE for f in found.values()):
                 return time.monotonic() - t0
         except Exception:  # noqa: BLE001 - not there yet, or a broker hiccup: ask again
             pass
@@ -540,29 +532,28 @@ def start_workers(
             "the embedded ClickHouse (chdb) lets one process open its data folder: "
             "run several ClickHouse sinks against a ClickHouse server"
         )
-    workers = Workers(
-        _names("stream", streams),
-        _names("sink-mysql", mysql_sinks),
-        _names("sink-clickhouse", clickhouse_sinks),
-        (),
+    streams_ = _names("stream", streams)
+    run = pipe.settings.data_dir / "run"
+    # one worker writes the default file (the one `stack status` shows), several their own
+    files = (
+        tuple(run / "stream.metrics.json" for _ in streams_)
+        if streams == 1
+        else tuple(run / f"{name}.metrics.json" for name in streams_)
     )
-    files = []
-    for i, name in enumerate(workers.stream):
+    for i, (name, metrics) in enumerate(zip(streams_, files, strict=True)):
         args = ["process", "--log-every", "1"]
         port = web_port if i == 0 else _free_port()
         if port:
             args += ["--web-port", str(port)]
-        if streams == 1:
-            files.append(pipe.settings.data_dir / "run" / "stream.metrics.json")  # the default
-        else:
-            files.append(pipe.settings.data_dir / "run" / f"{name}.metrics.json")
-            args += ["--metrics-file", str(files[-1])]
+        if streams > 1:
+            args += ["--metrics-file", str(metrics)]
         pipe.start(name, *args)
+    workers = Workers(streams_, _names("sink-mysql", mysql_sinks), _names("sink-clickhouse", clickhouse_sinks), files)
     for name in workers.mysql:
         pipe.start(name, "sink", "mysql")
     for name in workers.clickhouse:
         pipe.start(name, "sink", "clickhouse")
-    return Workers(workers.stream, workers.mysql, workers.clickhouse, tuple(files))
+    return workers
 
 
 def backfill_until_written(
