@@ -18,6 +18,12 @@ Parts (each prints its figures and a baseline measured in the same run):
           the time from a line's append to its row in MySQL and its window count in
           ClickHouse (through the ClickHouse sink's query endpoint when it serves one,
           else - said so in the output - the window's update on the aggregates topic).
+- scaleout: 300,000 events through the e2e's pipeline on 8 partitions twice: one stream
+          worker and one sink of each kind, then two stream workers and two MySQL sinks
+          (one ClickHouse sink: the embedded ClickHouse lets one process open its
+          folder). Both checked exact (the event model over the files, and per course and
+          day the raw topic against MySQL, ClickHouse and the windows); events/s and CPU
+          µs per event per role side by side (on 2 cores more workers are not faster).
 - analysis: ``bench/bench_analysis.py`` (its own process and ClickHouse folder): quality
           of ``edxstream analyze`` against the generator's planted profiles and outcomes
           next to baselines, and the time and memory of reading the features from
@@ -74,6 +80,8 @@ class Scale:
     e2e_days: int
     live_rate: int  # lines/s appended
     live_seconds: float
+    scaleout_events: int
+    scaleout_days: int
 
 
 SCALES = {
@@ -85,6 +93,8 @@ SCALES = {
         e2e_days=730,
         live_rate=500,
         live_seconds=60,
+        scaleout_events=300_000,
+        scaleout_days=140,
     ),
     "small": Scale(
         ship_lines=5_000,
@@ -94,6 +104,8 @@ SCALES = {
         e2e_days=3,
         live_rate=50,
         live_seconds=4,
+        scaleout_events=3_000,
+        scaleout_days=3,
     ),
 }
 TARGETS = {"e2e_events_per_s": 15_000, "live_p99_s": 2.0, "ship_vs_kcat": 0.6, "stream_events_per_s": 20_000}
@@ -119,14 +131,16 @@ class Bench:
         self.broker = stack.start_broker(stack.tansu_binary(base), "127.0.0.1", self.port, work / "broker.log")
         self.mysql_root = {k: v for k, v in base.mysql.items() if k != "database"}
         self.results: dict = {}
+        self.databases: set[str] = set()  # the MySQL databases of the parts run, dropped on close
 
     def settings(self, part: str, **extra) -> Settings:
         """Settings of one part: its own topics, groups, home, database, chdb folder."""
         home = self.work / part
+        self.databases.add(f"edxstream_bench_{part}")
+        extra.setdefault("partitions", 4)
         return load(
             home=home,
             kafka_bootstrap=f"127.0.0.1:{self.port}",
-            partitions=4,
             raw_topic=f"{part}.raw",
             enriched_topic=f"{part}.enriched",
             deadletter_topic=f"{part}.deadletter",
@@ -148,8 +162,8 @@ class Bench:
 
             conn = pymysql.connect(**self.mysql_root, autocommit=True)
             with conn.cursor() as cur:
-                for part in PARTS:
-                    cur.execute(f"DROP DATABASE IF EXISTS `edxstream_bench_{part}`")
+                for db in sorted(self.databases):
+                    cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
             conn.close()
 
 
@@ -519,6 +533,273 @@ def bench_e2e(b: Bench, scale: Scale) -> dict:
     }
 
 
+# -- scale-out -----------------------------------------------------------------------------------------
+
+# The roles whose CPU the scale-out part adds up, each over its processes
+ROLES = ("backfill", "stream", "sink-mysql", "sink-clickhouse", "broker", "mariadbd")
+SCALEOUT_PARTITIONS = 8
+
+
+def _role(component: str) -> str:
+    """``stream-2`` -> ``stream``: the role a component name belongs to."""
+    return next((r for r in ROLES if component == r or component.startswith(r + "-")), component)
+
+
+def _scaleout_run(
+    b: Bench, part: str, paths: list[Path], expected, streams: int, mysql_sinks: int, measure_storage: bool
+) -> dict:
+    """One backfill of ``paths`` into a pipeline of ``streams`` stream workers,
+    ``mysql_sinks`` MySQL sinks and one ClickHouse sink on SCALEOUT_PARTITIONS partitions;
+    its rate, its CPU per role from the backfill's start (the workers' start-up
+    excluded, as it does not grow with the events) and whether it is exact."""
+    s = b.settings(part, partitions=SCALEOUT_PARTITIONS)
+    _fresh_mysql(s)
+    services = {"broker": b.broker.pid, "mariadbd": pipeline.pid_of("mariadbd")}
+    with pipeline.Pipeline(s, log_dir=s.data_dir / "logs") as pipe:
+        pipeline.prepare(pipe, reset=True)
+        workers = pipeline.start_workers(pipe, streams=streams, mysql_sinks=mysql_sinks)
+        groups = [s.stream_group, s.mysql_sink_group, s.clickhouse_sink_group]
+        pipeline.wait_joined(pipe, groups)
+        # the broker (Tansu) lists no group members: each worker's log says it has its
+        # partitions, then the groups are stable again after the last join's rebalance
+        _wait_assigned(pipe, workers.all)
+        pipeline.wait_joined(pipe, groups)
+        started = {name: pipeline.cpu_seconds(pipe.components[name].proc.pid) or 0.0 for name in workers.all}
+        started.update({k: pipeline.cpu_seconds(pid) or 0.0 for k, pid in services.items() if pid})
+        r = pipeline.backfill_until_written(pipe, paths, expected, timeout=3600, workers=workers)
+        ended = {k: pipeline.cpu_seconds(pid) or 0.0 for k, pid in services.items() if pid}
+    cpu: dict[str, float] = {}
+    for name, secs in [*r.cpu_s.items(), *ended.items()]:
+        if _role(name) in ROLES:
+            cpu[_role(name)] = cpu.get(_role(name), 0.0) + secs - started.get(name, 0.0)
+    exact, detail = _exact(s, expected, r)
+    storage = _storage(s, expected.lines) if measure_storage else {}
+    # what each worker did: its lines (stream workers' metrics files) and the enriched
+    # partitions it held at the end (MySQL sinks' logs)
+    shares = [
+        f"{name} {pipeline.stream_metrics(s, f).get('lines', 0):,} lines"
+        for name, f in zip(workers.stream, workers.metrics_files, strict=True)
+    ]
+    for name in workers.mysql:
+        last = [
+            x for x in (s.data_dir / "logs" / f"{name}.log").read_text().splitlines() if "sink mysql: assigned" in x
+        ]
+        held = last[-1].count(f"{s.enriched_topic}[") if last else 0
+        shares.append(f"{name} {held} of {SCALEOUT_PARTITIONS} enriched partitions")
+    return {
+        "shares": shares,
+        "storage": storage,
+        "seconds": r.seconds,
+        "events_per_s": expected.lines / r.seconds,
+        "cpu_us": {k: 1e6 * v / expected.lines for k, v in cpu.items()},
+        "cpu_us_per_event": 1e6 * sum(cpu.values()) / expected.lines,
+        "exact": exact,
+        "detail": detail,
+        "notes": r.notes,
+    }
+
+
+# what a worker's log says once it has its partitions
+ASSIGNED = {
+    "stream": "[^Worker]: Ready",
+    "sink-mysql": "sink mysql: assigned",
+    "sink-clickhouse": "sink clickhouse: assigned",
+}
+
+
+def _wait_assigned(pipe: pipeline.Pipeline, names: tuple[str, ...], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    waiting = list(names)
+    while waiting:
+        pipe.check_alive()
+        waiting = [
+            n for n in waiting if ASSIGNED[_role(n)] not in pipe.components[n].log_path.read_text(errors="replace")
+        ]
+        if waiting and time.monotonic() > deadline:
+            raise SystemExit(f"{', '.join(waiting)} got no partitions in {timeout:.0f}s; see {pipe.log_dir}")
+        time.sleep(0.2)
+
+
+def _exact(s: Settings, expected, r) -> tuple[bool, str]:
+    """Do both stores hold exactly what the input should produce? The totals against the
+    event model run over the files (``pipeline.expected_counts``), and per course and
+    day the raw topic, MySQL, ClickHouse and the windows against each other (the
+    reconcile logic)."""
+    from edxstream.ops import reconcile
+
+    figures, diffs = reconcile.reconcile(
+        s, progress=False, clickhouse_rows=lambda sql: pipeline.clickhouse_rows(s, {"q": sql})["q"]
+    )
+    conn = migrate.mysql_connect(s, autocommit=True)
+    try:
+        mysql_events, mysql_dead = pipeline.mysql_counts(conn)
+    finally:
+        conn.close()
+    in_courses = sum(n for (course, _), n in figures.shipped.items() if course != reconcile.NO_COURSE)
+    windows = sum((figures.windows or {}).values())
+    checks = {
+        "shipped": (sum(figures.shipped.values()), expected.events),
+        "MySQL events": (mysql_events, expected.events),
+        "MySQL dead letters": (mysql_dead, expected.dead_letters),
+        "ClickHouse events": (r.clickhouse_events, expected.events),
+        "window counts (events in a course)": (windows, in_courses),
+    }
+    wrong = [f"{k} {got:,} != {want:,}" for k, (got, want) in checks.items() if got != want]
+    if diffs:
+        wrong.append(f"{len(diffs)} course-days differ: {reconcile.format_report(figures, diffs, 5)}")
+    if wrong:
+        return False, "; ".join(wrong)
+    return True, (
+        f"{expected.events:,} events and {expected.dead_letters:,} dead letters in MySQL, {r.clickhouse_events:,} "
+        f"events in ClickHouse, window counts summing to {windows:,} (every event of a course), per course and day "
+        "equal to the raw topic"
+    )
+
+
+def _storage(s: Settings, events: int) -> dict[str, float]:
+    """Bytes per event that a run left in each store and topic: ClickHouse's tables'
+    folders (the parts as merged so far), MySQL's tables (InnoDB's data and
+    index pages, after ANALYZE TABLE), and each topic's records as the producers send
+    them: the values read back and compressed again in batches of up to 512 KB per
+    partition with the topic's codec (lz4 for the shipper's raw records, the stream
+    app's ``EDXSTREAM_TOPIC_COMPRESSION`` for its own topics; changelogs uncompressed)."""
+    import lz4.frame
+    from aiokafka.codec import zstd_encode
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    out: dict[str, float] = {}
+    folder = s.clickhouse_embedded_path
+    if folder is not None:  # chdb: the tables' folders (each a link into the store)
+        tables = folder / "data" / s.clickhouse_database
+        for table in sorted(tables.iterdir()) if tables.is_dir() else []:
+            size = sum(f.stat().st_size for f in table.resolve().rglob("*") if f.is_file())
+            if size:
+                out[f"ClickHouse {table.name} (folder)"] = size / events
+    conn = migrate.mysql_connect(s, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("ANALYZE TABLE events, dead_letters")
+            cur.fetchall()
+            cur.execute(
+                "SELECT table_name, data_length + index_length FROM information_schema.tables "
+                "WHERE table_schema = DATABASE() AND table_name IN ('events', 'dead_letters')"
+            )
+            for name, size in cur.fetchall():
+                out[f"MySQL {name}"] = int(size) / events
+    finally:
+        conn.close()
+    own = (s.raw_topic, s.enriched_topic, s.deadletter_topic, s.aggregates_topic, s.tally_topic)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": s.kafka_bootstrap,
+            "group.id": f"bench-storage-{os.getpid()}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        topics = consumer.list_topics(timeout=10).topics
+        names = [t for t in topics if t in own or (t.startswith(s.app_id + "-") and t.endswith("-changelog"))]
+        for topic in names:
+            if topic == s.raw_topic:
+                codec, label = lz4.frame.compress, "lz4"
+            elif topic.endswith("-changelog"):
+                codec, label = bytes, "uncompressed"
+            elif s.topic_compression == "zstd":
+                codec, label = zstd_encode, "zstd"
+            else:
+                codec, label = bytes, f"uncompressed; {s.topic_compression} not measured"
+            n_parts = len(topics[topic].partitions)
+            consumer.assign([TopicPartition(topic, p, 0) for p in range(n_parts)])
+            left, total = set(range(n_parts)), 0
+            pending: dict[int, list[bytes]] = {q: [] for q in range(n_parts)}
+            held = dict.fromkeys(range(n_parts), 0)  # bytes in pending
+            quiet_since = time.monotonic()
+            while left and time.monotonic() - quiet_since < 30:  # an empty partition may report no end
+                msg = consumer.poll(1.0)
+                if msg is None:
+                    continue
+                quiet_since = time.monotonic()
+                if msg.error():
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        left.discard(msg.partition())
+                        continue
+                    raise SystemExit(f"reading {topic}: {msg.error()}")
+                q, record = msg.partition(), (msg.key() or b"") + (msg.value() or b"")
+                pending[q].append(record)
+                held[q] += len(record)
+                if held[q] >= 512 * 1024:
+                    total += len(codec(b"".join(pending[q])))
+                    pending[q], held[q] = [], 0
+            total += sum(len(codec(b"".join(batch))) for batch in pending.values() if batch)
+            out[f"Kafka {topic} ({label})"] = total / events
+    finally:
+        consumer.close()
+    return out
+
+
+def bench_scaleout(b: Bench, scale: Scale) -> dict:
+    """The same input through one stream worker and one sink of each kind, then through
+    two stream workers and two MySQL sinks, on 8 partitions: both exact, with CPU per
+    event side by side (on 2 cores more workers cannot be faster; what scale-out must
+    not do is cost more per event or lose exactness)."""
+    work = b.work / "scaleout-input"
+    t = time.monotonic()
+    cfg = GenConfig(
+        events=scale.scaleout_events,
+        courses=20,
+        learners=max(200, scale.scaleout_events // 75),
+        days=scale.scaleout_days,
+        seed=16,
+    )
+    write_dir(cfg, work)
+    paths = log_files(work)
+    expected = pipeline.expected_counts(paths, Settings.model_fields["max_clock_skew_seconds"].default)
+    say(
+        f"scale  : generated {scale.scaleout_events:,} events in {len(paths)} files in {time.monotonic() - t:.0f}s; "
+        f"{SCALEOUT_PARTITIONS} partitions"
+    )
+    runs = {}
+    for label, part, streams, mysql_sinks in (("single", "scaleout_1", 1, 1), ("scaled", "scaleout_2", 2, 2)):
+        runs[label] = r = _scaleout_run(b, part, paths, expected, streams, mysql_sinks, label == "single")
+        say(
+            f"scale  : {streams} stream worker(s), {mysql_sinks} MySQL sink(s), 1 ClickHouse sink: "
+            f"{r['events_per_s']:,.0f} events/s ({r['seconds']:.1f}s), {r['cpu_us_per_event']:.0f} µs CPU per event; "
+            f"{'exact' if r['exact'] else 'NOT EXACT'}: {r['detail']}"
+        )
+        say("         " + "; ".join(r["shares"]))
+        for note in r["notes"]:
+            say(f"         note: {note}")
+    one, two = runs["single"], runs["scaled"]
+    say(f"         CPU µs per event     {'one of each':>12} {'2 stream, 2 MySQL':>18}")
+    for role in ROLES:
+        say(f"         {role:<20} {one['cpu_us'].get(role, 0):>12.1f} {two['cpu_us'].get(role, 0):>18.1f}")
+    say(f"         {'total':<20} {one['cpu_us_per_event']:>12.1f} {two['cpu_us_per_event']:>18.1f}")
+    say(
+        "         (CPU from the backfill's start; one ClickHouse sink in both runs: the embedded ClickHouse "
+        "lets one process open its data folder. Against a ClickHouse server, several ClickHouse sinks "
+        "share the partitions the same way; not measured here)"
+    )
+    say(f"         bytes per event a run leaves (one of each; {expected.lines:,} events):")
+    for where, size in sorted(one["storage"].items()):
+        if size >= 0.5:  # not the empty tables
+            say(f"         {where:<60} {size:>8,.0f}")
+    return {
+        "scaleout_bytes_per_event": {k: round(v, 1) for k, v in one["storage"].items()},
+        "scaleout_events": expected.lines,
+        "scaleout_partitions": SCALEOUT_PARTITIONS,
+        "scaleout_workers": {"stream": 2, "sink-mysql": 2, "sink-clickhouse": 1},
+        "scaleout_single_events_per_s": one["events_per_s"],
+        "scaleout_scaled_events_per_s": two["events_per_s"],
+        "scaleout_single_cpu_us_per_event": one["cpu_us_per_event"],
+        "scaleout_scaled_cpu_us_per_event": two["cpu_us_per_event"],
+        "scaleout_single_cpu_us": {k: round(v, 1) for k, v in one["cpu_us"].items()},
+        "scaleout_scaled_cpu_us": {k: round(v, 1) for k, v in two["cpu_us"].items()},
+        "scaleout_single_exact": one["exact"],
+        "scaleout_scaled_exact": two["exact"],
+    }
+
+
 # -- live latency ------------------------------------------------------------------------------------
 
 
@@ -774,6 +1055,7 @@ PARTS = {
     "sinks": bench_sinks,
     "e2e": bench_e2e,
     "live": bench_live,
+    "scaleout": bench_scaleout,
     "analysis": bench_analysis,
 }
 
@@ -832,6 +1114,11 @@ def table(results: dict) -> str:
         ("e2e_events_per_s", "end to end: events/s", "{:,.0f}"),
         ("live_p50_s", "live: append -> MySQL and window, p50 s", "{:.2f}"),
         ("live_p99_s", "live: append -> MySQL and window, p99 s", "{:.2f}"),
+        ("scaleout_single_events_per_s", "scale-out: events/s, one of each", "{:,.0f}"),
+        ("scaleout_scaled_events_per_s", "scale-out: events/s, 2 stream, 2 MySQL", "{:,.0f}"),
+        ("scaleout_single_cpu_us_per_event", "scale-out: CPU µs/event, one of each", "{:.0f}"),
+        ("scaleout_scaled_cpu_us_per_event", "scale-out: CPU µs/event, 2 stream, 2 MySQL", "{:.0f}"),
+        ("scaleout_scaled_exact", "scale-out: 2 stream, 2 MySQL exact", "{}"),
         ("ari", "analysis: segments ARI vs planted", "{:.3f}"),
         ("auc_at_risk_week2", "analysis: at-risk AUC at week 2", "{:.3f}"),
         ("r2_grade_week2", "analysis: grade R² at week 2", "{:.3f}"),

@@ -23,6 +23,10 @@ KEYS = (
     "ship_lines_per_s",
     "kcat_lines_per_s",
     "load_data_rows_per_s",
+    "scaleout_single_events_per_s",
+    "scaleout_scaled_events_per_s",
+    "scaleout_single_cpu_us_per_event",
+    "scaleout_scaled_cpu_us_per_event",
 )
 
 
@@ -47,11 +51,21 @@ def test_bench_small_reports_every_figure(mariadb, tmp_path):
         # where the CPU went: each of our processes and the services they run on
         assert {"stream", "sink-mysql", "sink-clickhouse", "broker", "mariadbd"} <= set(data["e2e_cpu_seconds"])
         assert data["e2e_cpu_seconds"]["stream"] > 0
+        # scale-out: both runs exact, on 8 partitions, with the CPU of every role
+        assert data["scaleout_single_exact"] is True and data["scaleout_scaled_exact"] is True
+        assert data["scaleout_events"] == 3_000 and data["scaleout_partitions"] == 8
+        for run in ("single", "scaled"):
+            cpu = data[f"scaleout_{run}_cpu_us"]
+            assert {"stream", "sink-mysql", "sink-clickhouse", "broker", "mariadbd"} <= set(cpu), cpu
+            assert cpu["stream"] > 0 and cpu["sink-mysql"] > 0
         # the table is printed too
         assert "end to end: events/s" in res.stdout and "shipper / kcat" in res.stdout
+        assert "scale-out: CPU µs/event, 2 stream, 2 MySQL" in res.stdout
+        # both stream workers and both MySQL sinks took a share of the work
+        assert "stream-2" in res.stdout and "sink-mysql-2 4 of 8 enriched partitions" in res.stdout
     finally:
         conn = pymysql.connect(**MYSQL_ADMIN)
         with conn.cursor() as cur:
-            for part in ("sinks", "e2e", "live"):
+            for part in ("sinks", "e2e", "live", "scaleout_1", "scaleout_2"):
                 cur.execute(f"DROP DATABASE IF EXISTS `edxstream_bench_{part}`")
         conn.close()

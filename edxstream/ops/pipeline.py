@@ -450,6 +450,21 @@ def stream_metrics(settings: Settings, path: Path | None = None) -> dict:
         return {}
 
 
+# the stream workers' progress figures that add up over the workers sharing the partitions
+SUMMED_METRICS = ("lines", "enriched", "dead_letters", "enriched_seen", "counted", "windows_emitted")
+
+
+def summed_stream_metrics(settings: Settings, paths: Iterable[Path]) -> dict:
+    """The figures of SUMMED_METRICS summed over the metrics files of several stream
+    workers (a file not written yet counts as zeros)."""
+    out = dict.fromkeys(SUMMED_METRICS, 0)
+    for path in paths:
+        m = stream_metrics(settings, path)
+        for key in SUMMED_METRICS:
+            out[key] += m.get(key, 0) or 0
+    return out
+
+
 # -- one backfill run, start to finish ----------------------------------------------------------
 
 
@@ -474,13 +489,71 @@ def prepare(pipe: Pipeline, reset: bool = True) -> None:
     pipe.run("db-init", "db", "init", timeout=300)
 
 
-def start_workers(pipe: Pipeline, web_port: int | None = None) -> None:
-    args = ["process", "--log-every", "1"]
-    if web_port:
-        args += ["--web-port", str(web_port)]
-    pipe.start("stream", *args)
-    pipe.start("sink-mysql", "sink", "mysql")
-    pipe.start("sink-clickhouse", "sink", "clickhouse")
+@dataclass(frozen=True)
+class Workers:
+    """The worker processes of a run, by role (their component names in the Pipeline),
+    and the metrics file each stream worker writes."""
+
+    stream: tuple[str, ...]
+    mysql: tuple[str, ...]
+    clickhouse: tuple[str, ...]
+    metrics_files: tuple[Path, ...]
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return self.stream + self.mysql + self.clickhouse
+
+
+def _names(role: str, n: int) -> tuple[str, ...]:
+    """``role`` for one process (the names the logs and figures have always used),
+    ``role-1`` ... ``role-n`` for several."""
+    return (role,) if n == 1 else tuple(f"{role}-{i}" for i in range(1, n + 1))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_workers(
+    pipe: Pipeline, web_port: int | None = None, streams: int = 1, mysql_sinks: int = 1, clickhouse_sinks: int = 1
+) -> Workers:
+    """Start the stream workers and the sinks; several of a kind share the partitions of
+    their topics through their consumer group, as an operator scales out. Each stream
+    worker beyond the first gets a free web port and each its own metrics file.
+
+    With the embedded ClickHouse (chdb) only one process can hold the data folder, so
+    more than one ClickHouse sink needs a ClickHouse server."""
+    if clickhouse_sinks > 1 and pipe.settings.clickhouse_embedded_path is not None:
+        raise UserError(
+            "the embedded ClickHouse (chdb) lets one process open its data folder: "
+            "run several ClickHouse sinks against a ClickHouse server"
+        )
+    streams_ = _names("stream", streams)
+    run = pipe.settings.data_dir / "run"
+    # one worker writes the default file (the one `stack status` shows), several their own
+    files = (
+        tuple(run / "stream.metrics.json" for _ in streams_)
+        if streams == 1
+        else tuple(run / f"{name}.metrics.json" for name in streams_)
+    )
+    for i, (name, metrics) in enumerate(zip(streams_, files, strict=True)):
+        args = ["process", "--log-every", "1"]
+        port = web_port if i == 0 else _free_port()
+        if port:
+            args += ["--web-port", str(port)]
+        if streams > 1:
+            args += ["--metrics-file", str(metrics)]
+        pipe.start(name, *args)
+    workers = Workers(streams_, _names("sink-mysql", mysql_sinks), _names("sink-clickhouse", clickhouse_sinks), files)
+    for name in workers.mysql:
+        pipe.start(name, "sink", "mysql")
+    for name in workers.clickhouse:
+        pipe.start(name, "sink", "clickhouse")
+    return workers
 
 
 def backfill_until_written(
@@ -489,10 +562,15 @@ def backfill_until_written(
     expected: Expected,
     progress: Callable[[str, int, int], None] | None = None,
     timeout: float = 3600,
+    workers: Workers | None = None,
 ) -> RunResult:
-    """Backfill ``paths`` with the workers of ``pipe`` running (see :func:`start_workers`)
-    and return once MySQL and ClickHouse hold everything; the workers are stopped."""
+    """Backfill ``paths`` with the workers of ``pipe`` running (see :func:`start_workers`,
+    whose answer is ``workers``; default: one of each) and return once MySQL and
+    ClickHouse hold everything; the workers are stopped."""
     s = pipe.settings
+    if workers is None:
+        workers = Workers(("stream",), ("sink-mysql",), ("sink-clickhouse",), ())
+    metrics_files = workers.metrics_files or (s.data_dir / "run" / "stream.metrics.json",)
     notes: list[str] = []
     t0 = time.monotonic()
     pipe.start("backfill", "backfill", "--force", "--no-progress", *map(str, paths))
@@ -508,7 +586,7 @@ def backfill_until_written(
             pipe.sample()
             if ship_s is None and pipe.finished("backfill"):
                 ship_s = time.monotonic() - t0
-            pipe.check_alive("stream", "sink-mysql", "sink-clickhouse")
+            pipe.check_alive(*workers.all)
             ev, dl = mysql_counts_now()
             if progress:
                 progress("shipping" if ship_s is None else "processing", ev + dl, total)
@@ -532,10 +610,14 @@ def backfill_until_written(
         caught_up = None  # when the looks that found nothing left to do began
         while time.monotonic() < deadline:
             pipe.sample()
-            pipe.check_alive("stream", "sink-clickhouse")
+            pipe.check_alive(*workers.stream, *workers.clickhouse)
             looked = time.monotonic()
-            m = stream_metrics(s)
-            counted = m.get("enriched_seen", 0) >= m.get("enriched", 1) > 0
+            m = summed_stream_metrics(s, metrics_files)
+            counted = m["enriched_seen"] >= m["enriched"] > 0
+            if counted and len(workers.stream) > 1:
+                # each worker's file is a second old at most: with several, the stream
+                # group must also have read every raw and tally record
+                counted = kafka_admin.group_lag(s, s.stream_group, [s.raw_topic, s.tally_topic]) == 0
             lag = kafka_admin.group_lag(s, s.clickhouse_sink_group, [s.enriched_topic, s.aggregates_topic])
             state = (m.get("windows_emitted"), lag)
             if progress:
@@ -557,9 +639,8 @@ def backfill_until_written(
         # everything was there at the first of the looks that then saw nothing change;
         # the later looks and stopping the sink are not part of the work measured.
         ch_s = (caught_up if caught_up is not None else time.monotonic()) - t0
-        pipe.stop("sink-clickhouse")
-        pipe.stop("stream")
-        pipe.stop("sink-mysql")
+        for name in (*workers.clickhouse, *workers.stream, *workers.mysql):
+            pipe.stop(name)
     finally:
         conn.close()
     ch_events, ch_windows = clickhouse_counts(s)
