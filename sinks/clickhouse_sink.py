@@ -156,25 +156,33 @@ class WindowGuard:
         windows are counted from the events already)."""
         for k in keys:
             self.stored[k] = {}
-        for i in range(0, len(keys), 5_000):
-            part = keys[i : i + 5_000]
-            result = client.query(
-                "SELECT course_id, window_seconds, toUnixTimestamp(window_start), kind, dimension, "
-                "max(count), max(version) "
-                "FROM window_counts "
-                "WHERE course_id IN {courses:Array(String)} "
-                "AND (course_id, window_seconds, toUnixTimestamp(window_start)) IN "
-                "{keys:Array(Tuple(String, UInt32, UInt32))} "
-                "GROUP BY course_id, window_seconds, window_start, kind, dimension",
-                parameters={"courses": sorted({k[0] for k in part}), "keys": part},
-            )
-            for course, size, start, kind, dim, count, version in result.result_rows:
-                k = (course, int(size), int(start))
-                if kind == RECOUNT:
-                    self.recounted.add(k)
-                    self.stored.pop(k, None)
-                elif k not in self.recounted:
-                    self.stored.setdefault(k, {})[(kind, dim)] = (int(count), int(version))
+        wanted = set(keys)
+        # one range of window starts per query (the table's order: course, kind, size,
+        # start), cheaper to read than a list of thousands of window keys; the rows
+        # of windows outside the batch are left aside
+        result = client.query(
+            "SELECT course_id, window_seconds, toUnixTimestamp(window_start), kind, dimension, "
+            "max(count), max(version) "
+            "FROM window_counts "
+            "WHERE course_id IN {courses:Array(String)} AND window_seconds IN {sizes:Array(UInt32)} "
+            "AND window_start BETWEEN toDateTime({lo:UInt32}, 'UTC') AND toDateTime({hi:UInt32}, 'UTC') "
+            "GROUP BY course_id, window_seconds, window_start, kind, dimension",
+            parameters={
+                "courses": sorted({k[0] for k in keys}),
+                "sizes": sorted({k[1] for k in keys}),
+                "lo": min(k[2] for k in keys),
+                "hi": max(k[2] for k in keys),
+            },
+        )
+        for course, size, start, kind, dim, count, version in result.result_rows:
+            k = (course, int(size), int(start))
+            if k not in wanted:
+                continue
+            if kind == RECOUNT:
+                self.recounted.add(k)
+                self.stored.pop(k, None)
+            elif k not in self.recounted:
+                self.stored.setdefault(k, {})[(kind, dim)] = (int(count), int(version))
 
 
 class ClickHouseWriter:
