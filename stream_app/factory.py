@@ -538,7 +538,10 @@ class Counter:
         for q in self.gaps.jumped:
             last = max(e.message.offset for e in read if e.message.partition == q)
             ps = pstates[q]
+            new = ps.hold_until is None
             ps.hold_until = max(ps.hold_until or 0, last + 1)
+            if not new:  # the same loss, records fetched before the seek back
+                continue
             log.warning(
                 "stream: the counts of %s[%d] are behind what was counted (state lost); counting "
                 "again from offset %d, emitting its windows once past offset %d",
