@@ -434,6 +434,10 @@ class Counter:
         self.latest_complete = False
         self._last_expiry: dict[int, float] = {}
         self.out = _output(app, settings)
+        self.app = app
+        # partitions whose counts were checked against their state since the last
+        # assignment (see _check_cells)
+        self.checked: set[int] = set()
 
     async def count_batch(self, events: list) -> None:
         """One batch of tally records, in the order the module docstring tells."""
@@ -443,6 +447,9 @@ class Counter:
         pstates = {}
         for q in {e.message.partition for e in events}:
             pstates[q] = self.partitions.get(str(q)) or win.PartitionState()
+        for q, ps in pstates.items():
+            if q not in self.checked:
+                await self._check_cells(events, q, ps)
         expected = {q: ps.next_offset for q, ps in pstates.items() if ps.next_offset is not None}
         read = events
         events = await self.gaps.follow_on(events, expected)
@@ -527,6 +534,34 @@ class Counter:
         m.undecodable += bad
         m.windows_emitted += n_emitted
         m.touch()
+
+    async def _check_cells(self, events: list, q: int, ps: win.PartitionState) -> None:
+        """Once per partition after each assignment: a counts table that lost writes the
+        partition state saw done (the two changelogs lost different tails) would never
+        count those records again, since the state says they were. Then the partition is
+        read again from the start of its topic: every cell skips what it holds already
+        (its high-water marks) and takes what it lost, and nothing is emitted before the
+        reading is back where it was (see _hold)."""
+        self.checked.add(q)
+        if not ps.cells_hw:
+            return
+        prefix = f"{q}{win.SEP}"
+        cells = (
+            self.counts.get(k) or win.Cell()
+            for k in list(self.counts.store.keys())
+            if k.startswith(prefix) and win.is_cell_key(k)
+        )
+        if not win.cells_behind(ps, cells):
+            return
+        tp = next(e.message.tp for e in events if e.message.partition == q)
+        earliest = (await self.app.consumer.earliest_offsets(tp)).get(tp) or 0
+        log.warning(
+            "stream: the counts of %s[%d] lost writes its state saw done; reading it again from offset %d",
+            self.settings.tally_topic,
+            q,
+            earliest,
+        )
+        ps.next_offset = earliest
 
     def _hold(self, read: list, pstates: dict[int, win.PartitionState]) -> None:
         """Partitions whose records jumped past what their state says was counted: the
@@ -733,6 +768,7 @@ def create_app(
     async def _assigned(sender, assigned, **kwargs):
         assigned_once["v"] = True
         pipe.counter.latest_complete = False  # the new partitions' keys are not in the index yet
+        pipe.counter.checked.clear()  # their tables were read again (see Counter._check_cells)
         pipe.metrics.touch()
 
     @app.on_partitions_revoked.connect

@@ -95,6 +95,9 @@ class PartitionState(msgspec.Struct, array_like=True):
     # emitted until the counting has passed this offset; then all of them are, once
     # (see stream_app.factory.Counter).
     hold_until: Optional[int] = None
+    # raw partition -> highest raw offset written into a window cell (kept per batch from
+    # the changed cells): the counts table holds a cell that high unless it lost writes
+    cells_hw: dict[int, int] = msgspec.field(default_factory=dict)
 
     def closed_before(self, raw_partitions: int, grace: float) -> float:
         """Windows ending at or before this time can change no more. Until every raw
@@ -251,7 +254,26 @@ def count_batch(
                 d.add((LEARNERS, ""))
             counted_now = True
         res.counted += counted_now
+    chw = state.cells_hw
+    for cell in changed.values():  # per changed window, not per event
+        for rp, off in cell.hw.items():
+            if off > chw.get(rp, -1):
+                chw[rp] = off
     return res
+
+
+def cells_behind(state: PartitionState, cells: Iterable[Cell]) -> bool:
+    """Whether the counts table lost writes the partition state saw done: no cell holds
+    the highest raw offset the state says went into a cell. (A cell forgotten as final
+    can hold it, which reads as lost: counting again then costs time, not exactness.)"""
+    want = dict(state.cells_hw)
+    for cell in cells:
+        for rp, off in cell.hw.items():
+            if want.get(rp, -1) <= off:
+                want.pop(rp, None)
+        if not want:
+            return False
+    return bool(want)
 
 
 def next_version(cell: Cell, now_us: int) -> int:
