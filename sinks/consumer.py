@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 ROW_BYTES = 1500
 
 
+# the state of a sink that holds no partition (see SinkLoop._check_unassigned)
+UNASSIGNED = "unassigned: "
+
+
 class Stuck(Exception):
     """A write that retrying cannot fix (a table that is missing and cannot be made
     again): the sink stops, and says why, instead of retrying for ever."""
@@ -113,6 +117,10 @@ class SinkLoop:
         self.inflight: tuple[Future, list[Msg]] | None = None
         self._abandoned = False
         self.assigned = False
+        # partitions held now, and since when none (see _check_unassigned)
+        self.held = 0
+        self.unassigned_since = time.monotonic()
+        self._unassigned_checked = 0.0
         self.last_activity = time.monotonic()
         self._last_report = time.monotonic()
         self._reported_messages = 0
@@ -140,7 +148,14 @@ class SinkLoop:
     def _on_assign(self, consumer, partitions) -> None:
         log.info("sink %s: assigned %s", self.writer.name, _describe(partitions))
         self.assigned = True
+        self.held = len(partitions)
         self.last_activity = time.monotonic()
+        if self.held:
+            if self.stats.state.startswith(UNASSIGNED):
+                self.stats.state = "ok"
+                self._write_metrics()
+        else:
+            self.unassigned_since = self.last_activity
 
     def _on_revoke(self, consumer, partitions) -> None:
         # Write and commit what we hold for these partitions while we still own them.
@@ -149,6 +164,8 @@ class SinkLoop:
             self.flush()
         self.settle()
         self.assigned = False
+        self.held = 0
+        self.unassigned_since = time.monotonic()
 
     # -- the loop -------------------------------------------------------------------
 
@@ -207,6 +224,8 @@ class SinkLoop:
                 if self.inflight is not None and self.inflight[0].done():
                     self.settle()
                 self._report()
+                if not self.held:
+                    self._check_unassigned(now)
                 if self.max_idle is not None and not self.pending and self.inflight is None:
                     if self.assigned and now - self.last_activity >= self.max_idle:
                         log.info("sink %s: idle for %.0fs, caught up; stopping", self.writer.name, self.max_idle)
@@ -228,6 +247,30 @@ class SinkLoop:
             self.executor.shutdown(wait=True)
             self.writer.close()
         return self.stats
+
+    def _check_unassigned(self, now: float) -> None:
+        """A sink left without partitions (out of its group after a broker restart, or
+        beside another consumer of its group that holds them all) consumes nothing and
+        writes nothing, so nothing else would show it: past the grace period, while its
+        topics have partitions, its state says so (what `stack status` shows), checked
+        every few seconds."""
+        grace = self.settings.sink_unassigned_grace_seconds
+        if now - self.unassigned_since < grace or now - self._unassigned_checked < 5.0:
+            return
+        self._unassigned_checked = now
+        try:
+            meta = self.consumer.list_topics(timeout=5)
+            n = sum(len(meta.topics[t].partitions) for t in self.topics if t in meta.topics)
+        except KafkaException as exc:
+            log.debug("sink %s: cannot list topics: %s", self.writer.name, exc)
+            return
+        if n == 0 or self.held:
+            return
+        why = f"no partitions assigned for {now - self.unassigned_since:.0f}s while its topics have {n}"
+        if not self.stats.state.startswith(UNASSIGNED):
+            log.warning("sink %s: %s (group %s)", self.writer.name, why, self.group)
+        self.stats.state, self.stats.last_error = f"{UNASSIGNED}{why}", why
+        self._write_metrics()
 
     def flush(self) -> None:
         """Decode the pending batch and hand it to the writer thread, after the batch

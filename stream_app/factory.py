@@ -173,11 +173,14 @@ class GapFollower:
         self.app = app
         self.metrics = metrics
         self._seeking: dict[Any, tuple[int, float]] = {}  # partition -> (offset sought back to, when)
+        # partition -> offset sought back to, for the partitions of the last batch that jumped
+        self.jumped: dict[int, int] = {}
 
     async def follow_on(self, events: list, expected: dict[int, int]) -> list:
         """The events that follow on from the offsets in ``expected`` (updated in place);
         partitions whose records jumped ahead are sought back (see stream_app.positions)."""
         kept, gaps = split_gaps(events, expected)
+        self.jumped = gaps
         if self._seeking and events:
             # a seek back is answered once the partition got past the offset sought
             topic = events[0].message.tp.topic  # one agent, one source topic
@@ -431,6 +434,10 @@ class Counter:
         self.latest_complete = False
         self._last_expiry: dict[int, float] = {}
         self.out = _output(app, settings)
+        self.app = app
+        # partitions whose counts were checked against their state since the last
+        # assignment (see _check_cells)
+        self.checked: set[int] = set()
 
     async def count_batch(self, events: list) -> None:
         """One batch of tally records, in the order the module docstring tells."""
@@ -440,8 +447,14 @@ class Counter:
         pstates = {}
         for q in {e.message.partition for e in events}:
             pstates[q] = self.partitions.get(str(q)) or win.PartitionState()
+        for q, ps in pstates.items():
+            if q not in self.checked:
+                await self._check_cells(events, q, ps)
         expected = {q: ps.next_offset for q, ps in pstates.items() if ps.next_offset is not None}
+        read = events
         events = await self.gaps.follow_on(events, expected)
+        if self.gaps.jumped:
+            self._hold(read, pstates)
         by_partition: dict[int, list[win.Item]] = {}
         bad = seen = 0
         for event in events:
@@ -466,6 +479,9 @@ class Counter:
                 pstate.next_offset = expected[q]
             res = win.count_batch(by_partition.get(q, ()), q, self.windows, self.grace, pstate, self.counts.get)
             results.append((q, str(q), res))
+        for q, _, res in results:
+            if res.state.hold_until is not None:
+                self._held(q, res)
         now_us = int(time.time() * 1_000_000)
         out = self.out
         topic = self.settings.aggregates_topic
@@ -473,6 +489,8 @@ class Counter:
         for _, _, res in results:
             dims = res.dims
             for key, cell in res.changed.items():
+                if key not in dims:  # held back (see _held): written, not emitted
+                    continue
                 cell.version = win.next_version(cell, now_us)
                 _, course, size, start = parts = win.split_key(key)
                 akey = win.aggregate_key(course, size, start).encode()
@@ -516,6 +534,80 @@ class Counter:
         m.undecodable += bad
         m.windows_emitted += n_emitted
         m.touch()
+
+    async def _check_cells(self, events: list, q: int, ps: win.PartitionState) -> None:
+        """Once per partition after each assignment: a counts table that lost writes the
+        partition state saw done (the two changelogs lost different tails) would never
+        count those records again, since the state says they were. Then the partition is
+        read again from the start of its topic: every cell skips what it holds already
+        (its high-water marks) and takes what it lost, and nothing is emitted before the
+        reading is back where it was (see _hold)."""
+        self.checked.add(q)
+        if not ps.cells_hw:
+            return
+        prefix = f"{q}{win.SEP}"
+        cells = (
+            self.counts.get(k) or win.Cell()
+            for k in list(self.counts.store.keys())
+            if k.startswith(prefix) and win.is_cell_key(k)
+        )
+        if not win.cells_behind(ps, cells):
+            return
+        tp = next(e.message.tp for e in events if e.message.partition == q)
+        earliest = (await self.app.consumer.earliest_offsets(tp)).get(tp) or 0
+        log.warning(
+            "stream: the counts of %s[%d] lost writes its state saw done; reading it again from offset %d",
+            self.settings.tally_topic,
+            q,
+            earliest,
+        )
+        ps.next_offset = earliest
+
+    def _hold(self, read: list, pstates: dict[int, win.PartitionState]) -> None:
+        """Partitions whose records jumped past what their state says was counted: the
+        state came back older than the counting (a changelog that lost its last writes,
+        say after a broker crash) and the records in between are read again. Until the
+        counting is back where it was, its windows hold less than what was emitted for
+        them already; so none of the partition's windows is emitted before the reading
+        has passed every offset seen now (see _held)."""
+        for q in self.gaps.jumped:
+            last = max(e.message.offset for e in read if e.message.partition == q)
+            ps = pstates[q]
+            new = ps.hold_until is None
+            ps.hold_until = max(ps.hold_until or 0, last + 1)
+            if not new:  # the same loss, records fetched before the seek back
+                continue
+            log.warning(
+                "stream: the counts of %s[%d] are behind what was counted (state lost); counting "
+                "again from offset %d, emitting its windows once past offset %d",
+                self.settings.tally_topic,
+                q,
+                self.gaps.jumped[q],
+                ps.hold_until,
+            )
+            self.metrics.rebuilds += 1
+
+    def _held(self, q: int, res: win.BatchResult) -> None:
+        """A partition being counted again (see _hold): while short of ``hold_until`` its
+        changed windows are written to the table but not emitted; once past it, every
+        window of the partition is emitted whole, once (its full values, a new version)."""
+        ps = res.state
+        if ps.next_offset is None or ps.next_offset < ps.hold_until:
+            res.dims.clear()
+            return
+        ps.hold_until = None
+        prefix = f"{q}{win.SEP}"
+        for key in list(self.counts.store.keys()):
+            if key.startswith(prefix) and win.is_cell_key(key) and key not in res.changed:
+                cell = self.counts.get(key)
+                if cell is not None:
+                    res.changed[key] = cell
+        res.dims.clear()
+        for key, cell in res.changed.items():
+            res.dims[key] = win.all_dims(cell)
+        log.info(
+            "stream: %s[%d] counted up again; emitting its %d windows", self.settings.tally_topic, q, len(res.dims)
+        )
 
     def _index(self, key: str) -> None:
         _, course, size, start = win.split_key(key)
@@ -676,6 +768,7 @@ def create_app(
     async def _assigned(sender, assigned, **kwargs):
         assigned_once["v"] = True
         pipe.counter.latest_complete = False  # the new partitions' keys are not in the index yet
+        pipe.counter.checked.clear()  # their tables were read again (see Counter._check_cells)
         pipe.metrics.touch()
 
     @app.on_partitions_revoked.connect

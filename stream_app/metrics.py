@@ -28,6 +28,8 @@ class Metrics:
     windows_emitted: int = 0
     windows_expired: int = 0
     seeks_back: int = 0  # partitions sought back over records the consumer skipped
+    # partitions whose counts came back behind what was counted, counted again before emitting
+    rebuilds: int = 0
     # where the agents' time goes: computing vs waiting for the broker's acknowledgements
     enrich_seconds: float = 0.0
     count_seconds: float = 0.0

@@ -40,7 +40,7 @@ from typing import Callable, Iterable, Optional
 
 import msgspec
 
-from edxstream.core.records import WindowCount
+from edxstream.core.records import RECOUNT, WindowCount
 
 UTC = timezone.utc
 
@@ -48,9 +48,8 @@ CATEGORY = "course_category"
 ACTION = "course_action"
 LEARNERS = "course_learners"
 KINDS = (CATEGORY, ACTION, LEARNERS)
-# A WindowCount of this kind says "count this window from the stored events": it holds
-# no count (0), only the window (see the module doc).
-RECOUNT = "recount"
+# RECOUNT (edxstream.core.records): a WindowCount of that kind says "count this window
+# from the stored events": it holds no count (0), only the window (see the module doc).
 
 # Table keys are strings (Faust tables need hashable keys that survive a JSON round
 # trip through the changelog). The unit separator never occurs in course ids, event
@@ -91,6 +90,14 @@ class PartitionState(msgspec.Struct, array_like=True):
     marks: dict[int, float] = msgspec.field(default_factory=dict)
     # the next enriched-topic offset expected in this partition (see stream_app.positions)
     next_offset: Optional[int] = None
+    # While set: the partition is being counted again from an earlier offset (its state
+    # came back older than what was already counted and emitted), so its windows are not
+    # emitted until the counting has passed this offset; then all of them are, once
+    # (see stream_app.factory.Counter).
+    hold_until: Optional[int] = None
+    # raw partition -> highest raw offset written into a window cell (kept per batch from
+    # the changed cells): the counts table holds a cell that high unless it lost writes
+    cells_hw: dict[int, int] = msgspec.field(default_factory=dict)
 
     def closed_before(self, raw_partitions: int, grace: float) -> float:
         """Windows ending at or before this time can change no more. Until every raw
@@ -247,13 +254,40 @@ def count_batch(
                 d.add((LEARNERS, ""))
             counted_now = True
         res.counted += counted_now
+    chw = state.cells_hw
+    for cell in changed.values():  # per changed window, not per event
+        for rp, off in cell.hw.items():
+            if off > chw.get(rp, -1):
+                chw[rp] = off
     return res
+
+
+def cells_behind(state: PartitionState, cells: Iterable[Cell]) -> bool:
+    """Whether the counts table lost writes the partition state saw done: no cell holds
+    the highest raw offset the state says went into a cell. (A cell forgotten as final
+    can hold it, which reads as lost: counting again then costs time, not exactness.)"""
+    want = dict(state.cells_hw)
+    for cell in cells:
+        for rp, off in cell.hw.items():
+            if want.get(rp, -1) <= off:
+                want.pop(rp, None)
+        if not want:
+            return False
+    return bool(want)
 
 
 def next_version(cell: Cell, now_us: int) -> int:
     """Strictly increasing per key, and close to wall time so that a consumer that
     keeps the highest version also keeps the newest value after a restart."""
     return max(cell.version + 1, now_us)
+
+
+def all_dims(cell: Cell) -> set[tuple[str, str]]:
+    """Every (kind, dimension) a cell counts: what emitting the whole window means."""
+    dims = {(CATEGORY, c) for c in cell.categories} | {(ACTION, a) for a in cell.actions}
+    if cell.learners:
+        dims.add((LEARNERS, ""))
+    return dims
 
 
 def window_counts(key: str, cell: Cell, dims: Iterable[tuple[str, str]]) -> list[WindowCount]:

@@ -272,3 +272,45 @@ def test_an_array_record_gives_each_event_pseudonymized_and_a_bad_one_is_a_dead_
     (dl,) = p.dead_letters
     assert dl.reason == "unstorable_value" and dl.source == f"{settings.enriched_topic}:1:4[1]"
     assert records.decode_enriched(dl.raw.encode()) == huge
+
+
+def test_a_smaller_count_from_a_worker_that_lost_its_state_never_replaces_a_stored_window(settings):
+    """A stream worker that lost its table state counts a window again from nothing and
+    emits a smaller count with a newer version. The stored window keeps its value: the
+    sink sees the count go down and has that window counted from the stored events, so
+    it still equals the events (and grows with the ones that come after)."""
+    events = make_events(600, seed=23)
+    produce_events(settings, events)
+    produce_windows(settings, window_emissions(events))
+    clickhouse_sink.run(settings, max_idle_seconds=IDLE)
+    client = clickhouse.connect(settings)
+    expected = expected_windows(events)
+    assert final_windows(client) == expected
+
+    # the biggest hourly window of a category: what a worker without state emits for it
+    key = max((k for k in expected if k[0] == "course_category" and k[3] == 3600), key=expected.get)
+    kind, course, dim, size, start = key
+    assert expected[key] > 3
+    partial = records.WindowCount(
+        kind=kind, course_id=course, dimension=dim, window_seconds=size, window_start=start, count=3, version=10**15
+    )
+    # and the next event of that window, stored as usual, counted by that worker too
+    later = msgspec.structs.replace(
+        next(
+            e
+            for e in events
+            if e.course_id == course and e.category == dim and 0 <= (_utc(e.time) - start).total_seconds() < size
+        ),
+        event_id="lost-state-next",
+    )
+    produce_events(settings, [later])
+    produce_windows(settings, [partial, msgspec.structs.replace(partial, count=4, version=10**15 + 1)])
+    clickhouse_sink.run(settings, max_idle_seconds=IDLE)
+    # that hour from the events (the new one with them); every other window as it was
+    now = expected_windows(events + [later])
+    want = {k: (now[k] if (k[1], k[3], k[4]) == (course, size, start) else v) for k, v in expected.items()}
+    assert want[key] == expected[key] + 1
+    assert final_windows(client) == want
+    # the same after merges: the smaller rows replaced nothing
+    client.command("OPTIMIZE TABLE window_counts FINAL")
+    assert final_windows(client) == want

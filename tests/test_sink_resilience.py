@@ -216,3 +216,63 @@ def test_stack_status_leaves_out_components_that_have_exited(settings):
     )
     processes = json.loads(status.stdout)["processes"]
     assert [p["name"] for p in processes if p["running"]] == ["sink-clickhouse"], status.stdout
+
+
+def test_a_sink_left_without_partitions_says_so_in_its_state_and_stack_status(settings):
+    """Another member of the sink's group holds every partition (as a sink left out of its
+    group after a broker restart would be): past the grace period the sink's state says
+    it holds none and `stack status` shows it degraded."""
+    from confluent_kafka import Consumer
+
+    from edxstream.core import kafka_admin
+
+    s = settings.model_copy(update={"partitions": 1, "sink_unassigned_grace_seconds": 3.0})
+    topics = [s.enriched_topic, s.deadletter_topic]
+    kafka_admin.ensure_topics(s, topics)
+    held: list = []
+    holder_stop = threading.Event()
+    # "a-..." sorts before the sink's member id: the range assignor gives it each
+    # topic's only partition
+    holder = Consumer(
+        {
+            "bootstrap.servers": s.kafka_bootstrap,
+            "group.id": s.mysql_sink_group,
+            "client.id": "a-holder",
+            "session.timeout.ms": 6000,
+            "enable.auto.commit": False,
+            "logger": kafka_admin.LIBRDKAFKA_LOG,
+        }
+    )
+    holder.subscribe(topics, on_assign=lambda c, ps: held.append(len(ps)))
+
+    def keep_polling():
+        while not holder_stop.is_set():
+            holder.poll(0.2)
+        holder.close()
+
+    poller = threading.Thread(target=keep_polling, daemon=True)
+    poller.start()
+    sink = None
+    try:
+        wait_for(lambda: held and held[-1] == 2, 60, "the other member to hold both partitions")
+        sink = SinkThread(mysql_sink.run, s)
+        wait_for(
+            lambda: metrics(s, "mysql").get("state", "").startswith("unassigned: "),
+            90,
+            "the sink to report that it holds no partitions",
+        )
+        assert held[-1] == 2, held  # the other member still holds them all
+        m = metrics(s, "mysql")
+        assert "no partitions assigned" in m["state"] and "have 2" in m["state"], m
+        status = subprocess.run(
+            edxstream_cmd("stack", "status"), env=env_for(s), capture_output=True, text=True, timeout=120
+        )
+        [line] = [ln for ln in status.stdout.splitlines() if ln.strip().startswith("sink-mysql")]
+        assert "unassigned: no partitions assigned" in line, status.stdout
+        assert status.returncode == 1 and "status: degraded" in status.stdout, status.stdout
+    finally:
+        holder_stop.set()
+        poller.join(30)
+        if sink is not None:
+            sink.close()
+    assert sink.error is None

@@ -29,6 +29,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from edxstream.core import frames, kafka_admin
+from edxstream.core import stream_state as st
 from edxstream.core.records import decode_dead_letter, decode_enriched_record, decode_windows, encode
 from tests.conftest import edxstream_cmd, env_for, free_port, wait_inactive
 
@@ -512,3 +513,72 @@ def test_records_the_consumer_skipped_are_caught_up(settings, tmp_path):
     wait_exit(worker(settings, "--until-idle", "4", metrics=metrics, log=log), 180, log)
     check_outputs(settings, lines, exactly_once_enriched=False)
     assert read_metrics(metrics)["seeks_back"] >= settings.partitions, log.read_text()[-3000:]
+
+
+def _changelog_ends(settings, topic: str) -> dict[int, int]:
+    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"ends-{uuid.uuid4().hex}"})
+    try:
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(settings.partitions)}
+    finally:
+        c.close()
+
+
+def _lose_changelog_tail(settings, topic: str, ends: dict[int, int]) -> int:
+    """Make a table's changelog say what it said at ``ends``: every key written since
+    goes back to its value then (or away), as if the broker had lost those writes.
+    Returns how many keys were set back."""
+    msgs = read_topic(settings, topic, quiet=2.0)
+    then: dict[tuple[int, bytes], Optional[bytes]] = {}
+    later: set[tuple[int, bytes]] = set()
+    for m in msgs:
+        k = (m.partition(), m.key())
+        if m.offset() < ends[m.partition()]:
+            then[k] = m.value()
+        else:
+            later.add(k)
+    p = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True})
+    n = 0
+    for part, key in sorted(later):
+        if key != st.MARKER_KEY_BYTES:
+            p.produce(topic, key=key, value=then.get((part, key)), partition=part)
+            n += 1
+    assert p.flush(30) == 0
+    for part in range(settings.partitions):  # a one-record batch at the end (stream_app.state)
+        p.produce(topic, key=st.MARKER_KEY_BYTES, value=b"", partition=part)
+        assert p.flush(30) == 0
+    return n
+
+
+@pytest.mark.parametrize("tables", [(st.COUNTS, st.PARTITIONS), (st.COUNTS,)], ids=["both", "counts-only"])
+def test_a_worker_whose_state_came_back_older_counts_again_before_emitting(settings, tmp_path, tables):
+    """The counts' changelogs lose their last writes (as a crashed broker that comes back
+    with less than it acknowledged would), both tables' or only the cells' (the partition
+    state then says those records were counted): the next worker finds its state behind
+    the counting, counts those records again, and emits no window before it is back where
+    it was, so no window is ever emitted with a smaller count than before; the end counts
+    are exact."""
+    lines = make_log(6000, seed=31)
+    kafka_admin.ensure_topics(settings)
+    log = tmp_path / "worker.log"
+    metrics = tmp_path / "m.json"
+    produce(settings, lines[:2000])
+    wait_exit(worker(settings, "--until-idle", "3", metrics=metrics, log=log), 180, log)
+    topics = [st.changelog_topic(settings, t) for t in tables]
+    ends = {t: _changelog_ends(settings, t) for t in topics}
+    produce(settings, lines[2000:4000])
+    wait_exit(worker(settings, "--until-idle", "3", "--batch", "2", metrics=metrics, log=log), 180, log)
+    assert all(_lose_changelog_tail(settings, t, ends[t]) > 0 for t in topics)
+    produce(settings, lines[4000:])
+    wait_exit(worker(settings, "--until-idle", "4", "--batch", "1", metrics=metrics, log=log), 240, log)
+
+    check_outputs(settings, lines, exactly_once_enriched=False)
+    history: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for m in read_topic(settings, settings.aggregates_topic):
+        for wc in decode_windows(m.value()):
+            if wc.kind != "recount":
+                key = f"{wc.kind}|{wc.course_id}|{wc.dimension}|{wc.window_seconds}|{wc.window_start}"
+                history[key].append((wc.version, wc.count))
+    counts = {k: [c for _, c in sorted(h)] for k, h in history.items()}
+    went_down = {k: c for k, c in counts.items() if c != sorted(c)}
+    assert not went_down, f"{len(went_down)} windows emitted smaller counts later: {list(went_down.items())[:3]}"
+    assert read_metrics(metrics).get("rebuilds", 0) > 0, log.read_text()[-3000:]

@@ -135,7 +135,7 @@ class WindowCount(msgspec.Struct, kw_only=True):
     On the aggregates topic a record holds a JSON array of the WindowCounts of one
     course window that changed together (a single object is read as well)."""
 
-    kind: str  # course_category | course_action | course_learners
+    kind: str  # course_category | course_action | course_learners | recount (see RECOUNT)
     course_id: str
     dimension: str  # the category, the action, or "" for learners
     window_seconds: int
@@ -143,6 +143,10 @@ class WindowCount(msgspec.Struct, kw_only=True):
     count: int
     version: int
 
+
+# A WindowCount of this kind holds no count: it says "count this window from the stored
+# events from now on" (ClickHouse's window_counts_final does; docs/architecture.md).
+RECOUNT = "recount"
 
 ENRICHED_FIELDS: tuple[str, ...] = EnrichedEvent.__struct_fields__
 DEAD_LETTER_FIELDS: tuple[str, ...] = DeadLetter.__struct_fields__

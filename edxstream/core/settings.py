@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     # inserts cost it less CPU in all.
     clickhouse_batch_rows: int = 20_000
     sink_batch_seconds: float = 0.2
+    # How long a sink may hold no partition of its topics (while they have partitions)
+    # before its state says so ("unassigned: ...", a degraded `stack status`): a group
+    # join or a rebalance takes a few seconds, a sink left out of its group stays so.
+    sink_unassigned_grace_seconds: float = 30.0
 
     # Longest a consumer's fetch may wait for data (stream app and sinks). Live events
     # cross two such waits; some brokers (Tansu) hold a fetch open up to the limit.
