@@ -85,16 +85,23 @@ class WindowGuard:
     The work is per batch and per window, not per event: the highest count stored for
     each dimension of the windows a batch touches, read once per window (one query per
     batch for the windows not seen yet) and then kept up to date from what is written.
+    A window that starts after the newest one stored for its course and size (read once
+    per course and size) has nothing stored to compare with, so it is not read: in a
+    backfill or a live stream, where windows open in time order, that is nearly every
+    new window. (Another ClickHouse sink writing the same course's windows at the same
+    time is not seen: each sink compares with what it knows.)
     """
 
-    # course windows kept in memory (about 200 bytes each); past that the cache starts
-    # again and reads back the windows that come next
-    MAX_WINDOWS = 200_000
+    # course windows kept in memory (a few KB each with their dimensions); past that the
+    # cache starts again and reads back the windows that come next
+    MAX_WINDOWS = 20_000
 
     def __init__(self) -> None:
         # window -> (kind, dimension) -> (highest count, highest version) stored
         self.stored: dict[WindowKey, dict[tuple[str, str], tuple[int, int]]] = {}
         self.recounted: set[WindowKey] = set()
+        # (course, window size) -> start (epoch seconds) of the newest window stored
+        self.newest: dict[tuple[str, int], int] = {}
         self.regressed = 0  # windows sent to be recounted, for the log and the tests
 
     def check(self, client, windows: list[WindowCount]) -> list[WindowCount]:
@@ -105,7 +112,16 @@ class WindowGuard:
             self.stored.clear()
             unknown = [k for k in keys if k not in self.recounted]
         if unknown:
+            self._read_newest(client, {(k[0], k[1]) for k in unknown} - self.newest.keys())
+            for k in unknown:
+                if k[2] > self.newest[(k[0], k[1])]:
+                    self.stored[k] = {}  # opens after everything stored: nothing to read
+            unknown = [k for k in unknown if k not in self.stored]
+        if unknown:
             self._read(client, unknown)
+        for course, size, start in keys:
+            if start > self.newest.get((course, size), start):
+                self.newest[(course, size)] = start
         regressed: dict[WindowKey, int] = {}
         for w in windows:
             k = (w.course_id, w.window_seconds, int(w.window_start.timestamp()))
@@ -150,6 +166,22 @@ class WindowGuard:
                 out[0].window_start.isoformat(),
             )
         return out
+
+    def _read_newest(self, client, pairs: set[tuple[str, int]]) -> None:
+        """The start of the newest window stored for each (course, window size)."""
+        if not pairs:
+            return
+        for pair in pairs:
+            self.newest[pair] = -1  # none stored
+        result = client.query(
+            "SELECT course_id, window_seconds, toUnixTimestamp(max(window_start)) FROM window_counts "
+            "WHERE course_id IN {courses:Array(String)} AND window_seconds IN {sizes:Array(UInt32)} "
+            "GROUP BY course_id, window_seconds",
+            parameters={"courses": sorted({p[0] for p in pairs}), "sizes": sorted({p[1] for p in pairs})},
+        )
+        for course, size, start in result.result_rows:
+            if (course, int(size)) in pairs:
+                self.newest[(course, int(size))] = int(start)
 
     def _read(self, client, keys: list[WindowKey]) -> None:
         """The highest count and version stored per dimension of each window (and which
