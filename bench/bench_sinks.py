@@ -12,9 +12,7 @@ Figures printed (rows/s):
                      --rows 1000000 it shows whether the sink slows as the table grows)
   mysql LOAD DATA    LOAD DATA LOCAL INFILE of the same rows (TSV prepared beforehand, not
                      timed) into an identical fresh table: the baseline
-  clickhouse events / window_counts on chdb, through ClickHouseWriter (pseudonymizing);
-                     window_counts again without the check that keeps a smaller count
-                     from replacing a stored window (its baseline)
+  clickhouse events / window_counts on chdb, through ClickHouseWriter (pseudonymizing)
   through Kafka      messages produced to a private Tansu broker first, then the sink
                      (`mysql_sink.run`) drains them: from its first message to its last commit
 
@@ -230,16 +228,9 @@ def bench_load_data(base, events: list[EnrichedEvent], tmp: Path) -> float:
         drop_db(db)
 
 
-def bench_clickhouse(
-    base, values: list[bytes], windows: list[bytes], tmp: Path, guard: bool = True, database: str = "bench"
-) -> tuple[float, float]:
-    """Events, then windows, through a ClickHouseWriter. ``guard=False``: without the
-    check that keeps a smaller count from replacing a stored window (the baseline of
-    what that check costs)."""
-    s = base.model_copy(update={"clickhouse_url": f"chdb://{tmp / 'chdb'}", "clickhouse_database": database})
+def bench_clickhouse(base, values: list[bytes], windows: list[bytes], tmp: Path) -> tuple[float, float]:
+    s = base.model_copy(update={"clickhouse_url": f"chdb://{tmp / 'chdb'}", "clickhouse_database": "bench"})
     writer = ClickHouseWriter(s)
-    if not guard:
-        writer.guard.check = lambda client, windows: []
     writer.write(writer.prepare([]))
     size = s.clickhouse_batch_rows
     t0 = time.perf_counter()
@@ -345,8 +336,6 @@ def main() -> int:
         t_che, t_chw = bench_clickhouse(base, values, windows, tmp)
         print(f"clickhouse (chdb) events, pseudonymized:         {rate(len(values), t_che)}", flush=True)
         print(f"clickhouse (chdb) window_counts:                 {rate(len(windows), t_chw)}", flush=True)
-        _, t_chw0 = bench_clickhouse(base, values[:1], windows, tmp, guard=False, database="bench_unguarded")
-        print(f"clickhouse (chdb) window_counts, unguarded (baseline): {rate(len(windows), t_chw0)}", flush=True)
 
         if not args.no_kafka:
             t_k, n = bench_kafka(base, values, tmp)

@@ -15,14 +15,13 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from confluent_kafka import Producer
 
 from edxstream.core import chdb_server, clickhouse, kafka_admin, privacy, records
 from edxstream.core.errors import UserError
-from edxstream.core.records import RECOUNT, DeadLetter, EnrichedEvent, WindowCount
+from edxstream.core.records import DeadLetter, EnrichedEvent, WindowCount
 from edxstream.core.settings import Settings
 from sinks import migrate, rows
 from sinks import retired as retired_mod
@@ -65,156 +64,6 @@ class Prepared:
     window_from: list[Msg] = field(default_factory=list)  # the message of each window
     dead_letters: list[DeadLetter] = field(default_factory=list)
     retired: int = 0  # events of retired learners left out (edxstream forget)
-    guarded: bool = False  # its windows went through the WindowGuard
-
-
-WindowKey = tuple[str, int, int]  # course, window size, window start (epoch seconds)
-
-
-class WindowGuard:
-    """Keeps a stored window count from being replaced by a smaller one.
-
-    Within the stream a window's counts only grow (every emission carries its full
-    value and a newer version), and a replay deletes the window rows it recomputes before it runs. So an
-    emission below what is stored for the same window comes from a stream worker that
-    lost part of its state (a broker that lost acknowledged changelog records, or one
-    whose topics are gone after a restart) and counts from what it still holds. Such a
-    window gets a ``recount`` row: ``window_counts_final`` then counts it from the stored
-    events (which the stores keep exactly), not from that worker's partial count.
-
-    The work is per batch and per window, not per event: the highest count stored for
-    each dimension of the windows a batch touches, read once per window (one query per
-    batch for the windows not seen yet) and then kept up to date from what is written.
-    A window that starts after the newest one stored for its course and size (read once
-    per course and size) has nothing stored to compare with, so it is not read: in a
-    backfill or a live stream, where windows open in time order, that is nearly every
-    new window. (Another ClickHouse sink writing the same course's windows at the same
-    time is not seen: each sink compares with what it knows.)
-    """
-
-    # course windows kept in memory (a few KB each with their dimensions); past that the
-    # cache starts again and reads back the windows that come next
-    MAX_WINDOWS = 20_000
-
-    def __init__(self) -> None:
-        # window -> (kind, dimension) -> (highest count, highest version) stored
-        self.stored: dict[WindowKey, dict[tuple[str, str], tuple[int, int]]] = {}
-        self.recounted: set[WindowKey] = set()
-        # (course, window size) -> start (epoch seconds) of the newest window stored
-        self.newest: dict[tuple[str, int], int] = {}
-        self.regressed = 0  # windows sent to be recounted, for the log and the tests
-
-    def check(self, client, windows: list[WindowCount]) -> list[WindowCount]:
-        """The ``recount`` rows to store with ``windows`` (in their order)."""
-        keys = {(w.course_id, w.window_seconds, int(w.window_start.timestamp())) for w in windows}
-        unknown = [k for k in keys if k not in self.stored and k not in self.recounted]
-        if len(self.stored) + len(unknown) > self.MAX_WINDOWS:
-            self.stored.clear()
-            unknown = [k for k in keys if k not in self.recounted]
-        if unknown:
-            self._read_newest(client, {(k[0], k[1]) for k in unknown} - self.newest.keys())
-            for k in unknown:
-                if k[2] > self.newest[(k[0], k[1])]:
-                    self.stored[k] = {}  # opens after everything stored: nothing to read
-            unknown = [k for k in unknown if k not in self.stored]
-        if unknown:
-            self._read(client, unknown)
-        for course, size, start in keys:
-            if start > self.newest.get((course, size), start):
-                self.newest[(course, size)] = start
-        regressed: dict[WindowKey, int] = {}
-        for w in windows:
-            k = (w.course_id, w.window_seconds, int(w.window_start.timestamp()))
-            if k in self.recounted:
-                continue
-            if w.kind == RECOUNT:
-                self.recounted.add(k)
-                self.stored.pop(k, None)
-                continue
-            dims = self.stored.setdefault(k, {})
-            d = (w.kind, w.dimension)
-            count, version = dims.get(d, (0, 0))
-            # (a message delivered again carries an old version: not a regression)
-            if w.count < count and w.version > version:
-                regressed[k] = max(w.version, regressed.get(k, 0))
-            else:
-                dims[d] = (max(count, w.count), max(version, w.version))
-        out = []
-        for (course, size, start), version in sorted(regressed.items()):
-            k = (course, size, start)
-            self.recounted.add(k)
-            self.stored.pop(k, None)
-            out.append(
-                WindowCount(
-                    kind=RECOUNT,
-                    course_id=course,
-                    dimension="",
-                    window_seconds=size,
-                    window_start=datetime.fromtimestamp(start, timezone.utc),
-                    count=0,
-                    version=version,
-                )
-            )
-        if out:
-            self.regressed += len(out)
-            log.warning(
-                "ClickHouse: %d window(s) emitted below their stored counts (a stream worker that lost "
-                "state); counted from the stored events from now on, e.g. %s %ds at %s",
-                len(out),
-                out[0].course_id,
-                out[0].window_seconds,
-                out[0].window_start.isoformat(),
-            )
-        return out
-
-    def _read_newest(self, client, pairs: set[tuple[str, int]]) -> None:
-        """The start of the newest window stored for each (course, window size)."""
-        if not pairs:
-            return
-        for pair in pairs:
-            self.newest[pair] = -1  # none stored
-        result = client.query(
-            "SELECT course_id, window_seconds, toUnixTimestamp(max(window_start)) FROM window_counts "
-            "WHERE course_id IN {courses:Array(String)} AND window_seconds IN {sizes:Array(UInt32)} "
-            "GROUP BY course_id, window_seconds",
-            parameters={"courses": sorted({p[0] for p in pairs}), "sizes": sorted({p[1] for p in pairs})},
-        )
-        for course, size, start in result.result_rows:
-            if (course, int(size)) in pairs:
-                self.newest[(course, int(size))] = int(start)
-
-    def _read(self, client, keys: list[WindowKey]) -> None:
-        """The highest count and version stored per dimension of each window (and which
-        windows are counted from the events already)."""
-        for k in keys:
-            self.stored[k] = {}
-        wanted = set(keys)
-        # one range of window starts per query (the table's order: course, kind, size,
-        # start), cheaper to read than a list of thousands of window keys; the rows
-        # of windows outside the batch are left aside
-        result = client.query(
-            "SELECT course_id, window_seconds, toUnixTimestamp(window_start), kind, dimension, "
-            "max(count), max(version) "
-            "FROM window_counts "
-            "WHERE course_id IN {courses:Array(String)} AND window_seconds IN {sizes:Array(UInt32)} "
-            "AND window_start BETWEEN toDateTime({lo:UInt32}, 'UTC') AND toDateTime({hi:UInt32}, 'UTC') "
-            "GROUP BY course_id, window_seconds, window_start, kind, dimension",
-            parameters={
-                "courses": sorted({k[0] for k in keys}),
-                "sizes": sorted({k[1] for k in keys}),
-                "lo": min(k[2] for k in keys),
-                "hi": max(k[2] for k in keys),
-            },
-        )
-        for course, size, start, kind, dim, count, version in result.result_rows:
-            k = (course, int(size), int(start))
-            if k not in wanted:
-                continue
-            if kind == RECOUNT:
-                self.recounted.add(k)
-                self.stored.pop(k, None)
-            elif k not in self.recounted:
-                self.stored.setdefault(k, {})[(kind, dim)] = (int(count), int(version))
 
 
 class ClickHouseWriter:
@@ -228,7 +77,6 @@ class ClickHouseWriter:
         self.endpoint = None  # query endpoint for the chdb folder this process holds
         self.retired = RetiredList(settings)
         self.retired_applied: frozenset[str] = frozenset()  # keys whose rows this writer deleted
-        self.guard = WindowGuard()
 
     def prepare(self, msgs: list[Msg]) -> Prepared:
         p = Prepared()
@@ -292,13 +140,6 @@ class ClickHouseWriter:
             log.info("ClickHouse: deleted %d events of %d newly retired learner keys", n, len(new))
             self.retired_applied |= new
         refused: list[DeadLetter] = []
-        if p.windows and not p.guarded:  # (once: a batch is written again after an error)
-            p.guarded = True
-            recount = self.guard.check(self.client, p.windows)
-            if recount:
-                p.windows.extend(recount)
-                p.window_json.append(records.encode(recount))
-                p.window_from.extend([p.window_from[-1]] * len(recount))
         if p.window_json:
             refused += self._store(
                 "window_counts",
