@@ -273,17 +273,22 @@ def truth_ceiling(early: pd.DataFrame, truth: pd.DataFrame) -> float:
 # -- 2. scale ----------------------------------------------------------------------------------
 
 
-def bench_scale_load(folder: Path, cfg: GenConfig) -> None:
-    """In a child: generate the scale log and store its events in the chdb ``folder``;
-    prints JSON. A process of its own, so the measuring child finds the folder free."""
-    t = time.monotonic()
-    write_dir(cfg, folder.parent / "scale-gen", rotate="none")
-    s = load(
+def _scale_settings(folder):
+    """Settings of the scale runs: the scale log's chdb folder, stored as it came."""
+    return load(
         home=folder.parent / "scale-home",
         clickhouse_url=f"chdb://{folder}",
         clickhouse_database="scale",
         pseudonymize=False,
     )
+
+
+def bench_scale_load(folder: Path, cfg: GenConfig) -> None:
+    """In a child: generate the scale log and store its events in the chdb ``folder``;
+    prints JSON. A process of its own, so the measuring child finds the folder free."""
+    t = time.monotonic()
+    write_dir(cfg, folder.parent / "scale-gen", rotate="none")
+    s = _scale_settings(folder)
     with open(folder.parent / "scale-gen" / "tracking.log", "rb") as f:  # plain text (rotate="none")
         n = load_clickhouse_events(s, f)
     print(json.dumps({"scale_events": n, "scale_load_seconds": round(time.monotonic() - t, 1)}))
@@ -297,12 +302,7 @@ def bench_scale_fit(folder: Path, share: float) -> None:
     every course. Prints JSON with the times, the events read, this process's peak memory
     and its memory once the embedded ClickHouse is open (what does not grow with the
     data)."""
-    s = load(
-        home=folder.parent / "scale-home",
-        clickhouse_url=f"chdb://{folder}",
-        clickhouse_database="scale",
-        pseudonymize=False,
-    )
+    s = _scale_settings(folder)
     runner = open_runner(s)
     first = runner.raw("SELECT toUnixTimestamp64Micro(min(time)) FROM course_events", "TabSeparated")
     last = analysis.latest_event_time(runner)
@@ -353,12 +353,7 @@ def bench_scale_resampled(folder: Path, learners: int) -> None:
     interactions read from ClickHouse (the whole scale log), their learners drawn with
     replacement up to ``learners`` (each copy a learner of its own, with the original's
     features and blocks), then every step of ``analyze_course`` timed. Prints JSON."""
-    s = load(
-        home=folder.parent / "scale-home",
-        clickhouse_url=f"chdb://{folder}",
-        clickhouse_database="scale",
-        pseudonymize=False,
-    )
+    s = _scale_settings(folder)
     runner = open_runner(s)
     as_of = analysis.latest_event_time(runner)
     course = features.read_frame(runner, "SELECT any(course_id) AS c FROM course_events")["c"].iloc[0]
