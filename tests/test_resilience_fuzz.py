@@ -6,6 +6,7 @@ worker and the MySQL sink, where every line must be stored or dead-lettered."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 import signal
 import time
 import warnings
@@ -212,10 +213,12 @@ def test_a_batch_of_hostile_lines_through_the_real_worker_and_sink_all_stored_or
     path.write_bytes(b"\n".join(body) + b"\n")
     # every line is a row of its own (identical lines too: a line's identity is its file and offset)
     want_events, want_dead = [], []
+    # the worker refuses times past its clock plus the allowed skew (time_out_of_range)
+    latest = datetime.now(timezone.utc) + timedelta(seconds=settings.max_clock_skew_seconds)
     for line in body:
         if not line.strip(b" \t\r\n\x0b\x0c"):
             continue
-        r = parse_line(line)
+        r = parse_line(line, latest=latest)
         (want_dead if r.__class__ is DeadLetter else want_events).append(line)
 
     migrate.migrate_mysql(settings)
