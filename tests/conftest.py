@@ -200,3 +200,23 @@ def wait_inactive(settings, groups, timeout: float = 60) -> None:
     while active_members(settings, groups):
         assert time.monotonic() < deadline, f"groups still active: {active_members(settings, groups)}"
         time.sleep(0.5)
+
+
+# The embedded ClickHouse engine (chdb), loaded in this process by the tests that query it
+# in-process, can crash while the interpreter tears down after the last test (its global
+# context shuts down after Python has started freeing modules). The run's verdict is
+# pytest's exit status, reported by then; leave with it without the teardown, so that a
+# crash after the summary cannot turn a passing run into a failing one, nor the reverse.
+_exit_status: list[int] = []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _exit_status.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    if _exit_status and "chdb" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exit_status[-1])
