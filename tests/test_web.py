@@ -372,6 +372,7 @@ def test_operator_sees_every_page_with_the_query_figures(web, browser, shots):
             "4",
             "5",
         ]
+        assert page.title() == "Pipeline · edxstream"
         check_layout(page, shots, "operators")
 
         assert page.goto(f"{url}/overview/course-v1:No+Such+Course").status == 404
