@@ -8,7 +8,6 @@ import os
 import runpy
 import secrets
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -96,12 +95,6 @@ def run_bench(args: argparse.Namespace) -> int:
 # -- demo -------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _with_database(dsn: str, database: str) -> str:
     u = urlparse(dsn)
     return urlunparse(u._replace(path=f"/{database}"))
@@ -112,6 +105,7 @@ def demo_settings(base, database: str, run_id: str):
     skips because of) earlier runs or real data."""
     from edxstream.core.privacy import DEFAULT_KEY
     from edxstream.core.settings import load
+    from edxstream.ops import stack
 
     # The sinks refuse the default pseudonym key; the demo's throwaway databases get a
     # random key of their own unless one is set.
@@ -126,7 +120,7 @@ def demo_settings(base, database: str, run_id: str):
         mysql_dsn=_with_database(base.mysql_dsn, database),
         clickhouse_database=database,
         checkpoint_dir=base.data_dir / "demo" / "checkpoints" / run_id,
-        web_port=_free_port(),
+        web_port=stack.free_ports(1)[0],
         broker_storage="memory",  # a broker the demo starts itself keeps nothing for later
     )
 

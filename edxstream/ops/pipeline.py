@@ -40,6 +40,7 @@ import pymysql
 from edxstream.core import kafka_admin, logfiles
 from edxstream.core.errors import UserError
 from edxstream.core.settings import Settings
+from edxstream.ops import stack
 from sinks.migrate import mysql_connect
 
 
@@ -510,14 +511,6 @@ def _names(role: str, n: int) -> tuple[str, ...]:
     return (role,) if n == 1 else tuple(f"{role}-{i}" for i in range(1, n + 1))
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_workers(
     pipe: Pipeline, web_port: int | None = None, streams: int = 1, mysql_sinks: int = 1, clickhouse_sinks: int = 1
 ) -> Workers:
@@ -542,7 +535,7 @@ def start_workers(
     )
     for i, (name, metrics) in enumerate(zip(streams_, files, strict=True)):
         args = ["process", "--log-every", "1"]
-        port = web_port if i == 0 else _free_port()
+        port = web_port if i == 0 else stack.free_ports(1)[0]
         if port:
             args += ["--web-port", str(port)]
         if streams > 1:

