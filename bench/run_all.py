@@ -128,6 +128,8 @@ class Bench:
         self.work = work
         self.port = free_port()
         base = load()
+        # A fresh machine has no application user yet: the bench makes it, as `demo` does.
+        stack.ensure_mysql_database(base)
         self.broker = stack.start_broker(stack.tansu_binary(base), "127.0.0.1", self.port, work / "broker.log")
         self.mysql_root = {k: v for k, v in base.mysql.items() if k != "database"}
         self.results: dict = {}
