@@ -137,9 +137,10 @@ def test_later_migrations_apply_in_order_with_several_statements(settings, tmp_p
         assert [tuple(r) for r in cur.fetchall()] == shipped_my + [(9002,)]
 
 
-# The migration that adds the columns at the end of events that today's writer writes
-# (kind, interaction): the old databases below get it too, so the writer can fill them.
-WRITER_COLUMNS = "events_kind_interaction"
+# The migrations that add the columns at the end of events that today's writer writes
+# (kind, interaction, notes): the old databases below get them too, so the writer can
+# fill them.
+WRITER_COLUMNS = ("events_kind_interaction", "events_notes")
 
 
 def mysql_before(settings, tmp_path, name: str) -> tuple[list, "migrate.Migration"]:
@@ -151,7 +152,7 @@ def mysql_before(settings, tmp_path, name: str) -> tuple[list, "migrate.Migratio
     old = tmp_path / "mysql"
     old.mkdir()
     for m in shipped:
-        if m.version < target.version or m.name == WRITER_COLUMNS:
+        if m.version < target.version or m.name in WRITER_COLUMNS:
             shutil.copy(m.path, old / m.path.name)
     migrate.migrate_mysql(settings, old)
     return shipped, target
@@ -159,7 +160,7 @@ def mysql_before(settings, tmp_path, name: str) -> tuple[list, "migrate.Migratio
 
 def applied_after(shipped: list, target) -> list[str]:
     """What migrating a database made by :func:`mysql_before` applies."""
-    return [str(m) for m in shipped if m.version >= target.version and m.name != WRITER_COLUMNS]
+    return [str(m) for m in shipped if m.version >= target.version and m.name not in WRITER_COLUMNS]
 
 
 def test_events_key_migration_keeps_existing_rows_upserts_by_event_id_and_reruns(settings, tmp_path):

@@ -685,3 +685,28 @@ def test_a_long_action_is_kept_whole():
     rec = ok(line(event_type=url, event_source="server", context={"course_id": "course-v1:Org+C1+2017"}))
     assert rec.course_id == "course-v1:Org+C1+2017" and len(rec.event_type) == len(url)
     assert len(rec.action) > 255
+
+
+def test_a_number_no_column_can_hold_is_null_with_a_note_and_kept_in_the_payload():
+    # a problem_check whose payload (a JSON string, as the browser logs it) has a grade
+    # of 1e400: the grade column cannot hold it, so it is null, and the note says so
+    rec = ok(
+        line(
+            event_type="problem_check",
+            event_source="browser",
+            event=f'{{"problem_id": "{PROBLEM}", "grade": 1e400, "max_grade": 2, "attempts": {10**29}}}',
+        )
+    )
+    assert rec.grade is None and rec.attempts is None and rec.max_grade == 2.0
+    assert rec.notes == "attempts: not a usable number; grade: not a usable number"
+    assert "1e400" in rec.payload and str(10**29) in rec.payload
+    assert rec.problem_id == PROBLEM  # the rest of the payload is read as usual
+
+    # a video event whose position is text: the same
+    rec = ok(line(event_type="play_video", event_source="browser", event={"id": "v1", "currentTime": "abc"}))
+    assert rec.video_position is None and rec.notes == "video_position: not a usable number"
+    # absent or empty values are not unusable ones: no note
+    rec = ok(line(event_type="play_video", event_source="browser", event={"id": "v1", "currentTime": ""}))
+    assert rec.notes == ""
+    rec = ok(line(event_type="problem_check", event={"problem_id": PROBLEM, "grade": 1, "max_grade": 2}))
+    assert rec.grade == 1.0 and rec.notes == ""

@@ -253,7 +253,11 @@ def decode_payload(event) -> tuple[object, str | None]:
             try:
                 value = orjson.loads(s)
             except orjson.JSONDecodeError:
-                return text, text
+                # what orjson refuses may still be JSON (1e400, integers beyond 64 bits):
+                # read it to find the fields, keep the text as logged (a writer would
+                # turn 1e400 into null)
+                value = _slow_loads(s)
+                return (text, text) if value is _INVALID else (value, text)
             return value, json_text(value)
         if "=" in s and " " not in s and "\n" not in s:
             pairs = parse_qsl(s, keep_blank_values=True)
@@ -574,6 +578,19 @@ def _problem(pd: dict) -> tuple:
     )
 
 
+def _unusable(pd: dict, fields: tuple) -> str:
+    """Notes for the numbers in ``fields`` ((column, value made, payload keys), ...) that the
+    payload holds but that made no value (1e400, "abc", an integer beyond 64 bits): the
+    column is null, and the note says so. An empty string counts as absent."""
+    return "; ".join(
+        [
+            f"{column}: not a usable number"
+            for column, made, keys in fields
+            if made is None and any(pd.get(k) not in (None, "") for k in keys)
+        ]
+    )
+
+
 def _agent_of(agent, ctx: dict) -> str | None:
     """A user agent that is not a string: missing (then the context's), or an object
     (some mobile exporters), kept as its JSON."""
@@ -671,11 +688,31 @@ def parse_line(
     agent = doc.get("agent")
     if agent.__class__ is not str:
         agent = _agent_of(agent, ctx)
+    notes = ""
     if pd is not None:
         if category == VIDEO:
             video_id, video_code, position, old_time, new_time, speed, block_id = _video(pd, block_id, course_id)
+            if position is None or old_time is None or new_time is None or speed is None:
+                notes = _unusable(
+                    pd,
+                    (
+                        ("video_position", position, ("currentTime", "current_time")),
+                        ("video_old_time", old_time, ("old_time",)),
+                        ("video_new_time", new_time, ("new_time",)),
+                        ("video_speed", speed, ("new_speed", "speed")),
+                    ),
+                )
         elif category == ASSESSMENT:
             attempts, success, grade, max_grade = _problem(pd)
+            if attempts is None or grade is None or max_grade is None:
+                notes = _unusable(
+                    pd,
+                    (
+                        ("attempts", attempts, ("attempts",)),
+                        ("grade", grade, ("grade", "weighted_earned")),
+                        ("max_grade", max_grade, ("max_grade", "weighted_possible")),
+                    ),
+                )
 
     return EnrichedEvent(
         event_id=ident or line_id(body),
@@ -715,4 +752,5 @@ def parse_line(
         offset=offset,
         kind=taxon.kind,
         interaction=taxon.interaction,
+        notes=notes,
     )

@@ -62,6 +62,10 @@ class EnrichedEvent(msgspec.Struct, kw_only=True, omit_defaults=False):
     # (a learner interaction, counted) | echo | plumbing | authoring | system | api | other
     kind: str = ""
     interaction: str = ""  # shared by every record of one action, e.g. problem.submitted
+    # What the event model could not use, e.g. "grade: not a finite number": the field is
+    # null and the value stays in ``payload``, so a null is never silent. Names fields
+    # only, never values (this column reaches the analyst tables).
+    notes: str = ""
 
 
 class DeadLetter(msgspec.Struct, kw_only=True):
