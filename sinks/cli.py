@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from pathlib import Path
 
 import pymysql
 
@@ -28,6 +29,14 @@ def register(sub) -> None:
         default=None,
         metavar="SECONDS",
         help="stop once nothing has arrived for this long (caught up); default: run until stopped",
+    )
+    p.add_argument(
+        "--metrics-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="where to write the progress figures as JSON (default: EDXSTREAM_HOME/run/sink-TARGET.metrics.json; "
+        "give each sink its own when several of one kind run under one home)",
     )
     p.set_defaults(func=run_sink)
 
@@ -61,7 +70,7 @@ def run_sink(args) -> int:
     from sinks.consumer import Stuck
 
     try:
-        stats = sink.run(s, stop=stop, max_idle_seconds=args.max_idle)
+        stats = sink.run(s, stop=stop, max_idle_seconds=args.max_idle, metrics_path=args.metrics_file)
     except Stuck as exc:
         raise UserError(f"sink {args.target} stopped: {exc}") from None
     written = ", ".join(f"{k}={v}" for k, v in sorted(stats.written.items())) or "nothing"

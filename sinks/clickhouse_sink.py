@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from dataclasses import dataclass, field
 
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
@@ -266,9 +267,15 @@ class ClickHouseWriter:
         self.client = None
 
 
-def run(settings: Settings, stop: threading.Event | None = None, max_idle_seconds: float | None = None) -> SinkStats:
+def run(
+    settings: Settings,
+    stop: threading.Event | None = None,
+    max_idle_seconds: float | None = None,
+    metrics_path: Path | None = None,
+) -> SinkStats:
     """Consume the aggregates and enriched topics into ClickHouse until ``stop`` is set
-    (or, with ``max_idle_seconds``, until nothing arrived for that long: caught up)."""
+    (or, with ``max_idle_seconds``, until nothing arrived for that long: caught up).
+    ``metrics_path``: where the progress figures go (default: run/sink-clickhouse.metrics.json)."""
     privacy.check_key(settings)  # before anything is read: no event is written under a public key
     writer = ClickHouseWriter(settings)
     loop = SinkLoop(
@@ -279,5 +286,6 @@ def run(settings: Settings, stop: threading.Event | None = None, max_idle_second
         stop=stop,
         max_idle_seconds=max_idle_seconds,
         batch_rows=settings.clickhouse_batch_rows,
+        metrics_path=metrics_path,
     )
     return loop.run()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from pathlib import Path
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -100,6 +101,7 @@ class SinkLoop:
         max_idle_seconds: float | None = None,
         consumer_config: dict | None = None,
         batch_rows: int | None = None,
+        metrics_path: Path | None = None,
     ):
         self.settings = settings
         self.batch_rows = batch_rows or settings.sink_batch_rows
@@ -124,7 +126,8 @@ class SinkLoop:
         self.last_activity = time.monotonic()
         self._last_report = time.monotonic()
         self._reported_messages = 0
-        self.metrics_path = settings.data_dir / "run" / f"sink-{writer.name}.metrics.json"
+        # several sinks of one kind under one home each need their own file (--metrics-file)
+        self.metrics_path = metrics_path or settings.data_dir / "run" / f"sink-{writer.name}.metrics.json"
         config = {
             "bootstrap.servers": settings.kafka_bootstrap,
             "group.id": group,

@@ -34,6 +34,7 @@ import os
 import re
 import tempfile
 import threading
+from pathlib import Path
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -402,10 +403,12 @@ def run(
     stop: threading.Event | None = None,
     max_idle_seconds: float | None = None,
     load_data: bool | None = None,
+    metrics_path: Path | None = None,
 ) -> SinkStats:
     """Consume the enriched and dead-letter topics into MySQL until ``stop`` is set (or,
     with ``max_idle_seconds``, until nothing arrived for that long: caught up).
-    ``load_data``: see :class:`MySQLWriter` (None: LOAD DATA when the server allows it)."""
+    ``load_data``: see :class:`MySQLWriter` (None: LOAD DATA when the server allows it).
+    ``metrics_path``: where the progress figures go (default: run/sink-mysql.metrics.json)."""
     writer = MySQLWriter(settings, load_data=load_data)
     loop = SinkLoop(
         settings,
@@ -414,5 +417,6 @@ def run(
         [settings.enriched_topic, settings.deadletter_topic],
         stop=stop,
         max_idle_seconds=max_idle_seconds,
+        metrics_path=metrics_path,
     )
     return loop.run()

@@ -399,3 +399,34 @@ def test_batches_of_many_event_records_are_bounded_by_bytes_as_well(settings):
     # holds at most 500 rows' worth of bytes, plus the record that crossed the line
     most = 500 * ROW_BYTES + max(map(len, values))
     assert stats.batches >= sum(map(len, values)) // most > 1
+
+
+def test_two_sinks_under_one_home_each_report_in_their_own_metrics_file(settings):
+    """Scaled out on one machine, two MySQL sinks share the partitions; with
+    ``--metrics-file`` each reports its own figures, and `stack status` lists both."""
+    from edxstream.ops import stack
+
+    events = make_events(2_000, seed=8)
+    produce_events(settings, events)
+    run = settings.data_dir / "run"
+    env = env_for(settings, EDXSTREAM_SINK_BATCH_ROWS="100")
+    procs = [
+        subprocess.Popen(
+            edxstream_cmd(
+                "sink", "mysql", "--max-idle", str(IDLE), "--metrics-file", str(run / f"sink-mysql-{i}.metrics.json")
+            ),
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in (1, 2)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=180)
+        assert p.returncode == 0, err
+    assert mysql_table(settings, "events", "event_id") == sorted(mysql_expected_row(e) for e in events)
+    listed = {c.name: c for c in stack.components(settings)}
+    assert {"sink-mysql-1", "sink-mysql-2"} <= set(listed) and "sink-mysql" not in listed
+    one, two = listed["sink-mysql-1"], listed["sink-mysql-2"]
+    assert one.pid != two.pid and one.pid == procs[0].pid and two.pid == procs[1].pid
+    assert not one.running and not two.running and one.exit and two.exit

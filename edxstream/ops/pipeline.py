@@ -542,10 +542,11 @@ def start_workers(
             args += ["--metrics-file", str(metrics)]
         pipe.start(name, *args)
     workers = Workers(streams_, _names("sink-mysql", mysql_sinks), _names("sink-clickhouse", clickhouse_sinks), files)
-    for name in workers.mysql:
-        pipe.start(name, "sink", "mysql")
-    for name in workers.clickhouse:
-        pipe.start(name, "sink", "clickhouse")
+    for target, names in (("mysql", workers.mysql), ("clickhouse", workers.clickhouse)):
+        for name in names:
+            # one sink of a kind writes the default file, several their own (as the workers)
+            extra = ["--metrics-file", str(run / f"{name}.metrics.json")] if len(names) > 1 else []
+            pipe.start(name, "sink", target, *extra)
     return workers
 
 
