@@ -139,25 +139,44 @@ def _str(value) -> str | None:
 _INT_MAX = 2**63 - 1  # the sinks store ids and counts as BIGINT
 
 
-def _float(value) -> float | None:
+class _Unusable:
+    """A value that is there but makes no number a column can hold (1e400, "abc", an
+    integer beyond 64 bits): the column gets null and the event a note (see _noted)."""
+
+    __slots__ = ()
+
+
+UNUSABLE = _Unusable()
+
+
+def _float(value) -> float | None | _Unusable:
+    """A finite float; None when absent (None or ""); UNUSABLE for anything else."""
     cls = value.__class__
     if cls is float:
-        return value if isfinite(value) else None
+        return value if isfinite(value) else UNUSABLE
     if cls is int:
-        return float(value) if -_INT_MAX <= value <= _INT_MAX else None
-    if cls is str and value:
+        return float(value) if -_INT_MAX <= value <= _INT_MAX else UNUSABLE
+    if cls is str:
+        if not value:
+            return None
         try:
             f = float(value)
         except ValueError:
-            return None
-        return f if isfinite(f) else None
-    return None
+            return UNUSABLE
+        return f if isfinite(f) else UNUSABLE
+    return None if value is None else UNUSABLE
 
 
-def _float_of(pd: dict, key: str, other: str) -> float | None:
+def _float_of(pd: dict, key: str, other: str) -> float | None | _Unusable:
     """The number under ``key``, else under ``other`` (older and newer spellings)."""
     f = _float(pd.get(key))
     return _float(pd.get(other)) if f is None else f
+
+
+def _noted(values: tuple, columns: tuple[str, ...]) -> tuple[tuple, str]:
+    """``values`` with UNUSABLE made None, and the note naming those columns."""
+    notes = "; ".join([f"{c}: not a usable number" for v, c in zip(values, columns, strict=True) if v is UNUSABLE])
+    return tuple(None if v is UNUSABLE else v for v in values), notes
 
 
 def _int(value) -> int | None:
@@ -569,25 +588,17 @@ def _video(pd: dict, block_id: str | None, course_id: str | None) -> tuple:
 
 def _problem(pd: dict) -> tuple:
     """(attempts, success, grade, max grade) of a problem event (grades of newer server
-    events are ``weighted_earned`` / ``weighted_possible``)."""
+    events are ``weighted_earned`` / ``weighted_possible``); UNUSABLE for a number that
+    is there but that no column can hold."""
+    raw = pd.get("attempts")
+    attempts = _int(raw)
+    if attempts is None and raw is not None and raw != "":
+        attempts = UNUSABLE
     return (
-        _int(pd.get("attempts")),
+        attempts,
         _success(pd.get("success")),
         _float_of(pd, "grade", "weighted_earned"),
         _float_of(pd, "max_grade", "weighted_possible"),
-    )
-
-
-def _unusable(pd: dict, fields: tuple) -> str:
-    """Notes for the numbers in ``fields`` ((column, value made, payload keys), ...) that the
-    payload holds but that made no value (1e400, "abc", an integer beyond 64 bits): the
-    column is null, and the note says so. An empty string counts as absent."""
-    return "; ".join(
-        [
-            f"{column}: not a usable number"
-            for column, made, keys in fields
-            if made is None and any(pd.get(k) not in (None, "") for k in keys)
-        ]
     )
 
 
@@ -692,26 +703,17 @@ def parse_line(
     if pd is not None:
         if category == VIDEO:
             video_id, video_code, position, old_time, new_time, speed, block_id = _video(pd, block_id, course_id)
-            if position is None or old_time is None or new_time is None or speed is None:
-                notes = _unusable(
-                    pd,
-                    (
-                        ("video_position", position, ("currentTime", "current_time")),
-                        ("video_old_time", old_time, ("old_time",)),
-                        ("video_new_time", new_time, ("new_time",)),
-                        ("video_speed", speed, ("new_speed", "speed")),
-                    ),
+            # identity tests: the cheap way to find the rare unusable value on every event
+            if position is UNUSABLE or old_time is UNUSABLE or new_time is UNUSABLE or speed is UNUSABLE:
+                (position, old_time, new_time, speed), notes = _noted(
+                    (position, old_time, new_time, speed),
+                    ("video_position", "video_old_time", "video_new_time", "video_speed"),
                 )
         elif category == ASSESSMENT:
             attempts, success, grade, max_grade = _problem(pd)
-            if attempts is None or grade is None or max_grade is None:
-                notes = _unusable(
-                    pd,
-                    (
-                        ("attempts", attempts, ("attempts",)),
-                        ("grade", grade, ("grade", "weighted_earned")),
-                        ("max_grade", max_grade, ("max_grade", "weighted_possible")),
-                    ),
+            if attempts is UNUSABLE or grade is UNUSABLE or max_grade is UNUSABLE:
+                (attempts, grade, max_grade), notes = _noted(
+                    (attempts, grade, max_grade), ("attempts", "grade", "max_grade")
                 )
 
     return EnrichedEvent(
