@@ -510,9 +510,11 @@ def table(r: dict) -> str:
         out.append(f"{'fit: CPU seconds, same':<42} {r['fit_cpu_seconds']:>8}")
         out.append(f"{'fit: peak MB, same':<42} {r['fit_peak_mb']:>8}")
     if "target_seconds" in r:
-        n = f"{r['target_learners']:,} learners, {r['target_events']:,} events"
-        out.append(f"{'analyze: seconds, ' + n:<42} {r['target_seconds']:>8} {'':>9}  < {AIMS['fit_seconds']}")
-        out.append(f"{'analyze: CPU seconds, same':<42} {r['target_cpu_seconds']:>8} {'':>9}  < {AIMS['fit_seconds']}")
+        learners, events = f"{r['target_learners']:,} learners", f"{r['target_events']:,} events"
+        out.append(f"{'analyze: seconds, ' + learners:<42} {r['target_seconds']:>8} {'':>9}  < {AIMS['fit_seconds']}")
+        out.append(
+            f"{'analyze: CPU seconds, ' + events:<42} {r['target_cpu_seconds']:>8} {'':>9}  < {AIMS['fit_seconds']}"
+        )
         out.append(f"{'analyze: peak MB, same':<42} {r['target_peak_mb']:>8} {'':>9}  < {AIMS['fit_peak_mb']}")
     return "\n".join(out)
 
