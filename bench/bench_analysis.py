@@ -23,12 +23,11 @@
 2. Scale: a larger generated log stored in its own ClickHouse folder (by a child
    process), then what ``analyze`` does before writing, in a fresh child each time: read
    the features from ClickHouse and fit every step, as of a quarter, half and all of the
-   way through the log, and the fit once more on that log's learners drawn with
-   replacement up to 100,000. Time and peak memory are measured; the figure for 100,000
-   learners and 2 million events is an estimate (labelled as such): the reading
-   extrapolated along the line through the three, plus the fit measured at 100,000:
-   the machine here is shared and has 2 cores, so the bench does not store 2 million
-   events.
+   way through the log: how the time and memory grow with the events.
+   With ``--scale full``, the target measured: a log of about 2 million events of
+   100,000 learners in one course stored in a folder of its own (by a child, not timed),
+   then one ``analyze`` run (read, fit every step, write the tables) in a fresh child:
+   its wall time, CPU time and peak memory (VmHWM), next to the aim.
 3. The public corpus (``../shared/corpus/public-tracking.log``): every step runs, and says
    "not enough data" where a course has too few learners.
 
@@ -40,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -76,14 +76,16 @@ SCALES = {
     "full": {
         "quality": GenConfig(events=400_000, courses=3, learners=2_000, days=70, seed=42, malformed=0, prefixed=0),
         "scale": GenConfig(events=300_000, courses=1, learners=15_000, days=70, seed=7),
-        "learners": 100_000,
-        "events": 2_000_000,
+        # about 100,000 learners in one course: shorter sessions than the generator's
+        # default spread 2 million events over that many
+        "target": GenConfig(
+            events=2_000_000, courses=1, learners=300_000, days=70, seed=7, malformed=0, prefixed=0, session_events=8
+        ),
     },
     "small": {
         "quality": GenConfig(events=40_000, courses=1, learners=200, days=60, seed=42, malformed=0, prefixed=0),
         "scale": GenConfig(events=40_000, courses=1, learners=2_000, days=70, seed=7),
-        "learners": 10_000,
-        "events": 200_000,
+        "target": None,  # the measured target is part of --scale full only
     },
 }
 AIMS = {"ari": 0.7, "auc": 0.85, "hit_vs_baseline": 1.5, "fit_seconds": 60, "fit_peak_mb": 1536}
@@ -287,10 +289,12 @@ def bench_scale_load(folder: Path, cfg: GenConfig) -> None:
     """In a child: generate the scale log and store its events in the chdb ``folder``;
     prints JSON. A process of its own, so the measuring child finds the folder free."""
     t = time.monotonic()
-    write_dir(cfg, folder.parent / "scale-gen", rotate="none")
+    gen = folder.parent / f"{folder.name}-gen"
+    write_dir(cfg, gen, rotate="none")
     s = _scale_settings(folder)
-    with open(folder.parent / "scale-gen" / "tracking.log", "rb") as f:  # plain text (rotate="none")
+    with open(gen / "tracking.log", "rb") as f:  # plain text (rotate="none")
         n = load_clickhouse_events(s, f)
+    shutil.rmtree(gen)  # the events are in the folder now
     print(json.dumps({"scale_events": n, "scale_load_seconds": round(time.monotonic() - t, 1)}))
 
 
@@ -348,41 +352,38 @@ def bench_scale_fit(folder: Path, share: float) -> None:
     )
 
 
-def bench_scale_resampled(folder: Path, learners: int) -> None:
-    """In a child: the fit alone, measured at ``learners`` learners: the features and
-    interactions read from ClickHouse (the whole scale log), their learners drawn with
-    replacement up to ``learners`` (each copy a learner of its own, with the original's
-    features and blocks), then every step of ``analyze_course`` timed. Prints JSON."""
+def bench_target_fit(folder: Path) -> None:
+    """In a child: what ``edxstream analyze`` does, measured as one run: the same store
+    (``SharedStore``, as the command opens it) reads the features and interactions from
+    ClickHouse, every step of every course is fitted and the analysis tables are
+    written. Prints JSON with the wall and CPU time of the run, the peak memory of the
+    process (VmHWM) before it, once the reading was done and at the end, and what was
+    fitted."""
+    from edxstream.core.chdb_server import SharedStore
+
     s = _scale_settings(folder)
-    runner = open_runner(s)
-    as_of = analysis.latest_event_time(runner)
-    course = features.read_frame(runner, "SELECT any(course_id) AS c FROM course_events")["c"].iloc[0]
-    now = features.load_features(runner, as_of, course=course)
-    early = features.load_features(runner, as_of, prediction.EARLY_DAYS, course=course)
-    inter = features.load_interactions(runner, as_of, course=course)
-    rng = np.random.default_rng(0)
-    copies = pd.DataFrame({"user_id": np.arange(learners), "original": rng.choice(now["user_id"].to_numpy(), learners)})
-
-    def resample(df: pd.DataFrame) -> pd.DataFrame:
-        out = copies.merge(df.rename(columns={"user_id": "original"}), on="original")
-        return out.drop(columns="original").sort_values("user_id", kind="stable").reset_index(drop=True)
-
-    now_r, early_r, inter_r = resample(now), resample(early), resample(inter)
-    del now, early, inter
-    base = rss_mb()
-    t, cpu = time.monotonic(), time.process_time()
-    with threadpool_limits(limits=1):
-        res = analysis.analyze_course(course, now_r, early_r, inter_r, as_of)
+    store = SharedStore(s)
+    try:
+        events = int(store.raw("SELECT count() FROM course_events", "TabSeparated"))
+        base = peak_mb()
+        marks: list[int] = []  # the peak as each course starts: the first is after reading
+        t, cpu = time.monotonic(), time.process_time()
+        summary = analysis.run(store, store, say=lambda msg: marks.append(peak_mb()) if msg.startswith("[") else None)
+        seconds, cpu_seconds = time.monotonic() - t, time.process_time() - cpu
+    finally:
+        store.close()
     print(
         json.dumps(
             {
-                "resampled_learners": learners,
-                "resampled_interactions": int(len(inter_r)),
-                "resampled_fit_seconds": round(time.monotonic() - t, 1),
-                "resampled_fit_cpu_seconds": round(time.process_time() - cpu, 1),
-                "resampled_steps": {st["step"]: st["status"] for st in res.steps},
-                "resampled_base_mb": base,
-                "resampled_peak_mb": peak_mb(),
+                "events": events,
+                "learners": sum(st["learners"] for c in summary.courses for st in c.steps if st["step"] == "segments"),
+                "courses": len(summary.courses),
+                "seconds": round(seconds, 1),
+                "cpu_seconds": round(cpu_seconds, 1),
+                "peak_mb": peak_mb(),
+                "read_peak_mb": marks[0] if marks else peak_mb(),
+                "base_mb": base,
+                "steps": {st["step"]: st["status"] for c in summary.courses for st in c.steps},
             }
         )
     )
@@ -414,41 +415,22 @@ def child(*args: str) -> dict:
 SCALE_SHARES = (0.25, 0.5, 1.0)  # how far through the scale log each measuring child reads
 
 
-def bench_scale(work: Path, cfg: GenConfig, target_events: int, target_learners: int) -> dict:
+def load_args(cfg: GenConfig) -> list[str]:
+    return [str(cfg.events), str(cfg.learners), str(cfg.courses), str(cfg.session_events)]
+
+
+def bench_scale(work: Path, cfg: GenConfig) -> dict:
     """Generate and store ``cfg``'s log (a child), then read and fit it as of a quarter,
-    half and all of the way through, each in a fresh child, and fit it once more with its
-    learners drawn up to ``target_learners`` (``bench_scale_resampled``). The estimate at
-    the target: the reading's CPU time extrapolated along the least-squares line through
-    the three by the events, plus the fit measured at ``target_learners``; the memory,
-    that fit's peak plus the growth of the peak with the events along the line (a slope
-    under zero counts as zero). The times are CPU seconds of the child: on a shared machine its wall time
-    says as much about the neighbours as about the fit, while its CPU time is what it
-    would take alone (the fit runs on one thread; reading may use two, so on an idle
-    machine the wall time is at most this)."""
+    half and all of the way through, each in a fresh child: how reading and fitting grow
+    with the events of one log. The times are the child's wall and CPU seconds: on a
+    shared machine the wall time says as much about the neighbours as about the fit,
+    while the CPU time is what it would take alone (the fit runs on one thread; reading
+    may use two, so on an idle machine the wall time is at most this)."""
     folder = work / "scale-clickhouse"
-    res = child("--load", str(folder), str(cfg.events), str(cfg.learners), str(cfg.courses))
+    res = child("--load", str(folder), *load_args(cfg))
     points = [child("--fit", str(folder), str(share)) for share in SCALE_SHARES]
-    full = points[-1]
-
-    def slope(key: str, by: str) -> float:
-        x = np.array([p[by] for p in points], float)
-        y = np.array([p[key] for p in points], float)
-        return max(0.0, float(np.polyfit(x, y, 1)[0]))
-
-    res.update(child("--fit-resampled", str(folder), str(target_learners)))
-    more_events = target_events - full["events"]
-    read = full["read_cpu_seconds"] + slope("read_cpu_seconds", "events") * more_events
-    res.update({f"fit_{k}": v for k, v in full.items()})
+    res.update({f"fit_{k}": v for k, v in points[-1].items()})
     res["fit_points"] = [{k: v for k, v in p.items() if k != "steps"} for p in points]
-    res.update(
-        {
-            "fit_target_events": target_events,
-            "fit_target_learners": target_learners,
-            "fit_read_seconds_extrapolated": round(read, 1),
-            "fit_seconds_extrapolated": round(read + res["resampled_fit_cpu_seconds"], 1),
-            "fit_peak_mb_extrapolated": round(res["resampled_peak_mb"] + slope("peak_mb", "events") * more_events),
-        }
-    )
     for n in points:
         say(
             f"scale: {n['events']:,} events of {n['learners']:,} learners read from ClickHouse and fitted "
@@ -456,17 +438,24 @@ def bench_scale(work: Path, cfg: GenConfig, target_events: int, target_learners:
             f"({n['read_cpu_seconds']} s CPU), fit {n['model_seconds']} s ({n['model_cpu_seconds']} s CPU), peak "
             f"{n['peak_mb']:,} MB ({n['base_mb']} MB with the embedded ClickHouse open, before reading)"
         )
+    return res
+
+
+def bench_target(work: Path, cfg: GenConfig) -> dict:
+    """The target measured: ``cfg``'s log (about 2 million events of 100,000 learners with
+    ``--scale full``) generated and stored in a ClickHouse folder of its own by a child
+    (not timed), then one ``analyze`` run in a fresh child (``bench_target_fit``): its
+    wall time, CPU time and peak memory are the figures the aim is about."""
+    folder = work / "target-clickhouse"
+    loaded = child("--load", str(folder), *load_args(cfg))
+    res = {"target_load_seconds": loaded["scale_load_seconds"]}
+    run = child("--fit-target", str(folder))
+    res.update({f"target_{k}": v for k, v in run.items()})
     say(
-        f"scale: the fit alone for {res['resampled_learners']:,} learners (those read, drawn with replacement; "
-        f"{res['resampled_interactions']:,} interactions): {res['resampled_fit_seconds']} s "
-        f"({res['resampled_fit_cpu_seconds']} s CPU), peak {res['resampled_peak_mb']:,} MB"
-    )
-    say(
-        f"scale: estimate for {target_events:,} events and {target_learners:,} learners (not measured as one "
-        f"run): reading extrapolated along the line through the three, {read:.1f} CPU s, + the fit measured on "
-        f"{target_learners:,} learners, {res['resampled_fit_cpu_seconds']} CPU s = {res['fit_seconds_extrapolated']} "
-        f"CPU s; peak {res['fit_peak_mb_extrapolated']:,} MB (the fit's peak, plus the reading's growth with the "
-        "events along the line)"
+        f"target: {run['events']:,} events of {run['learners']:,} learners (stored in "
+        f"{loaded['scale_load_seconds']} s, not counted), one analyze run: {run['seconds']} s "
+        f"({run['cpu_seconds']} s CPU), peak {run['peak_mb']:,} MB "
+        f"({run['read_peak_mb']:,} MB once read, {run['base_mb']} MB before reading)"
     )
     return res
 
@@ -520,18 +509,13 @@ def table(r: dict) -> str:
         out.append(f"{'fit: seconds, ' + n:<42} {r['fit_seconds']:>8} {'':>9}  (read {r['fit_read_seconds']} s)")
         out.append(f"{'fit: CPU seconds, same':<42} {r['fit_cpu_seconds']:>8}")
         out.append(f"{'fit: peak MB, same':<42} {r['fit_peak_mb']:>8}")
-        target = f"{r['fit_target_learners']:,} learners, {r['fit_target_events']:,} events"
+    if "target_seconds" in r:
+        learners, events = f"{r['target_learners']:,} learners", f"{r['target_events']:,} events"
+        out.append(f"{'analyze: seconds, ' + learners:<42} {r['target_seconds']:>8} {'':>9}  < {AIMS['fit_seconds']}")
         out.append(
-            f"{'fit alone, ' + format(r['resampled_learners'], ',') + ' learners, CPU s':<42}"
-            f" {r['resampled_fit_cpu_seconds']:>8}"
+            f"{'analyze: CPU seconds, ' + events:<42} {r['target_cpu_seconds']:>8} {'':>9}  < {AIMS['fit_seconds']}"
         )
-        out.append(f"{'fit alone, same, peak MB':<42} {r['resampled_peak_mb']:>8}")
-        out.append(
-            f"{'  estimate CPU s, ' + target:<42} {r['fit_seconds_extrapolated']:>8} {'':>9}  < {AIMS['fit_seconds']}"
-        )
-        out.append(
-            f"{'  estimate peak MB, same':<42} {r['fit_peak_mb_extrapolated']:>8} {'':>9}  < {AIMS['fit_peak_mb']}"
-        )
+        out.append(f"{'analyze: peak MB, same':<42} {r['target_peak_mb']:>8} {'':>9}  < {AIMS['fit_peak_mb']}")
     return "\n".join(out)
 
 
@@ -539,19 +523,26 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", choices=sorted(SCALES), default="full")
     ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
-    ap.add_argument("--load", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--load", nargs=5, help=argparse.SUPPRESS)
     ap.add_argument("--fit", nargs=2, help=argparse.SUPPRESS)
-    ap.add_argument("--fit-resampled", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--fit-target", nargs=1, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.load:
-        folder, events, learners, courses = args.load
+        folder, events, learners, courses, session_events = args.load
         cfg = GenConfig(
-            events=int(events), learners=int(learners), courses=int(courses), days=70, seed=7, malformed=0, prefixed=0
+            events=int(events),
+            learners=int(learners),
+            courses=int(courses),
+            days=70,
+            seed=7,
+            malformed=0,
+            prefixed=0,
+            session_events=float(session_events),
         )
         bench_scale_load(Path(folder), cfg)
         return 0
-    if args.fit_resampled:
-        bench_scale_resampled(Path(args.fit_resampled[0]), int(args.fit_resampled[1]))
+    if args.fit_target:
+        bench_target_fit(Path(args.fit_target[0]))
         return 0
     if args.fit:
         bench_scale_fit(Path(args.fit[0]), float(args.fit[1]))
@@ -562,7 +553,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="edxstream-bench-analysis-", ignore_cleanup_errors=True) as tmp:
         work = Path(tmp)
         results.update(bench_quality(work, scale["quality"]))
-        results.update(bench_scale(work, scale["scale"], scale["events"], scale["learners"]))
+        results.update(bench_scale(work, scale["scale"]))
+        if scale["target"] is not None:
+            results.update(bench_target(work, scale["target"]))
         results.update(bench_corpus(work))
     say("")
     say(table(results))

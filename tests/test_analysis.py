@@ -227,3 +227,47 @@ def test_early_features_carry_other_courses_only_from_before_the_window_end(sett
     assert (got > 0).sum() > 10  # learners in both courses
     assert got[got > 0].astype(int).sort_index().equals(expected.sort_index().astype(int).rename("other_events"))
     assert (got.drop(expected.index) == 0).all()
+
+
+def test_features_now_count_every_event_of_each_learner(settings, tmp_path):
+    load_generated(settings, tmp_path, GenConfig(events=8_000, courses=2, learners=80, days=40, seed=5))
+    runner = open_runner(settings)
+    as_of = analysis.latest_event_time(runner)
+    now = features.load_features(runner, as_of)
+    ev = features.read_frame(
+        runner, "SELECT course_id, assumeNotNull(user_id) AS user_id, time FROM course_events WHERE user_id IS NOT NULL"
+    )
+    per = ev.groupby(["course_id", "user_id"])["time"].agg(["size", "min", "max"])
+    got = now.set_index(["course_id", "user_id"]).loc[per.index]
+    assert len(now) == len(per)
+    assert (got["events"].to_numpy() == per["size"].to_numpy()).all()
+    assert (got["first_seen"].to_numpy() == per["min"].to_numpy()).all()
+    # the early features see a learner's first days only, counted from their first event
+    early = features.load_features(runner, as_of, prediction.EARLY_DAYS).set_index(["course_id", "user_id"])
+    first = ev.merge(per["min"].rename("t0").reset_index(), on=["course_id", "user_id"])
+    first = first[first["time"] < first["t0"] + pd.Timedelta(days=prediction.EARLY_DAYS)]
+    expected = first.groupby(["course_id", "user_id"]).size()
+    assert (early.loc[expected.index, "events"].to_numpy() == expected.to_numpy()).all()
+
+
+def test_write_inserts_a_run_in_batches_and_every_row_arrives(settings, tmp_path):
+    load_generated(settings, tmp_path, GenConfig(events=15_000, courses=1, learners=150, days=40, seed=5))
+    runner = open_runner(settings)
+    client = clickhouse.connect(settings)
+    as_of = analysis.latest_event_time(runner)
+    now = features.load_features(runner, as_of)
+    res = analysis.analyze_course(
+        now["course_id"].iloc[0],
+        now,
+        features.load_features(runner, as_of, prediction.EARLY_DAYS),
+        features.load_interactions(runner, as_of),
+        as_of,
+    )
+    summary = analysis.RunSummary("batched", as_of, as_of, [res])
+    assert len(res.tables["recommendations"]) > 3 * 97
+    analysis.write(client, summary, batch=97)
+    for table, df in res.tables.items():
+        got = latest(client, table)
+        assert len(got) == len(df), table
+        assert set(got["run_id"]) == {"batched"}
+    assert len(latest(client, "analysis_runs")) == len(res.steps)

@@ -58,11 +58,16 @@ class GenConfig:
     malformed: float = 0.001  # fraction of lines that must dead-letter
     prefixed: float = 0.001  # fraction of (valid) lines behind a logger prefix
     naive_time: float = 0.02  # fraction of events whose time has no zone (read as UTC)
+    # mean events of a session beyond its first 3: shorter sessions spread the same
+    # events over more learners (the analysis bench's 100,000-learner log)
+    session_events: float = 35.0
     host: str = "lms.example.edu"
 
     def __post_init__(self) -> None:
         if self.events < 0:
             raise ValueError("events must be >= 0")
+        if self.session_events <= 0:
+            raise ValueError("session_events must be > 0")
         if self.courses < 1 or self.learners < 1 or self.days < 1:
             raise ValueError("courses, learners and days must be >= 1")
         for name in ("malformed", "prefixed", "naive_time"):
@@ -988,7 +993,7 @@ class _Generator:
                     if not _stopped(self.learners[li], ci, start):
                         break
                     li = rng.choices(c.learners, cum_weights=c.learner_cw)[0]
-                budget = min(n - made - planned, 3 + int(rng.expovariate(1 / 35)))
+                budget = min(n - made - planned, 3 + int(rng.expovariate(1 / cfg.session_events)))
                 plan.append((start, li, ci, budget))
                 planned += budget
             plan.sort(key=lambda p: p[0])
