@@ -250,6 +250,39 @@ def test_features_now_count_every_event_of_each_learner(settings, tmp_path):
     assert (early.loc[expected.index, "events"].to_numpy() == expected.to_numpy()).all()
 
 
+def test_early_features_count_the_last_week_units_and_first_try_points(settings, tmp_path):
+    load_generated(settings, tmp_path, GenConfig(events=8_000, courses=1, learners=60, days=40, seed=5))
+    runner = open_runner(settings)
+    as_of = analysis.latest_event_time(runner)
+    early = features.load_features(runner, as_of, prediction.EARLY_DAYS).set_index(["course_id", "user_id"])
+    # the same counts, done here in pandas from the events of each learner's first days
+    ev = features.read_frame(
+        runner,
+        """SELECT course_id, assumeNotNull(user_id) AS user_id, time, event_type, problem_id, success, grade,
+                  max_grade FROM course_events WHERE user_id IS NOT NULL""",
+    )
+    ev["t0"] = ev.groupby(["course_id", "user_id"])["time"].transform("min")
+    end = np.minimum(ev["t0"] + pd.Timedelta(days=prediction.EARLY_DAYS), pd.Timestamp(as_of))
+    ev = ev[ev["time"] < ev["t0"] + pd.Timedelta(days=prediction.EARLY_DAYS)].assign(end=end)
+    keys = ["course_id", "user_id"]
+    recent = ev[ev["time"] >= ev["end"] - pd.Timedelta(days=7)].groupby(keys).size()
+    got = early["recent_events"]
+    assert (got > 0).sum() > 5 and (got == 0).sum() > 5  # some active in their second week, some gone
+    assert got[got > 0].sort_index().equals(recent.sort_index().astype(got.dtype).rename("recent_events"))
+    nav = ev["event_type"].isin(["seq_next", "seq_prev", "seq_goto"]) | ev["event_type"].str.contains(
+        "/courseware/[^/]+/[^/]+/$"
+    )
+    units = ev[nav].groupby(keys).size()
+    assert (early.loc[units.index, "units_visited"].to_numpy() == units.to_numpy()).all()
+    # first-try points: each problem's first graded check, its points over its maximum
+    checks = ev[ev["problem_id"].notna() & ev["success"].notna() & (ev["max_grade"] > 0)].sort_values("time")
+    first = checks.groupby([*keys, "problem_id"]).first().groupby(keys)[["grade", "max_grade"]].sum()
+    expected = first["grade"] / first["max_grade"]
+    assert len(expected) > 10
+    assert np.allclose(early.loc[expected.index, "first_try_points"].to_numpy(), expected.to_numpy())
+    assert ((expected > 0) & (expected < 1)).any()
+
+
 def test_write_inserts_a_run_in_batches_and_every_row_arrives(settings, tmp_path):
     load_generated(settings, tmp_path, GenConfig(events=15_000, courses=1, learners=150, days=40, seed=5))
     runner = open_runner(settings)

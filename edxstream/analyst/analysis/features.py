@@ -6,9 +6,11 @@ completions and seconds watched, problems attempted, the first-try rate and the 
 far (each problem's score as the latest check left it, ``grade / max_grade``, as the
 LMS keeps it, averaged over the problems the learner tried), forum posts, days since the
 last activity and progress (share of the course's known video and problem blocks the
-learner used). With ``first_days`` it only looks at
-each learner's first days in the course: what is known "after two weeks", the input of
-the predictions. Reading goes through the analyst query path (a ``Runner``); the rest of
+learner used), the events of the window's last seven days, the course units opened
+(sequence navigation and courseware pages) and the first-try points (the points the first
+checks earned over the points they offered, pooled over the problems tried). With
+``first_days`` it only looks at each learner's first days in the course: what is known
+"after two weeks", the input of the predictions. Reading goes through the analyst query path (a ``Runner``); the rest of
 this module is pure.
 """
 
@@ -48,6 +50,10 @@ BEHAVIOUR = (
     "progress",
     "span_days",
 )
+# What the early prediction adds (``features_sql`` has them for every window): how the
+# activity of the window's last week compares with the one before, how many course units
+# the learner opened, and the points their first tries earned out of those on offer.
+EARLY = ("recent_events", "units_visited", "first_try_points")
 
 
 def features_sql(as_of: datetime, first_days: int | None = None, course: str | None = None) -> str:
@@ -81,6 +87,8 @@ WITH ev AS ({ev}
 problems AS (
     SELECT course_id, user_id, problem_id,
            argMin(success, time) = 1 AS first_ok,
+           argMin(if(max_grade > 0, grade, toFloat64(success = 1)), time) AS first_points,
+           argMin(if(max_grade > 0, max_grade, 1), time) AS first_max,
            argMin(if(max_grade > 0, grade / max_grade, toFloat64(success = 1)), time) AS first_score,
            argMax(if(max_grade > 0, grade / max_grade, toFloat64(success = 1)), time) AS latest
     FROM ev WHERE problem_id IS NOT NULL AND success IS NOT NULL
@@ -88,7 +96,7 @@ problems AS (
 ),
 per_problem AS (
     SELECT course_id, user_id, avg(first_ok) AS first_try_rate, avg(first_score) AS first_try_score,
-           avg(latest) AS grade_so_far
+           avg(latest) AS grade_so_far, sum(first_points) / greatest(sum(first_max), 1) AS first_try_points
     FROM problems GROUP BY course_id, user_id
 ),
 blocks AS (
@@ -131,6 +139,9 @@ SELECT
     if(a.problems_attempted > 0, p.first_try_rate, NULL) AS first_try_rate,
     if(a.problems_attempted > 0, p.first_try_score, NULL) AS first_try_score,
     if(a.problems_attempted > 0, p.grade_so_far, NULL) AS grade_so_far,
+    if(a.problems_attempted > 0, p.first_try_points, NULL) AS first_try_points,
+    a.recent_events AS recent_events,
+    a.units_visited AS units_visited,
     a.forum_posts AS forum_posts,
     dateDiff('second', a.last_seen, a.window_end) / 86400.0 AS days_since_last,
     a.blocks_used / greatest(b.course_blocks, 1) AS progress,
@@ -150,7 +161,10 @@ FROM (
            countIf(event_type IN {ENDS}) AS video_completions,
            uniqExactIf(problem_id, problem_id IS NOT NULL AND success IS NOT NULL) AS problems_attempted,
            countIf(event_type LIKE 'edx.forum.%.created') AS forum_posts,
-           uniqExactIf(block_id, block_id IS NOT NULL AND category IN ('video', 'assessment')) AS blocks_used
+           uniqExactIf(block_id, block_id IS NOT NULL AND category IN ('video', 'assessment')) AS blocks_used,
+           countIf(time >= {end} - INTERVAL 7 DAY) AS recent_events,
+           countIf(event_type IN ('seq_next', 'seq_prev', 'seq_goto')
+                   OR event_type LIKE '%/courseware/%/%/') AS units_visited
     FROM ev GROUP BY course_id, user_id
 ) AS a
 LEFT JOIN per_problem AS p ON a.course_id = p.course_id AND a.user_id = p.user_id

@@ -3,11 +3,13 @@
 
 The inputs are each learner's features over their first ``EARLY_DAYS`` days in the course
 (counts, and the shares that say how they work: videos, problems, forum; the first-try
-score), and what they did in their other courses before that moment; the targets come
-from the same learners' features now: the grade so far, and at risk = stopped (silent for
-``STOP_DAYS`` days and three times their usual gap) or a grade so far under
-``PASS_GRADE``. Only learners who have been in the course for ``MATURE_DAYS`` days have
-a known outcome. They are ordered by when they started: the earlier ``1 -
+score; for the risk also how their activity goes on: the last week's share of it, the
+share of days they came on, the blocks they used per unit they opened, and the pooled
+first-try points), and what they did in their other courses before that moment; the
+targets come from the same learners' features now: the grade so far, and at risk =
+stopped (silent for ``STOP_DAYS`` days and three times their usual gap) or a grade so far
+under ``PASS_GRADE``. Only learners who have been in the course for ``MATURE_DAYS`` days
+have a known outcome. They are ordered by when they started: the earlier ``1 -
 VALIDATE_SHARE`` train, the later ones validate (so the figures say how the model does on
 learners it has not seen, who came later), then the models are refitted on all of them
 and predict every learner.
@@ -33,7 +35,7 @@ from sklearn.metrics import r2_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from edxstream.analyst.analysis.features import BEHAVIOUR, HISTORY, behaviour_shares
+from edxstream.analyst.analysis.features import BEHAVIOUR, EARLY, HISTORY, behaviour_shares
 
 EARLY_DAYS = 14
 MATURE_DAYS = 28
@@ -45,8 +47,12 @@ BOOSTED_MIN = 200  # from this many learners with a known outcome, boosted trees
 SEED = 0
 # the behaviour features and the grade so far; counts go in on a log scale (LOG_SCALED)
 INPUTS = (*BEHAVIOUR, "grade_so_far")
-RATES = ("first_try_rate", "first_try_score", "grade_so_far")  # no value until a problem is tried
+RATES = ("first_try_rate", "first_try_score", "grade_so_far", "first_try_points")  # no value until a problem is tried
 LOG_SCALED = tuple(c for c in BEHAVIOUR if c not in ("active_days", *RATES, "days_since_last", "progress", "span_days"))
+# inputs of the risk model only (how activity goes on or fades, which says who stops, and
+# the pooled first-try points): the grade model fitted noise on them (its R² on the later
+# learners fell with few learners)
+RISK_ONLY = ("first_try_points", "recent_share", "active_share", "units_visited", "blocks_per_unit")
 SHARES = ("video_share", "problem_share", "forum_share", "persistence", "video_block_share")
 
 
@@ -71,6 +77,18 @@ def inputs(early: pd.DataFrame) -> pd.DataFrame:
     for c in LOG_SCALED:
         x[c] = np.log1p(x[c])
     x["tried_none"] = x["grade_so_far"].isna().astype(float)
+    more = early.reindex(columns=list(EARLY)).astype(float)
+    x["first_try_points"] = more["first_try_points"]
+    # what the window's last week holds of the learner's activity (a learner who is
+    # fading has little there), the share of their days in the window they came on,
+    # and the blocks they used per course unit they opened (does someone who opens a
+    # unit watch and answer what is in it, or skim past)
+    events = early["events"].astype(float).clip(lower=1)
+    x["recent_share"] = (more["recent_events"] / events).fillna(0.0)
+    x["active_share"] = early["active_days"].astype(float) / early["present_days"].astype(float).clip(lower=1)
+    x["units_visited"] = np.log1p(more["units_visited"].fillna(0.0))
+    used = (early["videos_watched"] + early["problems_attempted"]).astype(float)
+    x["blocks_per_unit"] = used / more["units_visited"].fillna(0.0).clip(lower=1)
     for c in RATES:
         x[c] = x[c].fillna(x[c].median())
     shares = behaviour_shares(early)
@@ -109,6 +127,7 @@ def _models(n: int):
             max_iter=200,
             learning_rate=0.05,
             max_leaf_nodes=15,
+            max_depth=3,  # the outcome seen is a noisy copy of the one meant: shallow trees
             min_samples_leaf=30,
             l2_regularization=1.0,
             random_state=SEED,
@@ -133,10 +152,10 @@ DRIVER_GROUPS = {
         "video_block_share",
     ),
     "problems": ("assessment_events", "problems_attempted", "problem_share", "tried_none"),
-    "scores": ("first_try_rate", "first_try_score", "grade_so_far"),
+    "scores": ("first_try_rate", "first_try_score", "grade_so_far", "first_try_points"),
     "forum": ("forum_events", "forum_posts", "forum_share"),
-    "activity": ("active_days", "sessions", "events", "content_events"),
-    "recency": ("days_since_last", "span_days", "persistence"),
+    "activity": ("active_days", "sessions", "events", "content_events", "units_visited", "blocks_per_unit"),
+    "recency": ("days_since_last", "span_days", "persistence", "recent_share", "active_share"),
     "progress": ("progress",),
     "other_courses": ("other_events", "other_video_share", "other_problem_share", "other_none", "other_score"),
 }
@@ -182,15 +201,16 @@ def predict(early: pd.DataFrame, now: pd.DataFrame, as_of: pd.Timestamp) -> Pred
         auc = float(roc_auc_score(y_risk[test], risk_m.predict_proba(x.iloc[test])[:, 1]))
     g_train, g_test = graded[train], graded[test]
     if g_train.sum() >= MIN_TRAIN // 2 and g_test.sum() >= 5:
-        grade_m.fit(x.iloc[train][g_train], data["grade"].iloc[train][g_train])
-        r2 = float(r2_score(data["grade"].iloc[test][g_test], grade_m.predict(x.iloc[test][g_test])))
+        gx = x.drop(columns=list(RISK_ONLY))
+        grade_m.fit(gx.iloc[train][g_train], data["grade"].iloc[train][g_train])
+        r2 = float(r2_score(data["grade"].iloc[test][g_test], grade_m.predict(gx.iloc[test][g_test])))
     risk_m, grade_m, method = _models(len(data))
     risk_m.fit(x, y_risk)
     everyone = inputs(early)
     risk = risk_m.predict_proba(everyone)[:, 1]
     if graded.sum() >= MIN_TRAIN // 2:
-        grade_m.fit(x[graded], data["grade"][graded])
-        grade = np.clip(grade_m.predict(everyone), 0.0, 1.0)
+        grade_m.fit(x.drop(columns=list(RISK_ONLY))[graded], data["grade"][graded])
+        grade = np.clip(grade_m.predict(everyone.drop(columns=list(RISK_ONLY))), 0.0, 1.0)
     else:
         grade = np.full(len(everyone), np.nan)
     frame = pd.DataFrame(
