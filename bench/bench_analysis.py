@@ -169,6 +169,12 @@ def bench_quality(work: Path, cfg: GenConfig) -> dict:
     )
     auc = roc_auc_score(pred["at_risk_y"], pred["risk"])
     base_auc = roc_auc_score(pred["at_risk_y"], pred["days_since_last"])
+    # the learners the models never learnt from: too new to have a known outcome
+    unseen = pred[~prediction.mature(pred, pd.Timestamp(summary.as_of))]
+    auc_unseen = roc_auc_score(unseen["at_risk_y"], unseen["risk"]) if unseen["at_risk_y"].nunique() == 2 else None
+    base_unseen = (
+        roc_auc_score(unseen["at_risk_y"], unseen["days_since_last"]) if unseen["at_risk_y"].nunique() == 2 else None
+    )
     before = previous_model(early, now, pd.Timestamp(summary.as_of)).merge(truth, on=["course_id", "user_id"])
     auc_before = roc_auc_score(before["at_risk"], before["risk"])
     ceiling = truth_ceiling(early, truth)
@@ -196,6 +202,9 @@ def bench_quality(work: Path, cfg: GenConfig) -> dict:
         "auc_ceiling_fitted_to_truth": round(float(ceiling), 3),
         "auc_at_risk_week2": round(float(auc), 3),
         "auc_baseline_days_since_last": round(float(base_auc), 3),
+        "auc_at_risk_week2_unseen": None if auc_unseen is None else round(float(auc_unseen), 3),
+        "auc_baseline_unseen": None if base_unseen is None else round(float(base_unseen), 3),
+        "auc_unseen_learners": int(len(unseen)),
         "r2_grade_week2": round(float(np.nanmean(r2)), 3),
         "r2_baseline_grade_at_week2": round(float(base_r2), 3),
         "hit_rate_at_10": round(float(np.mean([h["hit_rate_at_10"] for h in hit])), 3),
@@ -491,6 +500,7 @@ def table(r: dict) -> str:
         ("  every learner, nearest segment", "ari_all_learners_nearest", None, None),
         ("  every learner, as stored (999 apart)", "ari_all_learners_as_stored", None, None),
         ("at risk at week 2: AUC vs planted", "auc_at_risk_week2", "auc_baseline_days_since_last", "auc"),
+        ("  learners the models never learnt from", "auc_at_risk_week2_unseen", "auc_baseline_unseen", None),
         ("  previous model (logistic, counts)", "auc_previous_model", None, None),
         ("  ceiling: fitted to the planted outcome", "auc_ceiling_fitted_to_truth", None, None),
         ("grade at week 2: R² (later learners)", "r2_grade_week2", "r2_baseline_grade_at_week2", None),
@@ -503,7 +513,8 @@ def table(r: dict) -> str:
             if key == "hit_rate_at_10":
                 a = f">= {AIMS['hit_vs_baseline']}x baseline (x{r[key] / max(r[base], 1e-9):.2f})"
             b = r[base] if base else ""
-            out.append(f"{title:<42} {r[key]:>8} {b:>9}  {a}")
+            v, b = ("-" if x is None else x for x in (r[key], b))  # too few learners of one outcome
+            out.append(f"{title:<42} {v:>8} {b:>9}  {a}")
     if "fit_seconds" in r:
         n = f"{r['fit_learners']:,} learners, {r['fit_events']:,} events"
         out.append(f"{'fit: seconds, ' + n:<42} {r['fit_seconds']:>8} {'':>9}  (read {r['fit_read_seconds']} s)")
