@@ -159,7 +159,20 @@ def _cap_fetch_wait(max_wait_ms: int) -> None:
 
             def __init__(self, *args: Any, **kwargs: Any) -> None:
                 kwargs["fetch_max_wait_ms"] = min(kwargs.get("fetch_max_wait_ms", 500), self.edxstream_cap_ms)
+                self.edxstream_bootstrap = kwargs.get("bootstrap_servers")
                 super().__init__(*args, **kwargs)
+
+            async def end_offsets(self, partitions):  # noqa: ANN001 - aiokafka's signature
+                """The true ends (see true_ends): Faust recovers its tables from the
+                changelogs up to these, and stops with ConsistencyError when what it
+                stored locally is past them."""
+                ends = await super().end_offsets(partitions)
+                bootstrap = self.edxstream_bootstrap
+                if isinstance(bootstrap, (list, tuple)):
+                    bootstrap = ",".join(bootstrap)
+                if not bootstrap or not any(ends.values()):
+                    return ends
+                return await asyncio.to_thread(true_ends, str(bootstrap), ends)
 
         driver.aiokafka.AIOKafkaConsumer = base = CappedWaitConsumer
     base.edxstream_cap_ms = max_wait_ms
@@ -263,6 +276,47 @@ class GapFollower:
     @property
     def seeking_back(self) -> bool:
         return bool(self._seeking)
+
+
+def true_ends(bootstrap: str, ends: dict, timeout: float = 15.0) -> dict:
+    """``ends`` ({topic partition: end offset} as the broker reported them) made true by
+    reading each non-empty partition from just below its reported end to its end. Tansu
+    reports the base offset of its last batch + 1, so a changelog recovered up to that
+    misses its last writes. On Apache Kafka this reads one record per partition; on no
+    answer in time a reported end is kept."""
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    from edxstream.core.kafka_admin import LIBRDKAFKA_LOG
+
+    wanted = {(tp.topic, tp.partition): end for tp, end in ends.items() if end and end > 0}
+    if not wanted:
+        return ends
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "edxstream-end-probe",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "logger": LIBRDKAFKA_LOG,
+        }
+    )
+    found = dict(wanted)
+    open_parts = set(wanted)
+    try:
+        c.assign([TopicPartition(t, p, end - 1) for (t, p), end in wanted.items()])
+        deadline = time.monotonic() + timeout
+        while open_parts and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            key = (m.topic(), m.partition())
+            if m.error() is None:
+                found[key] = max(found[key], m.offset() + 1)
+            elif m.error().code() == KafkaError._PARTITION_EOF:
+                open_parts.discard(key)
+    finally:
+        c.close()
+    return {tp: found.get((tp.topic, tp.partition), end) for tp, end in ends.items()}
 
 
 def first_offset_from(bootstrap: str, topic: str, partition: int, offset: int, timeout: float = 10.0) -> int | None:
