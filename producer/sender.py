@@ -110,8 +110,9 @@ def producer_config(settings: Settings) -> dict:
         "bootstrap.servers": settings.kafka_bootstrap,
         "client.id": "edxstream-shipper",
         "logger": kafka_admin.LIBRDKAFKA_LOG,
-        "enable.idempotence": True,
-        "acks": "all",
+        # acks=all, one request in flight, no idempotence: see kafka_admin.DELIVERY_CONFIG
+        # (an idempotent producer loses acknowledged lines when Tansu is killed)
+        **kafka_admin.DELIVERY_CONFIG,
         "linger.ms": 25,
         "batch.size": 1_000_000,
         "batch.num.messages": 100_000,

@@ -230,7 +230,7 @@ class ClickHouseWriter:
                 {
                     "bootstrap.servers": self.settings.kafka_bootstrap,
                     "logger": kafka_admin.LIBRDKAFKA_LOG,
-                    "enable.idempotence": True,
+                    **kafka_admin.DELIVERY_CONFIG,
                     "linger.ms": 5,
                 }
             )

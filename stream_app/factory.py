@@ -22,6 +22,7 @@ positions (raw partition, line position) stored with every key.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -158,7 +159,20 @@ def _cap_fetch_wait(max_wait_ms: int) -> None:
 
             def __init__(self, *args: Any, **kwargs: Any) -> None:
                 kwargs["fetch_max_wait_ms"] = min(kwargs.get("fetch_max_wait_ms", 500), self.edxstream_cap_ms)
+                self.edxstream_bootstrap = kwargs.get("bootstrap_servers")
                 super().__init__(*args, **kwargs)
+
+            async def end_offsets(self, partitions):  # noqa: ANN001 - aiokafka's signature
+                """The true ends (see true_ends): Faust recovers its tables from the
+                changelogs up to these, and stops with ConsistencyError when what it
+                stored locally is past them."""
+                ends = await super().end_offsets(partitions)
+                bootstrap = self.edxstream_bootstrap
+                if isinstance(bootstrap, (list, tuple)):
+                    bootstrap = ",".join(bootstrap)
+                if not bootstrap or not any(ends.values()):
+                    return ends
+                return await asyncio.to_thread(true_ends, str(bootstrap), ends)
 
         driver.aiokafka.AIOKafkaConsumer = base = CappedWaitConsumer
     base.edxstream_cap_ms = max_wait_ms
@@ -169,9 +183,10 @@ class GapFollower:
     from the offsets already processed, and seeks a partition back when the consumer
     skipped records (see stream_app.positions)."""
 
-    def __init__(self, app: faust.App, metrics: Metrics):
+    def __init__(self, app: faust.App, metrics: Metrics, bootstrap: str):
         self.app = app
         self.metrics = metrics
+        self.bootstrap = bootstrap
         self._seeking: dict[Any, tuple[int, float]] = {}  # partition -> (offset sought back to, when)
         # partition -> offset sought back to, for the partitions of the last batch that jumped
         self.jumped: dict[int, int] = {}
@@ -179,7 +194,14 @@ class GapFollower:
     async def follow_on(self, events: list, expected: dict[int, int]) -> list:
         """The events that follow on from the offsets in ``expected`` (updated in place);
         partitions whose records jumped ahead are sought back (see stream_app.positions)."""
+        before = dict(expected)
         kept, gaps = split_gaps(events, expected)
+        holes = await self._holes(events, gaps)
+        if holes:  # offsets that hold no record: follow on from the first one that does
+            expected.clear()
+            expected.update(before)
+            expected.update(holes)
+            kept, gaps = split_gaps(events, expected)
         self.jumped = gaps
         if self._seeking and events:
             # a seek back is answered once the partition got past the offset sought
@@ -204,6 +226,34 @@ class GapFollower:
                 await self._seek(tp, offset)
         return kept
 
+    async def _holes(self, events: list, gaps: dict[int, int]) -> dict[int, int]:
+        """{partition: first offset present} for the partitions that jumped again past an
+        offset already sought back to, where the broker itself has nothing at that offset:
+        a broker killed after it reserved offsets and before it stored their batch leaves
+        them empty for good (Tansu does), and seeking back to them would never end while
+        Faust commits past the records behind them. Asks the broker directly (a short
+        read in a thread), and only on such a repeated jump."""
+        holes: dict[int, int] = {}
+        tps = {e.message.partition: e.message.tp for e in events}
+        for p, offset in gaps.items():
+            last = self._seeking.get(tps[p])
+            if last is None or last[0] != offset:
+                continue
+            first = await asyncio.to_thread(first_offset_from, self.bootstrap, tps[p].topic, p, offset)
+            if first is not None and first > offset:
+                log.warning(
+                    "stream: %s[%d] holds no records at offsets %d..%d (left empty by a broker crash); "
+                    "going on from %d",
+                    tps[p].topic,
+                    p,
+                    offset,
+                    first - 1,
+                    first,
+                )
+                holes[p] = first
+                del self._seeking[tps[p]]
+        return holes
+
     async def _seek(self, tp: Any, offset: int) -> None:
         self._seeking[tp] = (offset, time.monotonic())
         # in the consumer's own thread, and Faust's read position with it
@@ -226,6 +276,79 @@ class GapFollower:
     @property
     def seeking_back(self) -> bool:
         return bool(self._seeking)
+
+
+def true_ends(bootstrap: str, ends: dict, timeout: float = 15.0) -> dict:
+    """``ends`` ({topic partition: end offset} as the broker reported them) made true by
+    reading each non-empty partition from just below its reported end to its end. Tansu
+    reports the base offset of its last batch + 1, so a changelog recovered up to that
+    misses its last writes. On Apache Kafka this reads one record per partition; on no
+    answer in time a reported end is kept."""
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    from edxstream.core.kafka_admin import LIBRDKAFKA_LOG
+
+    wanted = {(tp.topic, tp.partition): end for tp, end in ends.items() if end and end > 0}
+    if not wanted:
+        return ends
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "edxstream-end-probe",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "logger": LIBRDKAFKA_LOG,
+        }
+    )
+    found = dict(wanted)
+    open_parts = set(wanted)
+    try:
+        c.assign([TopicPartition(t, p, end - 1) for (t, p), end in wanted.items()])
+        deadline = time.monotonic() + timeout
+        while open_parts and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            key = (m.topic(), m.partition())
+            if m.error() is None:
+                found[key] = max(found[key], m.offset() + 1)
+            elif m.error().code() == KafkaError._PARTITION_EOF:
+                open_parts.discard(key)
+    finally:
+        c.close()
+    return {tp: found.get((tp.topic, tp.partition), end) for tp, end in ends.items()}
+
+
+def first_offset_from(bootstrap: str, topic: str, partition: int, offset: int, timeout: float = 10.0) -> int | None:
+    """The offset of the first record at or after ``offset`` in a partition, read from
+    the broker with a consumer of its own (None: nothing there, or no answer in time)."""
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    from edxstream.core.kafka_admin import LIBRDKAFKA_LOG
+
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "edxstream-offset-probe",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "logger": LIBRDKAFKA_LOG,
+        }
+    )
+    try:
+        c.assign([TopicPartition(topic, partition, offset)])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error() is None:
+                return m.offset()
+            if m.error().code() == KafkaError._PARTITION_EOF:
+                return None
+        return None
+    finally:
+        c.close()
 
 
 def _output(app: faust.App, settings: Settings) -> Output:
@@ -254,7 +377,7 @@ class Enricher:
     def __init__(self, app: faust.App, settings: Settings, metrics: Metrics):
         self.settings = settings
         self.metrics = metrics
-        self.gaps = GapFollower(app, metrics)
+        self.gaps = GapFollower(app, metrics, settings.kafka_bootstrap)
         self.shipped = _table(app, settings, st.SHIPPED, encode=lambda v: b"%d" % v, decode=int)
         self.out = _output(app, settings)
 
@@ -417,7 +540,7 @@ class Counter:
     def __init__(self, app: faust.App, settings: Settings, metrics: Metrics):
         self.settings = settings
         self.metrics = metrics
-        self.gaps = GapFollower(app, metrics)
+        self.gaps = GapFollower(app, metrics, settings.kafka_bootstrap)
         self.windows = tuple(sorted(set(settings.windows)))
         self.grace = float(settings.grace_seconds)
         # how many raw partitions feed each enriched partition (see windows.PartitionState);

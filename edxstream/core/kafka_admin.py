@@ -29,6 +29,27 @@ class _LibrdkafkaLog:
 
 LIBRDKAFKA_LOG = _LibrdkafkaLog()
 
+# How every confluent_kafka producer of edxstream delivers: acknowledged by all replicas,
+# retried without end, one request in flight per broker connection, and no idempotent
+# producer (no producer id, no sequence numbers).
+#
+# An idempotent producer re-sends a request whose answer it missed and trusts the
+# broker's DUPLICATE_SEQUENCE_NUMBER to mean "already stored": librdkafka reports those
+# messages delivered (with no offset). Tansu (the local broker) records the producer's
+# sequence before it stores the batch, so a broker killed between the two answers the
+# re-sent batch with DUPLICATE_SEQUENCE_NUMBER although it never stored it: the
+# messages are acknowledged and lost (scripts/repro_broker_loss.py shows it). Without
+# sequence numbers a re-sent batch is simply stored (again, if the first copy was kept):
+# a duplicate, which every consumer of edxstream drops or upserts. One request in
+# flight keeps the order of a partition's records across retries, which idempotence
+# used to guarantee; the consumers rely on it (a shipped line that arrives after a later
+# line of its file is taken for a replay).
+DELIVERY_CONFIG: dict[str, Any] = {
+    "acks": "all",
+    "enable.idempotence": False,
+    "max.in.flight.requests.per.connection": 1,
+}
+
 
 def admin(settings: Settings) -> AdminClient:
     """An admin client of the configured brokers."""

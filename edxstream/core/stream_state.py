@@ -56,7 +56,7 @@ def seed_shipped(settings: Settings, done: dict[int, tuple[str, int]], timeout: 
     producer = Producer(
         {
             "bootstrap.servers": settings.kafka_bootstrap,
-            "enable.idempotence": True,
+            **kafka_admin.DELIVERY_CONFIG,
             "logger": kafka_admin.LIBRDKAFKA_LOG,
         }
     )
