@@ -591,7 +591,7 @@ def _problem(pd: dict) -> tuple:
     events are ``weighted_earned`` / ``weighted_possible``); UNUSABLE for a number that
     is there but that no column can hold."""
     raw = pd.get("attempts")
-    attempts = _int(raw)
+    attempts: int | None | _Unusable = _int(raw)
     if attempts is None and raw is not None and raw != "":
         attempts = UNUSABLE
     return (
