@@ -278,28 +278,36 @@ class GapFollower:
         return bool(self._seeking)
 
 
+def _probe(bootstrap: str, name: str):
+    """A confluent-kafka consumer that only reads assigned partitions (no group, no
+    commits) and says when it reached a partition's end: for the broker probes below."""
+    from confluent_kafka import Consumer
+
+    from edxstream.core.kafka_admin import LIBRDKAFKA_LOG
+
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"edxstream-{name}-probe",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "logger": LIBRDKAFKA_LOG,
+        }
+    )
+
+
 def true_ends(bootstrap: str, ends: dict, timeout: float = 15.0) -> dict:
     """``ends`` ({topic partition: end offset} as the broker reported them) made true by
     reading each non-empty partition from just below its reported end to its end. Tansu
     reports the base offset of its last batch + 1, so a changelog recovered up to that
     misses its last writes. On Apache Kafka this reads one record per partition; on no
     answer in time a reported end is kept."""
-    from confluent_kafka import Consumer, KafkaError, TopicPartition
-
-    from edxstream.core.kafka_admin import LIBRDKAFKA_LOG
+    from confluent_kafka import KafkaError, TopicPartition
 
     wanted = {(tp.topic, tp.partition): end for tp, end in ends.items() if end and end > 0}
     if not wanted:
         return ends
-    c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "edxstream-end-probe",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "logger": LIBRDKAFKA_LOG,
-        }
-    )
+    c = _probe(bootstrap, "end")
     found = dict(wanted)
     open_parts = set(wanted)
     try:
@@ -322,19 +330,9 @@ def true_ends(bootstrap: str, ends: dict, timeout: float = 15.0) -> dict:
 def first_offset_from(bootstrap: str, topic: str, partition: int, offset: int, timeout: float = 10.0) -> int | None:
     """The offset of the first record at or after ``offset`` in a partition, read from
     the broker with a consumer of its own (None: nothing there, or no answer in time)."""
-    from confluent_kafka import Consumer, KafkaError, TopicPartition
+    from confluent_kafka import KafkaError, TopicPartition
 
-    from edxstream.core.kafka_admin import LIBRDKAFKA_LOG
-
-    c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "edxstream-offset-probe",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "logger": LIBRDKAFKA_LOG,
-        }
-    )
+    c = _probe(bootstrap, "offset")
     try:
         c.assign([TopicPartition(topic, partition, offset)])
         deadline = time.monotonic() + timeout

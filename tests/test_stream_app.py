@@ -582,3 +582,23 @@ def test_a_worker_whose_state_came_back_older_counts_again_before_emitting(setti
     went_down = {k: c for k, c in counts.items() if c != sorted(c)}
     assert not went_down, f"{len(went_down)} windows emitted smaller counts later: {list(went_down.items())[:3]}"
     assert read_metrics(metrics).get("rebuilds", 0) > 0, log.read_text()[-3000:]
+
+
+def test_broker_probes_find_the_first_record_and_the_true_end_of_a_partition(settings):
+    """The two reads the worker makes of the broker itself after a crash: where the
+    records of a partition go on from an offset, and where the partition truly ends."""
+    from confluent_kafka import Producer, TopicPartition
+
+    from stream_app.factory import first_offset_from, true_ends
+
+    kafka_admin.ensure_topics(settings)
+    p = Producer({"bootstrap.servers": settings.kafka_bootstrap, **kafka_admin.DELIVERY_CONFIG})
+    for i in range(3):
+        p.produce(settings.raw_topic, value=b"line %d" % i, partition=0)
+    assert p.flush(30) == 0
+    bootstrap, topic = settings.kafka_bootstrap, settings.raw_topic
+    assert first_offset_from(bootstrap, topic, 0, 1) == 1
+    assert first_offset_from(bootstrap, topic, 0, 3) is None  # nothing there (yet)
+    tp = TopicPartition(topic, 0)
+    assert true_ends(bootstrap, {tp: 2}) == {tp: 3}  # reported short: read on to the end
+    assert true_ends(bootstrap, {tp: 3}) == {tp: 3}
