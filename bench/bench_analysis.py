@@ -171,10 +171,9 @@ def bench_quality(work: Path, cfg: GenConfig) -> dict:
     base_auc = roc_auc_score(pred["at_risk_y"], pred["days_since_last"])
     # the learners the models never learnt from: too new to have a known outcome
     unseen = pred[~prediction.mature(pred, pd.Timestamp(summary.as_of))]
-    auc_unseen = roc_auc_score(unseen["at_risk_y"], unseen["risk"]) if unseen["at_risk_y"].nunique() == 2 else None
-    base_unseen = (
-        roc_auc_score(unseen["at_risk_y"], unseen["days_since_last"]) if unseen["at_risk_y"].nunique() == 2 else None
-    )
+    both = unseen["at_risk_y"].nunique() == 2  # an AUC needs learners of both outcomes
+    auc_unseen = roc_auc_score(unseen["at_risk_y"], unseen["risk"]) if both else None
+    base_unseen = roc_auc_score(unseen["at_risk_y"], unseen["days_since_last"]) if both else None
     before = previous_model(early, now, pd.Timestamp(summary.as_of)).merge(truth, on=["course_id", "user_id"])
     auc_before = roc_auc_score(before["at_risk"], before["risk"])
     ceiling = truth_ceiling(early, truth)

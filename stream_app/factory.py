@@ -194,14 +194,17 @@ class GapFollower:
     async def follow_on(self, events: list, expected: dict[int, int]) -> list:
         """The events that follow on from the offsets in ``expected`` (updated in place);
         partitions whose records jumped ahead are sought back (see stream_app.positions)."""
-        before = dict(expected)
+        # a hole can only be where a seek back went before: nothing to keep for it otherwise
+        before = dict(expected) if self._seeking else None
         kept, gaps = split_gaps(events, expected)
-        holes = await self._holes(events, gaps)
-        if holes:  # offsets that hold no record: follow on from the first one that does
-            expected.clear()
-            expected.update(before)
-            expected.update(holes)
-            kept, gaps = split_gaps(events, expected)
+        tps = {e.message.partition: e.message.tp for e in events} if gaps else {}
+        if gaps and before is not None:
+            holes = await self._holes(tps, gaps)
+            if holes:  # offsets that hold no record: follow on from the first one that does
+                expected.clear()
+                expected.update(before)
+                expected.update(holes)
+                kept, gaps = split_gaps(events, expected)
         self.jumped = gaps
         if self._seeking and events:
             # a seek back is answered once the partition got past the offset sought
@@ -210,7 +213,6 @@ class GapFollower:
                 if tp.topic == topic and expected.get(tp.partition, -1) > offset:
                     del self._seeking[tp]
         if gaps:
-            tps = {e.message.partition: e.message.tp for e in events}
             for p, offset in gaps.items():
                 tp = tps[p]
                 last = self._seeking.get(tp)
@@ -226,15 +228,15 @@ class GapFollower:
                 await self._seek(tp, offset)
         return kept
 
-    async def _holes(self, events: list, gaps: dict[int, int]) -> dict[int, int]:
+    async def _holes(self, tps: dict[int, Any], gaps: dict[int, int]) -> dict[int, int]:
         """{partition: first offset present} for the partitions that jumped again past an
         offset already sought back to, where the broker itself has nothing at that offset:
         a broker killed after it reserved offsets and before it stored their batch leaves
         them empty for good (Tansu does), and seeking back to them would never end while
         Faust commits past the records behind them. Asks the broker directly (a short
-        read in a thread), and only on such a repeated jump."""
+        read in a thread), and only on such a repeated jump. ``tps``: the batch's topic
+        partitions by partition."""
         holes: dict[int, int] = {}
-        tps = {e.message.partition: e.message.tp for e in events}
         for p, offset in gaps.items():
             last = self._seeking.get(tps[p])
             if last is None or last[0] != offset:
