@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import json
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +24,13 @@ from edxstream.analyst.analysis import features, prediction, recommendations, se
 from edxstream.analyst.analysis import run as analysis
 from edxstream.core import clickhouse, privacy
 from edxstream.core.chdb_server import open_runner
+from edxstream.core.records import ENRICHED_FIELDS
 from edxstream.ops import generate
 from edxstream.ops.generate import GenConfig, write_dir
 from edxstream.ops.pipeline import load_clickhouse_events
+from sinks import migrate, rows
 from tests.conftest import CORPUS
-from tests.test_analyst_data import load_course
+from tests.test_analyst_data import COURSE, DAY1, LEARNERS, Builder, load_course
 
 SMALL = GenConfig(
     events=60_000, courses=1, learners=250, days=60, end=date(2026, 6, 1), seed=11, malformed=0, prefixed=0
@@ -60,6 +62,21 @@ def latest(client, table: str, columns: str = "*") -> pd.DataFrame:
     return client.query_df(f"SELECT {columns} FROM {table} WHERE {analysis.LATEST}")
 
 
+def starts(ev: pd.DataFrame) -> pd.Series:
+    """Each learner's start in each course, done here in pandas (``features.START``): their
+    first event other than a look at the about page or a request of the enrolment page,
+    or their first event if they have nothing else."""
+    keys = ["course_id", "user_id"]
+    before = ev["interaction"].isin(["course_about.viewed", "enrollment.changed"])
+    first = ev.groupby(keys)["time"].min()
+    since = ev[~before].groupby(keys)["time"].min()
+    return since.reindex(first.index).fillna(first).rename("t0")
+
+
+EVENTS = """SELECT course_id, assumeNotNull(user_id) AS user_id, time, interaction
+            FROM course_events WHERE user_id IS NOT NULL"""
+
+
 # -- pure ----------------------------------------------------------------------------------
 
 
@@ -79,6 +96,23 @@ def test_generator_plants_profiles_and_outcomes(tmp_path):
         truth.groupby("profile")["ability"].mean()["engaged"]
         > truth.groupby("profile")["ability"].mean()["dropout"] + 0.3
     )
+
+
+def test_at_risk_is_a_grade_so_far_under_the_default_pass_mark_or_stopping():
+    now = pd.DataFrame(
+        {
+            "user_id": [1, 2, 3, 4, 5],
+            "grade_so_far": [0.55, 0.45, None, 0.9, 0.9],
+            "span_days": [20.0, 20.0, 20.0, 20.0, 2.0],
+            "active_days": [5, 5, 5, 5, 3],
+            "days_since_last": [1.0, 1.0, 1.0, 10.0, 20.0],
+        }
+    )
+    # Open edX passes a course at 0.5 by default: 0.55 passes, 0.45 does not; no grade yet
+    # is not failing; silent for 20 days after coming every day is stopped, 10 days after
+    # coming every five is not
+    assert prediction.PASS_GRADE == 0.5
+    assert prediction.outcomes(now)["at_risk"].tolist() == [False, True, False, False, True]
 
 
 def test_segments_keep_their_numbers_across_runs():
@@ -215,10 +249,8 @@ def test_early_features_carry_other_courses_only_from_before_the_window_end(sett
     as_of = analysis.latest_event_time(runner)
     early = features.load_features(runner, as_of, prediction.EARLY_DAYS)
     # the same count, done here in pandas from the events themselves
-    ev = features.read_frame(
-        runner, "SELECT course_id, assumeNotNull(user_id) AS user_id, time FROM course_events WHERE user_id IS NOT NULL"
-    )
-    t0 = ev.groupby(["course_id", "user_id"], as_index=False)["time"].min()
+    ev = features.read_frame(runner, EVENTS)
+    t0 = starts(ev).rename("time").reset_index()
     t0["end"] = np.minimum(t0["time"] + pd.Timedelta(days=prediction.EARLY_DAYS), pd.Timestamp(as_of))
     pairs = t0.merge(ev, on="user_id", suffixes=("", "_other"))
     before = pairs[(pairs["course_id_other"] != pairs["course_id"]) & (pairs["time_other"] < pairs["end"])]
@@ -234,20 +266,66 @@ def test_features_now_count_every_event_of_each_learner(settings, tmp_path):
     runner = open_runner(settings)
     as_of = analysis.latest_event_time(runner)
     now = features.load_features(runner, as_of)
-    ev = features.read_frame(
-        runner, "SELECT course_id, assumeNotNull(user_id) AS user_id, time FROM course_events WHERE user_id IS NOT NULL"
-    )
-    per = ev.groupby(["course_id", "user_id"])["time"].agg(["size", "min", "max"])
+    ev = features.read_frame(runner, EVENTS)
+    per = ev.groupby(["course_id", "user_id"])["time"].agg(["size", "min", "max"]).join(starts(ev))
     got = now.set_index(["course_id", "user_id"]).loc[per.index]
     assert len(now) == len(per)
     assert (got["events"].to_numpy() == per["size"].to_numpy()).all()
-    assert (got["first_seen"].to_numpy() == per["min"].to_numpy()).all()
-    # the early features see a learner's first days only, counted from their first event
+    # their time in the course starts when they enrolled: the look at the about page and
+    # the enrolment page's request just before it are not part of it
+    assert (got["first_seen"].to_numpy() == per["t0"].to_numpy()).all()
+    assert (per["t0"] > per["min"]).mean() > 0.9
+    span = (per["max"] - per["t0"]).dt.total_seconds() / 86400
+    assert np.allclose(got["span_days"].to_numpy(), span.to_numpy(), atol=1e-5)
+    # the early features see a learner's first days only, counted from that start
     early = features.load_features(runner, as_of, prediction.EARLY_DAYS).set_index(["course_id", "user_id"])
-    first = ev.merge(per["min"].rename("t0").reset_index(), on=["course_id", "user_id"])
-    first = first[first["time"] < first["t0"] + pd.Timedelta(days=prediction.EARLY_DAYS)]
+    first = ev.merge(per["t0"].reset_index(), on=["course_id", "user_id"])
+    first = first[
+        (first["time"] >= first["t0"]) & (first["time"] < first["t0"] + pd.Timedelta(days=prediction.EARLY_DAYS))
+    ]
     expected = first.groupby(["course_id", "user_id"]).size()
     assert (early.loc[expected.index, "events"].to_numpy() == expected.to_numpy()).all()
+    assert (early.loc[expected.index, "first_seen"].to_numpy() == per.loc[expected.index, "t0"].to_numpy()).all()
+
+
+def test_a_learners_days_in_a_course_start_at_their_enrolment(settings):
+    """Someone who looked at a course's about page three weeks before enrolling: their
+    first two weeks and how long they have been in the course (and so whether they have
+    been there long enough for a known outcome) count from the enrolment."""
+    client = clickhouse.connect(settings)
+    migrate.migrate_clickhouse(settings, client=client)
+    b = Builder()
+    day1 = DAY1
+    about = dict(action="/courses/{course_id}/about", event_type=f"/courses/{COURSE}/about")
+    # alice: the about page, then three weeks later the enrolment page, the enrolment and some work
+    b.add("alice_w", day1 - timedelta(days=21), "access", **about)
+    b.add("alice_w", day1 - timedelta(seconds=20), "enrollment", "/change_enrollment")
+    b.add("alice_w", day1, "enrollment", "edx.course.enrollment.activated")
+    b.add("alice_w", day1 + timedelta(minutes=5), "content", "edx.ui.lms.sequence.tab_selected")
+    b.add("alice_w", day1 + timedelta(days=10), "content", "edx.ui.lms.sequence.tab_selected")
+    # bob enrolled before the log began: his first visit of the course home starts his time
+    b.add(
+        "bob_k", day1 + timedelta(hours=1), "access", f"/courses/{COURSE}/course", action="/courses/{course_id}/course"
+    )
+    b.add("bob_k", day1 + timedelta(hours=2), "content", "edx.ui.lms.sequence.tab_selected")
+    # carol only looked at the about page: she starts there
+    b.add("carol_z", day1 - timedelta(days=3), "access", **about)
+    client.insert("events", [rows.clickhouse_event_row(e) for e in b.events], column_names=list(ENRICHED_FIELDS))
+    runner = open_runner(settings)
+    as_of = day1 + timedelta(days=30)
+    now = features.load_features(runner, as_of).set_index("user_id")
+    early = features.load_features(runner, as_of, prediction.EARLY_DAYS).set_index("user_id")
+    alice, bob, carol = (LEARNERS[w][0] for w in ("alice_w", "bob_k", "carol_z"))
+    assert now.loc[alice, "events"] == 5  # every event of hers in the course
+    assert now.loc[alice, "first_seen"] == pd.Timestamp(day1)
+    assert now.loc[alice, "span_days"] == pytest.approx(10.0)
+    assert now.loc[alice, "present_days"] == pytest.approx(30.0)
+    # her first two weeks: the enrolment and her two visits, silent for the last four days
+    assert early.loc[alice, "events"] == 3
+    assert early.loc[alice, "first_seen"] == pd.Timestamp(day1)
+    assert early.loc[alice, "days_since_last"] == pytest.approx(4.0)
+    assert now.loc[bob, "first_seen"] == pd.Timestamp(day1 + timedelta(hours=1))
+    assert now.loc[carol, "first_seen"] == pd.Timestamp(day1 - timedelta(days=3))
 
 
 def test_early_features_count_the_last_week_units_and_first_try_points(settings, tmp_path):
@@ -258,12 +336,13 @@ def test_early_features_count_the_last_week_units_and_first_try_points(settings,
     # the same counts, done here in pandas from the events of each learner's first days
     ev = features.read_frame(
         runner,
-        """SELECT course_id, assumeNotNull(user_id) AS user_id, time, event_type, problem_id, success, grade,
-                  max_grade FROM course_events WHERE user_id IS NOT NULL""",
+        """SELECT course_id, assumeNotNull(user_id) AS user_id, time, event_type, interaction, problem_id, success,
+                  grade, max_grade FROM course_events WHERE user_id IS NOT NULL""",
     )
-    ev["t0"] = ev.groupby(["course_id", "user_id"])["time"].transform("min")
+    ev = ev.merge(starts(ev).reset_index(), on=["course_id", "user_id"])
     end = np.minimum(ev["t0"] + pd.Timedelta(days=prediction.EARLY_DAYS), pd.Timestamp(as_of))
-    ev = ev[ev["time"] < ev["t0"] + pd.Timedelta(days=prediction.EARLY_DAYS)].assign(end=end)
+    ev = ev.assign(end=end)
+    ev = ev[(ev["time"] >= ev["t0"]) & (ev["time"] < ev["t0"] + pd.Timedelta(days=prediction.EARLY_DAYS))]
     keys = ["course_id", "user_id"]
     recent = ev[ev["time"] >= ev["end"] - pd.Timedelta(days=7)].groupby(keys).size()
     got = early["recent_events"]

@@ -307,8 +307,15 @@ def _build_learners(rng: random.Random, cfg: GenConfig, courses: list[Course]) -
 #   problem is right with probability ability + U(-0.1, 0.1) on the first try, 0.15 more
 #   on each further try.
 # - stopping: a ``stops`` learner's sessions in a course end STOP_MEAN_DAYS (exponential)
-#   after they enrol; any other learner stops, with probability LATE_STOP, some time in
-#   the course (noise).
+#   after they enrol; any other learner stops, with probability LATE_STOP, between 7 days
+#   and the log's length in days after they enrol (noise). A session drawn for a learner
+#   who stopped goes to another learner of the course, drawn anew up to three times; the
+#   last one drawn has it even if they stopped too, so a learner who stopped still comes
+#   back now and then (noise). A stop may fall after the end of the log: the outcome
+#   counts it, the log cannot show it.
+# - how often a learner comes: sessions go to a course's learners in proportion to their
+#   activity, which is heavy-tailed (Pareto) and the same for every profile, so many
+#   learners who do not stop come on a day or two only.
 # - outcome of a (learner, course): final grade = ability + N(0, GRADE_SD) in [0, 1];
 #   at risk = they stopped, or the final grade is under PASS_GRADE.
 # ``truth`` returns these per learner and course; ``write_dir`` saves them next to the

@@ -8,10 +8,13 @@ LMS keeps it, averaged over the problems the learner tried), forum posts, days s
 last activity and progress (share of the course's known video and problem blocks the
 learner used), the events of the window's last seven days, the course units opened
 (sequence navigation and courseware pages) and the first-try points (the points the first
-checks earned over the points they offered, pooled over the problems tried). With
-``first_days`` it only looks at each learner's first days in the course: what is known
-"after two weeks", the input of the predictions. Reading goes through the analyst query path (a ``Runner``); the rest of
-this module is pure.
+checks earned over the points they offered, pooled over the problems tried). A learner's
+time in the course starts when they enrol (``START``): ``first_seen`` is that moment and
+``span_days`` and ``present_days`` count from it, not from a look at the course's about
+page before they enrolled (the counts take in every event). With ``first_days`` it only
+looks at each learner's first days in the course from that start: what is known "after
+two weeks", the input of the predictions. Reading goes through the analyst query path (a
+``Runner``); the rest of this module is pure.
 """
 
 from __future__ import annotations
@@ -56,6 +59,15 @@ BEHAVIOUR = (
 EARLY = ("recent_events", "units_visited", "first_try_points")
 
 
+# When a learner's time in a course starts (an aggregate over their events in it): their
+# first event other than a look at the course's about page or a request of the enrolment
+# page, which people make before they enrol, sometimes weeks before (or without finishing
+# it): the enrolment itself, or for someone enrolled before the log began, their first
+# visit. A learner with nothing but those in the log starts at their first event.
+_BEFORE = "interaction IN ('course_about.viewed', 'enrollment.changed')"
+START = f"if(countIf(NOT {_BEFORE}) > 0, minIf(time, NOT {_BEFORE}), min(time))"
+
+
 def features_sql(as_of: datetime, first_days: int | None = None, course: str | None = None) -> str:
     """One row per (course, learner) with events up to ``as_of`` (and, with
     ``first_days``, only in the learner's first that many days in the course)."""
@@ -63,17 +75,17 @@ def features_sql(as_of: datetime, first_days: int | None = None, course: str | N
     where = f"user_id IS NOT NULL AND time <= {until}"
     if course is not None:
         where += f" AND course_id = {format_query_value(course)}"
-    window = f"time < t0 + INTERVAL {int(first_days)} DAY" if first_days else "1"
+    window = f"time >= t0 AND time < t0 + INTERVAL {int(first_days)} DAY" if first_days else "1"
     # the window's end: days since the last activity are counted from it
     end = f"least({until}, t0 + INTERVAL {int(first_days)} DAY)" if first_days else until
-    columns = """course_id, assumeNotNull(user_id) AS user_id, time, category, event_type, session,
+    columns = """course_id, assumeNotNull(user_id) AS user_id, time, category, event_type, interaction, session,
                  video_id, problem_id, block_id, success, grade, max_grade, video_position"""
     if first_days:
-        # each learner's first time in the course, joined on to keep their first days
+        # each learner's start in the course, joined on to keep their first days from it
         ev = f"""
     SELECT e.* , f.t0 AS t0
     FROM (SELECT {columns} FROM course_events WHERE {where}) AS e
-    INNER JOIN (SELECT course_id, assumeNotNull(user_id) AS user_id, min(time) AS t0
+    INNER JOIN (SELECT course_id, assumeNotNull(user_id) AS user_id, {START} AS t0
                 FROM course_events WHERE {where} GROUP BY course_id, user_id) AS f
     USING (course_id, user_id)
     WHERE {window}"""
@@ -149,7 +161,7 @@ SELECT
     greatest(dateDiff('second', a.first_seen, a.window_end) / 86400.0, 1.0) AS present_days
 FROM (
     SELECT course_id, user_id,
-           min(time) AS first_seen, max(time) AS last_seen, any({end}) AS window_end,
+           {START} AS first_seen, max(time) AS last_seen, any({end}) AS window_end,
            uniqExact(toDate(time)) AS active_days,
            uniqExactIf(session, session IS NOT NULL) AS sessions,
            count() AS events,
@@ -198,7 +210,7 @@ SELECT s.course_id AS course_id, s.user_id AS user_id,
        avgIf(if(o.max_grade > 0, o.grade / o.max_grade, toFloat64(o.success = 1)),
              o.success IS NOT NULL AND o.problem_id IS NOT NULL) AS other_score
 FROM (SELECT course_id, assumeNotNull(user_id) AS user_id,
-             least(min(time) + INTERVAL {int(first_days)} DAY, {until}) AS window_end
+             least({START} + INTERVAL {int(first_days)} DAY, {until}) AS window_end
       FROM course_events WHERE {mine} GROUP BY course_id, user_id) AS s
 INNER JOIN (SELECT course_id, assumeNotNull(user_id) AS user_id, time, category, problem_id, success, grade, max_grade
             FROM course_events WHERE user_id IS NOT NULL AND time <= {until}) AS o

@@ -8,11 +8,12 @@ share of days they came on, the blocks they used per unit they opened, and the p
 first-try points), and what they did in their other courses before that moment; the
 targets come from the same learners' features now: the grade so far, and at risk =
 stopped (silent for ``STOP_DAYS`` days and three times their usual gap) or a grade so far
-under ``PASS_GRADE``. Only learners who have been in the course for ``MATURE_DAYS`` days
-have a known outcome. They are ordered by when they started: the earlier ``1 -
-VALIDATE_SHARE`` train, the later ones validate (so the figures say how the model does on
-learners it has not seen, who came later), then the models are refitted on all of them
-and predict every learner.
+under ``PASS_GRADE``. A learner's days in the course count from when they enrolled, not
+from a look at its about page before that (``features.START``). Only learners who have
+been in the course for ``MATURE_DAYS`` days have a known outcome. They are ordered by
+when they started: the earlier ``1 - VALIDATE_SHARE`` train, the later ones validate (so
+the figures say how the model does on learners it has not seen, who came later), then the
+models are refitted on all of them and predict every learner.
 
 The risk model is scikit-learn's histogram gradient boosting with the log loss (a
 logistic link on a sum of small trees) from ``BOOSTED_MIN`` learners with a known
@@ -43,7 +44,9 @@ from edxstream.analyst.analysis.features import BEHAVIOUR, EARLY, HISTORY, behav
 EARLY_DAYS = 14
 MATURE_DAYS = 28
 STOP_DAYS = 14
-PASS_GRADE = 0.6
+# the pass mark of Open edX's default grading policy ("Pass": 0.5), applied to the grade
+# so far as the LMS keeps it (each problem's latest score)
+PASS_GRADE = 0.5
 VALIDATE_SHARE = 0.3
 MIN_TRAIN = 30  # learners with a known outcome needed to fit ("not enough data" below)
 BOOSTED_MIN = 200  # from this many learners with a known outcome, boosted trees for the risk
