@@ -26,7 +26,7 @@ import ipaddress
 import logging
 import re
 from functools import lru_cache
-from typing import Any, Iterable, Literal, cast
+from typing import Any, Literal, cast
 from urllib.parse import quote, unquote
 
 import msgspec
@@ -93,27 +93,6 @@ FORM_IDENTITY_KEYS = frozenset(
 )
 EMAIL_MASK = "[email]"
 
-
-def alternation(words: Iterable[str]) -> str:
-    """A regex group matching exactly one of ``words``, factored by common prefixes
-    (``user(?:name|_id)?`` rather than ``username|user_id|user``). Python's engine tries
-    the branches of a plain alternation one after another at every place it looks; the
-    factored form settles on one character at a time, which makes the key search of
-    every analyst event about 2.5 times faster."""
-    return "(?:" + _factored(sorted(set(words))) + ")"
-
-
-def _factored(words: list[str]) -> str:
-    if "" in words:
-        rest = [w for w in words if w]
-        return f"(?:{_factored(rest)})?" if rest else ""
-    groups: dict[str, list[str]] = {}
-    for w in words:
-        groups.setdefault(w[0], []).append(w[1:])
-    branches = [re.escape(first) + _factored(tails) for first, tails in groups.items()]
-    return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
-
-
 # E-mail addresses in any text, also URL-encoded (%40) as query strings carry them: a
 # local part, an @, a dotted domain ending in letters (so a usage key such as
 # "type@problem+block@4f1a" is not one). The regex finds the @ and the domain (it starts
@@ -152,7 +131,7 @@ _QUERY_IDENTITY = re.compile(
 _QUERY_PROBE = re.compile(r"[?&;](?:username|user|user_name|student|author|email|user_id|student_id)=")
 # A form field above with a value, in lower-cased payload JSON (the LMS logs each field
 # as a list of strings; a key in JSON-in-a-string has escaped quotes).
-_FORM_FIELD = re.compile('"' + alternation(FORM_IDENTITY_KEYS) + '\\\\?":\\\\?[\\["]')
+_FORM_FIELD = re.compile('"(?:' + "|".join(sorted(FORM_IDENTITY_KEYS)) + ')\\\\?":\\\\?[\\["]')
 
 # Characters that can be part of an edX username (and of a URL path segment holding one):
 # a match must not be glued to more of them, so "ann" is not scrubbed out of "annual".
@@ -166,7 +145,9 @@ _MAYBE_IPV4 = re.compile(r"\.\d{1,3}\.\d{1,3}\.\d")
 # of nesting (a key in JSON-in-a-string is followed by an escaped quote, a backslash
 # first). Searched in the lower-cased text: the walk compares lower-cased keys, and a
 # case-sensitive search is 4x faster than an IGNORECASE one.
-_IDENTITY_KEY = re.compile('"' + alternation(USERNAME_KEYS | USER_ID_KEYS | IP_KEYS | SECRET_KEYS) + '[\\\\"]')
+_IDENTITY_KEY = re.compile(
+    '"(?:' + "|".join(sorted(re.escape(k) for k in USERNAME_KEYS | USER_ID_KEYS | IP_KEYS | SECRET_KEYS)) + ')[\\\\"]'
+)
 
 
 _KEY_OR_FORM_FIELD = re.compile(_IDENTITY_KEY.pattern + "|" + _FORM_FIELD.pattern)
