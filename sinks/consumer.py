@@ -115,9 +115,6 @@ class SinkLoop:
         self.pending_bytes = 0
         self.pending_since = 0.0
         self.message_bytes = ROW_BYTES  # the average size of the messages of the last batch
-        # Longest one wait for messages lasts: how often an idle sink looks at its stop
-        # flag, its written batch and its partitions.
-        self.idle_wait = 0.5
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"sink-{writer.name}-write")
         self.inflight: tuple[Future, list[Msg]] | None = None
         self._abandoned = False
@@ -192,23 +189,19 @@ class SinkLoop:
             started = time.monotonic()
             while not self.stop.is_set():
                 if self.pending:
-                    timeout = max(0.0, min(self.idle_wait, self.pending_since + batch_seconds - time.monotonic()))
-                    # as many more as the batch has room for, in messages and in bytes (at
-                    # the size of the messages seen so far)
-                    want = max(
-                        1,
-                        min(
-                            batch_rows - len(self.pending),
-                            10_000,
-                            (batch_bytes - self.pending_bytes) // self.message_bytes + 1,
-                        ),
-                    )
+                    timeout = max(0.0, min(0.5, self.pending_since + batch_seconds - time.monotonic()))
                 else:
-                    # Nothing held: ask for one message, so consume() returns as it arrives
-                    # and the batch's time limit runs from then. (consume() waits for as
-                    # many messages as it is asked for; asked for a batch, a live trickle
-                    # would wait out the whole timeout first, adding it to every row's delay.)
-                    timeout, want = self.idle_wait, 1
+                    timeout = 0.5
+                # as many more as the batch has room for, in messages and in bytes (at the
+                # size of the messages seen so far)
+                want = max(
+                    1,
+                    min(
+                        batch_rows - len(self.pending),
+                        10_000,
+                        (batch_bytes - self.pending_bytes) // self.message_bytes + 1,
+                    ),
+                )
                 msgs = self.consumer.consume(num_messages=want, timeout=timeout)
                 now = time.monotonic()
                 for m in msgs:

@@ -430,37 +430,3 @@ def test_two_sinks_under_one_home_each_report_in_their_own_metrics_file(settings
     one, two = listed["sink-mysql-1"], listed["sink-mysql-2"]
     assert one.pid != two.pid and one.pid == procs[0].pid and two.pid == procs[1].pid
     assert not one.running and not two.running and one.exit and two.exit
-
-
-def test_a_lone_event_is_written_without_waiting_out_the_idle_wait(settings):
-    """Live traffic is a trickle: an idle sink takes the first message as it arrives and
-    writes it once the batch time has passed, however long it is willing to wait for
-    messages when there are none."""
-    from sinks.consumer import SinkLoop
-
-    writer = mysql_sink.MySQLWriter(settings)
-    loop = SinkLoop(settings, writer, settings.mysql_sink_group, [settings.enriched_topic, settings.deadletter_topic])
-    loop.idle_wait = 30.0  # an idle sink waits half a minute for messages, unless one comes
-    thread = threading.Thread(target=loop.run, daemon=True)
-    thread.start()
-    try:
-        # the sink has joined its group and sits in a long wait when the event comes
-        deadline = time.monotonic() + 60
-        while not loop.held and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert loop.held, "the sink never got its partitions"
-        time.sleep(1.0)
-        events = make_events(1, seed=31)
-        produce_events(settings, events)
-        sent = time.monotonic()
-        while not mysql_table(settings, "events", "event_id") and time.monotonic() - sent < 25:
-            time.sleep(0.1)
-        took = time.monotonic() - sent
-        assert mysql_table(settings, "events", "event_id") == [mysql_expected_row(events[0])]
-        # far inside the half minute a batch-sized wait would take; batch time is 0.2 s
-        assert took < 15, f"the lone event took {took:.1f}s to reach MySQL"
-    finally:
-        loop.stop.set()
-        produce_events(settings, make_events(1, seed=32))  # wakes the wait to see the stop
-        thread.join(90)
-    assert not thread.is_alive()
