@@ -107,8 +107,10 @@ def faust_config(settings: Settings, web_port: Optional[int] = None) -> dict[str
       restart would rebuild anyway, and it doubles changelog traffic on two cores;
     - stream_wait_empty (default, kept): on a rebalance the worker finishes the batch
       in hand before giving a partition away, so two workers never write one key;
-    - a stream buffer of 1,024 records: a raw record holds up to 64 KB of lines, so
-      Faust's default-sized buffers would hold a gigabyte of read-ahead.
+    - a stream buffer of 128 records and fetches of at most 1 MB per partition: a raw
+      record holds up to 64 KB of lines, so larger read-ahead only holds memory (with
+      1,024 records and 8 MB the worker peaked 150 MB higher in the two-year bench, at
+      the same speed).
     """
     brokers = [f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap.split(",") if hp.strip()]
     return dict(
@@ -122,8 +124,8 @@ def faust_config(settings: Settings, web_port: Optional[int] = None) -> dict[str
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
         stream_wait_empty=True,
-        stream_buffer_maxsize=1024,
-        consumer_max_fetch_size=8 * 1024 * 1024,
+        stream_buffer_maxsize=128,
+        consumer_max_fetch_size=1024 * 1024,
         producer_acks=-1,
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
         producer_max_request_size=4 * 1024 * 1024,
@@ -555,7 +557,9 @@ class Counter:
         # whether `latest` holds every key of the table (rebuilt once after a restart or a
         # rebalance, so an unknown course is answered without a table scan per request)
         self.latest_complete = False
-        self._last_expiry: dict[int, float] = {}
+        # partition -> its open windows by end time (see windows.ExpiryQueue); a partition
+        # not in it has not been scanned since the last assignment
+        self.expiry: dict[int, win.ExpiryQueue] = {}
         self.out = _output(app, settings)
         self.app = app
         # partitions whose counts were checked against their state since the last
@@ -638,9 +642,10 @@ class Counter:
         await out.wait()
         t2 = time.perf_counter()
         for q, pkey, res in results:
+            queue = self._expiry_queue(q)
             for key, cell in res.changed.items():
                 self.counts.put(q, key, cell)
-                self._index(key)
+                queue.add(key, self._index(key))
             self.partitions.put(q, pkey, res.state)
             self._maybe_expire(q, res.state)
         t3 = time.perf_counter()
@@ -732,7 +737,8 @@ class Counter:
             "stream: %s[%d] counted up again; emitting its %d windows", self.settings.tally_topic, q, len(res.dims)
         )
 
-    def _index(self, key: str) -> None:
+    def _index(self, key: str) -> int:
+        """Enter a changed window in the view index; returns when the window ends."""
         _, course, size, start = win.split_key(key)
         per = self.latest.setdefault(course, {})
         cur = per.get(size)
@@ -740,25 +746,33 @@ class Counter:
             per[size] = (start, {key})
         elif start == cur[0]:
             cur[1].add(key)
+        return start + size
+
+    def _expiry_queue(self, q: int) -> win.ExpiryQueue:
+        """Partition q's open windows; after an assignment, those the table holds (from
+        the changelog) are queued by one scan."""
+        queue = self.expiry.get(q)
+        if queue is None:
+            queue = self.expiry[q] = win.ExpiryQueue()
+            prefix = f"{q}{win.SEP}"
+            for key in list(self.counts.store.keys()):
+                if key.startswith(prefix):
+                    queue.add(key)
+        return queue
 
     def _maybe_expire(self, q: int, pstate: win.PartitionState) -> None:
-        """Forget final windows of partition q (their last emitted value stands), at
-        most every 10 s: the scan is over the whole table."""
-        now = time.monotonic()
-        if now - self._last_expiry.get(q, 0.0) < 10.0:
-            return
-        self._last_expiry[q] = now
+        """Forget partition q's final windows (their last emitted value stands)."""
         closed = pstate.closed_before(self.raw_partitions, self.grace)
         if closed == float("-inf"):
             return
-        prefix = f"{q}{win.SEP}"
+        store = self.counts.store
         n = 0
-        for key in list(self.counts.store.keys()):
-            if key.startswith(prefix) and win.expired(key, closed):
+        for key in self._expiry_queue(q).pop_ended(closed):
+            if key in store:
                 self.counts.delete(q, key)
                 n += 1
-        if n:
-            self.metrics.windows_expired += n
+        self.metrics.windows_expired += n
+        self.metrics.windows_open = sum(len(queue) for queue in self.expiry.values())
 
     # -- what the views read ------------------------------------------------------------
     def course_counts(self, course: str) -> dict:
@@ -892,6 +906,7 @@ def create_app(
         assigned_once["v"] = True
         pipe.counter.latest_complete = False  # the new partitions' keys are not in the index yet
         pipe.counter.checked.clear()  # their tables were read again (see Counter._check_cells)
+        pipe.counter.expiry.clear()  # queued again from the tables (see Counter._expiry_queue)
         pipe.metrics.touch()
 
     @app.on_partitions_revoked.connect
@@ -906,7 +921,7 @@ def create_app(
         rate = m.rate()
         log.info(
             "stream: %d lines (%.0f/s), %d enriched, %d dead letters, %d duplicates, "
-            "%d counted, %d late (counted from the stored events), %d windows emitted",
+            "%d counted, %d late (counted from the stored events), %d windows emitted, %d open",
             m.lines,
             rate,
             m.enriched,
@@ -915,6 +930,7 @@ def create_app(
             m.counted,
             m.late,
             m.windows_emitted,
+            m.windows_open,
         )
         m.write(metrics_path, pipe.partition_states())
 

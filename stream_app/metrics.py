@@ -27,6 +27,7 @@ class Metrics:
     undecodable: int = 0  # tally records the counting agent could not read
     windows_emitted: int = 0
     windows_expired: int = 0
+    windows_open: int = 0  # windows held in memory, not final yet (the last batch's count)
     seeks_back: int = 0  # partitions sought back over records the consumer skipped
     # partitions whose counts came back behind what was counted, counted again before emitting
     rebuilds: int = 0

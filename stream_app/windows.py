@@ -34,6 +34,7 @@ exact lives here, so it can be tested without a broker:
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Optional
@@ -340,7 +341,46 @@ def expired(key: str, closed_before: float) -> bool:
     """True when no event can change this window any more: it ends before the oldest
     time an event may still have (see :meth:`PartitionState.closed_before`). A key of
     an older layout counts as expired, so that expiry clears it away."""
+    return window_end(key) <= closed_before
+
+
+def window_end(key: str) -> float:
+    """When the window of a cell key ends (epoch seconds); -inf for a key of an older
+    layout, which is thus always expired (see :func:`expired`)."""
     if not is_cell_key(key):
-        return True
+        return float("-inf")
     _, _, size, start = split_key(key)
-    return start + size <= closed_before
+    return start + size
+
+
+class ExpiryQueue:
+    """The open windows of one partition in the order they end, so that forgetting the
+    final ones touches only them.
+
+    Scanning the whole table instead costs a pass over every open window, so it could only
+    run every few seconds; a backfill counts weeks of event time in that while, and their
+    windows piled up in memory until the next pass. With the queue, expiry runs after
+    every batch and costs one heap push per new window."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, str]] = []
+        self._known: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def add(self, key: str, end: Optional[float] = None) -> None:
+        """Remember a window (known ones are ignored: a window changes many times)."""
+        if key in self._known:
+            return
+        self._known.add(key)
+        heapq.heappush(self._heap, (window_end(key) if end is None else end, key))
+
+    def pop_ended(self, closed_before: float) -> list[str]:
+        """The keys of the windows ending at or before ``closed_before``, forgotten here."""
+        heap, out = self._heap, []
+        while heap and heap[0][0] <= closed_before:
+            key = heapq.heappop(heap)[1]
+            self._known.discard(key)
+            out.append(key)
+        return out

@@ -48,6 +48,10 @@ def test_bench_small_reports_every_figure(mariadb, tmp_path):
         assert data["e2e_events"] == 4_000
         assert data["live_seen"] == data["live_lines"] > 0
         assert data["e2e_peak_mb"] and all(v > 0 for v in data["e2e_peak_mb"].values())
+        # the heap part of each peak, sampled: some, and never more than the peak
+        heap = data["e2e_peak_anon_mb"]
+        assert set(heap) == set(data["e2e_peak_mb"])
+        assert all(0 < heap[k] <= data["e2e_peak_mb"][k] for k in heap), heap
         # where the CPU went: each of our processes and the services they run on
         assert {"stream", "sink-mysql", "sink-clickhouse", "broker", "mariadbd"} <= set(data["e2e_cpu_seconds"])
         assert data["e2e_cpu_seconds"]["stream"] > 0

@@ -421,6 +421,58 @@ def test_worker_enriches_dead_letters_and_counts_exactly(settings, tmp_path):
     assert sum(p["late"] for p in final["partitions"].values()) == 1
 
 
+def test_final_windows_are_forgotten_as_the_counting_passes_them(settings, tmp_path):
+    """Ten days of events in one go, with a two-hour grace: the worker keeps in memory
+    only the windows that can still change, while every window's count stays exact."""
+    settings = settings.model_copy(update={"grace_seconds": 2 * 3600})
+    rnd = random.Random(11)
+    lines: list[Line] = []
+    offset = 0
+    n = 1200
+    for i in range(n):
+        t = BASE + timedelta(seconds=i * 10 * 86400 / n + rnd.uniform(-60, 60))
+        course = rnd.choice(COURSES)
+        et = rnd.choice(EVENT_TYPES)
+        raw, key, lid = _event(t, rnd.randint(1, 15), course, et)
+        lines.append(
+            Line(
+                raw,
+                "/var/log/tracking.log",
+                "fp-days",
+                offset,
+                key,
+                time=t.timestamp(),
+                course=course,
+                category=et[2],
+                action=et[3],
+                learner=lid,
+                counted_as=et[4],
+            )
+        )
+        offset += len(raw) + 1
+    cells = {(ln.course, size, int(ln.time // size) * size) for ln in lines for size in WINDOWS}
+    kafka_admin.ensure_topics(settings)
+    produce(settings, lines)
+    log = tmp_path / "worker.log"
+    metrics = tmp_path / "m.json"
+    proc = worker(settings, metrics=metrics, log=log)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and read_metrics(metrics).get("counted", 0) < n:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.3)
+        check_outputs(settings, lines, exactly_once_enriched=True)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+    wait_exit(proc, 30, log)
+    final = read_metrics(metrics)
+    assert sum(p["late"] for p in final["partitions"].values()) == 0
+    # every window was opened once and is now either forgotten or still open
+    assert final["windows_expired"] + final["windows_open"] == len(cells)
+    # what stays open is about the last grace period of ten days
+    assert final["windows_open"] < len(cells) / 10, (final["windows_open"], len(cells))
+
+
 @pytest.mark.slow
 def test_counts_exact_after_worker_is_killed_mid_stream_and_restarted(settings, tmp_path):
     lines = make_log(30000, seed=11)

@@ -211,6 +211,25 @@ def test_expiry_only_after_every_raw_partition_passes_end_plus_grace():
     assert win.expired(old, float("-inf"))
 
 
+def test_expiry_queue_hands_out_windows_in_the_order_they_end_once_each():
+    q = win.ExpiryQueue()
+    hour = win.cell_key(0, C, 3600, int(T0))
+    minute_late = win.cell_key(0, C, 60, int(T0) + 3600)
+    minute = win.cell_key(0, C, 60, int(T0))
+    old = win.SEP.join(["0", win.CATEGORY, C, "video", "3600", str(int(T0))])
+    for key in (hour, minute_late, minute, hour, minute, old):  # changed again and again
+        q.add(key)
+    assert len(q) == 4
+    assert q.pop_ended(T0) == [old]  # a key of the older layout goes at once
+    assert q.pop_ended(T0 + 59) == []
+    assert q.pop_ended(T0 + 3600) == [minute, hour]
+    assert q.pop_ended(T0 + 3600) == []
+    assert len(q) == 1
+    q.add(hour)  # a window seen again after it was handed out is queued again
+    assert q.pop_ended(T0 + 4000) == [hour, minute_late]
+    assert len(q) == 0
+
+
 def test_cells_survive_the_changelog_encoding():
     cell = win.Cell(
         hw={0: 5, 3: 9}, version=77, categories={"video": 3}, actions={"play_video": 2, "x": 1}, learners={"a", "b"}

@@ -67,16 +67,22 @@ def edxstream_argv(*args: str) -> list[str]:
 # -- processes ----------------------------------------------------------------------------
 
 
-def peak_rss_mb(pid: int) -> float | None:
-    """Peak resident memory of a running process (VmHWM), in MB."""
+def memory_mb(pid: int) -> dict[str, float]:
+    """A running process's memory from /proc, in MB: ``peak`` (VmHWM, the most it has
+    held resident), ``anon`` (RssAnon: its heap and stacks now) and ``file`` (RssFile:
+    pages of files it maps, shared libraries' code among them, which the kernel can drop
+    and read again). Empty once the process is gone."""
+    fields = {"VmHWM:": "peak", "RssAnon:": "anon", "RssFile:": "file"}
+    out: dict[str, float] = {}
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
+                name = fields.get(line.split(None, 1)[0]) if line.strip() else None
+                if name:
+                    out[name] = int(line.split()[1]) / 1024
     except OSError:
-        return None
-    return None
+        return {}
+    return out
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -111,13 +117,15 @@ class Component:
     proc: subprocess.Popen
     started: float = field(default_factory=time.monotonic)
     peak_mb: float = 0.0
+    # the most anonymous memory seen at a sample (heap, not mapped library code)
+    peak_anon_mb: float = 0.0
     cpu_s: float = 0.0
 
     def sample(self) -> None:
         if self.proc.poll() is None:
-            mb = peak_rss_mb(self.proc.pid)
-            if mb:
-                self.peak_mb = max(self.peak_mb, mb)
+            mem = memory_mb(self.proc.pid)
+            self.peak_mb = max(self.peak_mb, mem.get("peak", 0.0))
+            self.peak_anon_mb = max(self.peak_anon_mb, mem.get("anon", 0.0))
             cpu = cpu_seconds(self.proc.pid)
             if cpu:
                 self.cpu_s = max(self.cpu_s, cpu)
@@ -139,6 +147,7 @@ class Pipeline:
         self.env = settings_env(settings, **(env_extra or {}))
         self.components: dict[str, Component] = {}
         self.peaks: dict[str, float] = {}
+        self.anon_peaks: dict[str, float] = {}  # see Component.peak_anon_mb
         self.cpu: dict[str, float] = {}  # CPU seconds per component, as last sampled
 
     def __enter__(self) -> "Pipeline":
@@ -225,6 +234,7 @@ class Pipeline:
 
     def _forget(self, comp: Component) -> None:
         self.peaks[comp.name] = max(self.peaks.get(comp.name, 0.0), comp.peak_mb)
+        self.anon_peaks[comp.name] = max(self.anon_peaks.get(comp.name, 0.0), comp.peak_anon_mb)
         self.cpu[comp.name] = self.cpu.get(comp.name, 0.0) + comp.cpu_s
         self.components.pop(comp.name, None)
 
@@ -480,6 +490,7 @@ class RunResult:
     clickhouse_windows: int
     notes: list[str] = field(default_factory=list)
     cpu_s: dict[str, float] = field(default_factory=dict)  # per component, as last sampled
+    anon_peaks_mb: dict[str, float] = field(default_factory=dict)  # per component, sampled
 
 
 def prepare(pipe: Pipeline, reset: bool = True) -> None:
@@ -644,7 +655,18 @@ def backfill_until_written(
         pipe.run("sink-clickhouse-drain", "sink", "clickhouse", "--max-idle", "5", timeout=timeout)
         ch_s = time.monotonic() - t0
         ch_events, ch_windows = clickhouse_counts(s)
-    return RunResult(expected, ch_s, mysql_s, ship_s, dict(pipe.peaks), ch_events, ch_windows, notes, dict(pipe.cpu))
+    return RunResult(
+        expected,
+        ch_s,
+        mysql_s,
+        ship_s,
+        dict(pipe.peaks),
+        ch_events,
+        ch_windows,
+        notes,
+        dict(pipe.cpu),
+        dict(pipe.anon_peaks),
+    )
 
 
 # Seconds MySQL's counts must stand still, with every consumer caught up, before a
