@@ -1174,7 +1174,7 @@ def table(results: dict) -> str:
     for proc, mb in sorted(results.get("e2e_peak_mb", {}).items()):
         out.append(f"{'end to end: peak MB, ' + proc:<44} {mb:>14,.0f}")
     for proc, mb in sorted(results.get("e2e_peak_anon_mb", {}).items()):
-        out.append(f"{'end to end: peak heap MB (sampled), ' + proc:<44} {mb:>14,.0f}")
+        out.append(f"{'end to end: heap MB (sampled), ' + proc:<44} {mb:>14,.0f}")
     for proc, cpu in sorted(results.get("e2e_cpu_seconds", {}).items()):
         out.append(f"{'end to end: CPU s, ' + proc:<44} {cpu:>14,.1f}")
     if results.get("mysql_server"):
