@@ -674,12 +674,7 @@ class Counter:
         self.checked.add(q)
         if not ps.cells_hw:
             return
-        prefix = f"{q}{win.SEP}"
-        cells = (
-            self.counts.get(k) or win.Cell()
-            for k in list(self.counts.store.keys())
-            if k.startswith(prefix) and win.is_cell_key(k)
-        )
+        cells = (self.counts.get(k) or win.Cell() for k in self._keys_of(q) if win.is_cell_key(k))
         if not win.cells_behind(ps, cells):
             return
         tp = next(e.message.tp for e in events if e.message.partition == q)
@@ -725,9 +720,8 @@ class Counter:
             res.dims.clear()
             return
         ps.hold_until = None
-        prefix = f"{q}{win.SEP}"
-        for key in list(self.counts.store.keys()):
-            if key.startswith(prefix) and win.is_cell_key(key) and key not in res.changed:
+        for key in self._keys_of(q):
+            if win.is_cell_key(key) and key not in res.changed:
                 cell = self.counts.get(key)
                 if cell is not None:
                     res.changed[key] = cell
@@ -755,11 +749,15 @@ class Counter:
         queue = self.expiry.get(q)
         if queue is None:
             queue = self.expiry[q] = win.ExpiryQueue()
-            prefix = f"{q}{win.SEP}"
-            for key in list(self.counts.store.keys()):
-                if key.startswith(prefix):
-                    queue.add(key)
+            for key in self._keys_of(q):
+                queue.add(key)
         return queue
+
+    def _keys_of(self, q: int) -> list[str]:
+        """Every key of partition q's cells in the counts table (a scan of the whole
+        table, whose keys start with their partition), cells of older layouts included."""
+        prefix = f"{q}{win.SEP}"
+        return [key for key in self.counts.store.keys() if key.startswith(prefix)]
 
     def _maybe_expire(self, q: int, pstate: win.PartitionState) -> None:
         """Forget partition q's final windows (their last emitted value stands)."""

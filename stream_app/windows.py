@@ -337,16 +337,11 @@ def is_cell_key(key: str) -> bool:
     return key.count(SEP) == 3
 
 
-def expired(key: str, closed_before: float) -> bool:
-    """True when no event can change this window any more: it ends before the oldest
-    time an event may still have (see :meth:`PartitionState.closed_before`). A key of
-    an older layout counts as expired, so that expiry clears it away."""
-    return window_end(key) <= closed_before
-
-
 def window_end(key: str) -> float:
-    """When the window of a cell key ends (epoch seconds); -inf for a key of an older
-    layout, which is thus always expired (see :func:`expired`)."""
+    """When the window of a cell key ends (epoch seconds). A window is final, and can be
+    forgotten, once it ends at or before the oldest time an event may still have (see
+    :meth:`PartitionState.closed_before`). A key of an older layout gets -inf, so that
+    expiry clears it away at once."""
     if not is_cell_key(key):
         return float("-inf")
     _, _, size, start = split_key(key)

@@ -202,13 +202,16 @@ def test_expiry_only_after_every_raw_partition_passes_end_plus_grace():
     # raw partition 1 not seen yet: it may still bring anything
     assert ps.closed_before(2, grace) == float("-inf")
     ps.marks[1] = T0 + 3600 + grace - 1
-    assert not win.expired(key, ps.closed_before(2, grace))
+    queue = win.ExpiryQueue()
+    queue.add(key)
+    assert queue.pop_ended(ps.closed_before(2, grace)) == []
     ps.marks[1] = T0 + 3600 + grace
-    assert win.expired(key, ps.closed_before(2, grace))
+    assert queue.pop_ended(ps.closed_before(2, grace)) == [key]
     # a cell of the one-cell-per-dimension layout that came before: cleared by expiry
     old = win.SEP.join(["0", win.CATEGORY, C, "video", "3600", str(int(T0))])
     assert not win.is_cell_key(old) and not win.is_cell_key(state.MARKER_KEY) and win.is_cell_key(key)
-    assert win.expired(old, float("-inf"))
+    queue.add(old)
+    assert queue.pop_ended(float("-inf")) == [old]
 
 
 def test_expiry_queue_hands_out_windows_in_the_order_they_end_once_each():

@@ -69,17 +69,18 @@ def edxstream_argv(*args: str) -> list[str]:
 
 def memory_mb(pid: int) -> dict[str, float]:
     """A running process's memory from /proc, in MB: ``peak`` (VmHWM, the most it has
-    held resident), ``anon`` (RssAnon: its heap and stacks now) and ``file`` (RssFile:
-    pages of files it maps, shared libraries' code among them, which the kernel can drop
-    and read again). Empty once the process is gone."""
-    fields = {"VmHWM:": "peak", "RssAnon:": "anon", "RssFile:": "file"}
+    held resident) and ``anon`` (RssAnon: its heap and stacks now; the rest of what is
+    resident is mostly mapped files, shared libraries' code among them). Empty once the
+    process is gone."""
+    fields = {"VmHWM:": "peak", "RssAnon:": "anon"}
     out: dict[str, float] = {}
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                name = fields.get(line.split(None, 1)[0]) if line.strip() else None
+                parts = line.split()
+                name = fields.get(parts[0]) if parts else None
                 if name:
-                    out[name] = int(line.split()[1]) / 1024
+                    out[name] = int(parts[1]) / 1024
     except OSError:
         return {}
     return out
